@@ -1,0 +1,54 @@
+"""Make numba's thread pool obey threadpoolctl.
+
+threadpoolctl knows BLAS and OpenMP libraries but not numba, so
+``threadpool_limits(1)`` alone would leave every ``prange`` kernel on all cores.
+We register a small :class:`threadpoolctl.LibController` for numba's threading
+layer library; threadpoolctl then finds it among the loaded shared objects and
+calls :func:`numba.set_num_threads` like it calls ``openblas_set_num_threads``.
+
+numba's thread count is thread-local, so a limit set in one thread (a joblib
+worker thread, say) does not leak into another; process-based joblib workers
+(loky) already get ``NUMBA_NUM_THREADS`` capped by joblib.
+"""
+
+from __future__ import annotations
+
+import numba
+import threadpoolctl
+
+
+class NumbaController(threadpoolctl.LibController):
+    """threadpoolctl controller for numba's parallel threading layer."""
+
+    user_api = "numba"
+    internal_api = "numba"
+    # the threading-layer extension modules numba loads when its pool starts
+    filename_prefixes = ("omppool", "workqueue", "tbbpool")
+
+    def get_num_threads(self):
+        return numba.get_num_threads()
+
+    def set_num_threads(self, num_threads):
+        numba.set_num_threads(max(1, min(int(num_threads), numba.config.NUMBA_NUM_THREADS)))
+
+    def get_version(self):
+        return numba.__version__
+
+    def set_additional_attributes(self):
+        self.threading_layer = numba.config.THREADING_LAYER
+
+
+def _register() -> None:
+    # Start numba's pool now so its library is loaded (and so discoverable by
+    # threadpoolctl) before anybody calls threadpool_limits.
+    numba.get_num_threads()
+    if NumbaController not in threadpoolctl._ALL_CONTROLLERS:
+        threadpoolctl.register(NumbaController)
+
+
+def effective_n_threads() -> int:
+    """Number of threads numba kernels will use in the calling thread."""
+    return numba.get_num_threads()
+
+
+_register()
