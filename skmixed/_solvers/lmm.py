@@ -45,17 +45,23 @@ class CrossProducts:
                              self.n_obs + other.n_obs)
 
 
-def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None) -> CrossProducts:
-    """One pass over the rows filling the blocks of ``A`` for ``layout``."""
+def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None, z_source=None) -> CrossProducts:
+    """One pass over the rows filling the blocks of ``A`` for ``layout``.
+
+    ``z_source`` (default ``X``) is the matrix the random-effect columns are read
+    from; passing it separately lets callers use a fixed part with fewer (or no)
+    columns than the random terms refer to, e.g. BLUPs for an offset response.
+    """
     import numba
 
     n = X.shape[0]
+    zs = X if z_source is None else z_source
     w = np.ones(n) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     b1 = layout.blocks[0]
-    Z1 = b1.z_rows(X)
+    Z1 = b1.z_rows(zs)
     dense = layout.blocks[1:]
     if dense:
-        Zd = np.ascontiguousarray(np.hstack([b.z_rows(X) for b in dense]))
+        Zd = np.ascontiguousarray(np.hstack([b.z_rows(zs) for b in dense]))
     else:
         Zd = np.empty((n, 0))
     zoff = np.zeros(len(dense), dtype=np.int64)
