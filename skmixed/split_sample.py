@@ -12,6 +12,7 @@ from joblib import Parallel, cpu_count, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_random_state, get_tags
+from sklearn.utils._available_if import available_if
 from sklearn.utils._indexing import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
@@ -214,13 +215,19 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         part = ssplit.assign_parts(codes, J, n, M, self.strategy, gen)
         parts = ssplit.subsample_parts(M, self.strategy)
         rows_of_part = [np.flatnonzero(part == k) for k in range(M)]
+        if min(len(r) for r in rows_of_part) == 0:
+            raise ValueError(f"n_samples={n} is too few to split into n_subsamples={M} parts")
         row_sets = [np.sort(np.concatenate([rows_of_part[k] for k in pt])) if len(pt) > 1
                     else rows_of_part[pt[0]] for pt in parts]
 
         n_tasks = len(row_sets)
         n_conc = max(1, min(n_tasks, effective_n_jobs(self.n_jobs)))
         n_threads = max(1, cpu_count() // n_conc)
-        y_in = np.asarray(y) if not isinstance(y, (pd.Series, pd.DataFrame)) else y
+        # plain sequences become arrays (pandas objects stay: names and dtypes matter)
+        X = X if hasattr(X, "iloc") else np.asarray(X)
+        y_in = y if hasattr(y, "iloc") else np.asarray(y)
+        if groups is not None and not hasattr(groups, "iloc"):
+            groups = np.asarray(groups)
 
         def tasks():
             # a generator: joblib dispatches lazily, so only a few subsamples are
@@ -396,11 +403,10 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         return self.combined_estimator_.predict(X, groups)
 
+    @available_if(lambda self: hasattr(self.estimator, "predict_proba"))
     def predict_proba(self, X, groups=None):
         """Class probabilities (classifiers only), from the combined parameters."""
         check_is_fitted(self)
-        if not hasattr(self.combined_estimator_, "predict_proba"):
-            raise AttributeError(f"{type(self.estimator).__name__} has no predict_proba")
         return self.combined_estimator_.predict_proba(X, groups)
 
     def score(self, X, y, groups=None, sample_weight=None):
