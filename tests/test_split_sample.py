@@ -293,3 +293,26 @@ def test_gridsearch_routes_groups(routing):
     # the routed groups reached the subsample fits: random effects for all 80 groups
     assert len(best.random_effects_["g"]) == 80
     assert best.cov_re_["g"].iloc[0, 0] == pytest.approx(0.25, rel=0.4)
+
+
+def test_logit_modes_match_glmer_conditional_modes(reference):
+    """Per-group Newton at lme4's (beta, Sigma) reproduces glmer's ranef and fitted values.
+
+    glmer(y ~ period + (1 | herd), cbpp_bernoulli, family = binomial), lme4 1.1-31 (tests/data).
+    """
+    from skmixed._design.grouping import make_factors
+    from skmixed._design.layout import ReBlock
+    from skmixed.datasets import load_cbpp_bernoulli
+
+    ref = reference("cbpp_bernoulli_laplace")
+    df = load_cbpp_bernoulli()
+    X = np.column_stack([np.ones(len(df))] + [(df["period"] == k).to_numpy(float) for k in "234"])
+    f = make_factors(df["herd"])[0]
+    blk = ReBlock(0, f.n_levels, ["(Intercept)"], [-1], np.ones((1, 1), dtype=bool))
+    beta = np.array([ref["fixef"][k] for k in ["(Intercept)", "period2", "period3", "period4"]])
+    b, mu = ssplit.logit_modes(X, df["y"].to_numpy(float), None, f.codes, blk, beta,
+                               np.array([[ref["varcorr"][0]["vcov"]]]))
+    want = pd.Series({r["level"]: r["(Intercept)"] for r in ref["ranef"]["herd"]})
+    got = pd.Series(b[:, 0], index=f.levels.astype(str))
+    np.testing.assert_allclose(got.loc[want.index], want, atol=1e-7)
+    np.testing.assert_allclose(mu[:len(ref["fitted_head"])], ref["fitted_head"], atol=1e-8)
