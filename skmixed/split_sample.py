@@ -281,15 +281,37 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors]) if fd.terms else []
         covs = [cov_re[fd.factors[b.factor].name].loc[b.names, b.names].to_numpy() for b in blocks]
         is_lmm = self._is_lmm() and has_sigma
+        is_logit = self._is_logit()
+        single = len(blocks) == 1 and (is_lmm or is_logit)
+        # random effects given the combined parameters (and, for the logistic model,
+        # the fitted probabilities that linearise it)
+        re_values, mu = [], None
+        if blocks and is_lmm:
+            re_values = ssplit.lmm_blups(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], blocks, beta,
+                                         covs, sigma)
+        elif single and is_logit:
+            blk = blocks[0]
+            b, mu = ssplit.logit_modes(fd.X, fd.y, fd.weights, fd.factors[blk.factor].codes, blk, beta, covs[0])
+            re_values = [b]
+        elif blocks:
+            re_values = self._average_subsample_effects(fd, blocks)
+
         # covariance of the combined fixed effects
         self.covariance_rule_ = "independent"
         if self.strategy == "groups" or (not blocks and self.strategy == "within"):
             V = sum(Ws @ Vs @ Ws.T for Ws, Vs in zip(W, vcovs))
-        elif is_lmm and len(blocks) == 1:
+        elif single:
             blk = blocks[0]
-            pb = ssplit.part_group_blocks(fd.X, fd.y, fd.weights, fd.factors[blk.factor].codes, blk.n_levels,
+            if is_lmm:
+                row_w, s2 = fd.weights, sigma**2
+            else:
+                # the logistic GLMM linearised at the conditional modes: working weights
+                # mu (1 - mu), unit scale (the PQL / Laplace quadratic approximation)
+                row_w = mu * (1.0 - mu) * (1.0 if fd.weights is None else fd.weights)
+                s2 = 1.0
+            pb = ssplit.part_group_blocks(fd.X, fd.y, row_w, fd.factors[blk.factor].codes, blk.n_levels,
                                           blk.intercept_slopes, part, self.n_subsamples)
-            V, _, _ = ssplit.lmm_sandwich(pb, blk.q, p, covs[0], sigma**2, parts, W)
+            V, _, _ = ssplit.lmm_sandwich(pb, blk.q, p, covs[0], s2, parts, W)
             self.covariance_rule_ = "sandwich"
         else:
             V = ssplit.moment_covariance(betas, vcovs, W)
@@ -302,13 +324,6 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         if sigma is not None:
             self.sigma_ = sigma
 
-        # random effects given the combined parameters
-        re_values = []
-        if blocks and is_lmm:
-            re_values = ssplit.lmm_blups(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], blocks, beta,
-                                         covs, sigma)
-        elif blocks:
-            re_values = self._average_subsample_effects(fd, blocks)
         self.random_effects_ = {fd.factors[b.factor].name: pd.DataFrame(v, index=fd.factors[b.factor].levels,
                                                                         columns=b.names)
                                 for b, v in zip(blocks, re_values)}
@@ -329,7 +344,10 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         comb._re_values = [np.asarray(v) for v in re_values]
         comb.random_effects_ = self.random_effects_
         comb.n_groups_ = {f.name: f.n_levels for f in fd.factors}
-        comb.intercept_, comb.coef_ = comb._sklearn_coefs(fd, beta)
+        icpt, coef = comb._sklearn_coefs(fd, beta)
+        # keep the wrapped estimator's shapes (classifiers: (1,) and (1, p))
+        comb.intercept_ = np.reshape(icpt, np.shape(self.estimators_[0].intercept_))
+        comb.coef_ = np.reshape(coef, np.shape(self.estimators_[0].coef_))
         self.combined_estimator_ = comb
         self.intercept_, self.coef_ = comb.intercept_, comb.coef_
         self.factors_ = comb.factors_
@@ -345,6 +363,10 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         from .linear import MixedLinearRegressor
 
         return isinstance(self.estimator, MixedLinearRegressor)
+
+    def _is_logit(self):
+        # duck-typed: a skmixed classifier is the binomial-logit GLMM
+        return get_tags(self.estimator).estimator_type == "classifier"
 
     def _average_subsample_effects(self, fd, blocks):
         """Fallback for non-LMM estimators: average each level's subsample conditional modes
