@@ -316,3 +316,52 @@ def test_logit_modes_match_glmer_conditional_modes(reference):
     got = pd.Series(b[:, 0], index=f.levels.astype(str))
     np.testing.assert_allclose(got.loc[want.index], want, atol=1e-7)
     np.testing.assert_allclose(mu[:len(ref["fitted_head"])], ref["fitted_head"], atol=1e-8)
+
+
+# ---------------------------------------------------------------------------- logistic GLMM
+import skmixed  # noqa: E402
+
+MixedLogisticRegressor = getattr(skmixed, "MixedLogisticRegressor", None)
+needs_logistic = pytest.mark.skipif(MixedLogisticRegressor is None, reason="MixedLogisticRegressor not in this build")
+
+
+@pytest.fixture(scope="module")
+def binary():
+    df = make_big_grouped_data(60_000, 240, seed=12)
+    X, y, g = df[["x", "b"]], df["y_bin"].map({0: "no", 1: "yes"}), df["g"]
+    return X, y, g, MixedLogisticRegressor().fit(X, y, groups=g)
+
+
+@needs_logistic
+@pytest.mark.parametrize("strategy,rule", [("groups", "independent"), ("within", "sandwich"),
+                                           ("pairwise", "sandwich")])
+def test_logistic_strategies_match_full_fit(binary, strategy, rule):
+    X, y, g, full = binary
+    ss = SplitSampleMixed(MixedLogisticRegressor(), n_subsamples=4, strategy=strategy, random_state=0).fit(
+        X, y, groups=g)
+    assert ss.covariance_rule_ == rule
+    z = (ss.fixed_effects_ - full.fixed_effects_) / full.fixed_effects_se_
+    assert np.all(np.abs(z) < 0.5), z
+    ratio = ss.fixed_effects_se_ / full.fixed_effects_se_
+    assert np.all(np.abs(ratio - 1) < 0.1), ratio
+    # Laplace variance estimates on 60 groups per subsample are biased low a little
+    assert abs(ss.cov_re_["g"].iloc[0, 0] / full.cov_re_["g"].iloc[0, 0] - 1) < 0.1
+    # conditional modes recomputed at the combined parameters for all 240 groups
+    np.testing.assert_allclose(ss.random_effects_["g"], full.random_effects_["g"], atol=0.03)
+    assert list(ss.classes_) == ["no", "yes"] and ss.coef_.shape == (1, 2) and ss.intercept_.shape == (1,)
+    proba = ss.predict_proba(X.iloc[:50], g.iloc[:50])
+    np.testing.assert_allclose(proba, full.predict_proba(X.iloc[:50], g.iloc[:50]), atol=0.01)
+    assert set(ss.predict(X.iloc[:50], g.iloc[:50])) <= {"no", "yes"}
+    assert ss.score(X, y, groups=g) == pytest.approx(full.score(X, y, groups=g), abs=0.005)
+
+
+@needs_logistic
+def test_logistic_modes_at_its_own_estimates():
+    """logit_modes at a fitted GLMM's (beta, Sigma) reproduces its conditional modes."""
+    df = make_big_grouped_data(20_000, 100, seed=13)
+    m = MixedLogisticRegressor().fit(df[["x", "b"]], df["y_bin"], groups=df["g"])
+    fd = clone(m)._prepare_fit(df[["x", "b"]], df["y_bin"], df["g"])
+    blk = amalgamate(fd.terms, [100])[0]
+    b, _ = ssplit.logit_modes(fd.X, fd.y, None, fd.factors[0].codes, blk, m.fixed_effects_.to_numpy(),
+                              m.cov_re_["g"].to_numpy())
+    np.testing.assert_allclose(b, m.random_effects_["g"].to_numpy(), atol=1e-6)
