@@ -274,13 +274,18 @@ def main():
     ap.add_argument("--per-group", type=int, default=20)
     ap.add_argument("--sim-M", type=int, default=4)
     ap.add_argument("--part", type=int, nargs="*", default=[1, 2, 3])
+    ap.add_argument("--model", choices=["linear", "logistic", "both"], default="both", help="part 1 models")
     ap.add_argument("--no-r", action="store_true", help="skip lme4 even when Rscript is installed")
     args = ap.parse_args()
     print(f"# SplitSampleMixed benchmark\n\n{machine_line()}")
     if 1 in args.part:
-        part1(args)
-        if have_logistic():
-            part1(args, cls="MixedLogisticRegressor", response="y_bin")
+        if args.model in ("linear", "both"):
+            part1(args)
+        if args.model in ("logistic", "both"):
+            if have_logistic():
+                part1(args, cls="MixedLogisticRegressor", response="y_bin")
+            else:
+                print("\n## Part 1 (logistic): skipped (MixedLogisticRegressor not available in this build)")
     if 2 in args.part:
         part2(args)
     if 3 in args.part:

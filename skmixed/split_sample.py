@@ -291,7 +291,10 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
                                          covs, sigma)
         elif single and is_logit:
             blk = blocks[0]
-            b, mu = ssplit.logit_modes(fd.X, fd.y, fd.weights, fd.factors[blk.factor].codes, blk, beta, covs[0])
+            # warm start from the subsample fits' modes: a few Newton steps remain
+            b0 = self._average_subsample_effects(fd, blocks)[0]
+            b, mu = ssplit.logit_modes(fd.X, fd.y, fd.weights, fd.factors[blk.factor].codes, blk, beta, covs[0],
+                                       b0=b0)
             re_values = [b]
         elif blocks:
             re_values = self._average_subsample_effects(fd, blocks)

@@ -227,14 +227,15 @@ def lmm_blups(X, y, weights, factor_codes, blocks, beta, covs, sigma):
     return res.b
 
 
-def logit_modes(X, y, weights, codes, block, beta, Sigma, tol=1e-10, maxit=100):
+def logit_modes(X, y, weights, codes, block, beta, Sigma, b0=None, tol=1e-10, maxit=100):
     """Conditional modes of a logistic GLMM with one grouping factor, given ``beta`` and ``Sigma``.
 
     Per-group Newton on ``u`` (``b = Lambda u``, ``Lambda Lambda' = Sigma``):
     maximise ``sum_i w_i [y_i eta_i - log(1 + e^eta_i)] - |u_j|^2 / 2``. All
     groups step together; each iteration is one pass of the core kernel
     (per-group ``Z'WZ`` and ``Z'(y - mu)``) and ``J`` small solves, with step
-    halving per group when the penalised log-likelihood would drop.
+    halving per group when the penalised log-likelihood would drop. ``b0``
+    (e.g. the subsample fits' modes) is a warm start.
     Returns ``(b, mu)``: the (J, q) modes and the fitted probabilities.
     """
     from scipy.special import expit
@@ -249,7 +250,7 @@ def logit_modes(X, y, weights, codes, block, beta, Sigma, tol=1e-10, maxit=100):
     blk = type(block)(0, J, list(block.names), list(range(q)), block.pattern)
     layout = BlockLayout.build([blk], [codes], 0)
     empty = np.empty((n, 0))
-    u = np.zeros((J, q))
+    u = np.zeros((J, q)) if b0 is None else np.linalg.solve(lam, np.asarray(b0, dtype=float).T).T
 
     def penalised(u):
         eta = eta0 + np.einsum("iq,iq->i", ZL, u[codes])
