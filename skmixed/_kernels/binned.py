@@ -1,0 +1,254 @@
+"""Discretized covariates and binned cross-products (Li & Wood 2020, mgcv ``discrete=TRUE``).
+
+A model term t is stored as a small matrix ``Xbar_t`` (m_t x p_t, the basis evaluated at the
+m_t distinct covariate values), an index ``k_t`` (n,) saying which row of ``Xbar_t`` row i uses,
+and optionally a per-row multiplier ``z_t`` (random slopes, ``by`` variables):
+X_t[i, :] = z_t[i] * Xbar_t[k_t[i], :].  Random-effect terms use the group codes as index and the
+identity as ``Xbar``.  Nothing n x p is ever formed.
+
+:func:`binned_pass` does one pass over the rows per PIRLS iteration: it evaluates the linear
+predictor from the per-term fitted values, the working weights and response of the family, and
+accumulates for every pair of terms the n-independent summary from which X'WX is finished by
+small matrix products:
+
+* mode 0 (same index): d[k] += w z_a z_b                -> Xbar_a' diag(d) Xbar_b
+* mode 1 (Wbar, m_a m_b small): W[k_a, k_b] += w z_a z_b   -> Xbar_a' W Xbar_b
+* mode 2 (C):  C[k_a, :] += w z_a z_b Xbar_b[k_b, :]     -> Xbar_a' C
+
+and for every term the binned working response r[k_t] += w z_t z (-> X_t'Wz = Xbar_t' r).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+GAUSSIAN, BINOMIAL, POISSON = 0, 1, 2
+_EPS = 1e-10
+
+
+@njit(cache=True)
+def count_unique_upto(x, m):
+    """Number of distinct values in ``x``, or ``m + 1`` as soon as more than ``m`` are seen.
+
+    Keeps a sorted buffer of at most m+1 values (binary-search insertion), so continuous data
+    stop after about m rows and few-valued data cost O(n log m).
+    """
+    buf = np.empty(m + 1)
+    cnt = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        lo, hi = 0, cnt
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if buf[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < cnt and buf[lo] == v:
+            continue
+        if cnt == m + 1:
+            return m + 1
+        for j in range(cnt, lo, -1):
+            buf[j] = buf[j - 1]
+        buf[lo] = v
+        cnt += 1
+    return cnt
+
+
+@njit(cache=True)
+def _round_to_grid(x, lo, dx, m):
+    k = np.empty(x.shape[0], dtype=np.int64)
+    for i in range(x.shape[0]):
+        j = np.int64(np.floor((x[i] - lo) / dx + 0.5))
+        if j < 0:
+            j = 0
+        elif j >= m:
+            j = m - 1
+        k[i] = j
+    return k
+
+
+@njit(cache=True)
+def _remap(k, m):
+    # keep only the grid points that occur; returns new index and the kept old indices
+    used = np.zeros(m, dtype=np.int64)
+    for i in range(k.shape[0]):
+        used[k[i]] = 1
+    newid = np.empty(m, dtype=np.int64)
+    c = 0
+    for j in range(m):
+        newid[j] = c
+        c += used[j]
+    kept = np.empty(c, dtype=np.int64)
+    for j in range(m):
+        if used[j]:
+            kept[newid[j]] = j
+    out = np.empty(k.shape[0], dtype=np.int64)
+    for i in range(k.shape[0]):
+        out[i] = newid[k[i]]
+    return out, kept
+
+
+def discretize(x, m=1000, exact=False):
+    """Distinct values of ``x`` and an int64 index into them (mgcv's ``compress.df``, 1-D).
+
+    With at most ``m`` distinct values (or ``exact=True``) the values are exact; otherwise ``x`` is
+    rounded to the nearest of ``m`` equally spaced points over its range and only the points that
+    occur are kept.
+
+    Parameters
+    ----------
+    x : ndarray (n,)
+    m : int, default=1000
+    exact : bool, default=False
+        Never round (``discrete=False``).
+
+    Returns
+    -------
+    values : ndarray (m_u,), sorted
+    index : ndarray (n,) int64, ``values[index]`` is the (rounded) x
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v, k = discretize(np.array([0.3, 0.1, 0.3]))
+    >>> v.tolist(), k.tolist()
+    ([0.1, 0.3], [1, 0, 1])
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if exact or count_unique_upto(x, m) <= m:
+        values, index = np.unique(x, return_inverse=True)
+        return values, index.astype(np.int64).ravel()
+    lo, hi = float(x.min()), float(x.max())
+    dx = (hi - lo) / (m - 1)
+    k = _round_to_grid(x, lo, dx, m)
+    index, kept = _remap(k, m)
+    return lo + kept * dx, index
+
+
+@njit(cache=True)
+def _family_wz(fam, yi, eta, pw):
+    """Working weight, working response and deviance contribution of one row."""
+    if fam == GAUSSIAN:
+        r = yi - eta
+        return pw, yi, pw * r * r
+    if fam == BINOMIAL:
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        if mu < _EPS:
+            mu = _EPS
+        elif mu > 1.0 - _EPS:
+            mu = 1.0 - _EPS
+        v = mu * (1.0 - mu)
+        d = 0.0
+        if yi > 0:
+            d += yi * np.log(yi / mu)
+        if yi < 1:
+            d += (1.0 - yi) * np.log((1.0 - yi) / (1.0 - mu))
+        return pw * v, eta + (yi - mu) / v, 2.0 * pw * d
+    # poisson, log link
+    mu = np.exp(eta)
+    if mu < _EPS:
+        mu = _EPS
+    d = -(yi - mu)
+    if yi > 0:
+        d += yi * np.log(yi / mu)
+    return pw * mu, eta + (yi - mu) / mu, 2.0 * pw * d
+
+
+@njit(cache=True)
+def _init_eta(fam, yi):
+    # mgcv's family$initialize / mustart
+    if fam == BINOMIAL:
+        mu = (yi + 0.5) / 2.0
+        return np.log(mu / (1.0 - mu))
+    if fam == POISSON:
+        return np.log(yi + 0.1)
+    return yi
+
+
+@njit(parallel=True, cache=True)
+def binned_pass(K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pcol_b, Xflat, xoff,
+                boff, btot, roff, rtot, nchunks):
+    """One pass over the rows: linear predictor, working weights, binned cross-products.
+
+    Parameters
+    ----------
+    K : int64 (T, n)       per-term index into the term's distinct rows
+    zid : int64 (T,)       row of ``Zm`` holding the term's multiplier, -1 = none
+    Zm : float64 (nz, n)   row multipliers
+    y, pw : float64 (n,)   response, prior weights
+    fam : int              GAUSSIAN / BINOMIAL / POISSON
+    init : bool            start from the family's mustart instead of V
+    V : float64 (sum m_t)  per-term fitted values Xbar_t beta_t, flattened at ``voff``
+    pa, pb, mode, mbs, pcol_b : int64 (P,)  pairs of terms, accumulation mode, m_b, p_b
+    Xflat, xoff : flattened Xbar_t (row-major) and offsets (for mode 2)
+    boff, btot : per-pair buffer offsets and total size; roff, rtot : per-term r offsets
+    nchunks : number of row chunks (one per thread)
+
+    Returns
+    -------
+    buf : (btot,) pair accumulators, r : (rtot,) binned w*z*zwork, eta : (n,), deviance, z'Wz of the working response
+    """
+    n = y.shape[0]
+    T = K.shape[0]
+    P = pa.shape[0]
+    bufs = np.zeros((nchunks, btot))
+    rs = np.zeros((nchunks, rtot))
+    devs = np.zeros(nchunks)
+    zzs = np.zeros(nchunks)
+    eta = np.empty(n)
+    step = (n + nchunks - 1) // nchunks
+    for c in prange(nchunks):
+        buf = bufs[c]
+        r = rs[c]
+        zt = np.empty(T)
+        dv = 0.0
+        zz = 0.0
+        for i in range(c * step, min(n, (c + 1) * step)):
+            for t in range(T):
+                zt[t] = Zm[zid[t], i] if zid[t] >= 0 else 1.0
+            if init:
+                e = _init_eta(fam, y[i])
+            else:
+                e = 0.0
+                for t in range(T):
+                    e += zt[t] * V[voff[t] + K[t, i]]
+            eta[i] = e
+            w, zw, d = _family_wz(fam, y[i], e, pw[i])
+            dv += d
+            zz += w * zw * zw
+            for t in range(T):
+                r[roff[t] + K[t, i]] += w * zt[t] * zw
+            for p in range(P):
+                a = pa[p]
+                b = pb[p]
+                wab = w * zt[a] * zt[b]
+                md = mode[p]
+                if md == 0:
+                    buf[boff[p] + K[a, i]] += wab
+                elif md == 1:
+                    buf[boff[p] + K[a, i] * mbs[p] + K[b, i]] += wab
+                else:
+                    q = pcol_b[p]
+                    dst = boff[p] + K[a, i] * q
+                    src = xoff[b] + K[b, i] * q
+                    for j in range(q):
+                        buf[dst + j] += wab * Xflat[src + j]
+        devs[c] = dv
+        zzs[c] = zz
+    return bufs.sum(axis=0), rs.sum(axis=0), eta, devs.sum(), zzs.sum()
+
+
+@njit(parallel=True, cache=True)
+def linear_predictor(K, zid, Zm, V, voff, n):
+    """eta_i = sum_t z_t[i] * V_t[k_t[i]] (prediction with binned terms)."""
+    T = K.shape[0]
+    eta = np.zeros(n)
+    for i in prange(n):
+        e = 0.0
+        for t in range(T):
+            z = Zm[zid[t], i] if zid[t] >= 0 else 1.0
+            e += z * V[voff[t] + K[t, i]]
+        eta[i] = e
+    return eta
