@@ -4,11 +4,14 @@ Estimators
 ----------
 MixedLinearRegressor
     Linear mixed models by profiled REML/ML (``lme4::lmer``).
+AdditiveMixedRegressor
+    Additive mixed models by fREML, discretized covariates (``mgcv::bam``).
 """
 
 from . import _threads  # noqa: F401  (registers numba with threadpoolctl)
 from ._base import NoGroupsWarning
+from .additive import AdditiveMixedRegressor
 from .linear import MixedLinearRegressor
 
 __version__ = "0.1.0"
-__all__ = ["MixedLinearRegressor", "NoGroupsWarning"]
+__all__ = ["AdditiveMixedRegressor", "MixedLinearRegressor", "NoGroupsWarning"]
