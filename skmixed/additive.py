@@ -172,6 +172,15 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             raise ValueError("smooth lists a column twice")
         return out
 
+    def _input_names(self, X, p_in):
+        names = list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
+        if names is None:
+            return [f"x{k}" for k in range(p_in)]
+        if self.group_column is not None:
+            _, g = self._split_group_columns(X)
+            names = [c for c in names if c not in set(map(str, g.columns))]
+        return [str(c) for c in names]
+
     def _check_y_family(self, y):
         if self.family == "binomial" and ((y < 0).any() or (y > 1).any()):
             raise ValueError("family='binomial' needs y in [0, 1] (0/1 outcomes or proportions)")
@@ -199,9 +208,13 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         fd = self._prepare_fit(X, y, groups, sample_weight)
         self._check_y_family(fd.y)
         icpt = int(bool(self.fit_intercept))
-        names_in = fd.feature_names[icpt:]
-        sm_idx = self._smooth_indices(names_in)
-        sm_cols = [i + icpt for i in sm_idx]
+        # smooth columns are named/indexed among the input columns (before aliased ones are dropped)
+        names_all = self._input_names(X, fd.n_design - icpt)
+        sm_names = [names_all[i] for i in self._smooth_indices(names_all)]
+        missing = [c for c in sm_names if c not in fd.feature_names]
+        if missing:
+            raise ValueError(f"smooth column(s) {missing} are aliased with other columns")
+        sm_cols = [fd.feature_names.index(c) for c in sm_names]
         n = fd.X.shape[0]
         # ---- design (all validation before any fitted attribute is set)
         terms, smooths = [], []
@@ -283,10 +296,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             b = se = np.zeros(0)
         self.fixed_effects_ = pd.Series(b, index=pnames, name="Estimate")
         self.fixed_effects_se_ = pd.Series(se, index=pnames, name="Std. Error")
-        full = np.zeros(fd.X.shape[1])
-        full[par_cols] = b
-        self.intercept_ = float(full[0]) if icpt else 0.0
-        self.coef_ = full[icpt:]
+        beta = np.zeros(fd.X.shape[1])
+        beta[par_cols] = b
+        self.intercept_, self.coef_ = self._sklearn_coefs(fd, beta)
         # smooths and re terms
         pen_terms = [terms[i] for i in lay.pen]
         # mgcv rescales an re term's identity penalty by max|z|^2 (smoothCon's scale.penalty
@@ -369,7 +381,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
 
     def _predict_eta(self, X, groups, return_std):
         pdata = self._prepare_predict(X, groups)
-        Xd = pdata.X
+        Xd = np.ascontiguousarray(pdata.X[:, self._keep])
         n = Xd.shape[0]
         eta = np.empty(n)
         se = np.empty(n) if return_std else None
