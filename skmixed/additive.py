@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import MixedModelBase
 from ._design.smooths import SMOOTHS, make_smooth
-from ._kernels.binned import count_unique_upto, discretize
+from ._kernels.binned import discretize, index_few_values, remap_codes
 from ._solvers.freml import FAMILIES, Layout, Term, fit_freml
 from ._summary import Summary
 
@@ -34,22 +34,21 @@ def _compress_rows(Xp):
     radix = 1
     uniq = []
     for j in range(p):
-        col = np.ascontiguousarray(Xp[:, j])
-        if count_unique_upto(col, 64) > 64:
+        v, k = index_few_values(np.ascontiguousarray(Xp[:, j]), 64)
+        if v.size == 0:  # a continuous column: keep the rows
             return Xp, np.arange(n, dtype=np.int64)
-        v, k = discretize(col, exact=True)
         uniq.append(v)
         codes += k * radix
         radix *= v.size
         if radix > 4096:
             return Xp, np.arange(n, dtype=np.int64)
-    ucodes, index = np.unique(codes, return_inverse=True)
+    index, ucodes = remap_codes(codes, radix)
     Xbar = np.empty((ucodes.size, p))
     rem = ucodes.copy()
     for j in range(p):
         Xbar[:, j] = uniq[j][rem % uniq[j].size]
         rem //= uniq[j].size
-    return Xbar, index.astype(np.int64).ravel()
+    return Xbar, index
 
 
 class _SmoothInfo:
@@ -337,7 +336,10 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         y, w = fd.y, (np.ones_like(fd.y) if fd.weights is None else fd.weights)
         mu = self._inv_link(res.eta)
         ybar = np.sum(w * y) / np.sum(w)
-        null_dev = float(np.sum(_unit_deviance(self.family, y, np.full_like(y, ybar)) * w))
+        if self.family == "gaussian":
+            null_dev = float(np.sum(w * (y - ybar) ** 2))
+        else:
+            null_dev = float(np.sum(_unit_deviance(self.family, y, np.full_like(y, ybar)) * w))
         self.null_deviance_ = null_dev
         self.deviance_explained_ = 1 - res.deviance / null_dev if null_dev > 0 else np.nan
         n = fd.X.shape[0]

@@ -119,7 +119,9 @@ class Layout:
                     raise ValueError("sparse terms on different factors")
                 if a == b or ta.index is tb.index:
                     A, B, md, size = a, b, 0, ta.m
-                elif ta.m * tb.m <= limit:
+                elif ta.m * tb.m <= min(limit, 4 * min(ta.m * tb.p, tb.m * ta.p)):
+                    # Wbar when its buffer is not much bigger than C's (Li & Wood choose by flops;
+                    # here per-thread buffers and cache matter more)
                     A, B, md, size = a, b, 1, ta.m * tb.m
                 else:
                     # accumulate C on the smaller-m side; C's columns come from a real Xbar
