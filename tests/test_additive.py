@@ -79,6 +79,40 @@ def test_metacognition_random_slopes(reference):
     assert "s(contrast)" in s and "Parametric coefficients" in s and "R-sq.(adj)" in s
 
 
+def test_crossed_factors_against_bam():
+    # R: bam(confidence ~ s(contrast, bs='cr', k=5) + correct + s(id, bs='re') + s(block, bs='re'),
+    #        data=metacognition, method='fREML')   (mgcv 1.8-41); id (20 levels) is eliminated by
+    # Schur complement, block (9 levels) joins the dense part.
+    sig2 = 644.84506763966
+    edf = [3.98648492501700, 18.8446659767940, 6.18264662356029]
+    sp = [10.6976849185671, 3.11384604111189, 246.850153218579]
+    fitted = [104.3428727085613, 33.8186931211326, 86.3270657238807, 43.3189088367315, 59.0644343849937]
+    df = load_metacognition()
+    m = AdditiveMixedRegressor(smooth=["contrast"], n_knots=5, discrete=False)
+    m.fit(df[["contrast", "correct"]], df["confidence"], groups=df[["id", "block"]])
+    assert m.scale_ == pytest.approx(sig2, rel=1e-5)
+    np.testing.assert_allclose(m.edf_.to_numpy(), edf, atol=1e-3)
+    np.testing.assert_allclose(m.smoothing_params_.to_numpy(), sp, rtol=1e-3)
+    np.testing.assert_allclose(m.fitted_values_[:5], fitted, atol=1e-3)
+    assert list(m.edf_.index) == ["s(contrast)", "s(id)", "s(block)"]
+    assert len(m.random_effects_["block"]) == 9
+
+
+def test_metadata_routing_groups():
+    import sklearn
+    from sklearn.model_selection import cross_validate
+
+    df = make_big_grouped_data(3000, 30, seed=7)
+    sklearn.set_config(enable_metadata_routing=True)
+    try:
+        est = AdditiveMixedRegressor(smooth=["x"]).set_fit_request(groups=True).set_score_request(groups=True)
+        res = cross_validate(est, df[["x", "b"]], df["y"], cv=GroupKFold(3), params={"groups": df["g"]},
+                             return_estimator=True)
+    finally:
+        sklearn.set_config(enable_metadata_routing=False)
+    assert all(len(e.random_effects_["g"]) == 20 for e in res["estimator"])
+
+
 def test_predict_modes_and_std(gamsim):
     df = gamsim
     m = AdditiveMixedRegressor(smooth=SMOOTH, discrete=False).fit(df[SMOOTH], df["y"], groups=df["fac"])
