@@ -129,7 +129,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
     >>> df = load_gamsim_re()
     >>> m = AdditiveMixedRegressor(smooth=["x0", "x1", "x2", "x3"], discrete=False)
     >>> m = m.fit(df[["x0", "x1", "x2", "x3"]], df["y"], groups=df["fac"])
-    >>> round(m.scale_, 3), round(m.re_sd_["s(fac)"], 3)
+    >>> round(m.scale_, 3), round(float(m.re_sd_["s(fac)"]), 3)
     (4.096, 1.712)
     """
 

@@ -143,7 +143,7 @@ class CubicRegressionSpline(_Smooth):
     >>> import numpy as np
     >>> sm = CubicRegressionSpline(np.linspace(0, 1, 20), 4)
     >>> np.round(sm.knots, 3).tolist()
-    [0.0, 0.316, 0.684, 1.0]
+    [0.0, 0.333, 0.667, 1.0]
     """
 
     def __init__(self, x, k=10):
@@ -235,7 +235,7 @@ class PSpline(_Smooth):
     --------
     >>> import numpy as np
     >>> sm = PSpline(np.linspace(0, 1, 20), 6)
-    >>> sm.basis(np.array([0.5])).sum().round(12)
+    >>> float(sm.basis(np.array([0.5])).sum().round(12))
     1.0
     """
 
