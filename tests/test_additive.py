@@ -79,6 +79,21 @@ def test_metacognition_random_slopes(reference):
     assert "s(contrast)" in s and "Parametric coefficients" in s and "R-sq.(adj)" in s
 
 
+def test_poisson_against_bam(gamsim):
+    # R: d$yc <- pmax(round(d$y), 0)
+    #    bam(yc ~ s(x0,bs='cr')+s(x1,bs='cr')+s(x2,bs='cr')+s(x3,bs='cr')+s(fac,bs='re'),
+    #        family=poisson, data=d, discrete=TRUE)   (mgcv 1.8-41)
+    edf = [4.54311043225177, 3.11280608812287, 8.59042047703205, 1.00068567501028, 37.91517403304449]
+    sp_fac = 22.1275712456918
+    fitted = [4.45547794179700, 6.06026057350469, 7.61539141075994, 10.78423823616723, 10.52441792611049]
+    df = gamsim
+    yc = np.maximum(np.round(df["y"]), 0)
+    m = AdditiveMixedRegressor(smooth=SMOOTH, family="poisson").fit(df[SMOOTH], yc, groups=df["fac"])
+    np.testing.assert_allclose(m.edf_.to_numpy(), edf, atol=0.01)
+    assert m.smoothing_params_["s(fac)"] == pytest.approx(sp_fac, rel=1e-3)
+    np.testing.assert_allclose(m.fitted_values_[:5], fitted, rtol=1e-4)
+
+
 def test_crossed_factors_against_bam():
     # R: bam(confidence ~ s(contrast, bs='cr', k=5) + correct + s(id, bs='re') + s(block, bs='re'),
     #        data=metacognition, method='fREML')   (mgcv 1.8-41); id (20 levels) is eliminated by
