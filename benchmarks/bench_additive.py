@@ -140,10 +140,17 @@ def _run_bam(rows, groups, family, big, tmp):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _in_process(fn, *args):
+def _in_process(fn, *args, timeout=None):
+    """Run one fit in a fresh process; None when it exceeds ``timeout`` seconds (then killed)."""
     ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(fn, args)
+    pool = ctx.Pool(1)
+    try:
+        return pool.apply_async(fn, args).get(timeout)
+    except mp.TimeoutError:
+        return None
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def main(argv=None):
@@ -156,6 +163,8 @@ def main(argv=None):
     ap.add_argument("--no-gpboost", action="store_true")
     ap.add_argument("--no-big", action="store_true")
     ap.add_argument("--big-r", action="store_true", help="also run bam on the big workload (slow)")
+    ap.add_argument("--peer-timeout", type=float, default=600,
+                    help="seconds after which a Python peer's fit is abandoned (reported as '>')")
     a = ap.parse_args(argv)
     have_r = shutil.which("Rscript") is not None and not a.no_r
     try:
@@ -173,24 +182,33 @@ def main(argv=None):
                 res["mgcv bam(discrete, nthreads=2)"] = _run_bam(a.rows, a.groups, family, False, tmp)
             if not a.no_statsmodels:
                 name = "statsmodels MixedLM" if family == "gaussian" else "statsmodels BinomialBayesMixedGLM (VB)"
-                res[name] = _in_process(_job_statsmodels, a.rows, a.groups, family)
+                res[name] = _in_process(_job_statsmodels, a.rows, a.groups, family, timeout=a.peer_timeout)
             if have_gpb:
-                res["GPBoost"] = _in_process(_job_gpboost, a.rows, a.groups, family)
+                res["GPBoost"] = _in_process(_job_gpboost, a.rows, a.groups, family, timeout=a.peer_timeout)
             rows.append((wl, res))
+            _print_rows([(wl, res)], a.peer_timeout, header=len(rows) == 1)
         if not a.no_big:
             wl = f"y ~ b + s(x) + s(g,re), gaussian, n={a.big_rows:,}, G={a.groups}"
             res = {"skmixed": _in_process(_job_skmixed, a.big_rows, a.groups, "gaussian", True)}
             if have_r and a.big_r:
                 res["mgcv bam(discrete, nthreads=2)"] = _run_bam(a.big_rows, a.groups, "gaussian", True, tmp)
             rows.append((wl, res))
+            _print_rows([(wl, res)], a.peer_timeout, header=len(rows) == 1)
 
-    print("| workload | engine | time (s) | time / skmixed | peak RSS (MB) | estimates |")
-    print("|---|---|---:|---:|---:|---|")
+
+def _print_rows(rows, timeout, header):
+    if header:
+        print("| workload | engine | time (s) | time / skmixed | peak RSS (MB) | estimates |")
+        print("|---|---|---:|---:|---:|---|")
     for wl, res in rows:
         base = res["skmixed"]["time"]
         for eng, r in res.items():
+            if r is None:
+                print(f"| {wl} | {eng} | > {timeout:.0f} | > {timeout / base:.0f} | | (abandoned) |")
+                continue
             est = ", ".join(f"{k}={v:.4g}" for k, v in r["est"].items())
             print(f"| {wl} | {eng} | {r['time']:.3f} | {r['time'] / base:.1f} | {r['peak']:.0f} | {est} |")
+    print(flush=True)
 
 
 if __name__ == "__main__":
