@@ -23,7 +23,7 @@ evaluated in the same blocked form (see ``_Factor``).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
@@ -277,7 +277,6 @@ class FremlResult:
     layout: Layout
     eta: np.ndarray
     scale_estimated: bool
-    edf_cols_d: np.ndarray = field(default=None)
 
 
 def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
