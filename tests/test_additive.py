@@ -12,7 +12,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmixed import AdditiveMixedRegressor, NoGroupsWarning
-from skmixed._kernels.binned import binned_pass, count_unique_upto, discretize
+from skmixed._kernels.binned import count_unique_upto, discretize
 from skmixed._solvers.freml import Layout, Term
 from skmixed.datasets import load_gamsim_re, load_metacognition, make_big_grouped_data
 
@@ -198,13 +198,18 @@ def test_binned_crossproducts_match_dense():
     assert vals.size <= 50 and np.max(np.abs(vals[k] - x)) <= (x.max() - x.min()) / 49 / 2 + 1e-12
     B = np.column_stack([vals, vals**2, np.cos(vals)])
     Xp = np.column_stack([np.ones(n), rng.normal(size=n)])
-    terms = [Term("par", np.arange(n, dtype=np.int64), Xp, n),
-             Term("sm", k, B, vals.size, S=np.eye(3), rank=3),
+    k2 = rng.integers(0, 2, n).astype(np.int64)
+    k3 = rng.integers(0, 3, n).astype(np.int64)
+    X2, X3 = rng.normal(size=(2, 2)), rng.normal(size=(3, 3))
+    terms = [Term("par", np.arange(n, dtype=np.int64), Xp, n),  # row-wise (m = n): OUTER
+             Term("sm", k, B, vals.size, S=np.eye(3), rank=3),  # DIAG with itself, CACC with par/re
+             Term("f2", k2, X2, 2), Term("f3", k3, X3, 3),  # tiny: WBAR between them
              Term("re", g, None, 30), Term("re2", g, None, 30, z=z)]
     lay = Layout(terms, n)
+    assert set(lay.pinfo[:, 2]) == {0, 1, 2, 3}  # every accumulation mode is exercised
     buf, r, _, _, zWz = lay.pass_(y, w, 0)
     Add, Aud, Auu, fd, fu = lay.assemble(buf, r)
-    Xd = np.hstack([Xp, B[k]])
+    Xd = np.hstack([Xp, B[k], X2[k2], X3[k3]])
     Zd = np.hstack([np.eye(30)[g], np.eye(30)[g] * z[:, None]])
     np.testing.assert_allclose(Add, Xd.T @ (w[:, None] * Xd), rtol=1e-10, atol=1e-9)
     ZX = Zd.T @ (w[:, None] * Xd)
@@ -215,6 +220,13 @@ def test_binned_crossproducts_match_dense():
     np.testing.assert_allclose(fd, Xd.T @ (w * y), rtol=1e-10, atol=1e-9)
     np.testing.assert_allclose(fu[:, 1], Zd[:, 30:].T @ (w * y), rtol=1e-10, atol=1e-9)
     assert zWz == pytest.approx(np.sum(w * y * y))
+    # linear predictor from binned terms (row-wise and per-distinct-row) equals the dense product
+    bd, u = rng.normal(size=lay.pd), rng.normal(size=(30, 2))
+    eta_dense = Xd @ bd + Zd @ np.concatenate([u[:, 0], u[:, 1]])
+    np.testing.assert_allclose(lay.linear_predictor(bd, u), eta_dense, rtol=1e-10, atol=1e-10)
+    _, _, eta, dev, _ = lay.pass_(y, w, 0, bd, u)
+    np.testing.assert_allclose(eta, eta_dense, rtol=1e-10, atol=1e-10)
+    assert dev == pytest.approx(np.sum(w * (y - eta_dense) ** 2))
     assert count_unique_upto(x, 10) == 11 and count_unique_upto(np.array([1.0, 2, 1, 3]), 10) == 3
 
 

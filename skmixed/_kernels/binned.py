@@ -11,11 +11,16 @@ predictor from the per-term fitted values, the working weights and response of t
 accumulates for every pair of terms the n-independent summary from which X'WX is finished by
 small matrix products:
 
-* mode 0 (same index): d[k] += w z_a z_b                -> Xbar_a' diag(d) Xbar_b
-* mode 1 (Wbar, m_a m_b small): W[k_a, k_b] += w z_a z_b   -> Xbar_a' W Xbar_b
-* mode 2 (C):  C[k_a, :] += w z_a z_b Xbar_b[k_b, :]     -> Xbar_a' C
+* DIAG (same index): d[k] += w z_a z_b                -> Xbar_a' diag(d) Xbar_b
+* WBAR (m_a m_b small): W[k_a, k_b] += w z_a z_b        -> Xbar_a' W Xbar_b
+* CACC:  C[k_a, :] += w z_a z_b Xbar_b[k_b, :]         -> Xbar_a' C
+* OUTER (both terms row-wise): B += w z_a z_b Xbar_a[k_a]' Xbar_b[k_b]  (p_a x p_b, no finishing)
 
 and for every term the binned working response r[k_t] += w z_t z (-> X_t'Wz = Xbar_t' r).
+"Row-wise" terms are those whose distinct rows are about as many as the data rows (a
+continuous parametric column kept exact, an exact-mode smooth of a continuous covariate): they
+are evaluated from their own row in the pass, so no n-sized accumulator or n-sized finishing
+product is ever needed.
 """
 
 from __future__ import annotations
@@ -216,63 +221,98 @@ def _init_eta(fam, yi):
     return yi
 
 
+# per-term and per-pair integer tables passed to the kernels
+TZID, TVOFF, TXOFF, TROFF, TP, TROW, TBOFF = range(7)  # tinfo columns
+PA, PB, PMODE, PMB, POFF = range(5)  # pinfo columns
+DIAG, WBAR, CACC, OUTER = 0, 1, 2, 3  # pair accumulation modes
+
+
 @njit(cache=True)
-def _pass_rows(lo, hi, K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pcol_b, Xflat, xoff,
-               boff, roff, buf, r, eta):
+def _term_value(t, i, tinfo, K, V, Xflat, beta):
+    # contribution Xbar_t[k_t[i]] . beta_t: precomputed per distinct row (V), or from the row
+    # itself for row-wise terms (distinct rows ~ n, e.g. a continuous parametric block)
+    if tinfo[t, TROW]:
+        q = tinfo[t, TP]
+        src = tinfo[t, TXOFF] + K[t, i] * q
+        bo = tinfo[t, TBOFF]
+        s = 0.0
+        for j in range(q):
+            s += Xflat[src + j] * beta[bo + j]
+        return s
+    return V[tinfo[t, TVOFF] + K[t, i]]
+
+
+@njit(cache=True)
+def _pass_rows(lo, hi, K, Zm, y, pw, fam, init, V, beta, Xflat, tinfo, pinfo, buf, r, eta):
     """Rows lo..hi of :func:`binned_pass` into the accumulators ``buf`` and ``r``."""
     T = K.shape[0]
-    P = pa.shape[0]
+    P = pinfo.shape[0]
     zt = np.empty(T)
     dv = 0.0
     zz = 0.0
     for i in range(lo, hi):
         for t in range(T):
-            zt[t] = Zm[zid[t], i] if zid[t] >= 0 else 1.0
+            zt[t] = Zm[tinfo[t, TZID], i] if tinfo[t, TZID] >= 0 else 1.0
         if init:
             e = _init_eta(fam, y[i])
         else:
             e = 0.0
             for t in range(T):
-                e += zt[t] * V[voff[t] + K[t, i]]
+                e += zt[t] * _term_value(t, i, tinfo, K, V, Xflat, beta)
         eta[i] = e
         w, zw, d = _family_wz(fam, y[i], e, pw[i])
         dv += d
         zz += w * zw * zw
         for t in range(T):
-            r[roff[t] + K[t, i]] += w * zt[t] * zw
-        for p in range(P):
-            a = pa[p]
-            b = pb[p]
-            wab = w * zt[a] * zt[b]
-            md = mode[p]
-            if md == 0:
-                buf[boff[p] + K[a, i]] += wab
-            elif md == 1:
-                buf[boff[p] + K[a, i] * mbs[p] + K[b, i]] += wab
+            wz = w * zt[t] * zw
+            if tinfo[t, TROW]:  # X_t'Wz directly
+                q = tinfo[t, TP]
+                src = tinfo[t, TXOFF] + K[t, i] * q
+                for j in range(q):
+                    r[tinfo[t, TROFF] + j] += wz * Xflat[src + j]
             else:
-                q = pcol_b[p]
-                dst = boff[p] + K[a, i] * q
-                src = xoff[b] + K[b, i] * q
+                r[tinfo[t, TROFF] + K[t, i]] += wz
+        for p in range(P):
+            a = pinfo[p, PA]
+            b = pinfo[p, PB]
+            wab = w * zt[a] * zt[b]
+            md = pinfo[p, PMODE]
+            off = pinfo[p, POFF]
+            if md == DIAG:
+                buf[off + K[a, i]] += wab
+            elif md == WBAR:
+                buf[off + K[a, i] * pinfo[p, PMB] + K[b, i]] += wab
+            elif md == CACC:
+                q = tinfo[b, TP]
+                dst = off + K[a, i] * q
+                src = tinfo[b, TXOFF] + K[b, i] * q
                 for j in range(q):
                     buf[dst + j] += wab * Xflat[src + j]
+            else:  # OUTER: X_a[i]' X_b[i] w straight into the p_a x p_b block
+                qa = tinfo[a, TP]
+                qb = tinfo[b, TP]
+                sa = tinfo[a, TXOFF] + K[a, i] * qa
+                sb = tinfo[b, TXOFF] + K[b, i] * qb
+                for j in range(qa):
+                    xa = wab * Xflat[sa + j]
+                    dst = off + j * qb
+                    for l in range(qb):
+                        buf[dst + l] += xa * Xflat[sb + l]
     return dv, zz
 
 
 @njit(cache=True)
-def _pass_serial(K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pcol_b, Xflat, xoff,
-                 boff, btot, roff, rtot):
+def _pass_serial(K, Zm, y, pw, fam, init, V, beta, Xflat, tinfo, pinfo, btot, rtot):
     n = y.shape[0]
     buf = np.zeros(btot)
     r = np.zeros(rtot)
     eta = np.empty(n)
-    dv, zz = _pass_rows(0, n, K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pcol_b, Xflat,
-                        xoff, boff, roff, buf, r, eta)
+    dv, zz = _pass_rows(0, n, K, Zm, y, pw, fam, init, V, beta, Xflat, tinfo, pinfo, buf, r, eta)
     return buf, r, eta, dv, zz
 
 
 @njit(parallel=True, cache=True)
-def _pass_parallel(K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pcol_b, Xflat, xoff,
-                   boff, btot, roff, rtot, nchunks):
+def _pass_parallel(K, Zm, y, pw, fam, init, V, beta, Xflat, tinfo, pinfo, btot, rtot, nchunks):
     # one accumulator per chunk (thread), summed by the caller: no atomics, no false sharing
     n = y.shape[0]
     bufs = np.zeros((nchunks, btot))
@@ -281,8 +321,8 @@ def _pass_parallel(K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pco
     eta = np.empty(n)
     step = (n + nchunks - 1) // nchunks
     for c in prange(nchunks):
-        dv, zz = _pass_rows(c * step, min(n, (c + 1) * step), K, zid, Zm, y, pw, fam, init, V, voff, pa,
-                            pb, mode, mbs, pcol_b, Xflat, xoff, boff, roff, bufs[c], rs[c], eta)
+        dv, zz = _pass_rows(c * step, min(n, (c + 1) * step), K, Zm, y, pw, fam, init, V, beta, Xflat,
+                            tinfo, pinfo, bufs[c], rs[c], eta)
         out[c, 0] = dv
         out[c, 1] = zz
     return bufs, rs, eta, out
@@ -293,32 +333,32 @@ def _pass_parallel(K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pco
 PARALLEL_MIN_ROWS = 1_000_000
 
 
-def binned_pass(K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pcol_b, Xflat, xoff,
-                boff, btot, roff, rtot, nchunks):
+def binned_pass(K, Zm, y, pw, fam, init, V, beta, Xflat, tinfo, pinfo, btot, rtot, nchunks):
     """One pass over the rows: linear predictor, working weights, binned cross-products.
 
     Parameters
     ----------
     K : int64 (T, n)       per-term index into the term's distinct rows
-    zid : int64 (T,)       row of ``Zm`` holding the term's multiplier, -1 = none
-    Zm : float64 (nz, n)   row multipliers
+    Zm : float64 (nz, n)   row multipliers (random slopes, by-variables)
     y, pw : float64 (n,)   response, prior weights
     fam : int              GAUSSIAN / BINOMIAL / POISSON
-    init : bool            start from the family's mustart instead of V
-    V : float64 (sum m_t)  per-term fitted values Xbar_t beta_t, flattened at ``voff``
-    pa, pb, mode, mbs, pcol_b : int64 (P,)  pairs of terms, accumulation mode, m_b, p_b
-    Xflat, xoff : flattened Xbar_t (row-major) and offsets (for mode 2)
-    boff, btot : per-pair buffer offsets and total size; roff, rtot : per-term r offsets
+    init : bool            start from the family's mustart instead of the current fit
+    V : float64            per-term fitted values Xbar_t beta_t at the distinct rows (flattened)
+    beta : float64         coefficients of the row-wise terms (flattened)
+    Xflat : float64        all Xbar_t, row-major, flattened
+    tinfo : int64 (T, 7)   per term: z row (-1 none), V offset, Xbar offset, r offset, p,
+                           row-wise flag, beta offset
+    pinfo : int64 (P, 5)   per pair: a, b, mode (DIAG/WBAR/CACC/OUTER), m_b, buffer offset
+    btot, rtot : sizes of the pair and X'Wz accumulators
     nchunks : number of threads to split the rows over
 
     Returns
     -------
-    buf : (btot,) pair accumulators, r : (rtot,) binned w*z*zwork, eta : (n,), deviance, z'Wz of the
-    working response
+    buf : (btot,) pair accumulators, r : (rtot,) binned X'Wz pieces, eta : (n,), deviance, z'Wz of
+    the working response
     """
     n = y.shape[0]
-    args = (K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pcol_b, Xflat, xoff, boff, btot,
-            roff, rtot)
+    args = (K, Zm, y, pw, fam, init, V, beta, Xflat, tinfo, pinfo, btot, rtot)
     # per-thread accumulators must stay small next to n, or zeroing/summing them eats the gain
     if nchunks <= 1 or n < PARALLEL_MIN_ROWS or (btot + rtot) * nchunks > n // 4:
         buf, r, eta, dv, zz = _pass_serial(*args)
@@ -329,14 +369,14 @@ def binned_pass(K, zid, Zm, y, pw, fam, init, V, voff, pa, pb, mode, mbs, pcol_b
 
 
 @njit(cache=True)
-def linear_predictor(K, zid, Zm, V, voff, n):
-    """eta_i = sum_t z_t[i] * V_t[k_t[i]] (fitted values with binned terms; memory-bound, serial)."""
+def linear_predictor(K, Zm, V, beta, Xflat, tinfo, n):
+    """eta_i = sum_t z_t[i] * Xbar_t[k_t[i]] beta_t (fitted values with binned terms; serial)."""
     T = K.shape[0]
     eta = np.zeros(n)
     for i in range(n):
         e = 0.0
         for t in range(T):
-            z = Zm[zid[t], i] if zid[t] >= 0 else 1.0
-            e += z * V[voff[t] + K[t, i]]
+            z = Zm[tinfo[t, TZID], i] if tinfo[t, TZID] >= 0 else 1.0
+            e += z * _term_value(t, i, tinfo, K, V, Xflat, beta)
         eta[i] = e
     return eta

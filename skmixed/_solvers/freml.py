@@ -29,7 +29,10 @@ import numpy as np
 from scipy import linalg
 from sklearn.exceptions import ConvergenceWarning
 
-from .._kernels.binned import BINOMIAL, GAUSSIAN, POISSON, binned_pass, linear_predictor
+from .._kernels.binned import (
+    BINOMIAL, CACC, DIAG, GAUSSIAN, OUTER, PA, PB, PMODE, POFF, POISSON, TBOFF, TROFF, TVOFF, WBAR,
+    binned_pass, linear_predictor,
+)
 from .._threads import effective_n_threads
 
 FAMILIES = {"gaussian": GAUSSIAN, "binomial": BINOMIAL, "poisson": POISSON}
@@ -98,68 +101,80 @@ class Layout:
             self.K[i] = t.index
         zs = [t.z for t in terms if t.z is not None]
         self.Zm = np.ascontiguousarray(np.vstack(zs)) if zs else np.zeros((1, 1))
-        zid, c = [], 0
-        for t in terms:
-            zid.append(c if t.z is not None else -1)
-            c += t.z is not None
-        self.zid = np.array(zid, dtype=np.int64)
-        self.voff = np.cumsum([0] + [t.m for t in terms]).astype(np.int64)
-        self.roff = self.voff[:-1].copy()
-        self.rtot = int(self.voff[-1])
-        xs = [t.Xbar.ravel() if t.Xbar is not None else np.zeros(0) for t in terms]
-        self.xoff = np.cumsum([0] + [x.size for x in xs]).astype(np.int64)[:-1]
+        # row-wise terms: about as many distinct rows as data rows -> evaluated per row in the pass
+        self.rowwise = [t.Xbar is not None and t.m > max(n // 4, 1000) for t in terms]
+        tinfo = np.zeros((T, 7), dtype=np.int64)
+        zc = voff = roff = xoff = boff_b = 0
+        xs = []
+        for i, t in enumerate(terms):
+            rw = self.rowwise[i]
+            tinfo[i] = (zc if t.z is not None else -1, voff, xoff, roff, t.p, int(rw), boff_b)
+            zc += t.z is not None
+            voff += 0 if rw else t.m
+            roff += t.p if rw else t.m
+            boff_b += t.p if rw else 0
+            if t.Xbar is not None:
+                xs.append(np.ascontiguousarray(t.Xbar).ravel())
+                xoff += t.Xbar.size
+        self.tinfo = tinfo
+        self.vtot, self.rtot, self.btot_beta = voff, roff, boff_b
         self.Xflat = np.concatenate(xs) if xs else np.zeros(0)
 
-        pa, pb, mode, mbs, pcb, sizes, self.orient = [], [], [], [], [], [], []
+        pinfo, sizes = [], []
         limit = min(n, 4_000_000)
+        rowwise = self.rowwise
         for a in range(T):
             for b in range(a, T):
                 ta, tb = terms[a], terms[b]
                 if ta.Xbar is None and tb.Xbar is None and a != b and ta.index is not tb.index:
                     raise ValueError("sparse terms on different factors")
-                if a == b or ta.index is tb.index:
-                    A, B, md, size = a, b, 0, ta.m
+                if rowwise[a] and rowwise[b]:
+                    A, B, md, size = a, b, OUTER, ta.p * tb.p
+                elif a == b or ta.index is tb.index:
+                    A, B, md, size = a, b, DIAG, ta.m
                 elif ta.m * tb.m <= min(limit, 4 * min(ta.m * tb.p, tb.m * ta.p)):
                     # Wbar when its buffer is not much bigger than C's (Li & Wood choose by flops;
                     # here per-thread buffers and cache matter more)
-                    A, B, md, size = a, b, 1, ta.m * tb.m
+                    A, B, md, size = a, b, WBAR, ta.m * tb.m
                 else:
-                    # accumulate C on the smaller-m side; C's columns come from a real Xbar
+                    # C accumulates on the side with fewer distinct rows, its columns from a real Xbar
                     A, B = (a, b) if (ta.m <= tb.m and tb.Xbar is not None) or ta.Xbar is None else (b, a)
-                    md, size = 2, terms[A].m * terms[B].p
-                pa.append(A)
-                pb.append(B)
-                mode.append(md)
-                mbs.append(terms[B].m)
-                pcb.append(terms[B].p)
+                    md, size = CACC, terms[A].m * terms[B].p
+                pinfo.append((A, B, md, terms[B].m, 0))
                 sizes.append(size)
-        self.pa = np.array(pa, dtype=np.int64)
-        self.pb = np.array(pb, dtype=np.int64)
-        self.mode = np.array(mode, dtype=np.int64)
-        self.mbs = np.array(mbs, dtype=np.int64)
-        self.pcb = np.array(pcb, dtype=np.int64)
-        self.boff = np.cumsum([0] + sizes).astype(np.int64)
-        self.btot = int(self.boff[-1])
+        self.pinfo = np.array(pinfo, dtype=np.int64).reshape(-1, 5)
+        offs = np.cumsum([0] + sizes).astype(np.int64)
+        self.pinfo[:, POFF] = offs[:-1]
+        self.boff = offs
+        self.btot = int(offs[-1])
 
     # -- one pass ---------------------------------------------------------------------------
-    def pass_(self, y, pw, fam, V=None):
-        init = V is None
+    def pass_(self, y, pw, fam, beta_d=None, u=None):
+        init = beta_d is None
         if init:
-            V = np.zeros(self.rtot)
+            V, beta = np.zeros(self.vtot), np.zeros(self.btot_beta)
+        else:
+            V, beta = self.fitted_values(beta_d, u)
         nchunks = max(1, effective_n_threads())
-        return binned_pass(
-            self.K, self.zid, self.Zm, y, pw, fam, init, V, self.voff, self.pa, self.pb, self.mode,
-            self.mbs, self.pcb, self.Xflat, self.xoff, self.boff, self.btot, self.roff, self.rtot,
-            nchunks,
-        )
+        return binned_pass(self.K, self.Zm, y, pw, fam, init, V, beta, self.Xflat, self.tinfo, self.pinfo,
+                           self.btot, self.rtot, nchunks)
 
     def fitted_values(self, beta_d, u):
-        """Per-term fitted values at the distinct rows, flattened (the V of binned_pass)."""
-        V = np.empty(self.rtot)
+        """Per-term fitted values at the distinct rows (V) and row-wise terms' coefficients."""
+        V = np.empty(self.vtot)
+        beta = np.empty(self.btot_beta)
         for i, t in enumerate(self.terms):
-            sl = slice(self.voff[i], self.voff[i + 1])
+            ti = self.tinfo[i]
+            if self.rowwise[i]:
+                beta[ti[TBOFF]:ti[TBOFF] + t.p] = beta_d[self.cols[i]]
+                continue
+            sl = slice(ti[TVOFF], ti[TVOFF] + t.m)
             V[sl] = u[:, self.slot[i]] if t.Xbar is None else t.Xbar @ beta_d[self.cols[i]]
-        return V
+        return V, beta
+
+    def linear_predictor(self, beta_d, u):
+        V, beta = self.fitted_values(beta_d, u)
+        return linear_predictor(self.K, self.Zm, V, beta, self.Xflat, self.tinfo, self.n)
 
     # -- assemble X'WX, X'Wz -----------------------------------------------------------------
     def assemble(self, buf, r):
@@ -167,11 +182,13 @@ class Layout:
         Add = np.zeros((pd, pd))
         Aud = np.zeros((G, q, pd))
         Auu = np.zeros((G, q, q))
-        for p in range(self.pa.size):
-            a, b, md = self.pa[p], self.pb[p], self.mode[p]
+        for p in range(self.pinfo.shape[0]):
+            a, b, md = self.pinfo[p, PA], self.pinfo[p, PB], self.pinfo[p, PMODE]
             ta, tb = terms[a], terms[b]
             raw = buf[self.boff[p]:self.boff[p + 1]]
-            if md == 0:
+            if md == OUTER:
+                blk = raw.reshape(ta.p, tb.p)
+            elif md == DIAG:
                 if ta.Xbar is None:  # both sparse on the same factor
                     Auu[:, self.slot[a], self.slot[b]] = raw
                     Auu[:, self.slot[b], self.slot[a]] = raw
@@ -182,7 +199,7 @@ class Layout:
                     Aud[:, self.slot[a], self.cols[b]] = raw[:, None] * tb.Xbar
                     continue
                 blk = ta.Xbar.T @ (raw[:, None] * tb.Xbar)
-            elif md == 1:
+            elif md == WBAR:
                 W = raw.reshape(ta.m, tb.m)
                 if ta.Xbar is None:
                     Aud[:, self.slot[a], self.cols[b]] = W @ tb.Xbar
@@ -199,15 +216,17 @@ class Layout:
                 blk = ta.Xbar.T @ C
             ca, cb = self.cols[a], self.cols[b]
             Add[ca, cb] = blk
-            Add[cb, ca] = blk.T
+            Add[cb, ca] = blk.T  # a == b: blk symmetric, same block
         fd = np.zeros(pd)
         fu = np.zeros((G, q))
         for i, t in enumerate(terms):
-            ri = r[self.roff[i]:self.roff[i] + t.m]
-            if t.Xbar is None:
-                fu[:, self.slot[i]] = ri
+            ro = self.tinfo[i, TROFF]
+            if self.rowwise[i]:
+                fd[self.cols[i]] = r[ro:ro + t.p]
+            elif t.Xbar is None:
+                fu[:, self.slot[i]] = r[ro:ro + t.m]
             else:
-                fd[self.cols[i]] = t.Xbar.T @ ri
+                fd[self.cols[i]] = t.Xbar.T @ r[ro:ro + t.m]
         return Add, Aud, Auu, fd, fu
 
 
@@ -404,14 +423,14 @@ def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho
     log_phi = 0.0
     beta_d = np.zeros(lay.pd)
     u = np.zeros((lay.G, lay.q))
-    V = None
+    have_fit = False
     dev_old = np.inf
     converged = False
     it = 0
     assembled = None
     for it in range(1, max_iter + 1):
         if fam != GAUSSIAN or assembled is None:
-            buf, r, eta, dev, zWz = lay.pass_(y, pw, fam, V)
+            buf, r, eta, dev, zWz = lay.pass_(y, pw, fam, *((beta_d, u) if have_fit else ()))
             Add, Aud, Auu, fd, fu = lay.assemble(buf, r)
             assembled = (Add, Aud, Auu, fd, fu, zWz)
             if fam == GAUSSIAN and it == 1:
@@ -450,8 +469,7 @@ def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho
         rho = np.clip(rho + step[:npen], -25.0, 30.0)
         if not scale_known:
             log_phi = log_phi + step[npen]
-        if fam != GAUSSIAN:
-            V = lay.fitted_values(beta_d, u)
+        have_fit = True
     if not converged:
         warnings.warn(
             f"fREML did not converge in {max_iter} iterations (max |REML gradient| "
@@ -460,12 +478,9 @@ def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho
     # final state at the accepted rho (beta_d, u, F from the last factorization)
     lam = np.exp(rho)
     phi = 1.0 if scale_known else float(np.exp(log_phi))
+    eta = lay.linear_predictor(beta_d, u)
     if fam == GAUSSIAN:
-        eta = linear_predictor(lay.K, lay.zid, lay.Zm, lay.fitted_values(beta_d, u), lay.voff, n)
         dev = float(np.sum(pw * (y - eta) ** 2))
-    else:
-        V = lay.fitted_values(beta_d, u)
-        eta = linear_predictor(lay.K, lay.zid, lay.Zm, V, lay.voff, n)
     # edf per term: p_t - lambda_t tr(P S_t) (unpenalized terms: p_t)
     edf = []
     j = 0
