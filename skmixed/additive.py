@@ -122,6 +122,17 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
     n_iter_ : int
     converged_ : bool
 
+    Notes
+    -----
+    Differences from ``bam``: parametric columns are never rounded (``discrete=True`` only bins the
+    smooth covariates; continuous parametric columns are handled row-wise in the same pass), random
+    effects of the grouping factor with most levels are eliminated by Schur complement instead of
+    a dense Cholesky, and ``sample_weight`` are prior weights as in mgcv (not frequency weights for
+    the REML criterion).  ``reml_score_`` equals bam's ``fREML`` for ``discrete=True``; for
+    ``discrete=False`` bam reports the score in an internally reparametrized basis, which shifts it
+    by a constant (the optimum is the same).  Random slopes apply to every grouping factor and are
+    uncorrelated with the intercepts (``s(g, x, bs="re")``).
+
     Examples
     --------
     >>> from skmixed import AdditiveMixedRegressor
