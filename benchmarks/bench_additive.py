@@ -123,7 +123,8 @@ mu <- gc()
 vmhwm <- as.numeric(sub("kB", "", sub("VmHWM:", "", grep("VmHWM", readLines("/proc/self/status"), value=TRUE)))) / 1024
 cf <- coef(m)
 est <- list(re_sd = sqrt(m$sig2 / m$sp[["s(g)"]]), b = unname(cf["b"]))
-if (!big) est$x <- unname(cf["x"]) else est[["edf s(x)"]] <- sum(m$edf[m$smooth[[1]]$first.para:m$smooth[[1]]$last.para])
+sx <- m$smooth[[1]]
+if (!big) est$x <- unname(cf["x"]) else est[["edf s(x)"]] <- sum(m$edf[sx$first.para:sx$last.para])
 if (fam == "gaussian") est$sigma <- sqrt(m$sig2)
 cat(sprintf('{"time": %.6f, "peak": %.3f, "heap_max_mb": %.3f, "est": {%s}}\n', tm, vmhwm, sum(mu[, 6]),
     paste(sprintf('"%s": %.6f', names(est), unlist(est)), collapse=", ")))
@@ -131,8 +132,6 @@ cat(sprintf('{"time": %.6f, "peak": %.3f, "heap_max_mb": %.3f, "est": {%s}}\n', 
 
 
 def _run_bam(rows, groups, family, big, tmp):
-    import pandas as pd  # noqa: F401
-
     csv = os.path.join(tmp, f"d_{rows}.csv")
     if not os.path.exists(csv):
         _data(rows, groups).to_csv(csv, index=False)
