@@ -52,10 +52,21 @@ def _compress_rows(Xp):
 
 
 class _SmoothInfo:
-    """What predict / plots need of a fitted smooth."""
+    """What predict / plots need of a fitted smooth (``by``: factor column and level, or None)."""
 
-    def __init__(self, name, column, centred, lo, hi):
+    def __init__(self, name, column, centred, lo, hi, by=None, level=None):
         self.name, self.column, self.centred, self.lo, self.hi = name, column, centred, lo, hi
+        self.by, self.level = by, level
+
+
+def _fmt_level(v):
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _parametric_matrix(Xd, par_cols, by_dummies):
+    """Parametric columns plus treatment dummies of by-factors (level == value)."""
+    cols = [Xd[:, par_cols]] + [(Xd[:, [b]] == lv[None, :]).astype(np.float64) for b, lv in by_dummies]
+    return np.ascontiguousarray(np.hstack(cols)) if cols else np.empty((Xd.shape[0], 0))
 
 
 class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
@@ -73,8 +84,10 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
 
     Parameters
     ----------
-    smooth : list of str or int, optional
+    smooth : list of str, int or (column, by_column) tuples, optional
         Columns of X that get a smooth ``s()`` (names for DataFrames, else positions).
+        ``(x, f)`` is mgcv's factor by-smooth ``f + s(x, by=f)``: ``f`` (a column with 2 to 50
+        distinct values) enters as treatment dummies and each level gets its own smooth of ``x``.
         The other columns enter linearly.
     basis : {"cr", "ps"}, default="cr"
         Cubic regression spline (mgcv ``bs="cr"``) or P-spline (``bs="ps"``).
@@ -165,21 +178,31 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
 
     def _smooth_indices(self, names):
-        """Resolve ``smooth`` to positions among the non-group feature columns."""
+        """Resolve ``smooth`` to (position, by-position or None) among the non-group columns."""
         sm = self.smooth
         if sm is None:
             return []
         sm = [sm] if isinstance(sm, (str, numbers.Integral)) else list(sm)
+
+        def pos(c):
+            if isinstance(c, str) and c in names:
+                return names.index(c)
+            if isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < len(names):
+                return int(c)
+            raise ValueError(f"smooth column {c!r} is not a column name or index of X (columns: {names})")
+
         out = []
         for s in sm:
-            if isinstance(s, str) and s in names:
-                out.append(names.index(s))
-            elif isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < len(names):
-                out.append(int(s))
+            if isinstance(s, tuple):
+                if len(s) != 2:
+                    raise ValueError(f"a by-smooth is given as (column, by_column), got {s!r}")
+                out.append((pos(s[0]), pos(s[1])))
             else:
-                raise ValueError(f"smooth column {s!r} is not a column name or index of X (columns: {names})")
+                out.append((pos(s), None))
         if len(set(out)) != len(out):
-            raise ValueError("smooth lists a column twice")
+            raise ValueError("smooth lists a term twice")
+        if {j for j, _ in out} & {b for _, b in out if b is not None}:
+            raise ValueError("a by column cannot also be smoothed")
         return out
 
     def _input_names(self, X, p_in):
@@ -220,19 +243,32 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         icpt = int(bool(self.fit_intercept))
         # smooth columns are named/indexed among the input columns (before aliased ones are dropped)
         names_all = self._input_names(X, fd.n_design - icpt)
-        sm_names = [names_all[i] for i in self._smooth_indices(names_all)]
-        missing = [c for c in sm_names if c not in fd.feature_names]
+        spec = [(names_all[i], None if b is None else names_all[b]) for i, b in self._smooth_indices(names_all)]
+        missing = [c for pair in spec for c in pair if c is not None and c not in fd.feature_names]
         if missing:
             raise ValueError(f"smooth column(s) {missing} are aliased with other columns")
-        sm_cols = [fd.feature_names.index(c) for c in sm_names]
+        spec = [(fd.feature_names.index(a), None if b is None else fd.feature_names.index(b)) for a, b in spec]
+        sm_cols = [a for a, _ in spec]
         n = fd.X.shape[0]
         # ---- design (all validation before any fitted attribute is set)
         terms, smooths = [], []
-        par_cols = [j for j in range(fd.X.shape[1]) if j not in sm_cols]
-        if par_cols:
-            Xbar, idx = _compress_rows(np.ascontiguousarray(fd.X[:, par_cols]))
+        # by-factor columns enter the parametric part as treatment dummies (mgcv: y ~ f + s(x, by=f))
+        by_cols = sorted({b for _, b in spec if b is not None})
+        by_levels = {}
+        for b in by_cols:
+            lev, _ = index_few_values(np.ascontiguousarray(fd.X[:, b]), 50)
+            if lev.size < 2:
+                raise ValueError(f"by column {fd.feature_names[b]!r} needs 2 to 50 distinct values (a factor)")
+            by_levels[b] = lev
+        par_cols = [j for j in range(fd.X.shape[1]) if j not in sm_cols and j not in by_cols]
+        by_dummies = [(b, by_levels[b][1:] if icpt else by_levels[b]) for b in by_cols]
+        par_names = [fd.feature_names[j] for j in par_cols] + [
+            f"{fd.feature_names[b]}{_fmt_level(v)}" for b, lv in by_dummies for v in lv]
+        Xpar = _parametric_matrix(fd.X, par_cols, by_dummies)
+        if Xpar.shape[1]:
+            Xbar, idx = _compress_rows(Xpar)
             terms.append(Term("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
-        for j in sm_cols:
+        for j, byc in spec:
             name = fd.feature_names[j]
             x = fd.X[:, j]
             vals, k = discretize(x, _MAX_BINS, exact=not self.discrete)
@@ -243,11 +279,24 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             except ValueError as e:
                 raise ValueError(f"smooth column {name!r}: {e}") from None
             B = sm.basis(vals)
-            # centre over the data rows (exact) or the distinct values (discrete, as bam)
-            c = sm.centred(B, None if self.discrete else np.bincount(k, minlength=vals.size))
-            terms.append(Term(f"s({name})", k, np.ascontiguousarray(B @ c.Z), vals.size, S=c.S,
-                              rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
-            smooths.append(_SmoothInfo(f"s({name})", j, c, float(x.min()), float(x.max())))
+            if byc is None:
+                # centre over the data rows (exact) or the distinct values (discrete, as bam)
+                c = sm.centred(B, None if self.discrete else np.bincount(k, minlength=vals.size))
+                terms.append(Term(f"s({name})", k, np.ascontiguousarray(B @ c.Z), vals.size, S=c.S,
+                                  rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
+                smooths.append(_SmoothInfo(f"s({name})", j, c, float(x.min()), float(x.max())))
+                continue
+            # by-factor: one smooth per level on the shared basis, X_l = 1{f = l} B, each with its own
+            # smoothing parameter; mgcv centres each level's curve over all rows (not the level's)
+            fcol = fd.X[:, byc]
+            for lev in by_levels[byc]:
+                ind = (fcol == lev).astype(np.float64)
+                c = sm.centred(B, None if self.discrete else np.bincount(k, minlength=vals.size))
+                tname = f"s({name}):{fd.feature_names[byc]}{_fmt_level(lev)}"
+                terms.append(Term(tname, k, np.ascontiguousarray(B @ c.Z), vals.size, z=ind, S=c.S,
+                                  rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
+                sel = ind > 0
+                smooths.append(_SmoothInfo(tname, j, c, float(x[sel].min()), float(x[sel].max()), byc, lev))
         # random effects: one identity-penalized term per (factor, column), as mgcv's re smooths
         re_info = []
         if fd.factors:
@@ -268,16 +317,17 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         lay = Layout(terms, n)
         pw = np.ones(n) if fd.weights is None else fd.weights
         res = fit_freml(lay, fd.y, pw, self.family)
-        self._store(fd, lay, res, terms, smooths, re_info, par_cols, sm_cols)
+        self._store(fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies)
         return self
 
-    def _store(self, fd, lay, res, terms, smooths, re_info, par_cols, sm_cols):
+    def _store(self, fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies):
         icpt = int(bool(self.fit_intercept))
         phi = res.phi
         Hinv = res.factor.Hinv
         self._lay_cols = {t.name: lay.cols.get(i) for i, t in enumerate(terms)}
         self._smooths = smooths
         self._par_cols = par_cols
+        self._by_dummies = by_dummies
         self._re_info = re_info
         self._res_beta_d = res.beta_d
         self._res_u = res.u
@@ -297,8 +347,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.converged_ = res.converged
         self.n_obs_ = fd.n_obs
         # parametric
-        pnames = [fd.feature_names[j] for j in par_cols]
-        if par_cols:
+        pnames = par_names
+        if pnames:
             c = self._lay_cols["parametric"]
             b = res.beta_d[c]
             se = np.sqrt(np.diag(Hinv[c, c]) * phi)
@@ -307,7 +357,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.fixed_effects_ = pd.Series(b, index=pnames, name="Estimate")
         self.fixed_effects_se_ = pd.Series(se, index=pnames, name="Std. Error")
         beta = np.zeros(fd.X.shape[1])
-        beta[par_cols] = b
+        beta[par_cols] = b[:len(par_cols)]  # by-factor dummies have no input column: not in coef_
         self.intercept_, self.coef_ = self._sklearn_coefs(fd, beta)
         # smooths and re terms
         pen_terms = [terms[i] for i in lay.pen]
@@ -373,10 +423,13 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         n = Xd.shape[0]
         pd_ = self._Hinv.shape[0]
         D = np.zeros((n, pd_))
-        if self._par_cols:
-            D[:, self._lay_cols["parametric"]] = Xd[:, self._par_cols]
+        if "parametric" in self._lay_cols:
+            D[:, self._lay_cols["parametric"]] = _parametric_matrix(Xd, self._par_cols, self._by_dummies)
         for s in self._smooths:
-            D[:, self._lay_cols[s.name]] = s.centred.basis(Xd[:, s.column])
+            Bx = s.centred.basis(Xd[:, s.column])
+            if s.by is not None:
+                Bx *= (Xd[:, s.by] == s.level)[:, None]
+            D[:, self._lay_cols[s.name]] = Bx
         q = len(self._sparse_slot)
         Zu = np.zeros((n, q))
         gcode = np.full(n, -1, dtype=np.int64)
@@ -530,7 +583,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
 
     def _find_smooth(self, term):
         for s in self._smooths:
-            if term in (s.name, s.name[2:-1]):
+            if term in (s.name, s.name[2:s.name.index(")")]) and (term == s.name or s.by is None):
                 return s
         raise ValueError(f"{term!r} is not a smooth term; smooth terms: {[s.name for s in self._smooths]}")
 
@@ -559,7 +612,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         ax.plot(pe["x"], pe["fit"], color="k")
         ax.fill_between(pe["x"], pe["fit"] - z * pe["se"], pe["fit"] + z * pe["se"], alpha=0.3)
         s = self._find_smooth(term)
-        ax.set_xlabel(s.name[2:-1])
+        ax.set_xlabel(s.name[2:s.name.index(")")])
         ax.set_ylabel(f"{s.name}, edf={self.edf_[s.name]:.2f}")
         return ax
 

@@ -94,6 +94,34 @@ def test_poisson_against_bam(gamsim):
     np.testing.assert_allclose(m.fitted_values_[:5], fitted, rtol=1e-4)
 
 
+def test_by_factor_smooth_against_bam(gamsim):
+    # R: d$f <- factor(d$fac %% 3)
+    #    bam(y ~ f + s(x2, bs='cr', by=f) + s(x0, bs='cr') + s(fac, bs='re'), data=d, discrete=FALSE,
+    #        method='fREML')   (mgcv 1.8-41)
+    sig2 = 7.53736778508423
+    edf = [8.47801209209975, 8.30431635811873, 8.49263194852323, 4.99414238409691, 36.07327902972595]
+    sp = [8.98211505749603, 13.67164407333948, 9.51387794551478, 1127.30576599486290, 2.52159585939808]
+    fitted = [5.85711335510398, 5.81241732409840, 5.91773186518063, 12.50278990281587, 12.60664434049849]
+    coef = [8.549134603553878, -0.767834935090291, -0.415072327608344]
+    df = gamsim.assign(f=gamsim["fac"].astype(int) % 3)
+    X = df[["x2", "x0", "f"]]
+    m = AdditiveMixedRegressor(smooth=[("x2", "f"), "x0"], discrete=False).fit(X, df["y"], groups=df["fac"])
+    assert list(m.edf_.index) == ["s(x2):f0", "s(x2):f1", "s(x2):f2", "s(x0)", "s(fac)"]
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "f1", "f2"]
+    assert m.scale_ == pytest.approx(sig2, rel=1e-5)
+    np.testing.assert_allclose(m.edf_.to_numpy(), edf, atol=1e-3)
+    np.testing.assert_allclose(m.smoothing_params_.to_numpy(), sp, rtol=1e-3)
+    np.testing.assert_allclose(m.fitted_values_[:5], fitted, atol=1e-4)
+    np.testing.assert_allclose(m.fixed_effects_.to_numpy(), coef, atol=1e-4)
+    np.testing.assert_allclose(m.predict(X.head(5), groups=df["fac"].head(5)), fitted, atol=1e-4)
+    assert m.partial_effect("s(x2):f1")["se"].gt(0).all()
+    # discrete fit of the same model is close
+    md = AdditiveMixedRegressor(smooth=[("x2", "f"), "x0"]).fit(X, df["y"], groups=df["fac"])
+    np.testing.assert_allclose(md.edf_.to_numpy(), edf, atol=0.3)
+    with pytest.raises(ValueError, match="by column"):
+        AdditiveMixedRegressor(smooth=[("x2", "x0")]).fit(X, df["y"], groups=df["fac"])
+
+
 def test_crossed_factors_against_bam():
     # R: bam(confidence ~ s(contrast, bs='cr', k=5) + correct + s(id, bs='re') + s(block, bs='re'),
     #        data=metacognition, method='fREML')   (mgcv 1.8-41); id (20 levels) is eliminated by
