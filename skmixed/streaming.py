@@ -1,0 +1,515 @@
+"""StreamingMixed: linear mixed models fitted online, row by row, with SEMA.
+
+SEMA (Streaming Expectation Maximization Approximation; Ippel, Kaptein & Vermunt 2019) keeps
+per-group sufficient statistics and, for every arriving row, runs the E-step of that row's group
+only, updates ``(X'X)^-1`` by Sherman-Morrison and runs the M-step.  Each row is seen once; memory
+is ``O(J (p^2 + q^2))`` for ``J`` groups.  The math is in :mod:`skmixed._kernels.sema`, the state
+in :mod:`skmixed._solvers.sema`.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._solvers import sema as _sema
+
+__all__ = ["StreamingMixed"]
+
+# attributes a fit creates (removed by a reset); parameters and sklearn's own
+# bookkeeping (e.g. metadata-routing requests) are left alone
+_FITTED = ("_state", "_levels", "_zidx", "_trace_rows", "_no_groups", "_factor_name",
+           "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
+           "n_groups_", "n_iter_")
+
+
+class StreamingMixed(RegressorMixin, BaseEstimator):
+    """Linear mixed model fitted online with SEMA (one pass, ``partial_fit``).
+
+    Model ``y = X beta + Z b_g + e`` with one grouping factor ``g``, ``b_g ~ N(0, Phi)`` (a
+    random intercept plus random slopes on ``random_slopes``, all correlated) and
+    ``e ~ N(0, sigma^2)``, estimated by maximum likelihood (not REML).  Each row updates the
+    estimates once and is never revisited; groups may appear at any time.  :meth:`sweep` (or
+    ``update_every``) runs the SEMA-Update pass, one full EM iteration over the stored group
+    summaries: repeated sweeps converge to the ML fit of all rows seen.
+
+    Parameters
+    ----------
+    fit_intercept : bool, default=True
+        Add a fixed intercept (first coefficient, named ``"(Intercept)"``).  The random
+        intercept is always present.
+    random_slopes : list of str or int, optional
+        Columns of ``X`` (names for a DataFrame, else positions) with a random slope.
+    group_column : str or int, optional
+        Column of ``X`` holding the group labels (then ``groups`` need not be passed).
+    n_train : int, default=0
+        Training phase: the first ``n_train`` rows are only accumulated, then EM runs on them
+        to convergence (largest parameter change < 1e-4, at most 800 iterations, as in the
+        paper) for start values; SEMA proper starts with the next row.  ``0``: stream from the
+        first row with the start values ``beta = 0``, ``Phi = I``, ``sigma^2 = 1``.
+    update_every : int, optional
+        Run one SEMA-Update sweep every ``update_every`` rows ("SEMA Update" of the paper).
+    forgetting : float, optional
+        Smooth sliding window ``alpha`` (> 1): from row ``alpha`` on, each new row down-weights
+        all earlier rows by ``(alpha - 1) / alpha``, the learn rate ``1 / min(n, alpha)`` of the
+        paper's section 7.1, so the estimates track a drifting process.  See
+        :mod:`skmixed._solvers.sema` for how it enters each statistic.
+    trace_every : int, optional
+        Record the estimates every ``trace_every`` rows in :attr:`trace_`.
+
+    Attributes
+    ----------
+    fixed_effects_ : pandas.Series
+        Current ``beta`` (``"(Intercept)"`` first when ``fit_intercept``).
+    fixed_effects_se_ : pandas.Series
+        Standard errors from ``Var(beta) = [sum_j (A_j - D_j Cinv_j D_j') / sigma^2]^-1``
+        computed from the stored group statistics at the current parameters.
+    coef_, intercept_ : ndarray, float
+        ``beta`` without / the intercept.
+    cov_re_ : dict
+        Factor name -> random-effect covariance ``Phi`` (DataFrame).
+    sigma_ : float
+        Residual standard deviation.
+    theta_ : ndarray
+        lme4's ``theta``: lower triangle (column-wise) of ``chol(Phi) / sigma``.
+    random_effects_ : dict
+        Factor name -> DataFrame of the BLUPs of the groups seen (rows: group labels in order
+        of first appearance).
+    n_seen_ : int
+        Rows consumed.
+    n_groups_ : int
+        Groups seen.
+    n_iter_ : int
+        SEMA-Update sweeps run so far (training-phase EM iterations included).
+    trace_ : pandas.DataFrame
+        Estimates every ``trace_every`` rows (``n_rows``, ``beta[...]``, ``Phi[...]``,
+        ``sigma2``).
+    n_features_in_, feature_names_in_
+        As in scikit-learn.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmixed.streaming import StreamingMixed
+    >>> rng = np.random.default_rng(0)
+    >>> g = rng.integers(0, 50, 5000)
+    >>> X = rng.normal(size=(5000, 2))
+    >>> y = 1 + X @ [2.0, -1.0] + rng.normal(0, 2, 50)[g] + rng.normal(size=5000)
+    >>> model = StreamingMixed(n_train=500)
+    >>> for k in range(0, 5000, 1000):          # batches arrive
+    ...     model = model.partial_fit(X[k:k + 1000], y[k:k + 1000], groups=g[k:k + 1000])
+    >>> model.fixed_effects_.round(1).tolist()
+    [1.2, 2.0, -1.0]
+    >>> model.sweep(200).n_seen_
+    5000
+    """
+
+    def __init__(self, fit_intercept=True, random_slopes=None, group_column=None, n_train=0,
+                 update_every=None, forgetting=None, trace_every=None):
+        self.fit_intercept = fit_intercept
+        self.random_slopes = random_slopes
+        self.group_column = group_column
+        self.n_train = n_train
+        self.update_every = update_every
+        self.forgetting = forgetting
+        self.trace_every = trace_every
+
+    # ================================================================ public API
+    def fit(self, X, y, groups=None):
+        """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), optional
+            Group labels (any hashable type).  Without groups (and no ``group_column``) only
+            the fixed effects are fitted, with a warning.
+
+        Returns
+        -------
+        self
+        """
+        return self._consume(X, y, groups, reset=True)
+
+    def partial_fit(self, X, y, groups=None):
+        """Consume a batch of rows in order, updating the estimates after every row.
+
+        The whole batch is validated before anything changes: a bad batch raises
+        ``ValueError`` and leaves the model exactly as it was.  ``n_features_in_`` is fixed
+        by the first call; new groups are welcome in any batch.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        return self._consume(X, y, groups, reset=not self.__sklearn_is_fitted__())
+
+    def sweep(self, n=1, tol=None):
+        """Run ``n`` SEMA-Update sweeps: full EM iterations over the stored group statistics.
+
+        No row is revisited (only the per-group summaries).  Repeated sweeps converge to the
+        maximum-likelihood fit of all rows seen (with ``forgetting``: of the down-weighted
+        rows).
+
+        Parameters
+        ----------
+        n : int, default=1
+            Number of sweeps.
+        tol : float, optional
+            Stop early once no parameter changes by more than ``tol`` in a sweep.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        if not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        k = _sema.run_sweeps(self._state, int(n), tol=tol, alpha=self._alpha())
+        if k < 0:
+            raise ValueError("X'X is not invertible yet (too few or collinear rows): cannot sweep")
+        self.n_iter_ = self._state.n_sweeps
+        return self
+
+    def predict(self, X, groups=None):
+        """Predict: fixed part plus the BLUP of known groups (population part for the rest).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        groups : array-like of shape (n_samples,), optional
+            Group labels; unseen labels (and ``groups=None``) give the population prediction.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        labels = self._group_labels_from_X(X) if groups is None else groups
+        Xv = self._check_X(X, reset=False)
+        if not np.isfinite(Xv).all():
+            raise ValueError("X contains NaN or infinite values")
+        Xd = self._design(Xv)
+        st = self._state
+        out = Xd @ st.beta
+        if labels is not None and not self._no_groups:
+            lab = self._labels_1d(labels, Xd.shape[0], check_na=False)
+            codes = self._levels.get_indexer(lab)
+            known = codes >= 0
+            if known.any():
+                Z = self._z(Xd[known])
+                out[known] += np.einsum("ij,ij->i", Z, st.gb[codes[known]])
+        return out
+
+    # ================================================================ results
+    @property
+    def fixed_effects_(self):
+        check_is_fitted(self)
+        return pd.Series(self._state.beta.copy(), index=self.feature_names_, name="fixed_effects")
+
+    @property
+    def fixed_effects_se_(self):
+        check_is_fitted(self)
+        st = self._state
+        if st.has_P and st.n_eff > 0:
+            se = np.sqrt(np.diag(_sema.beta_covariance(st, alpha=self._alpha())))
+        else:
+            se = np.full(st.p, np.nan)
+        return pd.Series(se, index=self.feature_names_, name="std_error")
+
+    @property
+    def coef_(self):
+        check_is_fitted(self)
+        b = self._state.beta
+        return b[1:].copy() if self.fit_intercept else b.copy()
+
+    @property
+    def intercept_(self):
+        check_is_fitted(self)
+        return float(self._state.beta[0]) if self.fit_intercept else 0.0
+
+    @property
+    def sigma_(self):
+        check_is_fitted(self)
+        return float(np.sqrt(self._state.s2))
+
+    @property
+    def cov_re_(self):
+        check_is_fitted(self)
+        if self._no_groups:
+            return {}
+        return {self._factor_name: pd.DataFrame(self._state.Phi.copy(), index=self.re_names_,
+                                                columns=self.re_names_)}
+
+    @property
+    def theta_(self):
+        check_is_fitted(self)
+        L = self._state.Lphi / np.sqrt(self._state.s2)
+        q = L.shape[0]
+        return np.array([L[i, j] for j in range(q) for i in range(j, q)])
+
+    @property
+    def random_effects_(self):
+        check_is_fitted(self)
+        if self._no_groups:
+            return {}
+        J = len(self._levels)
+        return {self._factor_name: pd.DataFrame(self._state.gb[:J].copy(), index=self._levels,
+                                                columns=self.re_names_)}
+
+    @property
+    def trace_(self):
+        check_is_fitted(self)
+        rows = self._trace_rows
+        cols = _sema.TRACE_COLUMNS(self.feature_names_, self.re_names_)
+        data = np.concatenate(rows) if rows else np.empty((0, len(cols)))
+        df = pd.DataFrame(data, columns=cols)
+        df["n_rows"] = df["n_rows"].astype(np.int64)
+        return df
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_state")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ================================================================ internals
+    def _alpha(self):
+        return None if self.forgetting is None else float(self.forgetting)
+
+    def _check_params(self):
+        def _int(name, lo, allow_none):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}"
+                                 f"{' or None' if allow_none else ''}, got {v!r}")
+        _int("n_train", 0, False)
+        _int("update_every", 1, True)
+        _int("trace_every", 1, True)
+        a = self.forgetting
+        if a is not None and (isinstance(a, bool) or not isinstance(a, numbers.Real)
+                              or not np.isfinite(a) or a <= 1):
+            raise ValueError(f"forgetting must be a number > 1 (the window alpha) or None, got {a!r}")
+
+    def _group_labels_from_X(self, X):
+        gc = self.group_column
+        if gc is None:
+            return None
+        if isinstance(X, pd.DataFrame):
+            if gc not in X.columns:
+                if isinstance(gc, numbers.Integral) and not isinstance(gc, bool) and 0 <= gc < X.shape[1]:
+                    return X.iloc[:, gc]
+                raise ValueError(f"group_column {gc!r} is not a column of X")
+            return X[gc]
+        arr = np.asarray(X, dtype=object)
+        if arr.ndim != 2:
+            raise ValueError(f"X must be 2-D, got shape {arr.shape}")
+        if not isinstance(gc, numbers.Integral) or not 0 <= gc < arr.shape[1]:
+            raise ValueError(f"group_column must be a column position of X (0..{arr.shape[1] - 1}) "
+                             f"when X is not a DataFrame, got {gc!r}")
+        return arr[:, gc]
+
+    def _drop_group_column(self, X):
+        gc = self.group_column
+        if gc is None:
+            return X
+        if isinstance(X, pd.DataFrame):
+            name = gc if gc in X.columns else X.columns[gc]
+            return X.drop(columns=[name])
+        arr = np.asarray(X, dtype=object)
+        return np.delete(arr, gc, axis=1)
+
+    def _check_X(self, X, reset):
+        """validate_data on X (group column included, so n_features_in_ counts it)."""
+        if self.group_column is None:
+            return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
+        validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
+        from sklearn.utils import check_array
+        return check_array(self._drop_group_column(X), dtype=np.float64, ensure_all_finite=False,
+                           ensure_min_features=0)
+
+    @staticmethod
+    def _labels_1d(labels, n, check_na=True):
+        if isinstance(labels, pd.DataFrame):
+            if labels.shape[1] != 1:
+                raise ValueError("StreamingMixed supports one grouping factor; groups has "
+                                 f"{labels.shape[1]} columns")
+            labels = labels.iloc[:, 0]
+        lab = labels.to_numpy() if isinstance(labels, pd.Series) else np.asarray(labels)
+        if lab.ndim == 2 and lab.shape[1] == 1:
+            lab = lab[:, 0]
+        if lab.ndim != 1:
+            raise ValueError("StreamingMixed supports one grouping factor; groups must be 1-D, "
+                             f"got shape {lab.shape}")
+        if lab.shape[0] != n:
+            raise ValueError(f"X has {n} rows but groups has {lab.shape[0]}")
+        if check_na:
+            na = pd.isna(lab)
+            if np.any(na):
+                raise ValueError("groups contains missing labels (NaN/None)")
+            if lab.dtype.kind == "f" and not np.isfinite(lab).all():
+                raise ValueError("groups contains infinite labels")
+        return lab
+
+    def _design(self, Xv):
+        n = Xv.shape[0]
+        icpt = bool(self.fit_intercept)
+        Xd = np.empty((n, Xv.shape[1] + icpt))
+        if icpt:
+            Xd[:, 0] = 1.0
+        Xd[:, icpt:] = Xv
+        return Xd
+
+    def _z(self, Xd):
+        z = self._zidx
+        Z = np.empty((Xd.shape[0], z.shape[0]))
+        for k, c in enumerate(z):
+            Z[:, k] = 1.0 if c < 0 else Xd[:, c]
+        return Z
+
+    def _resolve_slopes(self, names_in):
+        rs = self.random_slopes
+        if rs is None:
+            return []
+        rs = [rs] if isinstance(rs, (str, numbers.Integral)) else list(rs)
+        idx = []
+        for s in rs:
+            if isinstance(s, str) and s in names_in:
+                idx.append(names_in.index(s))
+            elif isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < len(names_in):
+                idx.append(int(s))
+            else:
+                raise ValueError(f"random slope {s!r} is not a column name or index of X "
+                                 f"(columns: {names_in})")
+        if len(set(idx)) != len(idx):
+            raise ValueError(f"random_slopes lists a column twice: {rs}")
+        return idx
+
+    def _consume(self, X, y, groups, reset):
+        snapshot = dict(self.__dict__)
+        try:
+            prepared = self._prepare(X, y, groups, reset)
+        except BaseException:
+            # validation may have set n_features_in_ etc.: put everything back
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+        Xd, yv, lab, setup = prepared
+        # ---- validated: from here on only state changes
+        if reset:
+            for name in _FITTED:
+                if name != "n_features_in_" and name != "feature_names_in_":
+                    self.__dict__.pop(name, None)
+            for k, v in setup.items():
+                setattr(self, k, v)
+        st = self._state
+        if self._no_groups:
+            codes = np.zeros(Xd.shape[0], dtype=np.int64)
+            n_levels = 1
+        else:
+            codes = self._levels.get_indexer(lab).astype(np.int64)
+            new = codes < 0
+            if new.any():
+                fresh = pd.unique(lab[new])
+                self._levels = self._levels.append(pd.Index(fresh, dtype=object))
+                codes[new] = self._levels.get_indexer(lab[new])
+            n_levels = len(self._levels)
+        st.ensure_capacity(n_levels)
+        trace = _sema.consume(st, Xd, yv, codes, self._zidx, n_train=self.n_train,
+                              alpha=self._alpha(), update_every=self.update_every,
+                              trace_every=self.trace_every)
+        if trace.shape[0]:
+            self._trace_rows.append(trace)
+        self.n_seen_ = st.n_rows
+        self.n_groups_ = 0 if self._no_groups else n_levels
+        self.n_iter_ = st.n_sweeps
+        return self
+
+    def _prepare(self, X, y, groups, reset):
+        """Validate the whole batch; returns the design, y, labels and (on reset) the setup."""
+        if reset:
+            self._check_params()
+        labels = groups if groups is not None else self._group_labels_from_X(X)
+        Xv, yv = None, None
+        if self.group_column is None:
+            Xv, yv = validate_data(self, X, y, reset=reset, dtype=np.float64, y_numeric=True,
+                                   ensure_all_finite=True)
+        else:
+            if y is None:
+                raise ValueError("StreamingMixed requires y to be passed, but the target y is None")
+            Xv = self._check_X(X, reset=reset)
+            yv = np.asarray(y)
+            if yv.ndim == 2 and yv.shape[1] == 1:
+                yv = yv[:, 0]
+            if yv.ndim != 1 or yv.shape[0] != Xv.shape[0]:
+                raise ValueError(f"y must be 1-D with {Xv.shape[0]} rows, got shape {yv.shape}")
+            yv = yv.astype(np.float64)
+        if not np.isfinite(Xv).all():
+            raise ValueError("X contains NaN or infinite values")
+        yv = np.ascontiguousarray(yv, dtype=np.float64)
+        if not np.isfinite(yv).all():
+            raise ValueError("y contains NaN or infinite values")
+        n = Xv.shape[0]
+        lab = None if labels is None else self._labels_1d(labels, n)
+        Xd = np.ascontiguousarray(self._design(Xv))
+        setup = {}
+        if reset:
+            if hasattr(self, "feature_names_in_"):
+                names_in = [str(c) for c in self.feature_names_in_]
+                if self.group_column is not None:
+                    gname = self.group_column if self.group_column in names_in else names_in[self.group_column]
+                    names_in = [c for c in names_in if c != str(gname)]
+            else:
+                names_in = [f"x{k}" for k in range(Xv.shape[1])]
+            icpt = int(bool(self.fit_intercept))
+            feature_names = (["(Intercept)"] if icpt else []) + names_in
+            no_groups = lab is None
+            if no_groups:
+                if self.random_slopes is not None:
+                    raise ValueError("random_slopes given but no groups (and no group_column)")
+                warnings.warn("StreamingMixed got no groups (and no group_column): fitting the "
+                              "fixed-effects part only", UserWarning, stacklevel=3)
+                zidx = np.empty(0, dtype=np.int64)
+                re_names = []
+            else:
+                slopes = self._resolve_slopes(names_in)
+                zidx = np.array([0 if icpt else -1] + [s + icpt for s in slopes], dtype=np.int64)
+                re_names = ["(Intercept)"] + [names_in[s] for s in slopes]
+            if isinstance(labels, pd.Series) and labels.name is not None:
+                fname = str(labels.name)
+            elif isinstance(labels, pd.DataFrame):
+                fname = str(labels.columns[0])
+            elif self.group_column is not None:
+                fname = str(self.group_column)
+            else:
+                fname = "group"
+            setup = dict(
+                _state=_sema.SemaState.new(Xd.shape[1], len(zidx), n_train=self.n_train,
+                                           capacity=16),
+                _levels=pd.Index([], dtype=object), _zidx=zidx, _trace_rows=[],
+                _no_groups=no_groups, _factor_name=fname, feature_names_=feature_names,
+                re_names_=re_names,
+            )
+        else:
+            if self._no_groups and lab is not None:
+                raise ValueError("this model was fitted without groups; cannot add grouped rows "
+                                 "(refit with fit)")
+            if not self._no_groups and lab is None:
+                raise ValueError("groups are required: the model was fitted with groups")
+        return Xd, yv, lab, setup
