@@ -1,0 +1,134 @@
+"""Grouping factors: labels factorized once into int64 codes, with the level map kept.
+
+A :class:`GroupingFactor` is what lme4 calls a factor on the right of ``|``:
+its levels (sorted like R's ``factor()``), one int64 code per row, and the
+ability to encode new labels at prediction time (unseen levels get ``-1``,
+which every estimator treats as "random effect zero").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["GroupingFactor", "make_factors", "interaction"]
+
+
+def _as_label_series(labels, name) -> pd.Series:
+    if isinstance(labels, pd.Series):
+        s = labels.reset_index(drop=True)
+    else:
+        arr = np.asarray(labels)
+        if arr.ndim != 1:
+            raise ValueError(f"grouping factor {name!r} must be 1-D, got shape {arr.shape}")
+        s = pd.Series(arr)
+    if s.isna().any():
+        raise ValueError(f"grouping factor {name!r} contains missing labels (NaN/None)")
+    if s.dtype.kind == "f" and not np.isfinite(s.to_numpy()).all():
+        raise ValueError(f"grouping factor {name!r} contains infinite labels")
+    return s
+
+
+@dataclass(eq=False)
+class GroupingFactor:
+    """One grouping factor: int64 codes per row and the level labels.
+
+    Parameters
+    ----------
+    name : str
+        Factor name (``"g"``, or ``"a:b"`` for an interaction).
+    codes : ndarray of int64, shape (n,)
+        Level index of every row, ``0 .. n_levels - 1``.
+    levels : pandas.Index
+        Level labels in code order.
+
+    Examples
+    --------
+    >>> f = GroupingFactor.from_labels(["b", "a", "b"], name="g")
+    >>> f.codes.tolist(), list(f.levels)
+    ([1, 0, 1], ['a', 'b'])
+    >>> f.encode(["b", "z"]).tolist()
+    [1, -1]
+    """
+
+    name: str
+    codes: np.ndarray
+    levels: pd.Index
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @classmethod
+    def from_labels(cls, labels, name: str = "group") -> "GroupingFactor":
+        """Factorize labels (any hashable dtype) with levels sorted as R does."""
+        s = _as_label_series(labels, name)
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            # keep the categorical's own level order, dropping unused levels as lme4 does
+            s = s.cat.remove_unused_categories()
+            codes = s.cat.codes.to_numpy().astype(np.int64)
+            levels = pd.Index(s.cat.categories)
+        else:
+            try:
+                codes, levels = pd.factorize(s, sort=True)
+            except TypeError:  # mixed, unorderable labels: order of appearance
+                codes, levels = pd.factorize(s, sort=False)
+            codes = codes.astype(np.int64)
+        return cls(name=str(name), codes=np.ascontiguousarray(codes), levels=pd.Index(levels))
+
+    def encode(self, labels) -> np.ndarray:
+        """Codes of new labels; ``-1`` for levels not seen in training."""
+        s = _as_label_series(labels, self.name)
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.astype(object)
+        return np.ascontiguousarray(self.levels.get_indexer(s.to_numpy()), dtype=np.int64)
+
+
+def interaction(a: pd.Series, b: pd.Series) -> pd.Series:
+    """Labels of the interaction ``a:b`` (as lme4 builds ``(1 | a/b)``'s second term)."""
+    return a.astype(str).str.cat(b.astype(str), sep=":")
+
+
+def make_factors(groups, names=None) -> list[GroupingFactor]:
+    """Build grouping factors from the ``groups`` argument of ``fit``.
+
+    Parameters
+    ----------
+    groups : array-like of shape (n,) or (n, k), or DataFrame
+        One column of labels per grouping factor.
+    names : list of str, optional
+        Factor names; default the DataFrame's column names, else ``group``,
+        ``group1``, ...
+
+    Returns
+    -------
+    list of GroupingFactor
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> fs = make_factors(pd.DataFrame({"s": [1, 1, 2], "i": ["x", "y", "x"]}))
+    >>> [(f.name, f.n_levels) for f in fs]
+    [('s', 2), ('i', 2)]
+    """
+    if isinstance(groups, pd.DataFrame):
+        cols = [groups[c] for c in groups.columns]
+        default = [str(c) for c in groups.columns]
+    elif isinstance(groups, pd.Series):
+        cols = [groups]
+        default = [str(groups.name) if groups.name is not None else "group"]
+    else:
+        arr = np.asarray(groups, dtype=object) if not isinstance(groups, np.ndarray) else groups
+        if arr.ndim == 1:
+            cols = [arr]
+        elif arr.ndim == 2:
+            cols = [arr[:, k] for k in range(arr.shape[1])]
+        else:
+            raise ValueError(f"groups must be 1-D or 2-D, got shape {arr.shape}")
+        default = ["group"] if len(cols) == 1 else [f"group{k}" for k in range(len(cols))]
+    names = list(names) if names is not None else default
+    if len(names) != len(cols):
+        raise ValueError(f"{len(names)} names given for {len(cols)} grouping factors")
+    return [GroupingFactor.from_labels(c, name=n) for c, n in zip(cols, names)]

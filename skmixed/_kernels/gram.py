@@ -1,0 +1,100 @@
+"""The one pass over the rows: per-level cross-product blocks of ``[Z X y]``.
+
+Every estimator that needs ``Z'WZ``, ``Z'WX``, ``Z'Wy``, ``X'WX``, ``X'Wy`` and
+``y'Wy`` calls :func:`accumulate` — the LMM once per fit, PIRLS once per
+iteration with working weights. Rows are split into one contiguous chunk per
+thread, each thread accumulating into its own buffers, then the buffers are
+summed: no atomics, and the result does not depend on the thread count beyond
+floating-point summation order.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
+                     X, y, w, ptr, A11, A21, A22):
+    q1 = Z1.shape[1]
+    p = X.shape[1]
+    nd = dq.shape[0]
+    nv = Zd.shape[1] + p + 1
+    vcol = np.empty(nv, dtype=np.int64)
+    vslot = np.empty(nv, dtype=np.int64)
+    vval = np.empty(nv)
+    for i in range(lo, hi):
+        wi = w[i]
+        if wi == 0.0:
+            continue
+        j = codes1[i]
+        for a in range(q1):
+            za = wi * Z1[i, a]
+            for b in range(q1):
+                A11[j, a, b] += za * Z1[i, b]
+        t = 0
+        for k in range(nd):
+            base = doff[k] + dense_codes[i, k] * dq[k]
+            for r in range(dq[k]):
+                vcol[t] = base + r
+                vslot[t] = row_slot[i, k] + r
+                vval[t] = Zd[i, zoff[k] + r]
+                t += 1
+        xy0 = ptr[j + 1] - (p + 1)
+        for c in range(p):
+            vcol[t] = Q2 + c
+            vslot[t] = xy0 + c
+            vval[t] = X[i, c]
+            t += 1
+        vcol[t] = Q2 + p
+        vslot[t] = xy0 + p
+        vval[t] = y[i]
+        t += 1
+        for e in range(t):
+            wv = wi * vval[e]
+            s = vslot[e]
+            for a in range(q1):
+                A21[s, a] += wv * Z1[i, a]
+            ca = vcol[e]
+            for f in range(e + 1):
+                A22[ca, vcol[f]] += wv * vval[f]
+
+
+@njit(cache=True, parallel=True)
+def accumulate(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, y, w, ptr, J1, n_chunks):
+    """Cross-product blocks of ``[Z X y]`` in one pass over the rows.
+
+    Returns
+    -------
+    A11 : (J1, q1, q1) per-level blocks of the first (block-diagonal) term.
+    A21 : (nnz, q1) stored entries of the coupling block, CSR over ``ptr``.
+    A22 : (m, m) dense part (other terms, X, y), symmetric.
+    """
+    n = codes1.shape[0]
+    q1 = Z1.shape[1]
+    p = X.shape[1]
+    m = Q2 + p + 1
+    nnz = ptr[J1]
+    A11s = np.zeros((n_chunks, J1, q1, q1))
+    A21s = np.zeros((n_chunks, nnz, q1))
+    A22s = np.zeros((n_chunks, m, m))
+    step = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        lo = c * step
+        hi = min(n, lo + step)
+        _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
+                         X, y, w, ptr, A11s[c], A21s[c], A22s[c])
+    A11 = A11s[0]
+    A21 = A21s[0]
+    A22 = A22s[0]
+    for c in range(1, n_chunks):
+        A11 += A11s[c]
+        A21 += A21s[c]
+        A22 += A22s[c]
+    # rows were accumulated into the lower triangle (or diagonal) of A22 when
+    # column indices are increasing; mirror whatever landed on either side
+    for a in range(m):
+        for b in range(a):
+            s = A22[a, b] + A22[b, a]
+            A22[a, b] = s
+            A22[b, a] = s
+    return A11, A21, A22

@@ -1,0 +1,226 @@
+"""Per-theta work of the profiled LMM deviance, on the precomputed blocks.
+
+Nothing here touches the rows: cost depends on the number of levels and the
+sparsity of the coupling block only (MixedModels.jl's ``updateL!``).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _small_chol(A, L):
+    """Cholesky of a small SPD matrix into L (lower); False if not positive definite."""
+    q = A.shape[0]
+    for i in range(q):
+        for j in range(i + 1):
+            s = A[i, j]
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            if i == j:
+                if s <= 0.0:
+                    return False
+                L[i, i] = np.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+        for j in range(i + 1, q):
+            L[i, j] = 0.0
+    return True
+
+
+@njit(cache=True)
+def scale_dense(A22, lam_d, lam_off, dq, dJ, doff, Q2):
+    """``Lambda2' A22 Lambda2 + I`` on the random-effect part of the dense block."""
+    m = A22.shape[0]
+    M = A22.copy()
+    tmp = np.empty(8)
+    for k in range(dq.shape[0]):
+        q = dq[k]
+        if tmp.shape[0] < q:
+            tmp = np.empty(q)
+        lam = lam_d[lam_off[k]:lam_off[k] + q * q].reshape((q, q))
+        for lvl in range(dJ[k]):
+            base = doff[k] + lvl * q
+            # rows: M[base:base+q, :] <- lam' M[base:base+q, :]
+            for c in range(m):
+                for a in range(q):
+                    s = 0.0
+                    for b in range(a, q):
+                        s += lam[b, a] * M[base + b, c]
+                    tmp[a] = s
+                for a in range(q):
+                    M[base + a, c] = tmp[a]
+            # columns: M[:, base:base+q] <- M[:, base:base+q] lam
+            for r in range(m):
+                for a in range(q):
+                    s = 0.0
+                    for b in range(a, q):
+                        s += M[r, base + b] * lam[b, a]
+                    tmp[a] = s
+                for a in range(q):
+                    M[r, base + a] = tmp[a]
+    for i in range(Q2):
+        M[i, i] += 1.0
+    return M
+
+
+@njit(cache=True)
+def _term_of(col, doff, dq, Q2):
+    if col >= Q2:
+        return -1
+    k = doff.shape[0] - 1
+    while doff[k] > col:
+        k -= 1
+    return k
+
+
+@njit(cache=True)
+def schur(A11, A21, M, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21):
+    """Factor the first block per level and downdate the dense part in place.
+
+    Fills ``L11[j] = chol(lam1' A11[j] lam1 + I)`` and ``L21`` (the coupling rows
+    scaled by the Lambdas and solved against ``L11[j]'``), subtracts
+    ``L21_j L21_j'`` from ``M`` and returns ``log|L11|^2`` (``inf`` when a block
+    is not positive definite).
+    """
+    J1, q1 = A11.shape[0], A11.shape[1]
+    B = np.empty((q1, q1))
+    T = np.empty((q1, q1))
+    row = np.empty(q1)
+    tmp = np.empty(max(q1, 8))
+    ld = 0.0
+    for j in range(J1):
+        # B = lam1' A11[j] lam1 + I
+        for a in range(q1):
+            for b in range(q1):
+                s = 0.0
+                for c in range(q1):
+                    s += A11[j, a, c] * lam1[c, b]
+                T[a, b] = s
+        for a in range(q1):
+            for b in range(q1):
+                s = 0.0
+                for c in range(q1):
+                    s += lam1[c, a] * T[c, b]
+                B[a, b] = s
+            B[a, a] += 1.0
+        if not _small_chol(B, L11[j]):
+            return np.inf
+        for a in range(q1):
+            ld += 2.0 * np.log(L11[j, a, a])
+        s0 = ptr[j]
+        s1 = ptr[j + 1]
+        # copy and apply the dense-term Lambda' to the stored rows
+        s = s0
+        while s < s1:
+            col = cols[s]
+            k = _term_of(col, doff, dq, Q2)
+            if k < 0:
+                for a in range(q1):
+                    L21[s, a] = A21[s, a]
+                s += 1
+                continue
+            q = dq[k]
+            lam = lam_d[lam_off[k]:lam_off[k] + q * q].reshape((q, q))
+            if tmp.shape[0] < q:
+                tmp = np.empty(q)
+            for a in range(q1):
+                for r in range(q):
+                    acc = 0.0
+                    for b in range(r, q):
+                        acc += lam[b, r] * A21[s + b, a]
+                    tmp[r] = acc
+                for r in range(q):
+                    L21[s + r, a] = tmp[r]
+            s += q
+        # right-multiply by lam1, then solve against L11[j]'
+        Lj = L11[j]
+        for s in range(s0, s1):
+            for b in range(q1):
+                acc = 0.0
+                for c in range(q1):
+                    acc += L21[s, c] * lam1[c, b]
+                row[b] = acc
+            for a in range(q1):
+                acc = row[a]
+                for c in range(a):
+                    acc -= Lj[a, c] * L21[s, c]
+                L21[s, a] = acc / Lj[a, a]
+        # downdate the dense part on this level's pattern
+        for e in range(s0, s1):
+            ce = cols[e]
+            for f in range(s0, e + 1):
+                acc = 0.0
+                for a in range(q1):
+                    acc += L21[e, a] * L21[f, a]
+                cf = cols[f]
+                M[ce, cf] -= acc
+                if ce != cf:
+                    M[cf, ce] -= acc
+    return ld
+
+
+@njit(cache=True, parallel=True)
+def solve_first_block(L11, L21, ptr, cols, v, yslot_last):
+    """Back-substitute the first block's conditional modes ``u1`` given the dense solution ``v``.
+
+    ``v`` holds the dense part's solution (other terms' ``u`` then ``beta``);
+    the ``y`` row of each level's segment is its right-hand side.
+    """
+    J1, q1 = L11.shape[0], L11.shape[1]
+    u = np.empty((J1, q1))
+    for j in prange(J1):
+        rhs = np.empty(q1)
+        ys = ptr[j + 1] - 1
+        for a in range(q1):
+            rhs[a] = L21[ys, a]
+        for s in range(ptr[j], ys):
+            vc = v[cols[s]]
+            for a in range(q1):
+                rhs[a] -= L21[s, a] * vc
+        Lj = L11[j]
+        for a in range(q1 - 1, -1, -1):
+            acc = rhs[a]
+            for c in range(a + 1, q1):
+                acc -= Lj[c, a] * u[j, c]
+            u[j, a] = acc / Lj[a, a]
+    return u
+
+
+@njit(cache=True, parallel=True)
+def first_block_condvar(L11, L21, ptr, cols, Minv, Q2):
+    """Diagonal blocks of ``(L_Z L_Z')^{-1}`` for the first term's levels.
+
+    ``Minv`` is the inverse of the dense random-effect factor (``Q2 x Q2``,
+    lower); the fill-in through the other terms adds ``W_j' W_j`` with
+    ``W_j = Minv L21z_j L11_j^{-1}``.
+    """
+    J1, q1 = L11.shape[0], L11.shape[1]
+    out = np.empty((J1, q1, q1))
+    for j in prange(J1):
+        Lj = L11[j]
+        # Linv = L11_j^{-1}
+        Linv = np.zeros((q1, q1))
+        for c in range(q1):
+            Linv[c, c] = 1.0 / Lj[c, c]
+            for a in range(c + 1, q1):
+                acc = 0.0
+                for b in range(c, a):
+                    acc -= Lj[a, b] * Linv[b, c]
+                Linv[a, c] = acc / Lj[a, a]
+        V = Linv.T @ Linv
+        if Q2 > 0:
+            W = np.zeros((Q2, q1))
+            for s in range(ptr[j], ptr[j + 1]):
+                col = cols[s]
+                if col >= Q2:
+                    continue
+                for a in range(q1):
+                    lv = L21[s, a]
+                    if lv != 0.0:
+                        for r in range(col, Q2):
+                            W[r, a] += Minv[r, col] * lv
+            W = W @ Linv
+            V += W.T @ W
+        out[j] = V
+    return out

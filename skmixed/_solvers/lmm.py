@@ -1,0 +1,293 @@
+"""Profiled REML/ML for linear mixed models (lme4 / MixedModels.jl formulation).
+
+``b = Lambda(theta) u``, ``u ~ N(0, sigma^2 I)``. For a given ``theta`` the
+blocked Cholesky factor of ``Lambda' Z'Z Lambda + I`` and its Schur complements
+with ``X`` and ``y`` give ``log|L|^2``, ``log|R_X|^2`` and the penalized residual
+sum of squares ``r^2``, so that
+
+* ML:   ``-2 l = log|L|^2 + N (1 + log(2 pi r^2 / N))``
+* REML: ``log|L|^2 + log|R_X|^2 + (N - p)(1 + log(2 pi r^2 / (N - p)))``
+
+where ``N`` is the (frequency-weighted) number of rows. Each evaluation works on
+the cross-product blocks only (:mod:`skmixed._kernels.lmm`); the rows are read
+once, by :func:`skmixed._kernels.gram.accumulate`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+from scipy import optimize
+
+from .._design.layout import BlockLayout
+from .._kernels import gram
+from .._kernels import lmm as klmm
+
+__all__ = ["CrossProducts", "LMMProblem", "LMMResult", "cross_products"]
+
+_LOG2PI = np.log(2.0 * np.pi)
+
+
+@dataclass
+class CrossProducts:
+    """Sufficient statistics of an LMM: the blocks of ``A`` (sums over rows)."""
+
+    A11: np.ndarray
+    A21: np.ndarray
+    A22: np.ndarray
+    n_obs: float  # sum of frequency weights
+
+    def __add__(self, other):
+        return CrossProducts(self.A11 + other.A11, self.A21 + other.A21, self.A22 + other.A22,
+                             self.n_obs + other.n_obs)
+
+
+def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None) -> CrossProducts:
+    """One pass over the rows filling the blocks of ``A`` for ``layout``."""
+    import numba
+
+    n = X.shape[0]
+    w = np.ones(n) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    b1 = layout.blocks[0]
+    Z1 = b1.z_rows(X)
+    dense = layout.blocks[1:]
+    if dense:
+        Zd = np.ascontiguousarray(np.hstack([b.z_rows(X) for b in dense]))
+    else:
+        Zd = np.empty((n, 0))
+    zoff = np.zeros(len(dense), dtype=np.int64)
+    if dense:
+        zoff[1:] = np.cumsum(layout.dense_q)[:-1]
+    threads = numba.get_num_threads() if n_threads is None else n_threads
+    # small problems are not worth the per-thread buffers
+    n_chunks = int(max(1, min(threads, n // 20_000)))
+    A11, A21, A22 = gram.accumulate(layout.codes1, Z1, layout.dense_codes, layout.row_slot, Zd, zoff,
+                                    layout.dense_q, layout.dense_off, layout.Q2, X, y, w, layout.ptr,
+                                    layout.J1, n_chunks)
+    return CrossProducts(A11, A21, A22, float(w.sum()))
+
+
+@dataclass
+class LMMResult:
+    theta: np.ndarray
+    beta: np.ndarray
+    vcov_beta: np.ndarray
+    sigma: float
+    u: list  # per block, (J, q) spherical modes
+    b: list  # per block, (J, q) random effects
+    condvar: list  # per block, (J, q, q) conditional covariances of b
+    lambdas: list  # per block (q, q)
+    objective: float  # REML criterion or deviance
+    loglik: float
+    n_iter: int
+    converged: bool
+    message: str
+
+
+class LMMProblem:
+    """The profiled deviance of one LMM as a function of ``theta``.
+
+    Parameters
+    ----------
+    layout : BlockLayout
+    cp : CrossProducts
+    reml : bool
+    """
+
+    def __init__(self, layout: BlockLayout, cp: CrossProducts, reml: bool = True):
+        self.layout = layout
+        self.cp = cp
+        self.reml = reml
+        self.p = layout.p
+        blocks = layout.blocks
+        self._theta_pos = [b.theta_index() for b in blocks]
+        self.n_theta = sum(b.n_theta for b in blocks)
+        lower = []
+        for (r, c) in self._theta_pos:
+            lower.extend(np.where(r == c, 0.0, -np.inf))
+        self.lower = np.array(lower)
+        dq = layout.dense_q
+        self._lam_off = np.zeros(len(dq), dtype=np.int64)
+        if len(dq):
+            self._lam_off[1:] = np.cumsum(dq * dq)[:-1]
+        self._L11 = np.zeros((layout.J1, layout.q1, layout.q1))
+        self._L21 = np.zeros((layout.nnz, layout.q1))
+        self.n_eval = 0
+
+    # -- theta <-> Lambda ---------------------------------------------------------------
+    def start(self) -> np.ndarray:
+        """lme4's start: 1 on the diagonals, 0 elsewhere."""
+        return np.concatenate([(r == c).astype(float) for (r, c) in self._theta_pos])
+
+    def lambdas(self, theta) -> list:
+        out, k = [], 0
+        for b, (r, c) in zip(self.layout.blocks, self._theta_pos):
+            lam = np.zeros((b.q, b.q))
+            lam[r, c] = theta[k:k + len(r)]
+            k += len(r)
+            out.append(lam)
+        return out
+
+    # -- the profiled deviance -------------------------------------------------------------
+    def _factor(self, theta):
+        lay = self.layout
+        lams = self.lambdas(theta)
+        lam_d = np.concatenate([lam.ravel() for lam in lams[1:]]) if len(lams) > 1 else np.empty(0)
+        M = klmm.scale_dense(self.cp.A22, lam_d, self._lam_off, lay.dense_q, lay.dense_J, lay.dense_off,
+                             lay.Q2)
+        ld11 = klmm.schur(self.cp.A11, self.cp.A21, M, lay.ptr, lay.cols, lams[0], lam_d, self._lam_off,
+                          lay.dense_q, lay.dense_off, lay.Q2, self._L11, self._L21)
+        if not np.isfinite(ld11):
+            return None
+        try:
+            L = sla.cholesky(M, lower=True, check_finite=False)
+        except (sla.LinAlgError, ValueError):
+            return None
+        d = np.diag(L)
+        if not np.all(d[:-1] > 0):
+            return None
+        Q2, p = lay.Q2, lay.p
+        ldL2 = ld11 + 2.0 * np.log(d[:Q2]).sum()
+        ldRX2 = 2.0 * np.log(d[Q2:Q2 + p]).sum()
+        r2 = d[-1] ** 2
+        return L, ldL2, ldRX2, r2
+
+    def _criterion(self, ldL2, ldRX2, r2):
+        N = self.cp.n_obs
+        if self.reml:
+            nmp = N - self.p
+            return ldL2 + ldRX2 + nmp * (1.0 + _LOG2PI + np.log(r2 / nmp))
+        return ldL2 + N * (1.0 + _LOG2PI + np.log(r2 / N))
+
+    def objective(self, theta) -> float:
+        """REML criterion (``reml=True``) or deviance (``-2 log L``) at ``theta``."""
+        self.n_eval += 1
+        f = self._factor(np.asarray(theta, dtype=float))
+        if f is None or f[3] <= 0:
+            return np.inf
+        return self._criterion(*f[1:])
+
+    # -- optimisation ----------------------------------------------------------------------
+    def _gradient(self, theta, f0):
+        # central differences (one-sided at the boundary): evaluations are cheap
+        # and independent of n, and central differences keep L-BFGS-B's final
+        # iterates precise enough to reach lme4's optimum to ~1e-8
+        g = np.empty_like(theta)
+        for i in range(theta.size):
+            h = 1e-6 * max(1.0, abs(theta[i]))
+            tp = theta.copy()
+            tp[i] += h
+            fp = self.objective(tp)
+            if theta[i] - h >= self.lower[i]:
+                tm = theta.copy()
+                tm[i] -= h
+                g[i] = (fp - self.objective(tm)) / (2 * h)
+            else:
+                g[i] = (fp - f0) / h
+        return g
+
+    def optimize(self, theta0=None, max_iter=500, tol=1e-10):
+        """Minimise the profiled criterion over theta (box-bounded at 0 for diagonals)."""
+        theta0 = self.start() if theta0 is None else np.asarray(theta0, dtype=float)
+        bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
+
+        def fun(t):
+            f = self.objective(t)
+            if not np.isfinite(f):
+                return 1e300, np.zeros_like(t)
+            return f, self._gradient(t, f)
+
+        res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options={"maxiter": max_iter, "ftol": tol * 1e-3, "gtol": 1e-7,
+                                         "maxls": 50})
+        theta = np.asarray(res.x, dtype=float)
+        # snap parameters that sit within rounding of the boundary onto it
+        # (a singular fit), keeping the move only if it does not worsen the criterion
+        near = (self.lower == 0) & (theta < 1e-6)
+        if near.any():
+            t2 = theta.copy()
+            t2[near] = 0.0
+            if self.objective(t2) <= res.fun + 1e-10:
+                theta = t2
+        converged = bool(res.success) or (res.status == 2 and np.linalg.norm(res.jac, np.inf) < 1e-4)
+        return theta, int(res.nit), converged, str(res.message)
+
+    # -- results ---------------------------------------------------------------------------
+    def result(self, theta, n_iter=0, converged=True, message="") -> LMMResult:
+        lay = self.layout
+        f = self._factor(theta)
+        if f is None:
+            raise ValueError("the model matrix is rank deficient at the optimum; cannot compute estimates")
+        L, ldL2, ldRX2, r2 = f
+        Q2, p, m = lay.Q2, lay.p, lay.m
+        crit = self._criterion(ldL2, ldRX2, r2)
+        N = self.cp.n_obs
+        # dense solution v = [u2; beta] from the y row of the factor
+        c = L[m - 1, :m - 1]
+        v = sla.solve_triangular(L[:m - 1, :m - 1], c, lower=True, trans="T", check_finite=False)
+        u1 = klmm.solve_first_block(self._L11, self._L21, lay.ptr, lay.cols, v, 0)
+        beta = v[Q2:Q2 + p]
+        sigma2 = r2 / (N - p) if self.reml else r2 / N
+        sigma = float(np.sqrt(sigma2))
+        RX = L[Q2:Q2 + p, Q2:Q2 + p]
+        RXinv = sla.solve_triangular(RX, np.eye(p), lower=True, check_finite=False)
+        vcov = sigma2 * (RXinv.T @ RXinv)
+        lams = self.lambdas(theta)
+        # conditional covariances of u: diagonal blocks of (L_Z L_Z')^{-1}
+        if Q2 > 0:
+            Minv = sla.solve_triangular(L[:Q2, :Q2], np.eye(Q2), lower=True, check_finite=False)
+        else:
+            Minv = np.zeros((0, 0))
+        cv1 = klmm.first_block_condvar(self._L11, self._L21, lay.ptr, lay.cols, Minv, Q2)
+        us, bs, cvs = [u1], [], []
+        cvu = [cv1]
+        for k, blk in enumerate(lay.blocks[1:]):
+            o, q, J = lay.dense_off[k], blk.q, blk.n_levels
+            us.append(v[o:o + J * q].reshape(J, q))
+            Mk = Minv[:, o:o + J * q].reshape(Q2, J, q)
+            cvu.append(np.einsum("rja,rjb->jab", Mk, Mk))
+        for u, lam, cu in zip(us, lams, cvu):
+            bs.append(u @ lam.T)
+            cvs.append(sigma2 * np.einsum("ab,jbc,dc->jad", lam, cu, lam))
+        # the log-likelihood at the optimum (REML: the restricted one, as lme4 reports)
+        loglik = -0.5 * crit
+        return LMMResult(theta=theta, beta=beta, vcov_beta=vcov, sigma=sigma, u=us, b=bs, condvar=cvs,
+                         lambdas=lams, objective=crit, loglik=loglik, n_iter=n_iter, converged=converged,
+                         message=message)
+
+
+def drop_aliased(XtX: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """Indices of columns to keep: later columns that are linear combinations of earlier ones go.
+
+    Works on the (weighted) cross-product matrix, column by column, like
+    LINPACK's limited-pivoting QR that lme4 uses: a column is kept when its
+    residual, after projecting on the kept columns, retains more than ``tol`` of
+    its norm.
+    """
+    p = XtX.shape[0]
+    d = np.sqrt(np.clip(np.diag(XtX), 0, None))
+    keep = []
+    for c in range(p):
+        if d[c] == 0:
+            continue
+        cand = keep + [c]
+        S = XtX[np.ix_(cand, cand)] / np.outer(d[cand], d[cand])
+        if len(keep):
+            K = S[:-1, :-1]
+            s = S[-1, :-1]
+            resid = S[-1, -1] - s @ np.linalg.solve(K, s)
+        else:
+            resid = S[-1, -1]
+        if resid > tol:
+            keep.append(c)
+    return np.array(keep, dtype=np.int64)
+
+
+def warn_not_converged(message: str, n_iter: int):
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.warn(f"theta optimisation did not converge after {n_iter} L-BFGS-B iterations ({message}); "
+                  "estimates are the last iterate", ConvergenceWarning, stacklevel=3)
