@@ -14,21 +14,24 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import RegressorMixin
+from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._base import MixedModelBase, NoGroupsWarning, _finite_or_raise
+from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 
 __all__ = ["StreamingMixed"]
 
 # attributes a fit creates (removed by a reset); parameters and sklearn's own
 # bookkeeping (e.g. metadata-routing requests) are left alone
-_FITTED = ("_state", "_levels", "_zidx", "_trace_rows", "_no_groups", "_factor_name",
+_FITTED = ("_state", "_zidx", "_trace_rows", "_no_groups", "factors_",
            "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
            "n_groups_", "n_iter_")
 
 
-class StreamingMixed(RegressorMixin, BaseEstimator):
+class StreamingMixed(RegressorMixin, MixedModelBase):
     """Linear mixed model fitted online with SEMA (one pass, ``partial_fit``).
 
     Model ``y = X beta + Z b_g + e`` with one grouping factor ``g``, ``b_g ~ N(0, Phi)`` (a
@@ -196,22 +199,27 @@ class StreamingMixed(RegressorMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        check_is_fitted(self)
-        labels = self._group_labels_from_X(X) if groups is None else groups
-        Xv = self._check_X(X, reset=False)
-        if not np.isfinite(Xv).all():
-            raise ValueError("X contains NaN or infinite values")
-        Xd = self._design(Xv)
+        pdata = self._prepare_predict(X, groups)
+        Xd = pdata.X
         st = self._state
         out = Xd @ st.beta
-        if labels is not None and not self._no_groups:
-            lab = self._labels_1d(labels, Xd.shape[0], check_na=False)
-            codes = self._levels.get_indexer(lab)
+        if not self._no_groups:
+            codes = pdata.codes[0]
             known = codes >= 0
             if known.any():
                 Z = self._z(Xd[known])
                 out[known] += np.einsum("ij,ij->i", Z, st.gb[codes[known]])
         return out
+
+    def score(self, X, y, groups=None):
+        """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""
+        return r2_score(y, self.predict(X, groups))
+
+    @classmethod
+    def from_formula(cls, formula, data, sample_weight=None, **params):
+        """Not supported: a stream is fed through :meth:`partial_fit` with arrays."""
+        raise NotImplementedError("StreamingMixed has no formula interface; pass X, y and groups "
+                                  "to partial_fit (random_slopes names the slope columns)")
 
     # ================================================================ results
     @property
@@ -250,7 +258,7 @@ class StreamingMixed(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         if self._no_groups:
             return {}
-        return {self._factor_name: pd.DataFrame(self._state.Phi.copy(), index=self.re_names_,
+        return {self.factors_[0].name: pd.DataFrame(self._state.Phi.copy(), index=self.re_names_,
                                                 columns=self.re_names_)}
 
     @property
@@ -265,8 +273,8 @@ class StreamingMixed(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         if self._no_groups:
             return {}
-        J = len(self._levels)
-        return {self._factor_name: pd.DataFrame(self._state.gb[:J].copy(), index=self._levels,
+        levels = self.factors_[0].levels
+        return {self.factors_[0].name: pd.DataFrame(self._state.gb[:len(levels)].copy(), index=levels,
                                                 columns=self.re_names_)}
 
     @property
@@ -307,66 +315,6 @@ class StreamingMixed(RegressorMixin, BaseEstimator):
                               or not np.isfinite(a) or a <= 1):
             raise ValueError(f"forgetting must be a number > 1 (the window alpha) or None, got {a!r}")
 
-    def _group_labels_from_X(self, X):
-        gc = self.group_column
-        if gc is None:
-            return None
-        if isinstance(X, pd.DataFrame):
-            if gc not in X.columns:
-                if isinstance(gc, numbers.Integral) and not isinstance(gc, bool) and 0 <= gc < X.shape[1]:
-                    return X.iloc[:, gc]
-                raise ValueError(f"group_column {gc!r} is not a column of X")
-            return X[gc]
-        arr = np.asarray(X, dtype=object)
-        if arr.ndim != 2:
-            raise ValueError(f"X must be 2-D, got shape {arr.shape}")
-        if not isinstance(gc, numbers.Integral) or not 0 <= gc < arr.shape[1]:
-            raise ValueError(f"group_column must be a column position of X (0..{arr.shape[1] - 1}) "
-                             f"when X is not a DataFrame, got {gc!r}")
-        return arr[:, gc]
-
-    def _drop_group_column(self, X):
-        gc = self.group_column
-        if gc is None:
-            return X
-        if isinstance(X, pd.DataFrame):
-            name = gc if gc in X.columns else X.columns[gc]
-            return X.drop(columns=[name])
-        arr = np.asarray(X, dtype=object)
-        return np.delete(arr, gc, axis=1)
-
-    def _check_X(self, X, reset):
-        """validate_data on X (group column included, so n_features_in_ counts it)."""
-        if self.group_column is None:
-            return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
-        validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
-        from sklearn.utils import check_array
-        return check_array(self._drop_group_column(X), dtype=np.float64, ensure_all_finite=False,
-                           ensure_min_features=0)
-
-    @staticmethod
-    def _labels_1d(labels, n, check_na=True):
-        if isinstance(labels, pd.DataFrame):
-            if labels.shape[1] != 1:
-                raise ValueError("StreamingMixed supports one grouping factor; groups has "
-                                 f"{labels.shape[1]} columns")
-            labels = labels.iloc[:, 0]
-        lab = labels.to_numpy() if isinstance(labels, pd.Series) else np.asarray(labels)
-        if lab.ndim == 2 and lab.shape[1] == 1:
-            lab = lab[:, 0]
-        if lab.ndim != 1:
-            raise ValueError("StreamingMixed supports one grouping factor; groups must be 1-D, "
-                             f"got shape {lab.shape}")
-        if lab.shape[0] != n:
-            raise ValueError(f"X has {n} rows but groups has {lab.shape[0]}")
-        if check_na:
-            na = pd.isna(lab)
-            if np.any(na):
-                raise ValueError("groups contains missing labels (NaN/None)")
-            if lab.dtype.kind == "f" and not np.isfinite(lab).all():
-                raise ValueError("groups contains infinite labels")
-        return lab
-
     def _design(self, Xv):
         n = Xv.shape[0]
         icpt = bool(self.fit_intercept)
@@ -383,38 +331,19 @@ class StreamingMixed(RegressorMixin, BaseEstimator):
             Z[:, k] = 1.0 if c < 0 else Xd[:, c]
         return Z
 
-    def _resolve_slopes(self, names_in):
-        rs = self.random_slopes
-        if rs is None:
-            return []
-        rs = [rs] if isinstance(rs, (str, numbers.Integral)) else list(rs)
-        idx = []
-        for s in rs:
-            if isinstance(s, str) and s in names_in:
-                idx.append(names_in.index(s))
-            elif isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < len(names_in):
-                idx.append(int(s))
-            else:
-                raise ValueError(f"random slope {s!r} is not a column name or index of X "
-                                 f"(columns: {names_in})")
-        if len(set(idx)) != len(idx):
-            raise ValueError(f"random_slopes lists a column twice: {rs}")
-        return idx
-
     def _consume(self, X, y, groups, reset):
         snapshot = dict(self.__dict__)
         try:
-            prepared = self._prepare(X, y, groups, reset)
+            Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
         except BaseException:
             # validation may have set n_features_in_ etc.: put everything back
             self.__dict__.clear()
             self.__dict__.update(snapshot)
             raise
-        Xd, yv, lab, setup = prepared
-        # ---- validated: from here on only state changes
+        # ---- the batch is valid: from here on only state changes
         if reset:
             for name in _FITTED:
-                if name != "n_features_in_" and name != "feature_names_in_":
+                if name not in ("n_features_in_", "feature_names_in_"):
                     self.__dict__.pop(name, None)
             for k, v in setup.items():
                 setattr(self, k, v)
@@ -423,13 +352,17 @@ class StreamingMixed(RegressorMixin, BaseEstimator):
             codes = np.zeros(Xd.shape[0], dtype=np.int64)
             n_levels = 1
         else:
-            codes = self._levels.get_indexer(lab).astype(np.int64)
-            new = codes < 0
+            # batch-local levels -> stream codes; new levels get the next codes
+            levels = self.factors_[0].levels
+            where = levels.get_indexer(factor.levels)
+            new = where < 0
             if new.any():
-                fresh = pd.unique(lab[new])
-                self._levels = self._levels.append(pd.Index(fresh, dtype=object))
-                codes[new] = self._levels.get_indexer(lab[new])
-            n_levels = len(self._levels)
+                where[new] = np.arange(len(levels), len(levels) + int(new.sum()))
+                levels = levels.append(pd.Index(factor.levels[new], dtype=object))
+                self.factors_ = [GroupingFactor(factor.name if reset else self.factors_[0].name,
+                                                np.empty(0, dtype=np.int64), levels)]
+            codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
+            n_levels = len(levels)
         st.ensure_capacity(n_levels)
         trace = _sema.consume(st, Xd, yv, codes, self._zidx, n_train=self.n_train,
                               alpha=self._alpha(), update_every=self.update_every,
@@ -442,74 +375,68 @@ class StreamingMixed(RegressorMixin, BaseEstimator):
         return self
 
     def _prepare(self, X, y, groups, reset):
-        """Validate the whole batch; returns the design, y, labels and (on reset) the setup."""
+        """Validate the whole batch; returns the design, y, the batch's factor and the setup."""
         if reset:
             self._check_params()
-        labels = groups if groups is not None else self._group_labels_from_X(X)
-        Xv, yv = None, None
+        if groups is None and self.group_column is not None:
+            _, groups = self._split_group_columns(X)
         if self.group_column is None:
-            Xv, yv = validate_data(self, X, y, reset=reset, dtype=np.float64, y_numeric=True,
-                                   ensure_all_finite=True)
+            # validate_data with y: sklearn's messages/warnings for y (None, 2-D column)
+            Xv, yv = validate_data(self, X, y, reset=reset, dtype=np.float64, y_numeric=True)
         else:
             if y is None:
                 raise ValueError("StreamingMixed requires y to be passed, but the target y is None")
-            Xv = self._check_X(X, reset=reset)
-            yv = np.asarray(y)
-            if yv.ndim == 2 and yv.shape[1] == 1:
-                yv = yv[:, 0]
-            if yv.ndim != 1 or yv.shape[0] != Xv.shape[0]:
-                raise ValueError(f"y must be 1-D with {Xv.shape[0]} rows, got shape {yv.shape}")
-            yv = yv.astype(np.float64)
-        if not np.isfinite(Xv).all():
-            raise ValueError("X contains NaN or infinite values")
+            Xv = self._check_x(X, reset=reset)
+            _finite_or_raise(Xv, "X")
+            yv = self._validate_y(y, Xv.shape[0])
         yv = np.ascontiguousarray(yv, dtype=np.float64)
-        if not np.isfinite(yv).all():
-            raise ValueError("y contains NaN or infinite values")
+        _finite_or_raise(yv, "y")
         n = Xv.shape[0]
-        lab = None if labels is None else self._labels_1d(labels, n)
+        factor = None
+        if groups is not None:
+            factors = make_factors(groups)
+            if len(factors) != 1:
+                raise ValueError(f"StreamingMixed supports one grouping factor; groups has {len(factors)}")
+            factor = factors[0]
+            if factor.codes.shape[0] != n:
+                raise ValueError(f"X has {n} rows but groups has {factor.codes.shape[0]}")
         Xd = np.ascontiguousarray(self._design(Xv))
         setup = {}
         if reset:
             if hasattr(self, "feature_names_in_"):
                 names_in = [str(c) for c in self.feature_names_in_]
                 if self.group_column is not None:
-                    gname = self.group_column if self.group_column in names_in else names_in[self.group_column]
-                    names_in = [c for c in names_in if c != str(gname)]
+                    _, gframe = self._split_group_columns(X)
+                    names_in = [c for c in names_in if c not in set(map(str, gframe.columns))]
             else:
                 names_in = [f"x{k}" for k in range(Xv.shape[1])]
             icpt = int(bool(self.fit_intercept))
             feature_names = (["(Intercept)"] if icpt else []) + names_in
-            no_groups = lab is None
+            no_groups = factor is None
             if no_groups:
                 if self.random_slopes is not None:
                     raise ValueError("random_slopes given but no groups (and no group_column)")
                 warnings.warn("StreamingMixed got no groups (and no group_column): fitting the "
-                              "fixed-effects part only", UserWarning, stacklevel=3)
+                              "fixed-effects part only", NoGroupsWarning, stacklevel=3)
                 zidx = np.empty(0, dtype=np.int64)
                 re_names = []
+                factors_ = []
             else:
-                slopes = self._resolve_slopes(names_in)
-                zidx = np.array([0 if icpt else -1] + [s + icpt for s in slopes], dtype=np.int64)
-                re_names = ["(Intercept)"] + [names_in[s] for s in slopes]
-            if isinstance(labels, pd.Series) and labels.name is not None:
-                fname = str(labels.name)
-            elif isinstance(labels, pd.DataFrame):
-                fname = str(labels.columns[0])
-            elif self.group_column is not None:
-                fname = str(self.group_column)
-            else:
-                fname = "group"
+                slopes, slope_names = self._slope_indices(names_in, icpt)
+                zidx = np.array([0 if icpt else -1] + list(slopes), dtype=np.int64)
+                re_names = ["(Intercept)"] + list(slope_names)
+                factors_ = [GroupingFactor(factor.name, np.empty(0, dtype=np.int64),
+                                           pd.Index([], dtype=object))]
             setup = dict(
                 _state=_sema.SemaState.new(Xd.shape[1], len(zidx), n_train=self.n_train,
                                            capacity=16),
-                _levels=pd.Index([], dtype=object), _zidx=zidx, _trace_rows=[],
-                _no_groups=no_groups, _factor_name=fname, feature_names_=feature_names,
-                re_names_=re_names,
+                _zidx=zidx, _trace_rows=[], _no_groups=no_groups, factors_=factors_,
+                feature_names_=feature_names, re_names_=re_names,
             )
         else:
-            if self._no_groups and lab is not None:
+            if self._no_groups and factor is not None:
                 raise ValueError("this model was fitted without groups; cannot add grouped rows "
                                  "(refit with fit)")
-            if not self._no_groups and lab is None:
+            if not self._no_groups and factor is None:
                 raise ValueError("groups are required: the model was fitted with groups")
-        return Xd, yv, lab, setup
+        return Xd, yv, factor, setup
