@@ -21,10 +21,11 @@ Per row ``(j, x, z, y)`` (:func:`process_rows`, the notes' "online point"):
 contribution recomputed with the current parameters, ``X'X``, ``X'y`` and ``P`` rebuilt from the
 summaries, so repeated sweeps are exactly the ML EM algorithm on the data seen so far).
 
-``Phi^-1`` is never formed: with ``Phi = L L'`` (a semidefinite Cholesky factor, recomputed
-once per M-step) ``Cinv_j = (B_j + s2 Phi^-1)^-1 = L (L' B_j L + s2 I)^-1 L'``, which is exact,
-as cheap as one ``q x q`` inversion, and stays defined when ``Phi`` is singular (a variance at
-the boundary), where the reference code's per-point ``solve(Phi)`` fails.
+``Phi^-1`` is computed once each time ``Phi`` changes (in the M-step, :func:`refresh_phi`), not
+once per E-step as in the reference code, and only when ``Phi`` is well conditioned: for a
+(near-)singular ``Phi`` (a variance at the boundary, where the reference code's ``solve(Phi)``
+fails) the E-step uses the equivalent ``Cinv_j = L (L' B_j L + s2 I)^-1 L'`` with the
+semidefinite Cholesky factor ``Phi = L L'``.  Both forms are exact.
 
 Forgetting (``alpha > 0``, the paper's "smooth sliding window"): from row ``alpha`` on, every
 new row multiplies all previous row-level statistics by ``lam = (alpha - 1) / alpha`` so the
@@ -35,7 +36,7 @@ group is next touched or swept.  Each group's weight in ``T2`` and ``J`` is
 ``lam ** (rows since its last row)``, so individuals who stopped arriving fade out of ``Phi``.
 
 Scalar state lives in two small arrays so the kernels can update it in place:
-``sc = [N, J, s2, t3]`` (float64) and ``ic = [n_rows, has_P, trained, n_sweeps, n_train_iter]``
+``sc = [N, J, s2, t3, Phiinv valid]`` (float64) and ``ic = [n_rows, has_P, trained, n_sweeps, n_train_iter]``
 (int64).
 """
 
@@ -49,7 +50,8 @@ SC_N = 0  # (decayed) number of rows
 SC_J = 1  # (decayed) number of groups
 SC_S2 = 2  # residual variance
 SC_T3 = 3  # sum of expected squared residuals
-N_SC = 4
+SC_PHIOK = 4  # 1.0 when Phiinv holds Phi^-1 (Phi well conditioned), else 0.0
+N_SC = 5
 # indices into the integer scalar state ``ic``
 IC_NROWS = 0  # rows consumed
 IC_HASP = 1  # P = (X'X)^-1 available
@@ -105,6 +107,27 @@ def chol_psd(A, L):
 
 
 @njit(cache=True)
+def refresh_phi(Phi, Lphi, Phiinv, sc, R):
+    """After ``Phi`` changed: its semidefinite Cholesky factor and, if well conditioned, inverse.
+
+    The E-step then uses ``Cinv = (B + s2 Phi^-1)^-1`` (one small SPD inversion per group) and
+    falls back to the factor form ``L (L'BL + s2 I)^-1 L'`` only for a (near-)singular ``Phi``.
+    ``Phi^-1`` is computed once per change of ``Phi`` (per M-step), never per group.
+    """
+    chol_psd(Phi, Lphi)
+    q = Phi.shape[0]
+    ok = True
+    for j in range(q):
+        # pivot^2 / diagonal: a tiny ratio means Phi^-1 would be huge and inaccurate
+        if not (Lphi[j, j] * Lphi[j, j] > 1e-8 * Phi[j, j]):
+            ok = False
+    if ok:
+        ok = spd_inverse(Phi, Phiinv, R)
+    sc[SC_PHIOK] = 1.0 if ok else 0.0
+
+
+
+@njit(cache=True)
 def spd_inverse(A, out, R):
     """Inverse of a symmetric positive definite ``A`` into ``out`` (``R`` is workspace).
 
@@ -148,9 +171,15 @@ def spd_inverse(A, out, R):
 
 
 @njit(cache=True)
-def _cinv(B, L, s2, Cinv, W1, W2, W3):
-    """``Cinv = L (L' B L + s2 I)^-1 L'`` (= ``(B + s2 Phi^-1)^-1`` for ``Phi = L L'``)."""
+def _cinv(B, L, Phiinv, phi_ok, s2, Cinv, W1, W2, W3):
+    """``Cinv = (B + s2 Phi^-1)^-1``; for a singular ``Phi`` as ``L (L' B L + s2 I)^-1 L'``."""
     q = B.shape[0]
+    if phi_ok:
+        for i in range(q):
+            for k in range(q):
+                W2[i, k] = B[i, k] + s2 * Phiinv[i, k]
+        if spd_inverse(W2, Cinv, W3):
+            return
     for i in range(q):
         for k in range(q):
             t = 0.0
@@ -184,7 +213,7 @@ def _cinv(B, L, s2, Cinv, W1, W2, W3):
 
 
 @njit(cache=True)
-def estep_group(g, beta, Lphi, s2, gA, ga, gs, gB, gD, gc, gb, gCinv, t1_out, T2_out, W1, W2, W3, r):
+def estep_group(g, beta, Lphi, Phiinv, phi_ok, s2, gA, ga, gs, gB, gD, gc, gb, gCinv, t1_out, T2_out, W1, W2, W3, r):
     """E-step for group ``g`` with the current parameters.
 
     Writes ``b_g``, ``Cinv_g`` (into ``gb``, ``gCinv``), ``t1_g = D_g b_g`` into ``t1_out``,
@@ -199,7 +228,7 @@ def estep_group(g, beta, Lphi, s2, gA, ga, gs, gB, gD, gc, gb, gCinv, t1_out, T2
     c = gc[g]
     b = gb[g]
     Cinv = gCinv[g]
-    _cinv(B, Lphi, s2, Cinv, W1, W2, W3)
+    _cinv(B, Lphi, Phiinv, phi_ok, s2, Cinv, W1, W2, W3)
     for k in range(q):
         t = c[k]
         for i in range(p):
@@ -244,7 +273,7 @@ def estep_group(g, beta, Lphi, s2, gA, ga, gs, gB, gD, gc, gb, gCinv, t1_out, T2
 
 
 @njit(cache=True)
-def mstep(P, Xy, t1, T2, beta, Phi, Lphi, sc):
+def mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, Rq):
     """M-step: ``beta = P (X'y - t1)``, ``Phi = T2 / J``, ``s2 = t3 / N``; refresh ``chol(Phi)``."""
     p = beta.shape[0]
     q = Phi.shape[0]
@@ -263,12 +292,12 @@ def mstep(P, Xy, t1, T2, beta, Phi, Lphi, sc):
     if not (s2 > 1e-300):
         s2 = 1e-300
     sc[SC_S2] = s2
-    chol_psd(Phi, Lphi)
+    refresh_phi(Phi, Lphi, Phiinv, sc, Rq)
 
 
 @njit(cache=True)
 def sweep(n_sweeps, tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3, gJw,
-          gtime, glast, XtX, Xy, P, t1, T2, beta, Phi, Lphi, sc, ic):
+          gtime, glast, XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic):
     """Run up to ``n_sweeps`` SEMA-Update sweeps (= offline EM iterations on the summaries).
 
     Stops early when the largest absolute change of ``beta``, ``Phi`` and ``s2`` falls below
@@ -324,7 +353,7 @@ def sweep(n_sweeps, tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w
             if glast[g] < 0:
                 continue
             w = decay_factor(glast[g], now, alpha) if alpha > 0.0 else 1.0
-            t3g = estep_group(g, beta, Lphi, s2, gA, ga, gs, gB, gD, gc, gb, gCinv,
+            t3g = estep_group(g, beta, Lphi, Phiinv, sc[SC_PHIOK] > 0.5, s2, gA, ga, gs, gB, gD, gc, gb, gCinv,
                               gt1[g], T2g, W1, W2, W3, r)
             gt3[g] = t3g
             gJw[g] = w
@@ -340,7 +369,7 @@ def sweep(n_sweeps, tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w
         old_beta[:] = beta
         old_Phi[:, :] = Phi
         old_s2 = sc[SC_S2]
-        mstep(P, Xy, t1, T2, beta, Phi, Lphi, sc)
+        mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3)
         ic[IC_NSWEEPS] += 1
         if tol > 0.0:
             d = abs(sc[SC_S2] - old_s2)
@@ -355,7 +384,7 @@ def sweep(n_sweeps, tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w
 
 
 @njit(cache=True)
-def _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, sc):
+def _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc):
     """Training-phase start: OLS ``beta``, ``s2`` = OLS residual variance, ``Phi = s2 I``."""
     p = beta.shape[0]
     q = Phi.shape[0]
@@ -378,14 +407,14 @@ def _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, sc):
     for k in range(q):
         for m in range(q):
             Phi[k, m] = s2 if k == m else 0.0
-    chol_psd(Phi, Lphi)
+    refresh_phi(Phi, Lphi, Phiinv, sc, np.empty((q, q)))
 
 
 @njit(cache=True)
 def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                  train_tol, train_maxit,
                  gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3, gJw, gtime, glast,
-                 XtX, Xy, P, t1, T2, beta, Phi, Lphi, sc, ic, trace):
+                 XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic, trace):
     """Consume rows ``X[i], y[i]`` of group ``codes[i]`` in order (the SEMA online step).
 
     ``zidx[k]`` is the column of ``X`` holding random-effect covariate ``k`` (-1: constant 1).
@@ -483,16 +512,16 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
             # are in and X'X is invertible
             if now >= n_train:
                 if spd_inverse(XtX, P, Rp):
-                    _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, sc)
+                    _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc)
                     it = sweep(train_maxit, train_tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb,
                                gCinv, gt1, gT2w, gt3, gJw, gtime, glast, XtX, Xy, P, t1, T2,
-                               beta, Phi, Lphi, sc, ic)
+                               beta, Phi, Lphi, Phiinv, sc, ic)
                     ic[IC_NTRAINIT] = it
                     ic[IC_TRAINED] = 1
         else:
             # ---- 2. E-step for g only with the current parameters; swap its contributions
             s2 = sc[SC_S2]
-            t3g = estep_group(g, beta, Lphi, s2, gA, ga, gs, gB, gD, gc, gb, gCinv,
+            t3g = estep_group(g, beta, Lphi, Phiinv, sc[SC_PHIOK] > 0.5, s2, gA, ga, gs, gB, gD, gc, gb, gCinv,
                               t1g, T2g, W1, W2, W3, r)
             # old contributions were booked at gtime (before this row): scale like the sums
             for m in range(p):
@@ -524,13 +553,13 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                     for l in range(p):
                         P[m, l] = (P[m, l] - um * u[l]) * inv_ld
                 # ---- 4. M-step
-                mstep(P, Xy, t1, T2, beta, Phi, Lphi, sc)
+                mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3)
             elif spd_inverse(XtX, P, Rp):
                 # first invertible X'X: invert it, skip this row's M-step (reference code)
                 ic[IC_HASP] = 1
         if update_every > 0 and now % update_every == 0 and ic[IC_TRAINED] == 1:
             sweep(1, -1.0, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3,
-                  gJw, gtime, glast, XtX, Xy, P, t1, T2, beta, Phi, Lphi, sc, ic)
+                  gJw, gtime, glast, XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic)
         if trace_every > 0 and now % trace_every == 0:
             row = trace[n_trace]
             row[0] = now
@@ -545,7 +574,7 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
 
 
 @njit(cache=True)
-def beta_information(beta, Lphi, s2, alpha, now, gA, gB, gD, gtime, glast):
+def beta_information(beta, Lphi, Phiinv, phi_ok, s2, alpha, now, gA, gB, gD, gtime, glast):
     """``sum_j (A_j - D_j Cinv_j D_j')`` with ``Cinv_j`` at the current parameters.
 
     Divided by ``s2`` this is ``X' V^-1 X``, whose inverse is ``Var(beta)``.
@@ -567,7 +596,7 @@ def beta_information(beta, Lphi, s2, alpha, now, gA, gB, gD, gtime, glast):
         for k in range(q):
             for m in range(q):
                 Bf[k, m] = f * gB[g, k, m]
-        _cinv(Bf, Lphi, s2, Cinv, W1, W2, W3)
+        _cinv(Bf, Lphi, Phiinv, phi_ok, s2, Cinv, W1, W2, W3)
         D = gD[g]
         for i in range(p):
             for k in range(q):

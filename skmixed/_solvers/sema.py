@@ -34,7 +34,7 @@ __all__ = ["SemaState", "consume", "run_sweeps", "beta_covariance", "TRACE_COLUM
 
 _GROUP_FIELDS = ("gA", "ga", "gs", "gB", "gD", "gc", "gn", "gb", "gCinv", "gt1", "gT2w",
                  "gt3", "gJw", "gtime", "glast")
-_GLOBAL_FIELDS = ("XtX", "Xy", "P", "t1", "T2", "beta", "Phi", "Lphi", "sc", "ic")
+_GLOBAL_FIELDS = ("XtX", "Xy", "P", "t1", "T2", "beta", "Phi", "Lphi", "Phiinv", "sc", "ic")
 
 
 @dataclass
@@ -49,7 +49,8 @@ class SemaState:
     to) and ``glast`` (row number of the group's last row, -1 = never seen).
 
     Global: ``XtX, Xy``, ``P = (X'X)^-1``, ``t1, T2`` and the parameters ``beta, Phi`` (with
-    ``Lphi = chol(Phi)``); scalars in ``sc = [N, J, s2, t3]`` and
+    ``Lphi = chol(Phi)`` and, when ``Phi`` is well conditioned, ``Phiinv``); scalars in
+    ``sc = [N, J, s2, t3, Phiinv valid]`` and
     ``ic = [n_rows, has_P, trained, n_sweeps, n_train_iter]``.
     """
 
@@ -76,6 +77,7 @@ class SemaState:
     beta: np.ndarray
     Phi: np.ndarray
     Lphi: np.ndarray
+    Phiinv: np.ndarray
     sc: np.ndarray
     ic: np.ndarray
 
@@ -94,10 +96,11 @@ class SemaState:
             gt1=np.zeros((G, p)), gT2w=np.zeros((G, q, q)), gt3=np.zeros(G), gJw=np.zeros(G),
             gtime=np.full(G, -1, dtype=np.int64), glast=np.full(G, -1, dtype=np.int64),
             XtX=np.zeros((p, p)), Xy=np.zeros(p), P=np.zeros((p, p)), t1=np.zeros(p),
-            T2=np.zeros((q, q)), beta=np.zeros(p), Phi=np.eye(q), Lphi=np.eye(q),
+            T2=np.zeros((q, q)), beta=np.zeros(p), Phi=np.eye(q), Lphi=np.eye(q), Phiinv=np.eye(q),
             sc=np.zeros(_k.N_SC), ic=np.zeros(_k.N_IC, dtype=np.int64),
         )
         st.sc[_k.SC_S2] = 1.0
+        st.sc[_k.SC_PHIOK] = 1.0
         st.ic[_k.IC_TRAINED] = 0 if n_train > 0 else 1
         return st
 
@@ -219,7 +222,8 @@ def run_sweeps(state: SemaState, n: int = 1, *, tol: float | None = None, alpha=
 
 def beta_covariance(state: SemaState, alpha=None) -> np.ndarray:
     """``Var(beta) ~ [sum_j (A_j - D_j Cinv_j D_j') / s2]^-1`` at the current parameters."""
-    info = _k.beta_information(state.beta, state.Lphi, state.s2, float(alpha or 0.0),
+    info = _k.beta_information(state.beta, state.Lphi, state.Phiinv, bool(state.sc[_k.SC_PHIOK] > 0.5),
+                               state.s2, float(alpha or 0.0),
                                state.n_rows, state.gA, state.gB, state.gD, state.gtime,
                                state.glast)
     try:
