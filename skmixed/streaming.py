@@ -80,6 +80,11 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         Residual standard deviation.
     theta_ : ndarray
         lme4's ``theta``: lower triangle (column-wise) of ``chol(Phi) / sigma``.
+    loglik_, aic_, bic_ : float
+        ML log-likelihood of all rows seen at the current estimates (computed from the group
+        summaries; with ``forgetting``, of the weighted rows), and the information criteria.
+    is_singular_ : bool
+        ``Phi`` is singular (a variance component or correlation on the boundary).
     random_effects_ : dict
         Factor name -> DataFrame of the BLUPs of the groups seen (rows: group labels in order
         of first appearance).
@@ -159,7 +164,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """
         return self._consume(X, y, groups, reset=not self.__sklearn_is_fitted__())
 
-    def sweep(self, n=1, tol=None):
+    def sweep(self, n=1, tol=None, method="em"):
         """Run ``n`` SEMA-Update sweeps: full EM iterations over the stored group statistics.
 
         No row is revisited (only the per-group summaries).  Repeated sweeps converge to the
@@ -172,6 +177,12 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             Number of sweeps.
         tol : float, optional
             Stop early once no parameter changes by more than ``tol`` in a sweep.
+        method : {"em", "ecme"}, default="em"
+            ``"em"`` is the paper's SEMA-Update (one EM iteration).  ``"ecme"`` first sets the
+            fixed effects to their GLS estimate at the current variance parameters (computed
+            from the stored statistics) -- EM is very slow for ``beta`` when the random effects
+            dominate, so after a stream one ECME sweep brings the fixed effects to (nearly) the
+            full-data ML values.  Both converge to the ML estimate.
 
         Returns
         -------
@@ -180,7 +191,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         check_is_fitted(self)
         if not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        k = _sema.run_sweeps(self._state, int(n), tol=tol, alpha=self._alpha())
+        k = _sema.run_sweeps(self._state, int(n), tol=tol, alpha=self._alpha(), method=method)
         if k < 0:
             raise ValueError("X'X is not invertible yet (too few or collinear rows): cannot sweep")
         self.n_iter_ = self._state.n_sweeps
@@ -260,6 +271,30 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             return {}
         return {self.factors_[0].name: pd.DataFrame(self._state.Phi.copy(), index=self.re_names_,
                                                 columns=self.re_names_)}
+
+    @property
+    def loglik_(self):
+        check_is_fitted(self)
+        return _sema.loglik(self._state, alpha=self._alpha())
+
+    @property
+    def aic_(self):
+        return -2.0 * self.loglik_ + 2.0 * self._n_params()
+
+    @property
+    def bic_(self):
+        return -2.0 * self.loglik_ + np.log(self._state.n_eff) * self._n_params()
+
+    @property
+    def is_singular_(self):
+        """True when ``Phi`` is (numerically) singular: a variance or correlation at the boundary."""
+        check_is_fitted(self)
+        L, Phi = self._state.Lphi, self._state.Phi
+        return bool(np.any(np.diag(L) ** 2 <= 1e-8 * np.maximum(np.diag(Phi), 1e-300)))
+
+    def _n_params(self):
+        q = self._state.q
+        return self._state.p + q * (q + 1) // 2 + 1
 
     @property
     def theta_(self):

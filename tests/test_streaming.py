@@ -45,14 +45,15 @@ def small_stream():
 
 
 # ---------------------------------------------------------------------------- (a) sweeps -> ML
-def test_sweeps_converge_to_ml_sleepstudy(sleep, reference):
+@pytest.mark.parametrize("method", ["em", "ecme"])
+def test_sweeps_converge_to_ml_sleepstudy(sleep, reference, method):
     X, y, g = sleep
     m = StreamingMixed(random_slopes=["Days"]).fit(X, y, groups=g)
     # the single pass from the default start (rows ordered by subject) is far from ML ...
     ml = MixedLinearRegressor(reml=False, random_slopes=["Days"]).fit(X, y, groups=g)
     assert abs(m.fixed_effects_["Days"] - ml.fixed_effects_["Days"]) > 1.0
     # ... and repeated SEMA-Update sweeps (= EM on the stored summaries) converge to it
-    m.sweep(5000, tol=1e-11)
+    m.sweep(5000, tol=1e-11, method=method)
     np.testing.assert_allclose(m.fixed_effects_, ml.fixed_effects_, rtol=1e-5)
     np.testing.assert_allclose(m.cov_re_["Subject"], ml.cov_re_["Subject"], rtol=1e-5)
     np.testing.assert_allclose(m.sigma_, ml.sigma_, rtol=1e-5)
@@ -70,6 +71,9 @@ def test_sweeps_converge_to_ml_sleepstudy(sleep, reference):
                                rtol=1e-4)
     np.testing.assert_allclose(m.fixed_effects_se_, list(ref["fixef_se"].values()), rtol=1e-4)
     np.testing.assert_allclose(m.predict(X, g), ml.predict(X, g), rtol=1e-6)
+    np.testing.assert_allclose(m.loglik_, ml.loglik_, rtol=1e-10)
+    np.testing.assert_allclose([m.aic_, m.bic_], [ml.aic_, ml.bic_], rtol=1e-10)
+    assert not m.is_singular_
 
 
 def _dense_loglik(X, y, groups, zcols, beta, Phi, s2):
@@ -105,6 +109,24 @@ def test_sweeps_converge_to_ml_simulation(small_stream):
                           ml.sigma_ ** 2)
     np.testing.assert_allclose(ll_ml, ml.loglik_, rtol=1e-10)
     assert ll_sema >= ll_ml - 1e-9
+    # loglik_ from the group summaries equals the brute-force value
+    np.testing.assert_allclose(m.loglik_, ll_sema, rtol=1e-12)
+
+
+def test_one_ecme_sweep_gives_the_gls_fixed_effects():
+    # EM's rate for the intercept is sum_j n_j shrink_j / N (~0.998 here), so SEMA's intercept
+    # stays near its training value; one ECME sweep replaces beta by its GLS estimate at the
+    # current variance parameters, which are already (nearly) ML
+    X, y, g, _ = make_sema_stream(20_000, 300, n_random=1, seed=5)
+    m = StreamingMixed(n_train=1000).fit(X, y, groups=g)
+    ml = MixedLinearRegressor(reml=False).fit(X, y, groups=g)
+    before = abs(m.fixed_effects_.iloc[0] - ml.fixed_effects_.iloc[0])
+    m.sweep(1, method="ecme")
+    after = abs(m.fixed_effects_.iloc[0] - ml.fixed_effects_.iloc[0])
+    assert after < 1e-3 * ml.fixed_effects_se_.iloc[0] < before
+    np.testing.assert_allclose(m.fixed_effects_, ml.fixed_effects_, rtol=1e-6, atol=1e-5)
+    with pytest.raises(ValueError, match="method"):
+        m.sweep(1, method="newton")
 
 
 # ---------------------------------------------------------------------------- (b) the paper's simulation
@@ -135,9 +157,11 @@ def test_paper_simulation_small(n_random):
 
 
 # ---------------------------------------------------------------------------- (c) pickle / resume
-def test_pickle_mid_stream_resumes_identically(small_stream):
+@pytest.mark.parametrize("forgetting", [None, 800.0])
+def test_pickle_mid_stream_resumes_identically(small_stream, forgetting):
     X, y, g = small_stream
-    params = dict(random_slopes=[0, 1], n_train=500, update_every=700, trace_every=250)
+    params = dict(random_slopes=[0, 1], n_train=500, update_every=700, trace_every=250,
+                  forgetting=forgetting)
     full = StreamingMixed(**params).fit(X, y, groups=g)
     a = StreamingMixed(**params)
     for k in range(0, 3000, 1000):
@@ -297,6 +321,40 @@ def test_solver_consume_matches_estimator(sleep):
     consume(st, Xd, y, codes, np.array([0, 1], dtype=np.int64))
     np.testing.assert_array_equal(st.beta, m._state.beta)
     np.testing.assert_array_equal(st.Phi, m._state.Phi)
+
+
+def test_boundary_fit_singular_phi():
+    # no between-group variance at all: the ML estimate of Phi is 0 (lme4: singular fit);
+    # SEMA must stay finite (the E-step switches to the factor form of Cinv)
+    rng = np.random.default_rng(2)
+    g = rng.integers(0, 30, 3000)
+    X = rng.normal(size=(3000, 1))
+    y = 1 + 2 * X[:, 0] + rng.normal(size=3000)
+    m = StreamingMixed(random_slopes=[0], n_train=300).fit(X, y, groups=g)
+    m.sweep(3000)
+    ml = MixedLinearRegressor(reml=False, random_slopes=[0]).fit(X, y, groups=g)
+    assert np.isfinite(m.cov_re_["group"].to_numpy()).all() and np.isfinite(m.loglik_)
+    np.testing.assert_allclose(m.fixed_effects_, ml.fixed_effects_, atol=2e-3)
+    np.testing.assert_allclose(m.sigma_, ml.sigma_, rtol=1e-3)
+    assert m.loglik_ >= ml.loglik_ - 1e-2
+    assert np.trace(m.cov_re_["group"]) < 0.01
+
+
+def test_plot_trace():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from skmixed.plot import plot_trace
+
+    X, y, g, _ = make_sema_stream(3000, 50, seed=3)
+    m = StreamingMixed(n_train=300, trace_every=100).fit(X, y, groups=g)
+    axes = plot_trace(m, params=["beta[(Intercept)]", "sigma2"], truth={"sigma2": 5.0})
+    assert len(axes) == 2
+    line = axes[1].get_lines()[0]
+    np.testing.assert_array_equal(line.get_xdata(), np.arange(100, 3001, 100))
+    np.testing.assert_array_equal(line.get_ydata(), m.trace_["sigma2"].to_numpy())
+    with pytest.raises(ValueError, match="not in the trace"):
+        plot_trace(m, params=["nope"])
+    matplotlib.pyplot.close("all")
 
 
 # ---------------------------------------------------------------------------- (e) scikit-learn

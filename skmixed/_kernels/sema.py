@@ -273,15 +273,17 @@ def estep_group(g, beta, Lphi, Phiinv, phi_ok, s2, gA, ga, gs, gB, gD, gc, gb, g
 
 
 @njit(cache=True)
-def mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, Rq):
-    """M-step: ``beta = P (X'y - t1)``, ``Phi = T2 / J``, ``s2 = t3 / N``; refresh ``chol(Phi)``."""
+def mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, Rq, update_beta):
+    """M-step: ``beta = P (X'y - t1)`` (unless ``update_beta`` is False), ``Phi = T2 / J``,
+    ``s2 = t3 / N``; refresh ``chol(Phi)`` and ``Phi^-1``."""
     p = beta.shape[0]
     q = Phi.shape[0]
-    for i in range(p):
-        t = 0.0
-        for m in range(p):
-            t += P[i, m] * (Xy[m] - t1[m])
-        beta[i] = t
+    if update_beta:
+        for i in range(p):
+            t = 0.0
+            for m in range(p):
+                t += P[i, m] * (Xy[m] - t1[m])
+            beta[i] = t
     J = sc[SC_J]
     for k in range(q):
         for m in range(q):
@@ -296,9 +298,15 @@ def mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, Rq):
 
 
 @njit(cache=True)
-def sweep(n_sweeps, tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3, gJw,
+def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3, gJw,
           gtime, glast, XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic):
     """Run up to ``n_sweeps`` SEMA-Update sweeps (= offline EM iterations on the summaries).
+
+    With ``gls`` each sweep is an ECME iteration (Liu & Rubin 1994) instead: ``beta`` is the
+    GLS estimate ``[sum_j (A_j - D_j Cinv_j D_j')]^-1 sum_j (a_j - D_j Cinv_j c_j)`` at the
+    current ``Phi, s2`` (it maximizes the likelihood over ``beta``), then the E-step and the EM
+    update of ``Phi, s2``.  Same fixed point (the ML estimate), much faster for ``beta`` when
+    the random effects dominate (EM's rate for the intercept is ``sum_j n_j shrink_j / N``).
 
     Stops early when the largest absolute change of ``beta``, ``Phi`` and ``s2`` falls below
     ``tol`` (``tol <= 0``: never).  Returns the number of sweeps run, or -1 when ``X'X`` is not
@@ -316,6 +324,11 @@ def sweep(n_sweeps, tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w
     T2g = np.empty((q, q))
     old_beta = np.empty(p)
     old_Phi = np.empty((q, q))
+    info = np.empty((p, p))
+    info_inv = np.empty((p, p))
+    rhs = np.empty(p)
+    DC = np.empty((p, q))
+    Cq = np.empty((q, q))
     # bring every seen group's summaries to the current row (forgetting) and rebuild the
     # row-level global sums from them, which also removes Sherman-Morrison round-off
     XtX[:, :] = 0.0
@@ -344,6 +357,38 @@ def sweep(n_sweeps, tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w
     ic[IC_HASP] = 1
     it = 0
     for it in range(1, n_sweeps + 1):
+        old_beta[:] = beta
+        if gls:
+            info[:, :] = 0.0
+            rhs[:] = 0.0
+            s2 = sc[SC_S2]
+            for g in range(G):
+                if glast[g] < 0:
+                    continue
+                _cinv(gB[g], Lphi, Phiinv, sc[SC_PHIOK] > 0.5, s2, Cq, W1, W2, W3)
+                D = gD[g]
+                for i in range(p):
+                    for k in range(q):
+                        t = 0.0
+                        for m in range(q):
+                            t += D[i, m] * Cq[m, k]
+                        DC[i, k] = t
+                for i in range(p):
+                    t = ga[g, i]
+                    for k in range(q):
+                        t -= DC[i, k] * gc[g, k]
+                    rhs[i] += t
+                    for l in range(p):
+                        t = gA[g, i, l]
+                        for k in range(q):
+                            t -= DC[i, k] * D[l, k]
+                        info[i, l] += t
+            if spd_inverse(info, info_inv, Rp):
+                for i in range(p):
+                    t = 0.0
+                    for m in range(p):
+                        t += info_inv[i, m] * rhs[m]
+                    beta[i] = t
         t1[:] = 0.0
         T2[:, :] = 0.0
         t3 = 0.0
@@ -366,10 +411,9 @@ def sweep(n_sweeps, tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w
             J += w
         sc[SC_T3] = t3
         sc[SC_J] = J
-        old_beta[:] = beta
         old_Phi[:, :] = Phi
         old_s2 = sc[SC_S2]
-        mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3)
+        mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, not gls)
         ic[IC_NSWEEPS] += 1
         if tol > 0.0:
             d = abs(sc[SC_S2] - old_s2)
@@ -513,7 +557,7 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
             if now >= n_train:
                 if spd_inverse(XtX, P, Rp):
                     _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc)
-                    it = sweep(train_maxit, train_tol, alpha, gA, ga, gs, gB, gD, gc, gn, gb,
+                    it = sweep(train_maxit, train_tol, False, alpha, gA, ga, gs, gB, gD, gc, gn, gb,
                                gCinv, gt1, gT2w, gt3, gJw, gtime, glast, XtX, Xy, P, t1, T2,
                                beta, Phi, Lphi, Phiinv, sc, ic)
                     ic[IC_NTRAINIT] = it
@@ -553,12 +597,12 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                     for l in range(p):
                         P[m, l] = (P[m, l] - um * u[l]) * inv_ld
                 # ---- 4. M-step
-                mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3)
+                mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, True)
             elif spd_inverse(XtX, P, Rp):
                 # first invertible X'X: invert it, skip this row's M-step (reference code)
                 ic[IC_HASP] = 1
         if update_every > 0 and now % update_every == 0 and ic[IC_TRAINED] == 1:
-            sweep(1, -1.0, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3,
+            sweep(1, -1.0, False, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3,
                   gJw, gtime, glast, XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic)
         if trace_every > 0 and now % trace_every == 0:
             row = trace[n_trace]
@@ -611,3 +655,88 @@ def beta_information(beta, Lphi, Phiinv, phi_ok, s2, alpha, now, gA, gB, gD, gti
                     t -= DC[i, k] * f * D[l, k]
                 out[i, l] += t
     return out
+
+
+@njit(cache=True)
+def loglik(beta, Lphi, s2, alpha, now, gA, ga, gs, gB, gD, gc, gn, gtime, glast):
+    """Marginal (ML) log-likelihood at the current parameters, from the group summaries.
+
+    Per group, with ``r = y - X beta``, ``Phi = L L'`` and ``M = I + L' B L / s2``:
+    ``log|V| = n log s2 + log|M|`` and
+    ``r'V^-1 r = (r'r - u' M^-1 u / s2) / s2`` with ``u = L' Z'r`` (Woodbury), where
+    ``r'r = s - 2 a'beta + beta'A beta`` and ``Z'r = c - D'beta``.  With forgetting the rows
+    carry their weights (``n`` is then the decayed count).
+    """
+    G = gA.shape[0]
+    p = beta.shape[0]
+    q = Lphi.shape[0]
+    M = np.empty((q, q))
+    R = np.empty((q, q))
+    W = np.empty((q, q))
+    zr = np.empty(q)
+    u = np.empty(q)
+    total = 0.0
+    log2pi = np.log(2.0 * np.pi)
+    for g in range(G):
+        if glast[g] < 0:
+            continue
+        f = decay_factor(gtime[g], now, alpha) if alpha > 0.0 else 1.0
+        A = gA[g]
+        a = ga[g]
+        B = gB[g]
+        D = gD[g]
+        c = gc[g]
+        rr = gs[g]
+        for i in range(p):
+            t = 0.0
+            for m in range(p):
+                t += A[i, m] * beta[m]
+            rr += beta[i] * t - 2.0 * a[i] * beta[i]
+        rr *= f
+        for k in range(q):
+            t = c[k]
+            for i in range(p):
+                t -= D[i, k] * beta[i]
+            zr[k] = f * t
+        # M = I + L' (f B) L / s2
+        for i in range(q):
+            for k in range(q):
+                t = 0.0
+                for m in range(q):
+                    t += f * B[i, m] * Lphi[m, k]
+                W[i, k] = t
+        for i in range(q):
+            for k in range(q):
+                t = 0.0
+                for m in range(q):
+                    t += Lphi[m, i] * W[m, k]
+                M[i, k] = t / s2 + (1.0 if i == k else 0.0)
+            t = 0.0
+            for m in range(q):
+                t += Lphi[m, i] * zr[m]
+            u[i] = t
+        # Cholesky of M (SPD, >= I): log|M| and u' M^-1 u by forward substitution
+        logdet = 0.0
+        for j in range(q):
+            s = M[j, j]
+            for k in range(j):
+                s -= R[j, k] * R[j, k]
+            d = np.sqrt(s)
+            R[j, j] = d
+            logdet += 2.0 * np.log(d)
+            for i in range(j + 1, q):
+                t = M[i, j]
+                for k in range(j):
+                    t -= R[i, k] * R[j, k]
+                R[i, j] = t / d
+        # w = R^-1 u (stored over zr, no longer needed); u' M^-1 u = |w|^2
+        quad = 0.0
+        for i in range(q):
+            t = u[i]
+            for k in range(i):
+                t -= R[i, k] * zr[k]
+            zr[i] = t / R[i, i]
+            quad += zr[i] * zr[i]
+        n = f * gn[g]
+        total -= 0.5 * (n * (log2pi + np.log(s2)) + logdet + (rr - quad / s2) / s2)
+    return total
