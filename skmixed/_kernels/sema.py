@@ -492,7 +492,8 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
         decaying = alpha > 0.0 and now > np.floor(alpha)
         if decaying:
             # the past loses weight; P is handled in the Sherman-Morrison step below
-            XtX *= lam
+            if ic[IC_HASP] == 0 or ic[IC_TRAINED] == 0:
+                XtX *= lam
             Xy *= lam
             t1 *= lam
             T2 *= lam
@@ -532,11 +533,17 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
         B = gB[g]
         D = gD[g]
         c = gc[g]
+        # the global X'X is only needed while P = (X'X)^-1 is unknown (training phase, or
+        # not yet invertible); afterwards P is updated directly and sweeps rebuild X'X from
+        # the group summaries
+        need_xtx = ic[IC_HASP] == 0 or ic[IC_TRAINED] == 0
         for m in range(p):
             xm = x[m]
             for l in range(p):
                 A[m, l] += xm * x[l]
-                XtX[m, l] += xm * x[l]
+            if need_xtx:
+                for l in range(p):
+                    XtX[m, l] += xm * x[l]
             a[m] += xm * yi
             Xy[m] += xm * yi
             for k in range(q):
