@@ -100,6 +100,19 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     n_features_in_, feature_names_in_
         As in scikit-learn.
 
+    Notes
+    -----
+    SEMA inherits EM's convergence speed.  For the fixed effects that speed is
+    ``sum_j n_j shrink_j / N`` per EM iteration (``shrink_j`` the BLUP shrinkage of group
+    ``j``), close to 1 when the random effects dominate the residual noise: then the intercept
+    moves very little after the training phase (on the paper's simulation it stays within
+    ~0.01 of its training value, while the full-data ML intercept differs from the training
+    one by ~0.08 because of the groups not in the training set).  The variance components are
+    not affected.  ``sweep(method="ecme")`` replaces the fixed effects by their GLS estimate
+    at the current variance parameters from the stored statistics (one pass over the groups,
+    no row revisited), which recovers the full-data ML fixed effects to ~1e-8 on that
+    simulation.
+
     Examples
     --------
     >>> import numpy as np
