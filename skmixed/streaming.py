@@ -239,6 +239,23 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""
         return r2_score(y, self.predict(X, groups))
 
+    def summary(self):
+        """A ``summary(lmer(..., REML=FALSE))``-style report of the current estimates."""
+        from ._summary import Summary, format_coef_table, format_varcorr
+
+        check_is_fitted(self)
+        st = self._state
+        lines = ["Linear mixed model fit online by SEMA (maximum likelihood) [StreamingMixed]",
+                 f"rows seen: {self.n_seen_:,}, groups: {self.n_groups_:,}, sweeps: {self.n_iter_}"
+                 + (f", forgetting window: {self.forgetting:g}" if self.forgetting else ""),
+                 "", "     AIC      BIC   logLik deviance",
+                 f"{self.aic_:8.1f} {self.bic_:8.1f} {self.loglik_:8.1f} {-2 * self.loglik_:8.1f}",
+                 "", format_varcorr(self.cov_re_, self.sigma_), "",
+                 format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "t value")]
+        if not st.has_P:
+            lines += ["", "X'X not invertible yet: estimates are start values"]
+        return Summary("\n".join(lines))
+
     @classmethod
     def from_formula(cls, formula, data, sample_weight=None, **params):
         """Not supported: a stream is fed through :meth:`partial_fit` with arrays."""

@@ -74,6 +74,8 @@ def test_sweeps_converge_to_ml_sleepstudy(sleep, reference, method):
     np.testing.assert_allclose(m.loglik_, ml.loglik_, rtol=1e-10)
     np.testing.assert_allclose([m.aic_, m.bic_], [ml.aic_, ml.bic_], rtol=1e-10)
     assert not m.is_singular_
+    text = str(m.summary())
+    assert "Subject" in text and "Days" in text and f"{m.loglik_:8.1f}" in text
 
 
 def _dense_loglik(X, y, groups, zcols, beta, Phi, s2):
