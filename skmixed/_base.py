@@ -21,6 +21,7 @@ from sklearn.utils.validation import (
     _check_sample_weight,
     check_array,
     check_is_fitted,
+    column_or_1d,
     validate_data,
 )
 
@@ -37,12 +38,17 @@ class NoGroupsWarning(UserWarning):
 
 @dataclass
 class FitData:
+    """Validated fit inputs. ``X`` holds the kept (non-aliased) columns of the full
+    design (intercept first); ``keep`` indexes them in the full design."""
+
     X: np.ndarray
     y: np.ndarray
     weights: np.ndarray | None
     feature_names: list
     factors: list
     terms: list
+    keep: np.ndarray = None
+    n_design: int = 0  # columns of the full design (before dropping aliased ones)
 
     @property
     def n_obs(self) -> float:
@@ -53,6 +59,30 @@ class FitData:
 class PredictData:
     X: np.ndarray
     codes: list
+
+
+def _reduce_columns(fd: FitData) -> FitData:
+    """Drop aliased fixed-effects columns (with a warning), as lme4 does."""
+    from ._solvers.lmm import drop_aliased
+
+    p = fd.X.shape[1]
+    Xw = fd.X if fd.weights is None else fd.X * fd.weights[:, None]
+    keep = drop_aliased(Xw.T @ fd.X) if p else np.arange(0)
+    if keep.size == p:
+        return FitData(np.ascontiguousarray(fd.X), fd.y, fd.weights, fd.feature_names, fd.factors, fd.terms,
+                       np.arange(p), p)
+    dropped = [fd.feature_names[k] for k in range(p) if k not in set(keep.tolist())]
+    warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
+                  f"{dropped}", UserWarning, stacklevel=4)
+    remap = {int(old): new for new, old in enumerate(keep)}
+    terms = []
+    for t in fd.terms:
+        lost = [fd.feature_names[s] for s in t.slopes if s not in remap]
+        if lost:
+            raise ValueError(f"random slope column(s) {lost} are aliased with other fixed-effect columns")
+        terms.append(RandomTerm(t.factor, t.intercept, tuple(remap[s] for s in t.slopes), t.names))
+    return FitData(np.ascontiguousarray(fd.X[:, keep]), fd.y, fd.weights,
+                   [fd.feature_names[k] for k in keep], fd.factors, terms, keep, p)
 
 
 def _finite_or_raise(a: np.ndarray, what: str):
@@ -101,10 +131,13 @@ class MixedModelBase(BaseEstimator):
     def _check_x(self, X, reset):
         """validate_data on X; with group_column the full X sets n_features_in_."""
         if self.group_column is None:
-            if isinstance(X, pd.DataFrame) and X.shape[1] == 0:  # intercept-only formula
+            # intercept-only models have no X columns; allowed through from_formula
+            # (scikit-learn's convention is that plain arrays need a feature)
+            empty_ok = self._formula is not None
+            if empty_ok and isinstance(X, pd.DataFrame) and X.shape[1] == 0:
                 X = np.empty((X.shape[0], 0))
             return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False,
-                                 ensure_min_samples=1, ensure_min_features=0)
+                                 ensure_min_samples=1, ensure_min_features=0 if empty_ok else 1)
         _check_n_features(self, X, reset=reset)
         _check_feature_names(self, X, reset=reset)
         Xr, _ = self._split_group_columns(X)
@@ -136,7 +169,7 @@ class MixedModelBase(BaseEstimator):
         Xv = self._check_x(X, reset=True)
         n, p_in = Xv.shape
         if y is None:
-            raise ValueError("y is required")
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         y_arr = self._validate_y(y, n)
         _finite_or_raise(Xv, "X")
         w = None
@@ -164,15 +197,17 @@ class MixedModelBase(BaseEstimator):
         else:
             factors = self._make_factors(groups, n)
             terms = self._make_terms(factors, names_in, icpt)
-        n_par = Xd.shape[1] + sum(t.q * (t.q + 1) // 2 for t in terms) + 1
-        if n < n_par:
+        fd = _reduce_columns(FitData(Xd, y_arr, w, feature_names, factors, terms))
+        n_par = fd.X.shape[1] + sum(t.q * (t.q + 1) // 2 for t in terms) + (1 if terms else 0)
+        n_eff = n if w is None else float(w.sum())
+        if n_eff < n_par:
             raise ValueError(f"n_samples={n} is too few for the model's {n_par} parameters")
-        return FitData(np.ascontiguousarray(Xd), y_arr, w, feature_names, factors, terms)
+        return fd
 
     def _validate_y(self, y, n):
         y_arr = np.asarray(y)
         if y_arr.ndim == 2 and y_arr.shape[1] == 1:
-            y_arr = y_arr.ravel()
+            y_arr = column_or_1d(y_arr, warn=True)
         if y_arr.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y_arr.shape}")
         if y_arr.shape[0] != n:
@@ -239,7 +274,7 @@ class MixedModelBase(BaseEstimator):
         if icpt:
             Xd[:, 0] = 1.0
         Xd[:, icpt:] = Xv
-        return PredictData(Xd, self._encode_groups(groups, n))
+        return PredictData(Xd[:, self._keep], self._encode_groups(groups, n))
 
     def _encode_groups(self, groups, n):
         factors = getattr(self, "factors_", [])
@@ -320,6 +355,7 @@ class MixedModelBase(BaseEstimator):
         if icpt:
             Xd[:, 0] = 1.0
         Xd[:, icpt:] = Xv
+        Xd = Xd[:, self._keep]
         parsed = self._formula["parsed"]
         if groups is None and parsed.terms:
             try:
@@ -330,8 +366,17 @@ class MixedModelBase(BaseEstimator):
 
     # ----------------------------------------------------------------- shared results helpers
     def _set_factor_attrs(self, fd: FitData):
+        """Keep what prediction needs: level maps (not the training codes) and kept columns."""
         self.factors_ = [GroupingFactor(f.name, np.empty(0, dtype=np.int64), f.levels) for f in fd.factors]
         self.feature_names_ = list(fd.feature_names)
+        self._keep = np.asarray(fd.keep)
+
+    def _sklearn_coefs(self, fd: FitData, beta):
+        """(intercept_, coef_) over the input columns; aliased columns get 0."""
+        full = np.zeros(fd.n_design)
+        full[fd.keep] = beta
+        icpt = bool(self.fit_intercept)
+        return (float(full[0]) if icpt else 0.0), full[int(icpt):]
 
     def _random_part(self, Xd, codes):
         """Sum over random-effect blocks of ``z_row . b[code]`` (0 for code -1)."""

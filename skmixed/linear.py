@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
@@ -11,32 +9,10 @@ from sklearn.metrics import r2_score
 
 from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
-from ._design.terms import RandomTerm
 from ._summary import Summary, format_coef_table, format_varcorr, varcorr_table
-from ._solvers.lmm import LMMProblem, cross_products, drop_aliased, warn_not_converged
+from ._solvers.lmm import LMMProblem, cross_products, warn_not_converged
 
 __all__ = ["MixedLinearRegressor"]
-
-
-def _reduce_columns(fd: FitData):
-    """Drop aliased fixed-effects columns (with a warning), as lme4 does."""
-    Xw = fd.X if fd.weights is None else fd.X * fd.weights[:, None]
-    keep = drop_aliased(Xw.T @ fd.X)
-    p = fd.X.shape[1]
-    if keep.size == p:
-        return fd, np.arange(p)
-    dropped = [fd.feature_names[k] for k in range(p) if k not in set(keep)]
-    warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
-                  f"{dropped}", UserWarning, stacklevel=3)
-    remap = {int(old): new for new, old in enumerate(keep)}
-    terms = []
-    for t in fd.terms:
-        lost = [fd.feature_names[s] for s in t.slopes if s not in remap]
-        if lost:
-            raise ValueError(f"random slope column(s) {lost} are aliased with other fixed-effect columns")
-        terms.append(RandomTerm(t.factor, t.intercept, tuple(remap[s] for s in t.slopes), t.names))
-    return FitData(np.ascontiguousarray(fd.X[:, keep]), fd.y, fd.weights,
-                   [fd.feature_names[k] for k in keep], fd.factors, terms), keep
 
 
 class MixedLinearRegressor(RegressorMixin, MixedModelBase):
@@ -129,15 +105,24 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self
         """
         fd = self._prepare_fit(X, y, groups, sample_weight)
-        fd, keep = _reduce_columns(fd)
         if not fd.terms:
             self._fit_fixed_only(fd)
         else:
             self._fit_mixed(fd)
-        self._finish(fd, keep)
+        self._finish(fd)
         return self
 
     def _fit_mixed(self, fd: FitData):
+        for f in fd.factors:
+            # as lme4: with one observation per level a random intercept is the residual
+            if f.n_levels >= fd.X.shape[0]:
+                raise ValueError(f"grouping factor {f.name!r} has {f.n_levels} levels for {fd.X.shape[0]} rows: "
+                                 "the random effects are not identifiable from the residual (need fewer levels "
+                                 "than observations)")
+        w = np.ones_like(fd.y) if fd.weights is None else fd.weights
+        ybar = np.average(fd.y, weights=w)
+        if np.allclose(fd.y, ybar, rtol=0, atol=1e-12 * max(1.0, abs(ybar))):
+            raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
         layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
         cp = cross_products(layout, fd.X, fd.y, fd.weights)
@@ -172,7 +157,7 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             crit = -np.inf
         self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
-        self.n_iter_, self.converged_ = 0, True
+        self.n_iter_, self.converged_ = 1, True  # closed form: one 'iteration'
 
     def _set_common(self, fd, beta, vcov, sigma, crit, n_theta):
         names = fd.feature_names
@@ -191,21 +176,9 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self.bic_ = -2 * self.loglik_ + k * np.log(fd.n_obs)
         self.varcorr_ = varcorr_table(self.cov_re_, self.sigma_, self._re_patterns)
 
-    def _finish(self, fd, keep):
-        self._keep = np.asarray(keep)
+    def _finish(self, fd):
         self._set_factor_attrs(fd)
-        icpt = bool(self.fit_intercept)
-        n_cols = self.n_features_in_ - (0 if self.group_column is None else
-                                        len(self._split_group_columns_names()))
-        full = np.zeros(n_cols + icpt)
-        full[self._keep] = self.fixed_effects_.to_numpy()
-        self._beta_full = full
-        self.intercept_ = float(full[0]) if icpt else 0.0
-        self.coef_ = full[icpt:]
-
-    def _split_group_columns_names(self):
-        gc = self.group_column
-        return [gc] if isinstance(gc, (str, int, np.integer)) else list(gc)
+        self.intercept_, self.coef_ = self._sklearn_coefs(fd, self.fixed_effects_.to_numpy())
 
     # ----------------------------------------------------------------- prediction
     def predict(self, X, groups=None):
@@ -223,8 +196,7 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         ndarray of shape (n,)
         """
         pdata = self._prepare_predict(X, groups)
-        Xd = pdata.X[:, self._keep]
-        return Xd @ self.fixed_effects_.to_numpy() + self._random_part(Xd, pdata.codes)
+        return pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""
