@@ -26,7 +26,7 @@ __all__ = ["StreamingMixed"]
 
 # attributes a fit creates (removed by a reset); parameters and sklearn's own
 # bookkeeping (e.g. metadata-routing requests) are left alone
-_FITTED = ("_state", "_zidx", "_trace_rows", "_no_groups", "factors_",
+_FITTED = ("_state", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep",
            "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
            "n_groups_", "n_iter_")
 
@@ -496,6 +496,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                 _state=_sema.SemaState.new(Xd.shape[1], len(zidx), n_train=self.n_train,
                                            capacity=16),
                 _zidx=zidx, _trace_rows=[], _no_groups=no_groups, factors_=factors_,
+                # the base's predict keeps these design columns: a stream cannot know aliased
+                # columns in advance, so it keeps all (an aliased column leaves X'X singular)
+                _keep=np.arange(Xd.shape[1]),
                 feature_names_=feature_names, re_names_=re_names,
             )
         else:
