@@ -163,7 +163,10 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
         The whole batch is validated before anything changes: a bad batch raises
         ``ValueError`` and leaves the model exactly as it was.  ``n_features_in_`` is fixed
-        by the first call; new groups are welcome in any batch.
+        by the first call; new groups are welcome in any batch.  Rows are processed one at a
+        time in order whatever the batch size (the result does not depend on how the stream
+        is cut), but each call carries ~0.5 ms of input validation, so feed batches of
+        hundreds of rows or more when throughput matters (a row costs ~1-3 microseconds).
 
         Parameters
         ----------
