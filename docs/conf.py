@@ -58,7 +58,6 @@ numpydoc_xref_param_type = False
 numpydoc_use_plots = False
 numpydoc_validation_checks = set()
 
-mathjax3_config = {"tex": {"macros": {"bm": ["\\boldsymbol{#1}", 1]}}}
 
 html_theme = "alabaster"
 html_title = f"skmixed {release}"
