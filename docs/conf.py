@@ -65,5 +65,7 @@ html_theme_options = {
     "description": "scikit-learn-compatible mixed-effects models for big grouped data",
     "fixed_sidebar": True,
     "show_relbars": True,
+    "page_width": "1180px",  # room for the lme4/mgcv mapping tables
+    "sidebar_width": "240px",
 }
 html_static_path = []
