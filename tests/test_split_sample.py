@@ -365,3 +365,29 @@ def test_logistic_modes_at_its_own_estimates():
     b, _ = ssplit.logit_modes(fd.X, fd.y, None, fd.factors[0].codes, blk, m.fixed_effects_.to_numpy(),
                               m.cov_re_["g"].to_numpy())
     np.testing.assert_allclose(b, m.random_effects_["g"].to_numpy(), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- additive model (generic path)
+@pytest.mark.parametrize("strategy,rule", [("groups", "independent"), ("within", "moment")])
+def test_additive_model_generic_path(strategy, rule):
+    from skmixed import AdditiveMixedRegressor
+
+    df = make_big_grouped_data(60_000, 160, seed=14)
+    X, y, g = df[["x", "b"]], df["y"], df["g"]
+    full = AdditiveMixedRegressor(smooth=["x"]).fit(X, y, groups=g)
+    ss = SplitSampleMixed(AdditiveMixedRegressor(smooth=["x"]), n_subsamples=4, strategy=strategy,
+                          random_state=0).fit(X, y, groups=g)
+    # spline bases differ between subsamples: parametric part and variances combine, predictions average
+    assert not ss.combines_parameters_ and ss.combined_estimator_ is None
+    assert ss.covariance_rule_ == rule
+    assert list(ss.fixed_effects_.index) == ["(Intercept)", "b"]
+    z = (ss.fixed_effects_ - full.fixed_effects_) / full.fixed_effects_se_
+    assert np.all(np.abs(z) < 0.5), z
+    assert np.all(np.abs(ss.fixed_effects_se_ / full.fixed_effects_se_ - 1) < 0.15)
+    assert abs(ss.cov_re_["g"].iloc[0, 0] / full.cov_re_["g"].iloc[0, 0] - 1) < 0.1
+    assert abs(ss.sigma_ / full.sigma_ - 1) < 0.01
+    np.testing.assert_allclose(ss.predict(X.iloc[:100]), full.predict(X.iloc[:100]), atol=0.02)
+    np.testing.assert_allclose(ss.predict(X.iloc[:100], g.iloc[:100]), full.predict(X.iloc[:100], g.iloc[:100]),
+                               atol=0.15)
+    assert ss.score(X, y, groups=g) == pytest.approx(full.score(X, y, groups=g), abs=0.01)
+    assert len(ss.random_effects_["g"]) == 160
