@@ -314,7 +314,7 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
             # warm start from the subsample fits' modes: a few Newton steps remain
             b0 = self._average_subsample_effects(fd, blocks)[0]
             b, mu = ssplit.logit_modes(fd.X, fd.y, fd.weights, fd.factors[blk.factor].codes, blk, beta, covs[0],
-                                       b0=b0)
+                                       b0=b0, want_mu=self.strategy != "groups")
             re_values = [b]
         elif blocks and not self.combines_parameters_:
             re_values = None

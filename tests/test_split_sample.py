@@ -310,12 +310,13 @@ def test_logit_modes_match_glmer_conditional_modes(reference):
     f = make_factors(df["herd"])[0]
     blk = ReBlock(0, f.n_levels, ["(Intercept)"], [-1], np.ones((1, 1), dtype=bool))
     beta = np.array([ref["fixef"][k] for k in ["(Intercept)", "period2", "period3", "period4"]])
-    b, mu = ssplit.logit_modes(X, df["y"].to_numpy(float), None, f.codes, blk, beta,
-                               np.array([[ref["varcorr"][0]["vcov"]]]))
     want = pd.Series({r["level"]: r["(Intercept)"] for r in ref["ranef"]["herd"]})
-    got = pd.Series(b[:, 0], index=f.levels.astype(str))
-    np.testing.assert_allclose(got.loc[want.index], want, atol=1e-7)
-    np.testing.assert_allclose(mu[:len(ref["fitted_head"])], ref["fitted_head"], atol=1e-8)
+    # both routes: the numpy Newton and (when built) the GLMM kernel
+    for fun in (ssplit.logit_modes_newton, ssplit.logit_modes):
+        b, mu = fun(X, df["y"].to_numpy(float), None, f.codes, blk, beta, np.array([[ref["varcorr"][0]["vcov"]]]))
+        got = pd.Series(b[:, 0], index=f.levels.astype(str))
+        np.testing.assert_allclose(got.loc[want.index], want, atol=1e-7)
+        np.testing.assert_allclose(mu[:len(ref["fitted_head"])], ref["fitted_head"], atol=1e-8)
 
 
 # ---------------------------------------------------------------------------- logistic GLMM

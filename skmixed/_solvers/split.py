@@ -227,8 +227,43 @@ def lmm_blups(X, y, weights, factor_codes, blocks, beta, covs, sigma):
     return res.b
 
 
-def logit_modes(X, y, weights, codes, block, beta, Sigma, b0=None, tol=1e-10, maxit=100):
+def logit_modes(X, y, weights, codes, block, beta, Sigma, b0=None, want_mu=True):
     """Conditional modes of a logistic GLMM with one grouping factor, given ``beta`` and ``Sigma``.
+
+    Uses the GLMM's own fused per-group Newton kernel (one pass over the rows per
+    sweep, :class:`skmixed._solvers.glmm.SingleFactorGLMM`) when the package has
+    it, else :func:`logit_modes_newton`. Returns ``(b, mu)`` (``mu`` None unless
+    ``want_mu``).
+    """
+    try:
+        from .glmm import SingleFactorGLMM
+    except ImportError:
+        SingleFactorGLMM = None
+    if SingleFactorGLMM is None:
+        b, mu = logit_modes_newton(X, y, weights, codes, block, beta, Sigma, b0=b0)
+        return b, (mu if want_mu else None)
+    n = X.shape[0]
+    w = np.ones(n) if weights is None else np.ascontiguousarray(weights, dtype=float)
+    Xc = np.ascontiguousarray(X, dtype=float)
+    prob = SingleFactorGLMM(Xc, np.ascontiguousarray(y, dtype=float), w, codes, block.n_levels,
+                            np.asarray(block.intercept_slopes, dtype=np.int64), block.pattern)
+    theta = theta_from_cov([block], [Sigma], 1.0)
+    lam = prob.lam(theta)
+    if b0 is not None and np.all(np.diag(lam) > 0):
+        prob.u = np.linalg.solve(lam, np.asarray(b0, dtype=float).T).T.copy()
+    prob.laplace(np.concatenate([theta, np.asarray(beta, dtype=float)]), want_grad=False)
+    b = prob.u @ lam.T
+    mu = None
+    if want_mu:
+        from scipy.special import expit
+
+        eta = Xc @ beta + np.einsum("iq,iq->i", block.z_rows(Xc), b[codes])
+        mu = expit(eta)
+    return b, mu
+
+
+def logit_modes_newton(X, y, weights, codes, block, beta, Sigma, b0=None, tol=1e-9, maxit=100):
+    """Conditional modes of a logistic GLMM (one grouping factor) by numpy-level Newton.
 
     Per-group Newton on ``u`` (``b = Lambda u``, ``Lambda Lambda' = Sigma``):
     maximise ``sum_i w_i [y_i eta_i - log(1 + e^eta_i)] - |u_j|^2 / 2``. All
@@ -264,9 +299,10 @@ def logit_modes(X, y, weights, codes, block, beta, Sigma, b0=None, tol=1e-10, ma
         v = np.clip(mu * (1.0 - mu), 1e-12, None)
         # one pass: A11 = sum w v (ZL)(ZL)' per group, A21 = sum w v (ZL) (y - mu)/v = (ZL)'(y - mu)
         cp = cross_products(layout, empty, (y - mu) / v, w * v, z_source=ZL)
-        H = cp.A11 + eye
         g = cp.A21.reshape(J, q) - u
-        du = np.linalg.solve(H, g[..., None])[..., 0]
+        if np.max(np.abs(g)) < tol:  # stationary: no step (and no objective pass) needed
+            break
+        du = np.linalg.solve(cp.A11 + eye, g[..., None])[..., 0]
         step = np.ones(J)
         for _half in range(30):
             f_new, eta_new = penalised(u + step[:, None] * du)
