@@ -1,0 +1,438 @@
+"""Binomial-logit GLMM by Laplace, adaptive Gauss-Hermite and nAGQ=0 (glmer's three modes).
+
+Model (lme4's notation): ``eta = X beta + Z Lambda(theta) u``, ``u ~ N(0, I)``,
+``y ~ Bernoulli(logistic(eta))`` with frequency weights ``w``. For fixed
+``(theta, beta)`` the conditional modes ``u*`` minimise the penalized deviance
+``sum_i w_i d_i + ||u||^2`` (penalized IRLS, PIRLS) and the Laplace
+approximation of ``-2 log L`` is
+
+    F(theta, beta) = sum_i w_i d_i(u*) + ||u*||^2 + log det(Lambda' Z' W Z Lambda + I),
+
+exactly the quantity glmer minimises with ``nAGQ = 1`` (so ``loglik = -F / 2``
+equals glmer's ``logLik`` for 0/1 data).
+
+One grouping factor (the common case) decouples: PIRLS is an independent
+``q x q`` Newton iteration per level, run in one numba kernel that also returns
+the analytic gradient of ``F`` (implicit differentiation of ``u*`` including the
+log-determinant's dependence on it), so L-BFGS-B over ``(theta, beta)``
+converges in a few dozen cheap evaluations. glmer's strategy is kept: an
+``nAGQ = 0`` stage (``beta`` estimated inside PIRLS jointly with ``u``, only
+``theta`` optimised) gives start values, then ``(theta, beta)`` jointly.
+
+Several grouping factors (crossed or nested) use the core's one-pass
+cross-product kernel and blocked Cholesky (:mod:`skmixed._solvers.lmm`) with
+PIRLS working weights; gradients there are by central differences.
+
+Standard errors of ``beta`` follow glmer's default: the inverse of half the
+Hessian of ``F`` with respect to ``(theta, beta)``, the Hessian here by central
+differences of the analytic gradient (glmer: finite differences of ``F``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from scipy import optimize
+
+from .._kernels import glmm as kg
+
+__all__ = ["GLMMResult", "SingleFactorGLMM", "group_pointer", "fit_glmm"]
+
+
+def group_pointer(codes: np.ndarray, n_levels: int):
+    """Rows bucketed by group: ``perm[gptr[g]:gptr[g+1]]`` are group g's rows (stable order)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.size and np.all(codes[1:] >= codes[:-1]):
+        perm = np.arange(codes.size, dtype=np.int64)  # already sorted: sequential access
+    else:
+        perm = np.argsort(codes, kind="stable").astype(np.int64)
+    gptr = np.zeros(n_levels + 1, dtype=np.int64)
+    np.cumsum(np.bincount(codes, minlength=n_levels), out=gptr[1:])
+    return perm, gptr
+
+
+def gauss_hermite(nagq: int):
+    """Nodes and weights integrating against the standard normal density (lme4's GHrule)."""
+    x, wts = np.polynomial.hermite.hermgauss(nagq)
+    z = x * np.sqrt(2.0)
+    z[np.abs(z) < 1e-12] = 0.0  # the centre node of an odd rule is exactly the mode
+    return z, wts / np.sqrt(np.pi)
+
+
+@dataclass
+class GLMMResult:
+    theta: np.ndarray
+    beta: np.ndarray
+    vcov_beta: np.ndarray
+    u: list  # per factor (J, q) spherical conditional modes
+    b: list  # per factor (J, q) conditional modes of the random effects
+    condvar: list  # per factor (J, q, q) conditional covariances of b
+    lambdas: list  # per factor (q, q)
+    deviance: float  # -2 log L (Laplace / AGQ approximation)
+    loglik: float
+    n_iter: int
+    n_eval: int
+    converged: bool
+    message: str
+    vcov_method: str = "hessian"
+    extra: dict = field(default_factory=dict)
+
+
+def _n_chunks(n_groups: int) -> np.ndarray:
+    k = max(1, min(n_groups, 4 * numba.get_num_threads()))
+    return np.linspace(0, n_groups, k + 1).round().astype(np.int64)
+
+
+class SingleFactorGLMM:
+    """Laplace / AGQ / nAGQ=0 objective for a model with one grouping factor.
+
+    Parameters
+    ----------
+    X : (n, p) float64 fixed-effects design.
+    y : (n,) 0/1 float64.
+    w : (n,) float64 frequency weights.
+    codes : (n,) int64 level codes, ``n_levels`` levels.
+    zcols : int64 array, per random-effect column: -1 intercept, else column of X.
+    pattern : (q, q) bool lower-triangular mask of the free entries of Lambda.
+    """
+
+    def __init__(self, X, y, w, codes, n_levels, zcols, pattern):
+        self.X = X
+        self.y = y
+        self.w = w
+        self.G = int(n_levels)
+        self.zcols = np.ascontiguousarray(zcols, dtype=np.int64)
+        self.q = self.zcols.size
+        self.p = X.shape[1]
+        self.pattern = np.asarray(pattern, dtype=bool)
+        c, r = np.nonzero(self.pattern.T)  # column-major lower triangle: lme4's theta order
+        self.t_rows, self.t_cols = r, c
+        self.n_theta = r.size
+        self.lower_theta = np.where(r == c, 0.0, -np.inf)
+        self.perm, self.gptr = group_pointer(codes, self.G)
+        self.chunks = _n_chunks(self.G)
+        self.u = np.zeros((self.G, self.q))
+        self.xb = np.empty(X.shape[0])
+        self.n_eval = 0
+        self.tol_u = 1e-10
+        self.maxit_u = 60
+
+    def lam(self, theta):
+        L = np.zeros((self.q, self.q))
+        L[self.t_rows, self.t_cols] = theta
+        return L
+
+    # -- Laplace (nAGQ = 1) ---------------------------------------------------------------
+    def laplace(self, params, want_grad=True, u=None):
+        """F(theta, beta) and its gradient; conditional modes are warm-started in ``self.u``."""
+        self.n_eval += 1
+        theta = params[:self.n_theta]
+        beta = params[self.n_theta:]
+        Lam = self.lam(theta)
+        kg.linear_predictor(self.X, np.ascontiguousarray(beta), self.xb)
+        u = self.u if u is None else u
+        G = self.G
+        h = np.empty(G)
+        ld = np.empty(G)
+        it = np.empty(G, dtype=np.int64)
+        gb = np.empty((G, self.p) if want_grad else (1, self.p))
+        gl = np.empty((G, self.q, self.q) if want_grad else (1, self.q, self.q))
+        kg.laplace_single(self.xb, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
+                          self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl)
+        F = float(h.sum() + ld.sum())
+        if not want_grad:
+            return F
+        GL = gl.sum(axis=0)
+        grad = np.concatenate([GL[self.t_rows, self.t_cols], gb.sum(axis=0)])
+        return F, grad
+
+    # -- adaptive Gauss-Hermite (nAGQ > 1, scalar random effect) ---------------------------
+    def agq(self, params, nodes, weights):
+        F = self.laplace(params, want_grad=False)  # conditional modes into self.u
+        if not np.isfinite(F):
+            return F
+        lam = float(params[0])
+        out = np.empty(self.G)
+        kg.agq_single(self.xb, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, lam, self.u,
+                      nodes, weights, out)
+        return float(out.sum())
+
+    # -- nAGQ = 0: beta inside PIRLS -------------------------------------------------------
+    def joint_pirls(self, theta, beta, u, tol=1e-9, maxit=50):
+        """Joint penalized IRLS over (u, beta) at fixed theta.
+
+        Returns (pwrss, logdet, beta, u, S) with S the Schur complement
+        ``X'WX - X'WZ Lam H^-1 Lam' Z'WX`` (the inverse conditional vcov of beta).
+        """
+        G, q, p = self.G, self.q, self.p
+        Lam = self.lam(theta)
+        A = np.empty((G, q, q))
+        B = np.empty((G, q, p))
+        s = np.empty((G, q))
+        h = np.empty(G)
+        nck = self.chunks.size - 1
+        C = np.empty((nck, p, p))
+        xr = np.empty((nck, p))
+        beta = beta.copy()
+        u = u.copy()
+        prev = np.inf
+        old = None
+        eye = np.eye(q)
+        for it in range(maxit):
+            kg.linear_predictor(self.X, beta, self.xb)
+            kg.joint_stats(self.xb, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
+                           Lam, u, A, B, s, h, C, xr)
+            pwrss = h.sum() + np.einsum("gq,gq->", u, u)
+            if pwrss > prev * (1 + 1e-12) and old is not None:
+                # step halving towards the last accepted point
+                beta = 0.5 * (beta + old[0])
+                u = 0.5 * (u + old[1])
+                if np.max(np.abs(beta - old[0])) < 1e-12:
+                    break
+                continue
+            H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + eye
+            Lc = np.linalg.cholesky(H)
+            LB = np.einsum("ka,gkj->gaj", Lam, B)
+            ru = s @ Lam - u
+            HinvLB = np.linalg.solve(H, LB)
+            Hinv_ru = np.linalg.solve(H, ru[..., None])[..., 0]
+            S = C.sum(axis=0) - np.einsum("gap,gar->pr", LB, HinvLB)
+            rb = xr.sum(axis=0) - np.einsum("gap,ga->p", LB, Hinv_ru)
+            db = np.linalg.solve(S, rb)
+            du = Hinv_ru - np.einsum("gap,p->ga", HinvLB, db)
+            ld = 2.0 * np.log(np.diagonal(Lc, axis1=1, axis2=2)).sum()
+            if max(np.max(np.abs(db)), np.max(np.abs(du)) if du.size else 0.0) < tol:
+                return pwrss, ld, beta, u, S
+            prev = pwrss
+            old = (beta.copy(), u.copy())
+            beta = beta + db
+            u = u + du
+        return pwrss, ld, beta, u, S
+
+    def nagq0(self, theta0, beta0):
+        """Optimise theta with beta inside PIRLS; returns (theta, beta, u, S, objective, n_eval)."""
+        state = {"beta": beta0.copy(), "u": self.u.copy(), "n": 0}
+
+        def f(theta):
+            theta = np.atleast_1d(theta)
+            state["n"] += 1
+            pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=1e-7)
+            state["beta"], state["u"] = b, u
+            return pw + ld
+
+        if self.n_theta == 1:
+            # one variance parameter: bounded Brent search on the standard deviation scale
+            hi = max(4.0, 4 * float(theta0[0]))
+            res = optimize.minimize_scalar(f, bounds=(0.0, hi), method="bounded",
+                                           options={"xatol": 1e-3})
+            theta = np.array([res.x])
+        else:
+            bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower_theta]
+            res = optimize.minimize(f, theta0, method="L-BFGS-B", bounds=bounds,
+                                    options={"eps": 1e-5, "gtol": 1e-4, "maxiter": 100})
+            theta = np.asarray(res.x)
+        pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"])
+        return theta, b, u, S, pw + ld, state["n"]
+
+
+def _bounds(lower_theta, p):
+    return [(lo if np.isfinite(lo) else None, None) for lo in lower_theta] + [(None, None)] * p
+
+
+def _hessian_from_grad(grad_fun, x, lower=None):
+    """Central-difference Hessian of an analytic gradient (symmetrised)."""
+    k = x.size
+    Hs = np.empty((k, k))
+    for i in range(k):
+        hstep = 1e-4 * max(1.0, abs(x[i]))
+        xp = x.copy()
+        xm = x.copy()
+        xp[i] += hstep
+        xm[i] -= hstep
+        Hs[i] = (grad_fun(xp) - grad_fun(xm)) / (2 * hstep)
+    return 0.5 * (Hs + Hs.T)
+
+
+def _hessian_from_fun(fun, x):
+    """Central-difference Hessian of a function (lme4's deriv12 scheme, delta 1e-4)."""
+    k = x.size
+    f0 = fun(x)
+    Hs = np.empty((k, k))
+    d = 1e-4
+    for i in range(k):
+        ei = np.zeros(k)
+        ei[i] = d
+        Hs[i, i] = (fun(x + ei) - 2 * f0 + fun(x - ei)) / d ** 2
+        for j in range(i):
+            ej = np.zeros(k)
+            ej[j] = d
+            Hs[i, j] = Hs[j, i] = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej)
+                                   + fun(x - ei - ej)) / (4 * d * d)
+    return Hs
+
+
+def _vcov_from_hessian(Hdev, n_theta):
+    """glmer's vcov: beta block of (Hdev / 2)^-1; None if the Hessian is not positive definite."""
+    try:
+        np.linalg.cholesky(Hdev)
+    except np.linalg.LinAlgError:
+        return None
+    V = 2.0 * np.linalg.inv(Hdev)
+    V = V[n_theta:, n_theta:]
+    return 0.5 * (V + V.T)
+
+
+def _glm_start(X, y, w):
+    """Plain logistic regression by IRLS (start values; fixed-effects-only fallback)."""
+    p = X.shape[1]
+    beta = np.zeros(p)
+    mu_bar = np.clip(np.average(y, weights=w), 1e-3, 1 - 1e-3)
+    eta = np.full(y.shape, np.log(mu_bar / (1 - mu_bar)))
+    for _ in range(50):
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        v = np.maximum(w * mu * (1 - mu), 1e-12)
+        zw = eta + (y - mu) / np.maximum(mu * (1 - mu), 1e-12)
+        XtW = X.T * v
+        try:
+            new = np.linalg.solve(XtW @ X, XtW @ zw)
+        except np.linalg.LinAlgError:
+            new = np.linalg.lstsq(XtW @ X, XtW @ zw, rcond=None)[0]
+        new = np.clip(new, -30, 30)
+        if np.max(np.abs(new - beta)) < 1e-9:
+            beta = new
+            break
+        beta = new
+        eta = X @ beta
+    return beta
+
+
+def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-7, max_iter=500, compute_se=True):
+    """Fit by glmer's strategy on one grouping factor; returns GLMMResult."""
+    X, y, w = prob.X, prob.y, prob.w
+    nt, p = prob.n_theta, prob.p
+    Nw = float(w.sum())
+    beta0 = _glm_start(X, y, w)
+    theta0 = (prob.t_rows == prob.t_cols).astype(float)
+    prob.u[:] = 0.0
+    theta, beta, u, S, f0, n0 = prob.nagq0(theta0, beta0)
+    prob.u[:] = u
+    message = "nAGQ=0"
+    n_iter = 0
+    converged = True
+    if nagq == 0:
+        F = prob.laplace(np.concatenate([theta, beta]), want_grad=False)
+        # nAGQ=0 reports the penalized deviance at the joint mode
+        dev = f0
+        V = np.linalg.inv(S)
+        vmethod = "conditional"
+        x = np.concatenate([theta, beta])
+    else:
+        x0 = np.concatenate([theta, beta])
+        # theta = 0 is a stationary point of F (it is even in theta), so a
+        # start exactly on the boundary would never leave it
+        diag = prob.t_rows == prob.t_cols
+        x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
+        bounds = _bounds(prob.lower_theta, p)
+        if nagq == 1:
+            def fg(x):
+                F, g = prob.laplace(x)
+                if not np.isfinite(F):
+                    return 1e300, np.zeros_like(x)
+                return F / Nw, g / Nw
+            res = optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol,
+                                             "maxls": 50})
+        else:
+            nodes, weights = gauss_hermite(nagq)
+
+            def fa(x):
+                return prob.agq(x, nodes, weights)
+
+            def fg(x):
+                f0 = fa(x)
+                u_save = prob.u.copy()
+                g = np.empty_like(x)
+                for i in range(x.size):
+                    hs = 1e-5 * max(1.0, abs(x[i]))
+                    xp = x.copy()
+                    xm = x.copy()
+                    xp[i] += hs
+                    xm[i] -= hs
+                    g[i] = (fa(xp) - fa(xm)) / (2 * hs)
+                    prob.u[:] = u_save
+                return f0 / Nw, g / Nw
+
+            # start from the Laplace optimum (cheap, with analytic gradients)
+            xl = optimize.minimize(lambda x: tuple(v / Nw for v in prob.laplace(x)), x0, jac=True,
+                                   method="L-BFGS-B", bounds=bounds,
+                                   options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol}).x
+            res = optimize.minimize(fg, xl, jac=True, method="L-BFGS-B", bounds=bounds,
+                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol,
+                                             "maxls": 50})
+        x = np.asarray(res.x, dtype=float)
+        n_iter = int(res.nit)
+        gmax = float(np.max(np.abs(res.jac))) if res.jac is not None else np.inf
+        converged = bool(res.success) or gmax < 100 * tol
+        message = str(res.message)
+        # snap a near-zero standard deviation onto the boundary if that does not hurt
+        near = diag & (x[:nt] < 1e-6)
+        if near.any():
+            x2 = x.copy()
+            x2[:nt][near] = 0.0
+            f2 = prob.laplace(x2, want_grad=False) if nagq == 1 else fa(x2)
+            fcur = prob.laplace(x, want_grad=False) if nagq == 1 else fa(x)
+            if f2 <= fcur + 1e-10 * max(1.0, abs(fcur)):
+                x = x2
+        dev = prob.laplace(x, want_grad=False) if nagq == 1 else fa(x)
+        V = None
+        vmethod = "hessian"
+        if compute_se:
+            u_save = prob.u.copy()
+            if nagq == 1:
+                def gfun(xx):
+                    prob.u[:] = u_save
+                    return prob.laplace(xx)[1]
+                Hdev = _hessian_from_grad(gfun, x)
+            else:
+                def ffun(xx):
+                    prob.u[:] = u_save
+                    return fa(xx)
+                Hdev = _hessian_from_fun(ffun, x)
+            prob.u[:] = u_save
+            V = _vcov_from_hessian(Hdev, nt)
+        if V is None:
+            # glmer falls back the same way: the conditional vcov of beta given theta
+            _, _, _, _, S = prob.joint_pirls(x[:nt], x[nt:], prob.u, tol=1e-9)
+            V = np.linalg.inv(S)
+            vmethod = "conditional"
+            if compute_se:
+                warnings.warn("the Hessian of the deviance is not positive definite at the optimum; "
+                              "standard errors are conditional on the variance parameters", stacklevel=3)
+        prob.laplace(x, want_grad=False)  # modes at the final estimate
+    theta, beta = x[:nt], x[nt:]
+    Lam = prob.lam(theta)
+    u = prob.u.copy()
+    b = u @ Lam.T
+    # conditional covariance of b: Lam H^-1 Lam' per level
+    condvar = _condvar_single(prob, Lam, u, beta)
+    return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=[u], b=[b], condvar=[condvar], lambdas=[Lam],
+                      deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
+                      converged=converged, message=message, vcov_method=vmethod)
+
+
+def _condvar_single(prob, Lam, u, beta):
+    G, q, p = prob.G, prob.q, prob.p
+    A = np.empty((G, q, q))
+    B = np.empty((G, q, p))
+    s = np.empty((G, q))
+    h = np.empty(G)
+    nck = prob.chunks.size - 1
+    kg.linear_predictor(prob.X, np.ascontiguousarray(beta), prob.xb)
+    kg.joint_stats(prob.xb, prob.X, prob.zcols, prob.y, prob.w, prob.perm, prob.gptr, prob.chunks, Lam, u,
+                   A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)))
+    H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + np.eye(q)
+    Hinv = np.linalg.inv(H)
+    return np.einsum("ab,gbc,dc->gad", Lam, Hinv, Lam)
