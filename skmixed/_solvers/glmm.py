@@ -46,7 +46,7 @@ def group_pointer(codes: np.ndarray, n_levels: int):
     """Rows bucketed by group: ``perm[gptr[g]:gptr[g+1]]`` are group g's rows (stable order)."""
     codes = np.asarray(codes, dtype=np.int64)
     if codes.size and np.all(codes[1:] >= codes[:-1]):
-        perm = np.arange(codes.size, dtype=np.int64)  # already sorted: sequential access
+        perm = np.empty(0, dtype=np.int64)  # already sorted: kernels read rows in place
     else:
         perm = np.argsort(codes, kind="stable").astype(np.int64)
     gptr = np.zeros(n_levels + 1, dtype=np.int64)
@@ -102,7 +102,10 @@ class SingleFactorGLMM:
     def __init__(self, X, y, w, codes, n_levels, zcols, pattern):
         self.X = X
         self.y = y
-        self.w = w
+        self.w_full = w
+        self.n_obs = float(w.sum())
+        # unit weights are not passed to the kernels (one n-vector less to read per pass)
+        self.w = np.empty(0) if np.all(w == 1.0) else w
         self.G = int(n_levels)
         self.zcols = np.ascontiguousarray(zcols, dtype=np.int64)
         self.q = self.zcols.size
@@ -115,8 +118,8 @@ class SingleFactorGLMM:
         self.perm, self.gptr = group_pointer(codes, self.G)
         self.chunks = _n_chunks(self.G)
         self.u = np.zeros((self.G, self.q))
-        self.xb = np.empty(X.shape[0])
         self.n_eval = 0
+        self.n_joint = 0  # joint-PIRLS passes over the rows
         self.tol_u = 1e-10
         self.maxit_u = 60
 
@@ -132,7 +135,7 @@ class SingleFactorGLMM:
         theta = params[:self.n_theta]
         beta = params[self.n_theta:]
         Lam = self.lam(theta)
-        kg.linear_predictor(self.X, np.ascontiguousarray(beta), self.xb)
+        beta = np.ascontiguousarray(beta)
         u = self.u if u is None else u
         G = self.G
         h = np.empty(G)
@@ -140,7 +143,7 @@ class SingleFactorGLMM:
         it = np.empty(G, dtype=np.int64)
         gb = np.empty((G, self.p) if want_grad else (1, self.p))
         gl = np.empty((G, self.q, self.q) if want_grad else (1, self.q, self.q))
-        kg.laplace_single(self.xb, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
+        kg.laplace_single(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
                           self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl)
         F = float(h.sum() + ld.sum())
         if not want_grad:
@@ -156,16 +159,18 @@ class SingleFactorGLMM:
             return F
         lam = float(params[0])
         out = np.empty(self.G)
-        kg.agq_single(self.xb, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, lam, self.u,
+        kg.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w, self.perm, self.gptr, lam, self.u,
                       nodes, weights, out)
         return float(out.sum())
 
     # -- nAGQ = 0: beta inside PIRLS -------------------------------------------------------
     def joint_pirls(self, theta, beta, u, tol=1e-9, maxit=50):
-        """Joint penalized IRLS over (u, beta) at fixed theta.
+        """Joint penalized IRLS over (u, beta) at fixed theta (glmer's nAGQ=0 inner problem).
 
-        Returns (pwrss, logdet, beta, u, S) with S the Schur complement
-        ``X'WX - X'WZ Lam H^-1 Lam' Z'WX`` (the inverse conditional vcov of beta).
+        Profiled form: each pass first moves every group's u to its mode given
+        beta (in the kernel, in cache), then beta takes a Newton step with the
+        Schur complement ``S = X'WX - X'WZ Lam H^-1 Lam' Z'WX`` (the inverse
+        conditional vcov of beta). Returns (pwrss, logdet, beta, u, S).
         """
         G, q, p = self.G, self.q, self.p
         Lam = self.lam(theta)
@@ -176,65 +181,71 @@ class SingleFactorGLMM:
         nck = self.chunks.size - 1
         C = np.empty((nck, p, p))
         xr = np.empty((nck, p))
-        beta = beta.copy()
+        beta = np.ascontiguousarray(beta, dtype=float).copy()
         u = u.copy()
         prev = np.inf
         old = None
         eye = np.eye(q)
         for it in range(maxit):
-            kg.linear_predictor(self.X, beta, self.xb)
-            kg.joint_stats(self.xb, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
-                           Lam, u, A, B, s, h, C, xr)
+            self.n_joint += 1
+            kg.joint_stats(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
+                           Lam, u, True, self.tol_u, A, B, s, h, C, xr)
             pwrss = h.sum() + np.einsum("gq,gq->", u, u)
             if pwrss > prev * (1 + 1e-12) and old is not None:
                 # step halving towards the last accepted point
                 beta = 0.5 * (beta + old[0])
-                u = 0.5 * (u + old[1])
+                u = old[1].copy()
                 if np.max(np.abs(beta - old[0])) < 1e-12:
                     break
                 continue
             H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + eye
             Lc = np.linalg.cholesky(H)
             LB = np.einsum("ka,gkj->gaj", Lam, B)
-            ru = s @ Lam - u
             HinvLB = np.linalg.solve(H, LB)
-            Hinv_ru = np.linalg.solve(H, ru[..., None])[..., 0]
             S = C.sum(axis=0) - np.einsum("gap,gar->pr", LB, HinvLB)
-            rb = xr.sum(axis=0) - np.einsum("gap,ga->p", LB, Hinv_ru)
-            db = np.linalg.solve(S, rb)
-            du = Hinv_ru - np.einsum("gap,p->ga", HinvLB, db)
+            db = np.linalg.solve(S, xr.sum(axis=0) - np.einsum("gap,ga->p", HinvLB, s @ Lam - u))
             ld = 2.0 * np.log(np.diagonal(Lc, axis1=1, axis2=2)).sum()
-            if max(np.max(np.abs(db)), np.max(np.abs(du)) if du.size else 0.0) < tol:
+            if np.max(np.abs(db)) < tol:
                 return pwrss, ld, beta, u, S
             prev = pwrss
             old = (beta.copy(), u.copy())
             beta = beta + db
-            u = u + du
+            # first-order prediction of the new modes: fewer Newton steps in the kernel
+            u = u - np.einsum("gap,p->ga", HinvLB, db)
         return pwrss, ld, beta, u, S
 
-    def nagq0(self, theta0, beta0):
-        """Optimise theta with beta inside PIRLS; returns (theta, beta, u, S, objective, n_eval)."""
+    def nagq0(self, theta0, beta0, final=False, search=True):
+        """Optimise theta with beta inside PIRLS; returns (theta, beta, u, S, objective, n_eval).
+
+        As a start-value stage (``final=False``) the search is coarse: the
+        Laplace stage that follows refines everything with analytic gradients.
+        """
         state = {"beta": beta0.copy(), "u": self.u.copy(), "n": 0}
+        ptol = 1e-8 if final else 1e-5
 
         def f(theta):
             theta = np.atleast_1d(theta)
             state["n"] += 1
-            pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=1e-7)
+            pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=ptol)
             state["beta"], state["u"] = b, u
             return pw + ld
 
-        if self.n_theta == 1:
+        f(theta0)  # converge (beta, u) once at the start, later evaluations are warm
+        if not search:
+            theta = np.asarray(theta0, dtype=float)
+        elif self.n_theta == 1:
             # one variance parameter: bounded Brent search on the standard deviation scale
             hi = max(4.0, 4 * float(theta0[0]))
             res = optimize.minimize_scalar(f, bounds=(0.0, hi), method="bounded",
-                                           options={"xatol": 1e-3})
+                                           options={"xatol": 1e-5 if final else 2e-2})
             theta = np.array([res.x])
         else:
             bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower_theta]
             res = optimize.minimize(f, theta0, method="L-BFGS-B", bounds=bounds,
-                                    options={"eps": 1e-5, "gtol": 1e-4, "maxiter": 100})
+                                    options={"eps": 1e-5, "gtol": 1e-5 if final else 1e-2,
+                                             "maxiter": 200})
             theta = np.asarray(res.x)
-        pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"])
+        pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=1e-8)
         return theta, b, u, S, pw + ld, state["n"]
 
 
@@ -309,22 +320,80 @@ def _glm_start(X, y, w):
     return beta
 
 
-def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-7, max_iter=500, compute_se=True):
-    """Fit by glmer's strategy on one grouping factor; returns GLMMResult."""
-    X, y, w = prob.X, prob.y, prob.w
+def _start_beta(X, y, w):
+    """Intercept at the logit of the weighted mean when X has a constant column, else zeros."""
+    beta = np.zeros(X.shape[1])
+    const = np.flatnonzero(np.all(X[:10] == 1.0, axis=0))
+    if const.size and np.all(X[:, const[0]] == 1.0):
+        m = np.clip(np.average(y, weights=w), 1e-6, 1 - 1e-6)
+        beta[const[0]] = np.log(m / (1 - m))
+    return beta
+
+
+class _Scaled:
+    """Affine reparametrisation x = x0 + T xi in which the Hessian is roughly the identity.
+
+    T whitens beta with the Cholesky factor of the nAGQ=0 stage's Schur complement
+    (half the Hessian of the penalized deviance in beta) and scales theta by the
+    curvature of F along it, so L-BFGS-B needs few iterations and its gradient
+    tolerance reads in units of standard errors.
+    """
+
+    def __init__(self, x0, T, lower):
+        self.x0, self.T = x0, T
+        diagT = np.diag(T)
+        self.lo = np.where(np.isfinite(lower), (lower - x0[:lower.size]) / diagT[:lower.size], -np.inf)
+
+    def x(self, xi):
+        return self.x0 + self.T @ xi
+
+    def bounds(self, n):
+        return [(lo if np.isfinite(lo) else None, None) for lo in self.lo] + [(None, None)] * (n - self.lo.size)
+
+
+def _make_scaling(prob, x0, S):
+    nt = prob.n_theta
+    k = x0.size
+    T = np.zeros((k, k))
+    try:
+        R = np.linalg.cholesky(2.0 * S)  # F ~ 2 (-log L): Hessian in beta ~ 2 S
+        T[nt:, nt:] = np.linalg.inv(R).T
+    except np.linalg.LinAlgError:
+        T[nt:, nt:] = np.eye(k - nt)
+    u_save = prob.u.copy()
+    _, g0 = prob.laplace(x0)
+    for i in range(nt):
+        d = 1e-3 * max(1.0, abs(x0[i]))
+        xp = x0.copy()
+        xp[i] += d
+        prob.u[:] = u_save
+        _, g1 = prob.laplace(xp)
+        curv = (g1[i] - g0[i]) / d
+        T[i, i] = 1.0 / np.sqrt(curv) if curv > 0 else 0.1 * max(1.0, abs(x0[i]))
+    prob.u[:] = u_save
+    return T
+
+
+def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, compute_se=True):
+    """Fit by glmer's strategy on one grouping factor; returns GLMMResult.
+
+    ``tol`` is L-BFGS-B's gradient tolerance in whitened coordinates, i.e.
+    roughly the distance to the optimum in standard errors.
+    """
+    X, y, w = prob.X, prob.y, prob.w_full
     nt, p = prob.n_theta, prob.p
-    Nw = float(w.sum())
-    beta0 = _glm_start(X, y, w)
+    beta0 = _start_beta(X, y, w)
     theta0 = (prob.t_rows == prob.t_cols).astype(float)
     prob.u[:] = 0.0
-    theta, beta, u, S, f0, n0 = prob.nagq0(theta0, beta0)
+    theta, beta, u, S, f0, n0 = prob.nagq0(theta0, beta0, final=(nagq == 0))
     prob.u[:] = u
     message = "nAGQ=0"
     n_iter = 0
     converged = True
+    diag = prob.t_rows == prob.t_cols
     if nagq == 0:
-        F = prob.laplace(np.concatenate([theta, beta]), want_grad=False)
-        # nAGQ=0 reports the penalized deviance at the joint mode
+        # nAGQ=0 reports the penalized deviance at the joint mode and the
+        # conditional vcov of beta, as glmer does
         dev = f0
         V = np.linalg.inv(S)
         vmethod = "conditional"
@@ -333,46 +402,41 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-7, max_iter=500, co
         x0 = np.concatenate([theta, beta])
         # theta = 0 is a stationary point of F (it is even in theta), so a
         # start exactly on the boundary would never leave it
-        diag = prob.t_rows == prob.t_cols
         x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
-        bounds = _bounds(prob.lower_theta, p)
+        sc = _Scaled(x0, _make_scaling(prob, x0, S), prob.lower_theta)
         if nagq == 1:
-            def fg(x):
-                F, g = prob.laplace(x)
+            def fg(xi):
+                F, g = prob.laplace(sc.x(xi))
                 if not np.isfinite(F):
-                    return 1e300, np.zeros_like(x)
-                return F / Nw, g / Nw
-            res = optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol,
-                                             "maxls": 50})
+                    return 1e300, np.zeros_like(xi)
+                return F, sc.T.T @ g
+            res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B",
+                                    bounds=sc.bounds(x0.size),
+                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
         else:
             nodes, weights = gauss_hermite(nagq)
 
             def fa(x):
                 return prob.agq(x, nodes, weights)
 
-            def fg(x):
+            def fg(xi):
+                x = sc.x(xi)
                 f0 = fa(x)
                 u_save = prob.u.copy()
-                g = np.empty_like(x)
-                for i in range(x.size):
-                    hs = 1e-5 * max(1.0, abs(x[i]))
-                    xp = x.copy()
-                    xm = x.copy()
-                    xp[i] += hs
-                    xm[i] -= hs
-                    g[i] = (fa(xp) - fa(xm)) / (2 * hs)
+                g = np.empty_like(xi)
+                for i in range(xi.size):
+                    hs = 1e-4
+                    e = np.zeros_like(xi)
+                    e[i] = hs
+                    g[i] = (fa(sc.x(xi + e)) - fa(sc.x(xi - e))) / (2 * hs)
                     prob.u[:] = u_save
-                return f0 / Nw, g / Nw
+                return f0, g
 
-            # start from the Laplace optimum (cheap, with analytic gradients)
-            xl = optimize.minimize(lambda x: tuple(v / Nw for v in prob.laplace(x)), x0, jac=True,
-                                   method="L-BFGS-B", bounds=bounds,
-                                   options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol}).x
-            res = optimize.minimize(fg, xl, jac=True, method="L-BFGS-B", bounds=bounds,
-                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol,
-                                             "maxls": 50})
-        x = np.asarray(res.x, dtype=float)
+            res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B",
+                                    bounds=sc.bounds(x0.size),
+                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+        x = sc.x(np.asarray(res.x, dtype=float))
+        x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter = int(res.nit)
         gmax = float(np.max(np.abs(res.jac))) if res.jac is not None else np.inf
         converged = bool(res.success) or gmax < 100 * tol
@@ -430,9 +494,8 @@ def _condvar_single(prob, Lam, u, beta):
     s = np.empty((G, q))
     h = np.empty(G)
     nck = prob.chunks.size - 1
-    kg.linear_predictor(prob.X, np.ascontiguousarray(beta), prob.xb)
-    kg.joint_stats(prob.xb, prob.X, prob.zcols, prob.y, prob.w, prob.perm, prob.gptr, prob.chunks, Lam, u,
-                   A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)))
+    kg.joint_stats(np.ascontiguousarray(beta), prob.X, prob.zcols, prob.y, prob.w, prob.perm, prob.gptr,
+                   prob.chunks, Lam, u, False, 1.0, A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)))
     H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + np.eye(q)
     Hinv = np.linalg.inv(H)
     return np.einsum("ab,gbc,dc->gad", Lam, Hinv, Lam)
