@@ -1,6 +1,14 @@
-"""skmixed: scikit-learn-compatible mixed-effects models for big grouped data."""
+"""skmixed: scikit-learn-compatible mixed-effects models for big grouped data.
+
+Estimators
+----------
+MixedLinearRegressor
+    Linear mixed models by profiled REML/ML (``lme4::lmer``).
+"""
 
 from . import _threads  # noqa: F401  (registers numba with threadpoolctl)
+from ._base import NoGroupsWarning
+from .linear import MixedLinearRegressor
 
 __version__ = "0.1.0"
-__all__: list[str] = []
+__all__ = ["MixedLinearRegressor", "NoGroupsWarning"]

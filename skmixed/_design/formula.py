@@ -1,0 +1,158 @@
+"""lme4 formula syntax: ``y ~ x + b + (1 + x | g) + (1 | a/b)``.
+
+The bar terms are split off here; the fixed part is handed to formulaic, which
+also materializes the random-term expressions so that their column names match
+the fixed design's (``period2``-style names for categorical columns, as R).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["TermSpec", "ParsedFormula", "parse_formula", "fixed_design", "group_frame"]
+
+
+@dataclass(frozen=True)
+class TermSpec:
+    """A random-effects term as written: ``(expr | factor)`` or ``(expr || factor)``."""
+
+    expr: str
+    factor: str  # a column name or an interaction "a:b"
+    correlated: bool
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    response: str
+    fixed: str
+    terms: tuple
+
+
+def _split_top(s: str, sep: str) -> list:
+    """Split on ``sep`` outside parentheses."""
+    out, depth, cur = [], 0, []
+    i = 0
+    while i < len(s):
+        ch = s[i]
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if depth == 0 and s.startswith(sep, i):
+            out.append("".join(cur))
+            cur = []
+            i += len(sep)
+            continue
+        cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
+def _expand_factor(fac: str) -> list:
+    """``a/b`` -> ``[a, b:a]`` (lme4's naming); ``a:b`` and ``a`` stay."""
+    fac = fac.strip()
+    if "/" in fac:
+        parts = [p.strip() for p in fac.split("/")]
+        out = [parts[0]]
+        for k in range(1, len(parts)):
+            out.append(":".join(reversed(parts[: k + 1])))
+        return out
+    return [fac]
+
+
+def parse_formula(formula: str) -> ParsedFormula:
+    """Split an lme4 formula into response, fixed part and bar terms.
+
+    Examples
+    --------
+    >>> p = parse_formula("y ~ x + (1 + x | g) + (1 | a/b)")
+    >>> p.response, p.fixed
+    ('y', 'x')
+    >>> [(t.expr, t.factor, t.correlated) for t in p.terms]
+    [('1 + x', 'g', True), ('1', 'a', True), ('1', 'b:a', True)]
+    """
+    if "~" not in formula:
+        raise ValueError(f"formula needs a response and '~': {formula!r}")
+    lhs, rhs = formula.split("~", 1)
+    response = lhs.strip()
+    if not response:
+        raise ValueError(f"formula has no response: {formula!r}")
+    fixed_parts, terms = [], []
+    for part in _split_top(rhs, "+"):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"\((.*)\)", part, flags=re.S)
+        if m and "|" in m.group(1):
+            inner = m.group(1)
+            correlated = "||" not in inner
+            expr, fac = inner.split("||" if not correlated else "|", 1)
+            expr = expr.strip()
+            if not fac.strip():
+                raise ValueError(f"random term {part!r} has no grouping factor")
+            for f in _expand_factor(fac):
+                terms.append(TermSpec(expr, f, correlated))
+        else:
+            fixed_parts.append(part)
+    fixed = " + ".join(fixed_parts) if fixed_parts else "1"
+    return ParsedFormula(response, fixed, tuple(terms))
+
+
+def r_style_name(name: str) -> str:
+    """formulaic's ``x[T.a]`` / ``C(x)[T.a]`` -> R's ``xa``; ``Intercept`` -> ``(Intercept)``."""
+    if name == "Intercept":
+        return "(Intercept)"
+    m = re.fullmatch(r"(?:C\()?([^\[\)]+?)\)?\[T\.(.*)\]", name)
+    if m:
+        return f"{m.group(1)}{m.group(2)}"
+    return name
+
+
+def fixed_design(spec_or_formula, data: pd.DataFrame):
+    """Materialize the fixed part; returns (X DataFrame with R-style names, model spec)."""
+    from formulaic import Formula, ModelSpec
+
+    if isinstance(spec_or_formula, ModelSpec):
+        mm = spec_or_formula.get_model_matrix(data)
+    else:
+        mm = Formula(spec_or_formula).get_model_matrix(data)
+    spec = mm.model_spec
+    X = pd.DataFrame(np.asarray(mm, dtype=np.float64), columns=[r_style_name(c) for c in mm.columns],
+                     index=data.index)
+    return X, spec
+
+
+def term_columns(expr: str, data: pd.DataFrame) -> tuple:
+    """(has_intercept, column names) of a random term's expression, R-style names."""
+    from formulaic import Formula
+
+    head = data.iloc[: min(len(data), 50)]
+    mm = Formula(expr).get_model_matrix(head)
+    names = [r_style_name(c) for c in mm.columns]
+    intercept = "(Intercept)" in names
+    return intercept, [n for n in names if n != "(Intercept)"]
+
+
+def group_frame(terms, data: pd.DataFrame) -> pd.DataFrame:
+    """Label columns for the grouping factors of ``terms`` (interactions built as ``b:a``)."""
+    cols = {}
+    for t in terms:
+        if t.factor in cols:
+            continue
+        parts = [p.strip() for p in t.factor.split(":")]
+        missing = [p for p in parts if p not in data.columns]
+        if missing:
+            raise ValueError(f"grouping column(s) {missing} of term ({t.expr} | {t.factor}) not in data")
+        if len(parts) == 1:
+            cols[t.factor] = data[parts[0]]
+        else:
+            lab = data[parts[0]].astype(str)
+            for p in parts[1:]:
+                lab = lab.str.cat(data[p].astype(str), sep=":")
+            cols[t.factor] = lab
+    return pd.DataFrame(cols, index=data.index)
