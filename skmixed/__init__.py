@@ -4,11 +4,14 @@ Estimators
 ----------
 MixedLinearRegressor
     Linear mixed models by profiled REML/ML (``lme4::lmer``).
+MixedLogisticRegressor
+    Binary GLMMs by Laplace / adaptive Gauss-Hermite (``lme4::glmer``).
 """
 
 from . import _threads  # noqa: F401  (registers numba with threadpoolctl)
 from ._base import NoGroupsWarning
 from .linear import MixedLinearRegressor
+from .logistic import MixedLogisticRegressor
 
 __version__ = "0.1.0"
-__all__ = ["MixedLinearRegressor", "NoGroupsWarning"]
+__all__ = ["MixedLinearRegressor", "MixedLogisticRegressor", "NoGroupsWarning"]

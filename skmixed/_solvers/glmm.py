@@ -81,6 +81,28 @@ class GLMMResult:
     extra: dict = field(default_factory=dict)
 
 
+class serial_if_small:
+    """Run numba kernels on one thread for small inputs.
+
+    A parallel region costs a thread wake-up and a barrier (tens of microseconds,
+    milliseconds on a loaded machine); PIRLS calls kernels hundreds of times, so
+    below ``min_rows`` rows the threads cost more than they save.
+    """
+
+    def __init__(self, n_rows: int, min_rows: int = 100_000):
+        self.serial = n_rows < min_rows
+
+    def __enter__(self):
+        self.prev = numba.get_num_threads()
+        if self.serial:
+            numba.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.prev)
+        return False
+
+
 def _n_chunks(n_groups: int) -> np.ndarray:
     k = max(1, min(n_groups, 4 * numba.get_num_threads()))
     return np.linspace(0, n_groups, k + 1).round().astype(np.int64)
@@ -499,3 +521,240 @@ def _condvar_single(prob, Lam, u, beta):
     H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + np.eye(q)
     Hinv = np.linalg.inv(H)
     return np.einsum("ab,gbc,dc->gad", Lam, Hinv, Lam)
+
+
+# --------------------------------------------------------------------------------------------
+# several grouping factors (crossed / nested): PIRLS on the core's blocked sparse system
+# --------------------------------------------------------------------------------------------
+class MultiFactorGLMM:
+    """Laplace deviance for crossed / nested factors on the LMM core's blocked Cholesky.
+
+    Each PIRLS iteration is one weighted pass of :func:`skmixed._solvers.lmm.cross_products`
+    (working weights ``w mu (1 - mu)``, working response ``Z Lam u + (y - mu) / (mu (1 - mu))``)
+    and one blocked factorization by :class:`skmixed._solvers.lmm.LMMProblem`. The
+    fixed-effects columns ride along in the factorization: back-substituting with
+    ``beta`` set to 0 gives the u-only Newton step (Laplace), solving for all of
+    ``[u; beta]`` gives the joint step (nAGQ = 0). ``log|L|^2`` is the Z-part of the factor.
+    """
+
+    def __init__(self, X, y, w, factors, blocks):
+        from .._design.layout import BlockLayout
+
+        self.X, self.y, self.w = X, y, w
+        self.blocks = blocks
+        self.codes = [np.asarray(f.codes, dtype=np.int64) for f in factors]
+        self.layout = BlockLayout.build(blocks, self.codes, X.shape[1])
+        self.Z = [b.z_rows(X) for b in blocks]
+        self.theta_pos = [b.theta_index() for b in blocks]
+        self.n_theta = sum(b.n_theta for b in blocks)
+        self.lower_theta = np.concatenate([np.where(r == c, 0.0, -np.inf) for (r, c) in self.theta_pos])
+        self.p = X.shape[1]
+        self.u = [np.zeros((b.n_levels, b.q)) for b in blocks]
+        self.n_eval = 0
+
+    def lambdas(self, theta):
+        out, k = [], 0
+        for b, (r, c) in zip(self.blocks, self.theta_pos):
+            lam = np.zeros((b.q, b.q))
+            lam[r, c] = theta[k:k + len(r)]
+            k += len(r)
+            out.append(lam)
+        return out
+
+    def _re_eta(self, lams, u):
+        eta = np.zeros(self.X.shape[0])
+        for blk, Z, lam, uk in zip(self.blocks, self.Z, lams, u):
+            eta += np.einsum("ij,ij->i", Z, (uk @ lam.T)[self.codes[blk.factor]])
+        return eta
+
+    def _solve(self, theta, beta, u, joint):
+        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem)."""
+        from .lmm import LMMProblem, cross_products
+
+        lams = self.lambdas(theta)
+        zb = self._re_eta(lams, u)
+        eta = self.X @ beta + zb
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        var = np.maximum(mu * (1.0 - mu), 1e-300)
+        W = self.w * var
+        # working response; for the u-only step the offset X beta is left out
+        yw = zb + (self.y - mu) / var + (self.X @ beta if joint else 0.0)
+        cp = cross_products(self.layout, self.X, yw, W)
+        prob = LMMProblem(self.layout, cp, reml=False)
+        f = prob._factor(np.asarray(theta, dtype=float))
+        if f is None:
+            return None
+        L, ldL2 = f[0], f[1]
+        lay = self.layout
+        Q2, p, m = lay.Q2, lay.p, lay.m
+        c = L[m - 1, :m - 1]
+        from scipy.linalg import solve_triangular
+
+        if joint:
+            v = solve_triangular(L[:m - 1, :m - 1], c, lower=True, trans="T", check_finite=False)
+        else:
+            v = np.zeros(m - 1)
+            if Q2:
+                v[:Q2] = solve_triangular(L[:Q2, :Q2], c[:Q2], lower=True, trans="T", check_finite=False)
+        from .._kernels import lmm as klmm
+
+        u1 = klmm.solve_first_block(prob._L11, prob._L21, lay.ptr, lay.cols, v, 0)
+        un = [u1]
+        for k, blk in enumerate(self.blocks[1:]):
+            o = lay.dense_off[k]
+            un.append(v[o:o + blk.n_levels * blk.q].reshape(blk.n_levels, blk.q))
+        bn = v[Q2:Q2 + p] if joint else beta
+        return un, bn, ldL2, (L, prob)
+
+    def _pwrss(self, theta, beta, u):
+        eta = self.X @ beta + self._re_eta(self.lambdas(theta), u)
+        dev = 2.0 * self.w * (self.y * np.logaddexp(0, -eta) + (1 - self.y) * np.logaddexp(0, eta))
+        return float(dev.sum() + sum(float((uk * uk).sum()) for uk in u))
+
+    def pirls(self, theta, beta, joint=False, tol=1e-9, maxit=60):
+        """PIRLS from the stored modes; returns (pwrss + ldL2, beta, extra) and updates self.u."""
+        u = [uk.copy() for uk in self.u]
+        pw = self._pwrss(theta, beta, u)
+        out = None
+        for it in range(maxit):
+            step = self._solve(theta, beta, u, joint)
+            if step is None:
+                return np.inf, beta, None
+            un, bn, ldL2, fac = step
+            pn = self._pwrss(theta, bn, un)
+            k = 0
+            while pn > pw * (1 + 1e-12) and k < 30:  # step halving
+                un = [0.5 * (a + b) for a, b in zip(un, u)]
+                bn = 0.5 * (bn + beta)
+                pn = self._pwrss(theta, bn, un)
+                k += 1
+            delta = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(un, u))
+            if joint:
+                delta = max(delta, float(np.max(np.abs(bn - beta))) if bn.size else 0.0)
+            u, beta, pw = un, bn, pn
+            out = fac
+            if delta < tol:
+                break
+        # log|L|^2 at the mode: one more factorization with the final weights
+        step = self._solve(theta, beta, u, joint)
+        ldL2, out = step[2], step[3]
+        self.u = u
+        return pw + ldL2, beta, out
+
+    def laplace(self, x):
+        self.n_eval += 1
+        theta, beta = x[:self.n_theta], x[self.n_theta:]
+        F, _, _ = self.pirls(theta, beta, joint=False)
+        return F
+
+
+def _fd_grad(fun, x, lower, h=1e-5):
+    g = np.empty_like(x)
+    f0 = None
+    for i in range(x.size):
+        hs = h * max(1.0, abs(x[i]))
+        xp = x.copy()
+        xp[i] += hs
+        fp = fun(xp)
+        if x[i] - hs >= lower[i]:
+            xm = x.copy()
+            xm[i] -= hs
+            g[i] = (fp - fun(xm)) / (2 * hs)
+        else:
+            if f0 is None:
+                f0 = fun(x)
+            g[i] = (fp - f0) / hs
+    return g
+
+
+def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
+    """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult."""
+    prob = MultiFactorGLMM(X, y, w, factors, blocks)
+    nt, p = prob.n_theta, prob.p
+    theta0 = np.concatenate([(r == c).astype(float) for (r, c) in prob.theta_pos])
+    beta0 = _start_beta(X, y, w)
+    # nAGQ=0 stage: beta inside PIRLS, theta by L-BFGS-B on finite differences
+    state = {"beta": beta0}
+
+    def f0(theta):
+        F, b, _ = prob.pirls(theta, state["beta"], joint=True, tol=1e-7)
+        state["beta"] = b
+        return F
+
+    bounds_t = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower_theta]
+    f0(theta0)
+    r0 = optimize.minimize(lambda t: (f0(t), _fd_grad(f0, t, prob.lower_theta, 1e-4)), theta0, jac=True,
+                           method="L-BFGS-B", bounds=bounds_t,
+                           options={"gtol": 1e-6 if nagq == 0 else 1e-3, "maxiter": max_iter})
+    theta = np.asarray(r0.x)
+    F0, beta, (L, lp) = prob.pirls(theta, state["beta"], joint=True)
+    lay = prob.layout
+    Q2 = lay.Q2
+    RX = L[Q2:Q2 + p, Q2:Q2 + p]
+    S = RX @ RX.T
+    diag = np.concatenate([r == c for (r, c) in prob.theta_pos])
+    if nagq == 0:
+        x = np.concatenate([theta, beta])
+        dev, V, vmethod, n_iter, converged, message = F0, np.linalg.inv(S), "conditional", r0.nit, True, "nAGQ=0"
+    else:
+        x0 = np.concatenate([theta, beta])
+        x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
+        T = np.eye(x0.size)
+        T[nt:, nt:] = np.linalg.inv(np.linalg.cholesky(2.0 * S)).T
+        T[:nt, :nt] = np.diag(np.maximum(0.1 * np.abs(x0[:nt]), 0.05))
+        sc = _Scaled(x0, T, prob.lower_theta)
+        lo_xi = np.concatenate([sc.lo, np.full(p, -np.inf)])
+
+        def fxi(xi):
+            return prob.laplace(sc.x(xi))
+
+        def fg(xi):
+            F = fxi(xi)
+            u_save = [uk.copy() for uk in prob.u]
+
+            def fr(z):
+                prob.u = [uk.copy() for uk in u_save]
+                return fxi(z)
+            g = _fd_grad(fr, xi, lo_xi, 1e-4)
+            prob.u = u_save
+            return F, g
+
+        res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B", bounds=sc.bounds(x0.size),
+                                options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+        x = sc.x(np.asarray(res.x))
+        x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
+        n_iter, message = int(res.nit), str(res.message)
+        converged = bool(res.success) or float(np.max(np.abs(res.jac))) < 100 * tol
+        u_save = [uk.copy() for uk in prob.u]
+
+        def ff(z):
+            prob.u = [uk.copy() for uk in u_save]
+            return prob.laplace(z)
+        Hdev = _hessian_from_fun(ff, x)
+        prob.u = u_save
+        V = _vcov_from_hessian(Hdev, nt)
+        vmethod = "hessian"
+        dev = prob.laplace(x)
+        if V is None:
+            V, vmethod = np.linalg.inv(S), "conditional"
+    theta, beta = x[:nt], x[nt:]
+    lams = prob.lambdas(theta)
+    _, _, (L, lp) = prob.pirls(theta, beta, joint=False)
+    # conditional covariances of u: diagonal blocks of (L_Z L_Z')^{-1}
+    from scipy.linalg import solve_triangular
+
+    from .._kernels import lmm as klmm
+
+    Minv = solve_triangular(L[:Q2, :Q2], np.eye(Q2), lower=True, check_finite=False) if Q2 else np.zeros((0, 0))
+    cvu = [klmm.first_block_condvar(lp._L11, lp._L21, lay.ptr, lay.cols, Minv, Q2)]
+    for k, blk in enumerate(blocks[1:]):
+        o, q, J = lay.dense_off[k], blk.q, blk.n_levels
+        Mk = Minv[:, o:o + J * q].reshape(Q2, J, q)
+        cvu.append(np.einsum("rja,rjb->jab", Mk, Mk))
+    u = [uk.copy() for uk in prob.u]
+    b = [uk @ lam.T for uk, lam in zip(u, lams)]
+    condvar = [np.einsum("ab,jbc,dc->jad", lam, cu, lam) for lam, cu in zip(lams, cvu)]
+    return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=u, b=b, condvar=condvar, lambdas=lams,
+                      deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
+                      converged=converged, message=message, vcov_method=vmethod,
+                      extra={"lower": prob.lower_theta})
