@@ -258,10 +258,15 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
 
     def _warn_problems(self, res):
         beta, se = self.fixed_effects_.to_numpy(), self.fixed_effects_se_.to_numpy()
-        if np.any(np.abs(beta) > 15) or np.any(~np.isfinite(se)) or np.any(se > 100):
+        separated = np.any(np.abs(beta) > 15) or np.any(~np.isfinite(se)) or np.any(se > 100)
+        if separated:
             bad = list(self.fixed_effects_.index[(np.abs(beta) > 15) | ~np.isfinite(se) | (se > 100)])
             warnings.warn(f"fixed effects {bad} diverge: the data are (quasi-)separated by them; estimates and "
                           "standard errors of these coefficients are not meaningful", SeparationWarning,
+                          stacklevel=3)
+        if res.extra.get("hessian_failed") and not (separated or self.is_singular_):
+            warnings.warn("the Hessian of the deviance is not positive definite at the optimum; standard errors "
+                          "are conditional on the variance parameters (glmer's RX-based vcov)", UserWarning,
                           stacklevel=3)
         if self.is_singular_:
             warnings.warn("boundary (singular) fit: a random-effects variance is estimated at 0 (see "

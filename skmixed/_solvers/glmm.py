@@ -413,6 +413,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     n_iter = 0
     converged = True
     diag = prob.t_rows == prob.t_cols
+    hessian_failed = False
     if nagq == 0:
         # nAGQ=0 reports the penalized deviance at the joint mode and the
         # conditional vcov of beta, as glmer does
@@ -475,6 +476,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
         dev = prob.laplace(x, want_grad=False) if nagq == 1 else fa(x)
         V = None
         vmethod = "hessian"
+        hessian_failed = False
         if compute_se:
             u_save = prob.u.copy()
             if nagq == 1:
@@ -494,9 +496,8 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
             _, _, _, _, S = prob.joint_pirls(x[:nt], x[nt:], prob.u, tol=1e-9)
             V = np.linalg.inv(S)
             vmethod = "conditional"
-            if compute_se:
-                warnings.warn("the Hessian of the deviance is not positive definite at the optimum; "
-                              "standard errors are conditional on the variance parameters", stacklevel=3)
+            # (the estimator warns unless the fit is singular, where this is expected)
+            hessian_failed = compute_se
         prob.laplace(x, want_grad=False)  # modes at the final estimate
     theta, beta = x[:nt], x[nt:]
     Lam = prob.lam(theta)
@@ -506,7 +507,8 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     condvar = _condvar_single(prob, Lam, u, beta)
     return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=[u], b=[b], condvar=[condvar], lambdas=[Lam],
                       deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
-                      converged=converged, message=message, vcov_method=vmethod)
+                      converged=converged, message=message, vcov_method=vmethod,
+                      extra={"hessian_failed": hessian_failed})
 
 
 def _condvar_single(prob, Lam, u, beta):
@@ -737,6 +739,7 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
         dev = prob.laplace(x)
         if V is None:
             V, vmethod = np.linalg.inv(S), "conditional"
+    hessian_failed = nagq != 0 and vmethod == "conditional"
     theta, beta = x[:nt], x[nt:]
     lams = prob.lambdas(theta)
     _, _, (L, lp) = prob.pirls(theta, beta, joint=False)
@@ -757,4 +760,4 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
     return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=u, b=b, condvar=condvar, lambdas=lams,
                       deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
                       converged=converged, message=message, vcov_method=vmethod,
-                      extra={"lower": prob.lower_theta})
+                      extra={"lower": prob.lower_theta, "hessian_failed": hessian_failed})
