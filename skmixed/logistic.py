@@ -11,7 +11,7 @@ from scipy import stats
 from sklearn.base import ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._base import FitData, MixedModelBase
 from ._design.layout import amalgamate
@@ -124,7 +124,7 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
     def _validate_y(self, y, n):
         y_arr = np.asarray(y)
         if y_arr.ndim == 2 and y_arr.shape[1] == 1:
-            y_arr = y_arr.ravel()
+            y_arr = column_or_1d(y_arr, warn=True)
         if y_arr.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y_arr.shape}")
         if y_arr.shape[0] != n:
@@ -331,7 +331,8 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         -------
         ndarray of shape (n,)
         """
-        return self.classes_[(self.decision_function(X, groups) > 0).astype(int)]
+        eta = self.decision_function(X, groups)
+        return self.classes_[(eta > 0).astype(int)]
 
     def score(self, X, y, groups=None, sample_weight=None):
         """Accuracy of :meth:`predict` (conditional when ``groups`` is given)."""

@@ -327,7 +327,15 @@ def test_pickle_round_trip(cbpp_laplace):
 
 
 # ------------------------------------------------------------------------------- scikit-learn
-@parametrize_with_checks([MixedLogisticRegressor()])
+def _expected_failed_checks(estimator):
+    return {
+        "check_sample_weight_equivalence_on_dense_data":
+            "the check's data are linearly separable: the logistic MLE does not exist (coefficients diverge, "
+            "SeparationWarning), so weighted and repeated fits stop at different points on a flat ridge",
+    }
+
+
+@parametrize_with_checks([MixedLogisticRegressor()], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible(estimator, check):
     # without groups the estimator fits the fixed part (a GLM) and warns: expected here;
     # the generic checks' toy data are often separable, hence the separation warnings

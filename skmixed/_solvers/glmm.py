@@ -213,7 +213,7 @@ class SingleFactorGLMM:
             kg.joint_stats(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
                            Lam, u, True, self.tol_u, A, B, s, h, C, xr)
             pwrss = h.sum() + np.einsum("gq,gq->", u, u)
-            if pwrss > prev * (1 + 1e-12) and old is not None:
+            if (not np.isfinite(pwrss) or pwrss > prev * (1 + 1e-12)) and old is not None:
                 # step halving towards the last accepted point
                 beta = 0.5 * (beta + old[0])
                 u = old[1].copy()
@@ -225,9 +225,14 @@ class SingleFactorGLMM:
             LB = np.einsum("ka,gkj->gaj", Lam, B)
             HinvLB = np.linalg.solve(H, LB)
             S = C.sum(axis=0) - np.einsum("gap,gar->pr", LB, HinvLB)
-            db = np.linalg.solve(S, xr.sum(axis=0) - np.einsum("gap,ga->p", HinvLB, s @ Lam - u))
+            rb = xr.sum(axis=0) - np.einsum("gap,ga->p", HinvLB, s @ Lam - u)
+            try:
+                db = np.linalg.solve(S, rb)
+            except np.linalg.LinAlgError:
+                # separated data drive the working weights to 0: take the least-squares step
+                db = np.linalg.lstsq(S, rb, rcond=None)[0]
             ld = 2.0 * np.log(np.diagonal(Lc, axis1=1, axis2=2)).sum()
-            if np.max(np.abs(db)) < tol:
+            if not np.all(np.isfinite(db)) or np.max(np.abs(db)) < tol:
                 return pwrss, ld, beta, u, S
             prev = pwrss
             old = (beta.copy(), u.copy())
