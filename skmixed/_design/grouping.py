@@ -31,6 +31,21 @@ def _as_label_series(labels, name) -> pd.Series:
     return s
 
 
+def _dense_int_range(a: np.ndarray) -> bool:
+    lo, hi = a.min(), a.max()
+    return int(hi) - int(lo) <= 4 * a.shape[0] + 1024
+
+
+def _factorize_dense_ints(a: np.ndarray):
+    """O(n) factorization of integer labels in a compact range (sorted levels)."""
+    lo = a.min()
+    off = (a - lo).astype(np.int64)
+    present = np.bincount(off) > 0
+    levels = np.flatnonzero(present) + lo
+    remap = np.cumsum(present, dtype=np.int64) - 1
+    return remap[off], pd.Index(levels.astype(a.dtype))
+
+
 @dataclass(eq=False)
 class GroupingFactor:
     """One grouping factor: int64 codes per row and the level labels.
@@ -70,6 +85,8 @@ class GroupingFactor:
             s = s.cat.remove_unused_categories()
             codes = s.cat.codes.to_numpy().astype(np.int64)
             levels = pd.Index(s.cat.categories)
+        elif s.dtype.kind in "iu" and len(s) and _dense_int_range(s.to_numpy()):
+            codes, levels = _factorize_dense_ints(s.to_numpy())
         else:
             try:
                 codes, levels = pd.factorize(s, sort=True)

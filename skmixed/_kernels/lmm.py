@@ -29,42 +29,6 @@ def _small_chol(A, L):
 
 
 @njit(cache=True)
-def scale_dense(A22, lam_d, lam_off, dq, dJ, doff, Q2):
-    """``Lambda2' A22 Lambda2 + I`` on the random-effect part of the dense block."""
-    m = A22.shape[0]
-    M = A22.copy()
-    tmp = np.empty(8)
-    for k in range(dq.shape[0]):
-        q = dq[k]
-        if tmp.shape[0] < q:
-            tmp = np.empty(q)
-        lam = lam_d[lam_off[k]:lam_off[k] + q * q].reshape((q, q))
-        for lvl in range(dJ[k]):
-            base = doff[k] + lvl * q
-            # rows: M[base:base+q, :] <- lam' M[base:base+q, :]
-            for c in range(m):
-                for a in range(q):
-                    s = 0.0
-                    for b in range(a, q):
-                        s += lam[b, a] * M[base + b, c]
-                    tmp[a] = s
-                for a in range(q):
-                    M[base + a, c] = tmp[a]
-            # columns: M[:, base:base+q] <- M[:, base:base+q] lam
-            for r in range(m):
-                for a in range(q):
-                    s = 0.0
-                    for b in range(a, q):
-                        s += M[r, base + b] * lam[b, a]
-                    tmp[a] = s
-                for a in range(q):
-                    M[r, base + a] = tmp[a]
-    for i in range(Q2):
-        M[i, i] += 1.0
-    return M
-
-
-@njit(cache=True)
 def _term_of(col, doff, dq, Q2):
     if col >= Q2:
         return -1

@@ -136,8 +136,7 @@ class LMMProblem:
         lay = self.layout
         lams = self.lambdas(theta)
         lam_d = np.concatenate([lam.ravel() for lam in lams[1:]]) if len(lams) > 1 else np.empty(0)
-        M = klmm.scale_dense(self.cp.A22, lam_d, self._lam_off, lay.dense_q, lay.dense_J, lay.dense_off,
-                             lay.Q2)
+        M = self._scale_dense(lams[1:])
         ld11 = klmm.schur(self.cp.A11, self.cp.A21, M, lay.ptr, lay.cols, lams[0], lam_d, self._lam_off,
                           lay.dense_q, lay.dense_off, lay.Q2, self._L11, self._L21)
         if not np.isfinite(ld11):
@@ -154,6 +153,32 @@ class LMMProblem:
         ldRX2 = 2.0 * np.log(d[Q2:Q2 + p]).sum()
         r2 = d[-1] ** 2
         return L, ldL2, ldRX2, r2
+
+    def _scale_dense(self, lams_dense):
+        """``Lambda2' A22 Lambda2 + I`` on the random-effect part of the dense block.
+
+        Scalar terms are a diagonal scaling (one vectorised pass over ``m^2``);
+        vector terms apply their ``q x q`` factor to each level's rows and columns.
+        """
+        lay = self.layout
+        s = np.ones(lay.m)
+        vector_terms = []
+        for k, lam in enumerate(lams_dense):
+            o, q, J = lay.dense_off[k], lay.dense_q[k], lay.dense_J[k]
+            if q == 1:
+                s[o:o + J] = lam[0, 0]
+            else:
+                vector_terms.append((o, q, J, lam))
+        M = self.cp.A22 * s[:, None]
+        M *= s[None, :]
+        for o, q, J, lam in vector_terms:
+            rows = M[o:o + J * q].reshape(J, q, -1)
+            M[o:o + J * q] = np.einsum("ba,jbc->jac", lam, rows).reshape(J * q, -1)
+            cols = M[:, o:o + J * q].reshape(-1, J, q)
+            M[:, o:o + J * q] = np.einsum("rjb,ba->rja", cols, lam).reshape(-1, J * q)
+        idx = np.arange(lay.Q2)
+        M[idx, idx] += 1.0
+        return M
 
     def _criterion(self, ldL2, ldRX2, r2):
         N = self.cp.n_obs
@@ -190,30 +215,48 @@ class LMMProblem:
         return g
 
     def optimize(self, theta0=None, max_iter=500, tol=1e-10):
-        """Minimise the profiled criterion over theta (box-bounded at 0 for diagonals)."""
+        """Minimise the profiled criterion over theta (box-bounded at 0 for diagonals).
+
+        Small dense parts (one grouping factor, or a few small crossed ones):
+        L-BFGS-B on central-difference gradients — evaluations cost microseconds,
+        and the gradient-based iterates land on lme4's optimum to ~1e-9.
+        Large dense parts (crossed factors with thousands of levels, where one
+        evaluation is a dense Cholesky): COBYQA, the bounded derivative-free
+        successor of lme4's BOBYQA, which needs about half the evaluations.
+        """
         theta0 = self.start() if theta0 is None else np.asarray(theta0, dtype=float)
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
+        if self.layout.m > 200:
+            res = optimize.minimize(self.objective, theta0, method="COBYQA", bounds=bounds,
+                                    options={"maxfev": max(50, 20 * max_iter), "initial_tr_radius": 0.5,
+                                             "final_tr_radius": 1e-7})
+            converged = bool(res.success)
+            n_iter = int(res.nit) if hasattr(res, "nit") else int(res.nfev)
+        else:
+            def fun(t):
+                f = self.objective(t)
+                if not np.isfinite(f):
+                    return 1e300, np.zeros_like(t)
+                return f, self._gradient(t, f)
 
-        def fun(t):
-            f = self.objective(t)
-            if not np.isfinite(f):
-                return 1e300, np.zeros_like(t)
-            return f, self._gradient(t, f)
-
-        res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": max_iter, "ftol": tol * 1e-3, "gtol": 1e-7,
-                                         "maxls": 50})
+            res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                    options={"maxiter": max_iter, "ftol": tol * 1e-3, "gtol": 1e-7,
+                                             "maxls": 50})
+            # status 2 = "ABNORMAL" line search at a numerically flat optimum: fine if the
+            # projected gradient is small
+            converged = bool(res.success) or (res.status == 2 and np.linalg.norm(res.jac, np.inf) < 1e-4)
+            n_iter = int(res.nit)
         theta = np.asarray(res.x, dtype=float)
+        fbest = self.objective(theta)
         # snap parameters that sit within rounding of the boundary onto it
         # (a singular fit), keeping the move only if it does not worsen the criterion
         near = (self.lower == 0) & (theta < 1e-6)
         if near.any():
             t2 = theta.copy()
             t2[near] = 0.0
-            if self.objective(t2) <= res.fun + 1e-10:
+            if self.objective(t2) <= fbest + 1e-10:
                 theta = t2
-        converged = bool(res.success) or (res.status == 2 and np.linalg.norm(res.jac, np.inf) < 1e-4)
-        return theta, int(res.nit), converged, str(res.message)
+        return theta, n_iter, converged, str(res.message)
 
     # -- results ---------------------------------------------------------------------------
     def result(self, theta, n_iter=0, converged=True, message="") -> LMMResult:
