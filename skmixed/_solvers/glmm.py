@@ -39,7 +39,8 @@ from scipy import optimize
 
 from .._kernels import glmm as kg
 
-__all__ = ["GLMMResult", "SingleFactorGLMM", "group_pointer", "fit_glmm"]
+__all__ = ["GLMMResult", "SingleFactorGLMM", "MultiFactorGLMM", "group_pointer", "gauss_hermite",
+           "fit_single_factor", "fit_multi_factor", "serial_if_small"]
 
 
 def group_pointer(codes: np.ndarray, n_levels: int):
@@ -181,8 +182,8 @@ class SingleFactorGLMM:
             return F
         lam = float(params[0])
         out = np.empty(self.G)
-        kg.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w, self.perm, self.gptr, lam, self.u,
-                      nodes, weights, out)
+        kg.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w, self.perm,
+                      self.gptr, lam, self.u, nodes, weights, out)
         return float(out.sum())
 
     # -- nAGQ = 0: beta inside PIRLS -------------------------------------------------------
@@ -331,30 +332,6 @@ def _vcov_from_hessian(Hdev, n_theta):
     V = 2.0 * np.linalg.inv(Hdev)
     V = V[n_theta:, n_theta:]
     return 0.5 * (V + V.T)
-
-
-def _glm_start(X, y, w):
-    """Plain logistic regression by IRLS (start values; fixed-effects-only fallback)."""
-    p = X.shape[1]
-    beta = np.zeros(p)
-    mu_bar = np.clip(np.average(y, weights=w), 1e-3, 1 - 1e-3)
-    eta = np.full(y.shape, np.log(mu_bar / (1 - mu_bar)))
-    for _ in range(50):
-        mu = 1.0 / (1.0 + np.exp(-eta))
-        v = np.maximum(w * mu * (1 - mu), 1e-12)
-        zw = eta + (y - mu) / np.maximum(mu * (1 - mu), 1e-12)
-        XtW = X.T * v
-        try:
-            new = np.linalg.solve(XtW @ X, XtW @ zw)
-        except np.linalg.LinAlgError:
-            new = np.linalg.lstsq(XtW @ X, XtW @ zw, rcond=None)[0]
-        new = np.clip(new, -30, 30)
-        if np.max(np.abs(new - beta)) < 1e-9:
-            beta = new
-            break
-        beta = new
-        eta = X @ beta
-    return beta
 
 
 def _start_beta(X, y, w):
@@ -513,7 +490,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
             vmethod = "conditional"
             # (the estimator warns unless the fit is singular, where this is expected)
             hessian_failed = compute_se
-        prob.laplace(x, want_grad=False)  # modes at the final estimate
+        # prob.u holds the conditional modes at x (computed with ``dev``, restored after the Hessian)
     theta, beta = x[:nt], x[nt:]
     Lam = prob.lam(theta)
     u = prob.u.copy()
