@@ -141,6 +141,7 @@ class SingleFactorGLMM:
         self.perm, self.gptr = group_pointer(codes, self.G)
         self.chunks = _n_chunks(self.G)
         self.u = np.zeros((self.G, self.q))
+        self._lam_u = None  # the Lambda the stored modes belong to
         self.n_eval = 0
         self.n_joint = 0  # joint-PIRLS passes over the rows
         self.tol_u = 1e-10
@@ -151,6 +152,21 @@ class SingleFactorGLMM:
         L[self.t_rows, self.t_cols] = theta
         return L
 
+    def _rescale(self, u, Lam):
+        """Warm start for a new Lambda: keep b = Lambda u (not u) from the last modes.
+
+        The random effects b move little between nearby theta, the spherical u
+        scale with 1/theta; rescaling saves a Newton sweep or two per evaluation.
+        """
+        old = self._lam_u
+        self._lam_u = Lam
+        if old is None or np.array_equal(old, Lam):
+            return
+        d_new = np.abs(np.diag(Lam))
+        if np.any(d_new < 1e-8) or np.any(np.abs(np.diag(old)) < 1e-8):
+            return
+        u[:] = np.linalg.solve(Lam, old @ u.T).T
+
     # -- Laplace (nAGQ = 1) ---------------------------------------------------------------
     def laplace(self, params, want_grad=True, u=None):
         """F(theta, beta) and its gradient; conditional modes are warm-started in ``self.u``."""
@@ -160,6 +176,7 @@ class SingleFactorGLMM:
         Lam = self.lam(theta)
         beta = np.ascontiguousarray(beta)
         u = self.u if u is None else u
+        self._rescale(u, Lam)
         G = self.G
         h = np.empty(G)
         ld = np.empty(G)
@@ -206,6 +223,7 @@ class SingleFactorGLMM:
         xr = np.empty((nck, p))
         beta = np.ascontiguousarray(beta, dtype=float).copy()
         u = u.copy()
+        self._rescale(u, Lam)
         prev = np.inf
         old = None
         eye = np.eye(q)
@@ -255,12 +273,16 @@ class SingleFactorGLMM:
         def f(theta):
             theta = np.atleast_1d(theta)
             state["n"] += 1
+            # as a start-value search one Newton step of beta per theta suffices (beta is
+            # warm and moves little with theta); the final stage solves exactly
             pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=ptol,
-                                               tol_u=None if final else 1e-6)
+                                               maxit=50 if final else 1, tol_u=None if final else 1e-6)
             state["beta"], state["u"] = b, u
             return pw + ld
 
-        f(theta0)  # converge (beta, u) once at the start, later evaluations are warm
+        # converge (beta, u) once at the start, later evaluations are warm
+        pw, ld, state["beta"], state["u"], _ = self.joint_pirls(np.atleast_1d(theta0), beta0, state["u"], tol=ptol,
+                                                                tol_u=None if final else 1e-6)
         if not search:
             theta = np.asarray(theta0, dtype=float)
         elif self.n_theta == 1:
