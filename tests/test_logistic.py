@@ -258,8 +258,16 @@ def test_summary_like_glmer(cbpp_laplace):
         cbpp_laplace.fixed_effects_["period2"] / cbpp_laplace.fixed_effects_se_["period2"])
 
 
+# R: glmer(y ~ period + (1 | herd), cbpp_bernoulli, family = binomial, nAGQ = 0)
+CBPP_NAGQ0_R = {"theta": 0.641838682, "logLik": -277.5300062,
+                "fixef": [-1.3604757491, -0.9761732132, -1.1110727615, -1.5596756577]}
+
+
 def test_nagq0_mode(cbpp_laplace):
     m0 = MixedLogisticRegressor.from_formula(FORMULA, load_cbpp_bernoulli(), nagq=0)
+    np.testing.assert_allclose(m0.fixed_effects_.to_numpy(), CBPP_NAGQ0_R["fixef"], rtol=1e-3)
+    assert m0.theta_.iloc[0] == pytest.approx(CBPP_NAGQ0_R["theta"], rel=1e-3)
+    assert m0.loglik_ == pytest.approx(CBPP_NAGQ0_R["logLik"], abs=1e-3)
     # close to, but less accurate than, the Laplace fit (glmer's nAGQ=0 behaves the same way)
     np.testing.assert_allclose(m0.fixed_effects_, cbpp_laplace.fixed_effects_, rtol=5e-2)
     assert m0.loglik_ < cbpp_laplace.loglik_ + 1e-6 or m0.loglik_ == pytest.approx(cbpp_laplace.loglik_, abs=0.1)

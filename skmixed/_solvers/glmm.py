@@ -273,8 +273,8 @@ class SingleFactorGLMM:
         def f(theta):
             theta = np.atleast_1d(theta)
             state["n"] += 1
-            # as a start-value search one Newton step of beta per theta suffices (beta is
-            # warm and moves little with theta); the final stage solves exactly
+            # for start values one Newton step of beta per theta suffices (beta is warm and
+            # moves little with theta); the final nAGQ=0 search solves the PIRLS exactly
             pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=ptol,
                                                maxit=50 if final else 1, tol_u=None if final else 1e-6)
             state["beta"], state["u"] = b, u
@@ -289,7 +289,7 @@ class SingleFactorGLMM:
             # one variance parameter: bounded Brent search on the standard deviation scale
             hi = max(4.0, 4 * float(theta0[0]))
             res = optimize.minimize_scalar(f, bounds=(0.0, hi), method="bounded",
-                                           options={"xatol": 1e-5 if final else 5e-2})
+                                           options={"xatol": 1e-4 if final else 5e-2})
             theta = np.array([res.x])
         else:
             bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower_theta]
