@@ -2,7 +2,9 @@
 
 All kernels work on rows bucketed by group through a CSR-like pointer:
 ``perm[gptr[g]:gptr[g + 1]]`` are the row indices of group ``g`` (computed once
-with a stable argsort of the codes), so X is never copied or reordered. The
+with a stable argsort of the codes), so X is never copied or reordered; an
+empty ``perm`` means the rows are already sorted by group and are read in place,
+an empty ``w`` means unit weights (one n-vector less to stream per pass). The
 random-effects covariates of a row are ``z_a = 1`` when ``zcols[a] < 0``
 (random intercept) else ``X[row, zcols[a]]`` (random slope), so no Z matrix is
 ever built.

@@ -276,13 +276,13 @@ class SingleFactorGLMM:
             # for start values one Newton step of beta per theta suffices (beta is warm and
             # moves little with theta); the final nAGQ=0 search solves the PIRLS exactly
             pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=ptol,
-                                               maxit=50 if final else 1, tol_u=None if final else 1e-6)
+                                               maxit=50 if final else 1, tol_u=None if final else 1e-4)
             state["beta"], state["u"] = b, u
             return pw + ld
 
         # converge (beta, u) once at the start, later evaluations are warm
         pw, ld, state["beta"], state["u"], _ = self.joint_pirls(np.atleast_1d(theta0), beta0, state["u"], tol=ptol,
-                                                                tol_u=None if final else 1e-6)
+                                                                tol_u=None if final else 1e-4)
         if not search:
             theta = np.asarray(theta0, dtype=float)
         elif self.n_theta == 1:
