@@ -387,6 +387,31 @@ class _Scaled:
         return [(lo if np.isfinite(lo) else None, None) for lo in self.lo] + [(None, None)] * (n - self.lo.size)
 
 
+def _start_subset(prob, max_groups=400, min_rows=100_000):
+    """A sub-problem on every k-th group for start values, or None for small problems.
+
+    The nAGQ=0 stage only provides start values (the Laplace stage refines all
+    parameters on all rows), and ~400 groups pin theta down to a few percent,
+    about what the coarse start search resolves anyway; on big data this
+    removes most of the work of the stage.
+    """
+    n = prob.X.shape[0]
+    if prob.G < 2 * max_groups or n < min_rows:
+        return None
+    k = prob.G // max_groups
+    groups = np.arange(0, prob.G, k)
+    counts = prob.gptr[groups + 1] - prob.gptr[groups]
+    if counts.sum() * 4 > n:
+        return None
+    idx = np.concatenate([np.arange(prob.gptr[g], prob.gptr[g + 1]) for g in groups])
+    rows = idx if prob.perm.size == 0 else prob.perm[idx]
+    codes = np.repeat(np.arange(groups.size, dtype=np.int64), counts)
+    w = prob.w_full[rows]
+    sp = SingleFactorGLMM(np.ascontiguousarray(prob.X[rows]), prob.y[rows], w, codes, groups.size, prob.zcols,
+                          prob.pattern)
+    return sp, groups
+
+
 def _make_scaling(prob, x0, S):
     nt = prob.n_theta
     k = x0.size
@@ -421,8 +446,17 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     beta0 = _start_beta(X, y, w)
     theta0 = (prob.t_rows == prob.t_cols).astype(float)
     prob.u[:] = 0.0
-    theta, beta, u, S, f0, n0 = prob.nagq0(theta0, beta0, final=(nagq == 0))
-    prob.u[:] = u
+    sub = _start_subset(prob) if nagq != 0 else None
+    if sub is None:
+        theta, beta, u, S, f0, n0 = prob.nagq0(theta0, beta0, final=(nagq == 0))
+        prob.u[:] = u
+    else:
+        # start values from the nAGQ=0 stage on every k-th group, then one joint
+        # PIRLS step on all rows for the modes and the Schur complement S
+        sp, groups = sub
+        theta, beta, _, _, _, n0 = sp.nagq0(theta0, beta0)
+        _, _, beta, u, S = prob.joint_pirls(theta, beta, prob.u, maxit=2, tol_u=1e-4)
+        prob.u[:] = u
     message = "nAGQ=0"
     n_iter = 0
     converged = True
