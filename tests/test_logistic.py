@@ -397,3 +397,15 @@ def test_threads_do_not_change_results():
         m1 = MixedLogisticRegressor().fit(df[["x", "b"]], df["y_bin"], groups=df["g"])
     np.testing.assert_allclose(m1.fixed_effects_, m2.fixed_effects_, rtol=1e-9)
     np.testing.assert_allclose(m1.theta_, m2.theta_, rtol=1e-9)
+
+
+def test_subsampled_start_values_reach_the_same_optimum(monkeypatch):
+    # big data take their start values from every k-th group; the optimum must not depend on it
+    df = make_big_grouped_data(150_000, 1000, seed=11)
+    m_sub = MixedLogisticRegressor().fit(df[["x", "b"]], df["y_bin"], groups=df["g"])
+    monkeypatch.setattr(sg, "_start_subset", lambda prob: None)
+    m_all = MixedLogisticRegressor().fit(df[["x", "b"]], df["y_bin"], groups=df["g"])
+    np.testing.assert_allclose(m_sub.fixed_effects_, m_all.fixed_effects_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m_sub.theta_, m_all.theta_, rtol=1e-5)
+    assert m_sub.loglik_ == pytest.approx(m_all.loglik_, abs=1e-6)
+    np.testing.assert_allclose(m_sub.fixed_effects_se_, m_all.fixed_effects_se_, rtol=1e-4)
