@@ -113,14 +113,38 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         return self
 
     def _fit_mixed(self, fd: FitData):
+        for f in fd.factors:
+            # as lme4: with one observation per level a random intercept is the residual
+            if f.n_levels >= fd.X.shape[0]:
+                raise ValueError(f"grouping factor {f.name!r} has {f.n_levels} levels for {fd.X.shape[0]} rows: "
+                                 "the random effects are not identifiable from the residual (need fewer levels "
+                                 "than observations)")
+        w = np.ones_like(fd.y) if fd.weights is None else fd.weights
+        ybar = np.average(fd.y, weights=w)
+        if np.allclose(fd.y, ybar, rtol=0, atol=1e-12 * max(1.0, abs(ybar))):
+            raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
         layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
-        cp = cross_products(layout, fd.X, fd.y, fd.weights)
+        # centre X's other columns and y on the intercept (exact: a unit-triangular
+        # change of basis of the fixed part, undone below) so the Gram blocks keep
+        # their digits when means are large against spreads
+        shift, yshift = np.zeros(fd.X.shape[1]), 0.0
+        icpt = bool(self.fit_intercept) and fd.feature_names[0] == "(Intercept)"
+        if icpt:
+            shift[1:] = fd.xtwx[0, 1:] / fd.xtwx[0, 0]
+            yshift = float(np.average(fd.y, weights=fd.weights))
+        cp = cross_products(layout, fd.X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
         problem = LMMProblem(layout, cp, reml=bool(self.reml))
         theta, n_iter, converged, message = problem.optimize(max_iter=self.max_iter)
         if not converged:
             warn_not_converged(message, n_iter)
         res = problem.result(theta, n_iter, converged, message)
+        if icpt:
+            T = np.eye(fd.X.shape[1])
+            T[0, 1:] = -shift[1:]
+            res.beta = T @ res.beta
+            res.beta[0] += yshift
+            res.vcov_beta = T @ res.vcov_beta @ T.T
         covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
         self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower)
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
