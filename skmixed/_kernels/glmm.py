@@ -352,7 +352,7 @@ def _group_mode(beta, X, zcols, y, w, perm, start, stop, Lam, ug, tol, maxit, A,
 
 @njit(cache=True, parallel=True)
 def laplace_single(beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_grad,
-                   h_out, ld_out, it_out, gbeta_out, glam_out):
+                   h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out):
     """Conditional modes, Laplace deviance pieces and their gradient, one grouping factor.
 
     Parameters
@@ -467,6 +467,29 @@ def laplace_single(beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_gr
                     t += A[a, k] * LH[k, c]
                 glam_out[g, a, c] = (2.0 * t + (cz[a] - 2.0 * s[a] - alk[a]) * ug[c]
                                      + s[a] * kvec[c])
+        # du*/d(theta, beta) (implicit function theorem), for first-order warm starts:
+        # H du = dLam' s - Lam' B dbeta - Lam' A dLam u
+        nt = t_rows.shape[0]
+        for j in range(p):
+            for a in range(q):
+                t = 0.0
+                for k in range(q):
+                    t += Lam[k, a] * B[k, j]
+                rhs[a] = -t
+            _chol_solve(L, rhs, col)
+            for a in range(q):
+                jac_out[g, a, nt + j] = col[a]
+        for m in range(nt):
+            r = t_rows[m]
+            cc = t_cols[m]
+            for a in range(q):
+                t = 0.0
+                for k in range(q):
+                    t += Lam[k, a] * A[k, r]
+                rhs[a] = (s[r] if a == cc else 0.0) - ug[cc] * t
+            _chol_solve(L, rhs, col)
+            for a in range(q):
+                jac_out[g, a, m] = col[a]
 
 
 @njit(cache=True, parallel=True)

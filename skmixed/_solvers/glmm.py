@@ -135,13 +135,14 @@ class SingleFactorGLMM:
         self.p = X.shape[1]
         self.pattern = np.asarray(pattern, dtype=bool)
         c, r = np.nonzero(self.pattern.T)  # column-major lower triangle: lme4's theta order
-        self.t_rows, self.t_cols = r, c
+        self.t_rows, self.t_cols = r.astype(np.int64), c.astype(np.int64)
         self.n_theta = r.size
         self.lower_theta = np.where(r == c, 0.0, -np.inf)
         self.perm, self.gptr = group_pointer(codes, self.G)
         self.chunks = _n_chunks(self.G)
         self.u = np.zeros((self.G, self.q))
         self._lam_u = None  # the Lambda the stored modes belong to
+        self._jac = None  # (modes, parameters, du*/dparameters) of the last gradient evaluation
         self.n_eval = 0
         self.n_joint = 0  # joint-PIRLS passes over the rows
         self.tol_u = 1e-10
@@ -176,18 +177,28 @@ class SingleFactorGLMM:
         Lam = self.lam(theta)
         beta = np.ascontiguousarray(beta)
         u = self.u if u is None else u
-        self._rescale(u, Lam)
+        if want_grad and self._jac is not None:
+            # first-order prediction of the new modes from the last gradient evaluation:
+            # the Newton iterations then start O(|dx|^2) from the mode
+            u[:] = self._jac[0] + np.einsum("gqk,k->gq", self._jac[2], params - self._jac[1])
+            self._lam_u = Lam
+        else:
+            self._rescale(u, Lam)
         G = self.G
+        k = self.n_theta + self.p
         h = np.empty(G)
         ld = np.empty(G)
         it = np.empty(G, dtype=np.int64)
         gb = np.empty((G, self.p) if want_grad else (1, self.p))
         gl = np.empty((G, self.q, self.q) if want_grad else (1, self.q, self.q))
+        jac = np.empty((G, self.q, k) if want_grad else (1, self.q, k))
         kg.laplace_single(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
-                          self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl)
+                          self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl, self.t_rows, self.t_cols, jac)
         F = float(h.sum() + ld.sum())
         if not want_grad:
             return F
+        if np.isfinite(F):
+            self._jac = (u.copy(), np.array(params, dtype=float), jac)
         GL = gl.sum(axis=0)
         grad = np.concatenate([GL[self.t_rows, self.t_cols], gb.sum(axis=0)])
         return F, grad
