@@ -143,6 +143,7 @@ class SingleFactorGLMM:
         self.u = np.zeros((self.G, self.q))
         self._lam_u = None  # the Lambda the stored modes belong to
         self._jac = None  # (modes, parameters, du*/dparameters) of the last gradient evaluation
+        self._memo = {}  # the last few evaluations: parameters -> (F, gradient, modes)
         self.n_eval = 0
         self.n_joint = 0  # joint-PIRLS passes over the rows
         self.tol_u = 1e-10
@@ -171,11 +172,21 @@ class SingleFactorGLMM:
     # -- Laplace (nAGQ = 1) ---------------------------------------------------------------
     def laplace(self, params, want_grad=True, u=None):
         """F(theta, beta) and its gradient; conditional modes are warm-started in ``self.u``."""
+        params = np.asarray(params, dtype=float)
+        key = params.tobytes()
+        if u is None and key in self._memo:
+            # L-BFGS-B re-evaluates its start point and the fit re-evaluates the optimum
+            F, grad, um = self._memo[key]
+            if grad is not None or not want_grad:
+                self.u[:] = um
+                self._lam_u = self.lam(params[:self.n_theta])
+                return (F, grad.copy()) if want_grad else F
         self.n_eval += 1
         theta = params[:self.n_theta]
         beta = params[self.n_theta:]
         Lam = self.lam(theta)
         beta = np.ascontiguousarray(beta)
+        own = u is None
         u = self.u if u is None else u
         if want_grad and self._jac is not None:
             # first-order prediction of the new modes from the last gradient evaluation:
@@ -195,13 +206,17 @@ class SingleFactorGLMM:
         kg.laplace_single(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
                           self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl, self.t_rows, self.t_cols, jac)
         F = float(h.sum() + ld.sum())
-        if not want_grad:
-            return F
-        if np.isfinite(F):
-            self._jac = (u.copy(), np.array(params, dtype=float), jac)
-        GL = gl.sum(axis=0)
-        grad = np.concatenate([GL[self.t_rows, self.t_cols], gb.sum(axis=0)])
-        return F, grad
+        grad = None
+        if want_grad:
+            if np.isfinite(F):
+                self._jac = (u.copy(), params.copy(), jac)
+            GL = gl.sum(axis=0)
+            grad = np.concatenate([GL[self.t_rows, self.t_cols], gb.sum(axis=0)])
+        if own:
+            if len(self._memo) >= 4:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = (F, None if grad is None else grad.copy(), u.copy())
+        return (F, grad) if want_grad else F
 
     # -- adaptive Gauss-Hermite (nAGQ > 1, scalar random effect) ---------------------------
     def agq(self, params, nodes, weights):
