@@ -392,3 +392,30 @@ def test_additive_model_generic_path(strategy, rule):
                                atol=0.15)
     assert ss.score(X, y, groups=g) == pytest.approx(full.score(X, y, groups=g), abs=0.01)
     assert len(ss.random_effects_["g"]) == 160
+
+
+class _ThreadProbe(MixedLinearRegressor):
+    """Records numba's thread count inside each subsample fit."""
+
+    seen = []
+
+    def fit(self, X, y, groups=None, sample_weight=None):
+        import numba
+
+        _ThreadProbe.seen.append(numba.get_num_threads())
+        return super().fit(X, y, groups=groups, sample_weight=sample_weight)
+
+
+def test_threads_capped_inside_parallel_fits():
+    import numba
+
+    X, y, g = _small()
+    budget = min(joblib.cpu_count(), numba.get_num_threads())
+    _ThreadProbe.seen = []
+    with joblib.parallel_config(backend="threading"):
+        SplitSampleMixed(_ThreadProbe(), n_subsamples=4, n_jobs=2, random_state=0).fit(X, y, groups=g)
+    assert _ThreadProbe.seen == [max(1, budget // 2)] * 4
+    _ThreadProbe.seen = []
+    SplitSampleMixed(_ThreadProbe(), n_subsamples=4, n_jobs=1, random_state=0).fit(X, y, groups=g)
+    assert _ThreadProbe.seen == [budget] * 4
+    assert numba.get_num_threads() == budget  # the limits are undone afterwards
