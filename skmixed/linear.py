@@ -186,7 +186,8 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         >>> from skmixed.datasets import make_big_grouped_data
         >>> df = make_big_grouped_data(20_000, 50, seed=1).sample(frac=1, random_state=0)
         >>> m = MixedLinearRegressor()
-        >>> for chunk in np.array_split(df, 4):
+        >>> for rows in np.array_split(np.arange(len(df)), 4):
+        ...     chunk = df.iloc[rows]
         ...     m = m.partial_fit(chunk[["x", "b"]], chunk["y"], groups=chunk["g"])
         >>> full = MixedLinearRegressor().fit(df[["x", "b"]], df["y"], groups=df["g"])
         >>> bool(np.allclose(m.fixed_effects_, full.fixed_effects_, rtol=1e-8))
