@@ -130,6 +130,16 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         return self
 
     def _fit_mixed(self, fd: FitData):
+        for f in fd.factors:
+            # as lme4: with one observation per level a random intercept is the residual
+            if f.n_levels >= fd.X.shape[0]:
+                raise ValueError(f"grouping factor {f.name!r} has {f.n_levels} levels for {fd.X.shape[0]} rows: "
+                                 "the random effects are not identifiable from the residual (need fewer levels "
+                                 "than observations)")
+        w = np.ones_like(fd.y) if fd.weights is None else fd.weights
+        ybar = np.average(fd.y, weights=w)
+        if np.allclose(fd.y, ybar, rtol=0, atol=1e-12 * max(1.0, abs(ybar))):
+            raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
         layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
         cp = cross_products(layout, fd.X, fd.y, fd.weights)

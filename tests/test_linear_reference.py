@@ -94,3 +94,26 @@ def test_singular_flag(case):
     est, ref = case
     assert est.is_singular_ == (ref["name"].startswith("dyestuff2"))
     assert est.converged_
+
+
+def test_conditional_sds_match_lme4_condvar():
+    # lme4 1.1-31: attr(ranef(m, condVar = TRUE)$g, "postVar"), first levels:
+    #   lmer(Reaction ~ Days + (Days | Subject), sleepstudy): sd 12.07086 (Intercept), 2.304839 (Days),
+    #     cov -21.4445
+    #   lmer(diameter ~ 1 + (1 | plate) + (1 | sample), Penicillin): plate 0.2713593, sample 0.2021707
+    m = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", datasets.load_sleepstudy())
+    sd = m.random_effects_sd_["Subject"].iloc[0]
+    np.testing.assert_allclose(sd.to_numpy(), [12.07086, 2.304839], rtol=1e-5)
+    m = MixedLinearRegressor.from_formula("diameter ~ 1 + (1 | plate) + (1 | sample)", datasets.load_penicillin())
+    assert m.random_effects_sd_["plate"].iloc[0, 0] == pytest.approx(0.2713593, rel=1e-5)
+    assert m.random_effects_sd_["sample"].iloc[0, 0] == pytest.approx(0.2021707, rel=1e-5)
+
+
+def test_metacognition_reaches_lme4_criterion_or_better():
+    # lme4 warned (max|grad| = 0.0037) on this fit; a correct optimum is at or below its criterion
+    ref = load_reference("metacognition_lmm_reml")
+    m = MixedLinearRegressor.from_formula("confidence ~ contrast + correct + (1 + contrast | id)",
+                                          datasets.load_metacognition())
+    assert m.reml_criterion_ <= ref["deviance_or_REMLcrit"] + 1e-6
+    np.testing.assert_allclose(m.fixed_effects_[list(ref["fixef"])], list(ref["fixef"].values()), rtol=1e-3)
+    assert m.converged_

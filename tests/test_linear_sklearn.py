@@ -106,3 +106,22 @@ def test_sample_weight_is_frequency_weight():
     np.testing.assert_allclose(m_w.fixed_effects_, m_r.fixed_effects_, rtol=1e-7)
     np.testing.assert_allclose(m_w.theta_, m_r.theta_, rtol=1e-5)
     assert m_w.reml_criterion_ == pytest.approx(m_r.reml_criterion_, abs=1e-6)
+
+
+def _numba_threads_in_worker():
+    import numba
+
+    import skmixed  # noqa: F401  (registers the numba controller in the worker)
+
+    return numba.get_num_threads()
+
+
+def test_no_oversubscription_in_joblib_workers():
+    import os
+
+    from joblib import Parallel, delayed
+
+    n_jobs = 2
+    got = Parallel(n_jobs=n_jobs, backend="loky")(delayed(_numba_threads_in_worker)() for _ in range(n_jobs))
+    expected = max(1, (os.cpu_count() or 1) // n_jobs)
+    assert all(t <= expected for t in got), got

@@ -239,13 +239,23 @@ class LMMProblem:
                     return 1e300, np.zeros_like(t)
                 return f, self._gradient(t, f)
 
-            res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                    options={"maxiter": max_iter, "ftol": tol * 1e-3, "gtol": 1e-7,
-                                             "maxls": 50})
+            n_iter = 0
+            start = theta0
+            for _ in range(4):
+                res = optimize.minimize(fun, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                                        options={"maxiter": max_iter, "ftol": tol * 1e-3, "gtol": 1e-7,
+                                                 "maxls": 50})
+                n_iter += int(res.nit)
+                # The criterion depends on a standard deviation through its square, so a
+                # zero SD is always a stationary point: a long first step that lands on
+                # the bound can stop there although the criterion falls inside. Probe
+                # off the bound and restart from there when it does.
+                start = self._escape_boundary(np.asarray(res.x, dtype=float), res.fun)
+                if start is None:
+                    break
             # status 2 = "ABNORMAL" line search at a numerically flat optimum: fine if the
             # projected gradient is small
             converged = bool(res.success) or (res.status == 2 and np.linalg.norm(res.jac, np.inf) < 1e-4)
-            n_iter = int(res.nit)
         theta = np.asarray(res.x, dtype=float)
         fbest = self.objective(theta)
         # snap parameters that sit within rounding of the boundary onto it
@@ -335,6 +345,18 @@ class LMMProblem:
                 fmm = self.objective(theta - E[i] - E[j])
                 H[i, j] = H[j, i] = (fpp - fpm - fmp + fmm) / (4 * h[i] * h[j])
         return H
+
+    def _escape_boundary(self, theta, f0):
+        """A better point off the zero bound, or None when the boundary point is a minimum."""
+        at = np.flatnonzero((self.lower == 0) & (theta == 0))
+        if not at.size:
+            return None
+        for delta in (0.1, 0.01, 0.5):
+            t = theta.copy()
+            t[at] = delta
+            if self.objective(t) < f0 - 1e-9 * max(1.0, abs(f0)):
+                return t
+        return None
 
     # -- results ---------------------------------------------------------------------------
     def result(self, theta, n_iter=0, converged=True, message="") -> LMMResult:

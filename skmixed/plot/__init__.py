@@ -1,0 +1,5 @@
+"""Plot helpers (the ``plot`` extra: matplotlib is imported only when a helper is called)."""
+
+from .random_effects import plot_caterpillar, plot_group_lines
+
+__all__ = ["plot_caterpillar", "plot_group_lines"]
