@@ -14,9 +14,13 @@ one, or a ``dask.distributed`` cluster once a ``Client`` exists.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+
+from ._base import NoGroupsWarning
 
 from ._design.formula import fixed_design, group_frame, parse_formula, term_columns
 from ._solvers.lmm_stats import GroupedStats
@@ -65,7 +69,9 @@ def _partition_stats(df: pd.DataFrame, est, how: dict):
         X = df[how["X"]]
         y = df[how["y"]]
         groups = df[how["groups"]] if how["groups"] is not None else None
-    fd = est._prepare_fit(X, y, groups, w, chunk=True, reset=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoGroupsWarning)  # the driver warns once
+        fd = est._prepare_fit(X, y, groups, w, chunk=True, reset=True)
     return GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names)
 
 
@@ -99,8 +105,6 @@ def _formula_setup(est, formula: str, ddf):
     if parsed.response not in ddf.columns:
         raise ValueError(f"response {parsed.response!r} not in the dask DataFrame")
     needed = sorted(v for v in Formula(parsed.fixed).required_variables if v in ddf.columns)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "fewer rows than requested": fine for a prototype
         proto = ddf.head(50, npartitions=1, compute=True)
@@ -204,6 +208,10 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
         if missing:
             raise ValueError(f"column(s) {missing} not in the dask DataFrame")
         how = {"formula": None, "X": Xc, "y": y, "groups": gc, "weights": weights}
+        if gc is None and est.group_column is None:
+            # the workers' warnings stay on the workers: say it here
+            warnings.warn("fit_dask got no groups (and no group_column): fitting the fixed-effects part only",
+                          NoGroupsWarning, stacklevel=2)
     parts = [delayed(_partition_stats)(p, est, how) for p in ddf.to_delayed()]
     (total,) = dask.compute(_tree_sum(parts, int(split_every)))
     if total is None:

@@ -99,3 +99,21 @@ def test_bad_inputs(client, seed000):
     bad.loc[bad.index[-1], "x"] = np.nan
     with pytest.raises(ValueError, match="X contains NaN"):
         fit_lmm(dd.from_pandas(bad, npartitions=3), y="y", X=["x"], groups="g")
+
+
+def test_group_column_and_fixed_only(client, seed000):
+    df = seed000
+    ddf = dd.from_pandas(df, npartitions=3)
+    m = fit_dask(MixedLinearRegressor(group_column="g"), ddf, y="y", X=["x", "b", "g"])
+    f = MixedLinearRegressor(group_column="g").fit(df[["x", "b", "g"]], df["y"])
+    assert_same_fit(m, f)
+    got = predict_dask(m, ddf).compute()
+    np.testing.assert_allclose(got.to_numpy(), f.predict(df[["x", "b", "g"]]), rtol=1e-9, atol=1e-9)
+    # no grouping at all: the fixed-effects part (least squares), with the usual warning
+    with pytest.warns(UserWarning):
+        m0 = fit_lmm(ddf, y="y", X=["x", "b"])
+    with pytest.warns(UserWarning):
+        f0 = MixedLinearRegressor().fit(df[["x", "b"]], df["y"])
+    np.testing.assert_allclose(m0.fixed_effects_, f0.fixed_effects_, rtol=1e-10)
+    np.testing.assert_allclose(m0.fixed_effects_se_, f0.fixed_effects_se_, rtol=1e-10)
+    assert m0.reml_criterion_ == pytest.approx(f0.reml_criterion_, rel=1e-12)
