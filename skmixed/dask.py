@@ -264,17 +264,23 @@ def fit_lmm(ddf, formula=None, *, y=None, X=None, groups=None, sample_weight=Non
                     sample_weight=sample_weight, split_every=split_every)
 
 
-def _predict_partition(df: pd.DataFrame, model, X, groups, name):
+def _predict_partition(df: pd.DataFrame, model, X, groups, name, method):
     if len(df) == 0:
-        return pd.Series(np.empty(0), index=df.index, name=name)
+        return pd.Series(np.empty(0), index=df.index, name=name)  # dask casts to the meta's dtype
+    fn = getattr(model, method)
     if X is None:  # formula model: predict takes the frame
-        pred = model.predict(_plain_strings(df))
+        pred = fn(_plain_strings(df))
     else:
-        pred = model.predict(df[X], groups=df[groups] if groups else None)
-    return pd.Series(np.asarray(pred, dtype=np.float64), index=df.index, name=name)
+        pred = fn(df[X], groups=df[groups] if groups else None)
+    pred = np.asarray(pred)
+    if pred.ndim == 2:  # predict_proba: the probability of the second (positive) class
+        pred = pred[:, -1]
+    if not (method == "predict" and hasattr(model, "classes_")):
+        pred = pred.astype(np.float64)
+    return pd.Series(pred, index=df.index, name=name)
 
 
-def predict_dask(model, ddf, X=None, groups=None, name="prediction"):
+def predict_dask(model, ddf, X=None, groups=None, name="prediction", method="predict"):
     """Predict partition by partition; returns a Dask Series aligned with ``ddf``.
 
     Parameters
@@ -288,6 +294,9 @@ def predict_dask(model, ddf, X=None, groups=None, name="prediction"):
         Grouping columns; default the model's grouping factor names when ``ddf``
         has them all (conditional prediction), else population prediction.
     name : str, default="prediction"
+    method : {"predict", "predict_proba", "decision_function"}, default="predict"
+        Which method of the model to map; ``predict_proba`` gives the
+        probability of the positive class (``classes_[1]``).
 
     Returns
     -------
@@ -309,6 +318,8 @@ def predict_dask(model, ddf, X=None, groups=None, name="prediction"):
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(model)
+    if method not in ("predict", "predict_proba", "decision_function") or not hasattr(model, method):
+        raise ValueError(f"method must be a prediction method of the model, got {method!r}")
     if getattr(model, "_formula", None) is not None and X is None:
         Xc, gc = None, None
     else:
@@ -325,4 +336,8 @@ def predict_dask(model, ddf, X=None, groups=None, name="prediction"):
         missing = [c for c in Xc + (gc or []) if c not in ddf.columns]
         if missing:
             raise ValueError(f"column(s) {missing} not in the dask DataFrame")
-    return ddf.map_partitions(_predict_partition, model, Xc, gc, name, meta=pd.Series([], dtype="f8", name=name))
+    # labels of a classifier's predict keep their dtype; every other output is float
+    classes = getattr(model, "classes_", None)
+    dtype = classes.dtype if (method == "predict" and classes is not None) else np.dtype("f8")
+    meta = pd.Series(np.empty(0, dtype=dtype), name=name)
+    return ddf.map_partitions(_predict_partition, model, Xc, gc, name, method, meta=meta)
