@@ -100,7 +100,7 @@ def fit_with_dask(path: str, workers: int = 0, **params):
         from dask.distributed import Client, LocalCluster
 
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster):
+                          dashboard_address=":0") as cluster, Client(cluster):
             return fit_lmm(ddf, y="y", X=["x", "b"], groups="g", **params)
     return fit_lmm(ddf, y="y", X=["x", "b"], groups="g", **params)
 

@@ -17,7 +17,7 @@ from test_partial_fit import assert_same_fit  # noqa: E402
 @pytest.fixture(scope="module")
 def client():
     # one small cluster for the whole module: worker start-up dominates the run time
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
                                   memory_limit="2GB") as cluster, distributed.Client(cluster) as c:
         yield c
 
