@@ -4,11 +4,14 @@ Estimators
 ----------
 MixedLinearRegressor
     Linear mixed models by profiled REML/ML (``lme4::lmer``).
+StreamingMixed
+    Linear mixed models fitted online, row by row (SEMA, ``partial_fit``).
 """
 
 from . import _threads  # noqa: F401  (registers numba with threadpoolctl)
 from ._base import NoGroupsWarning
 from .linear import MixedLinearRegressor
+from .streaming import StreamingMixed
 
 __version__ = "0.1.0"
-__all__ = ["MixedLinearRegressor", "NoGroupsWarning"]
+__all__ = ["MixedLinearRegressor", "NoGroupsWarning", "StreamingMixed"]

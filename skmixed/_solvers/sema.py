@@ -1,0 +1,246 @@
+"""SEMA solver: the streaming state and the batch operations on it.
+
+The state is a plain dataclass of numpy arrays (so it pickles, copies and compares trivially);
+the per-row work is done by the numba kernels in :mod:`skmixed._kernels.sema`.  Per-group arrays
+have a capacity that doubles when new groups arrive, so memory is ``O(J (p^2 + q^2))`` and a
+batch never reallocates per group.
+
+Forgetting (``alpha``)
+----------------------
+The SEMA paper (Ippel, Kaptein & Vermunt 2019, section 7.1) suggests replacing the learn rate
+``1/n`` of an online mean, ``xbar <- xbar + (x_t - xbar) / n``, by ``1 / min(n, alpha)`` — a
+"smooth sliding window" in which older data are smoothly discarded without being revisited —
+and says that for the fixed effects "the influence of the existing (X'X)^-1 could be decreased
+such that the new data points get more weight".  Our reading: a running mean with learn rate
+``1/min(n, alpha)`` is exactly the weighted mean in which, from row ``alpha`` on, each new row
+multiplies the weight of all earlier rows by ``lam = (alpha - 1) / alpha`` (the total weight
+then stays at ``alpha``).  We apply that weighting to every row-level sufficient statistic
+(``X'X`` — so ``P = (X'X)^-1`` is updated as ``(lam X'X + x x')^-1`` by Sherman-Morrison —
+``X'y``, ``N`` and each group's ``A_j, a_j, s_j, B_j, D_j, c_j, n_j``), and give each group the
+weight ``lam ** (rows since its last row)`` in ``T2`` and ``J``, so individuals who stop
+arriving fade out of ``Phi`` the way they would leave a sliding window.  With ``alpha=None``
+all weights are 1 and the algorithm is plain SEMA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .._kernels import sema as _k
+
+__all__ = ["SemaState", "consume", "run_sweeps", "beta_covariance", "loglik", "TRACE_COLUMNS"]
+
+_GROUP_FIELDS = ("gA", "ga", "gs", "gB", "gD", "gc", "gn", "gb", "gCinv", "gt1", "gT2w",
+                 "gt3", "gJw", "gtime", "glast")
+_GLOBAL_FIELDS = ("XtX", "Xy", "P", "t1", "T2", "beta", "Phi", "Lphi", "Phiinv", "sc", "ic")
+
+
+@dataclass
+class SemaState:
+    """Everything SEMA keeps between rows.
+
+    Per group ``g`` (first axis, ``capacity`` rows, unused rows have ``glast == -1``):
+    summaries ``gA = X'X``, ``ga = X'y``, ``gs = y'y``, ``gB = Z'Z``, ``gD = X'Z``, ``gc = Z'y``,
+    ``gn`` (row count); the current BLUP ``gb`` and ``gCinv = (B + s2 Phi^-1)^-1``; the group's
+    contributions to the complete-data statistics ``gt1, gT2w, gt3, gJw`` (``T2`` and ``J``
+    contributions include the group weight); ``gtime`` (row number the stored summaries refer
+    to) and ``glast`` (row number of the group's last row, -1 = never seen).
+
+    Global: ``XtX, Xy``, ``P = (X'X)^-1``, ``t1, T2`` and the parameters ``beta, Phi`` (with
+    ``Lphi = chol(Phi)`` and, when ``Phi`` is well conditioned, ``Phiinv``); scalars in
+    ``sc = [N, J, s2, t3, Phiinv valid]`` and
+    ``ic = [n_rows, has_P, trained, n_sweeps, n_train_iter]``.
+    """
+
+    gA: np.ndarray
+    ga: np.ndarray
+    gs: np.ndarray
+    gB: np.ndarray
+    gD: np.ndarray
+    gc: np.ndarray
+    gn: np.ndarray
+    gb: np.ndarray
+    gCinv: np.ndarray
+    gt1: np.ndarray
+    gT2w: np.ndarray
+    gt3: np.ndarray
+    gJw: np.ndarray
+    gtime: np.ndarray
+    glast: np.ndarray
+    XtX: np.ndarray
+    Xy: np.ndarray
+    P: np.ndarray
+    t1: np.ndarray
+    T2: np.ndarray
+    beta: np.ndarray
+    Phi: np.ndarray
+    Lphi: np.ndarray
+    Phiinv: np.ndarray
+    sc: np.ndarray
+    ic: np.ndarray
+
+    @classmethod
+    def new(cls, p: int, q: int, *, n_train: int = 0, capacity: int = 16) -> "SemaState":
+        """Empty state for ``p`` fixed and ``q`` random effects.
+
+        Start values are those of the reference implementation: ``Phi = I``, ``s2 = 1``
+        (``beta = 0``); with ``n_train > 0`` the training EM replaces them.
+        """
+        G = max(int(capacity), 1)
+        st = cls(
+            gA=np.zeros((G, p, p)), ga=np.zeros((G, p)), gs=np.zeros(G),
+            gB=np.zeros((G, q, q)), gD=np.zeros((G, p, q)), gc=np.zeros((G, q)),
+            gn=np.zeros(G), gb=np.zeros((G, q)), gCinv=np.zeros((G, q, q)),
+            gt1=np.zeros((G, p)), gT2w=np.zeros((G, q, q)), gt3=np.zeros(G), gJw=np.zeros(G),
+            gtime=np.full(G, -1, dtype=np.int64), glast=np.full(G, -1, dtype=np.int64),
+            XtX=np.zeros((p, p)), Xy=np.zeros(p), P=np.zeros((p, p)), t1=np.zeros(p),
+            T2=np.zeros((q, q)), beta=np.zeros(p), Phi=np.eye(q), Lphi=np.eye(q), Phiinv=np.eye(q),
+            sc=np.zeros(_k.N_SC), ic=np.zeros(_k.N_IC, dtype=np.int64),
+        )
+        st.sc[_k.SC_S2] = 1.0
+        st.sc[_k.SC_PHIOK] = 1.0
+        st.ic[_k.IC_TRAINED] = 0 if n_train > 0 else 1
+        return st
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def p(self) -> int:
+        return self.beta.shape[0]
+
+    @property
+    def q(self) -> int:
+        return self.Phi.shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.gA.shape[0]
+
+    def ensure_capacity(self, n_groups: int) -> None:
+        """Grow the per-group arrays (doubling) so codes ``0 .. n_groups-1`` fit."""
+        G = self.capacity
+        if n_groups <= G:
+            return
+        new = max(2 * G, n_groups)
+        for name in _GROUP_FIELDS:
+            old = getattr(self, name)
+            fill = -1 if name in ("gtime", "glast") else 0
+            arr = np.full((new,) + old.shape[1:], fill, dtype=old.dtype)
+            arr[:G] = old
+            setattr(self, name, arr)
+
+    def copy(self) -> "SemaState":
+        return SemaState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
+
+    # ------------------------------------------------------------------ readers
+    @property
+    def n_rows(self) -> int:
+        return int(self.ic[_k.IC_NROWS])
+
+    @property
+    def s2(self) -> float:
+        return float(self.sc[_k.SC_S2])
+
+    @property
+    def n_eff(self) -> float:
+        return float(self.sc[_k.SC_N])
+
+    @property
+    def has_P(self) -> bool:
+        return bool(self.ic[_k.IC_HASP])
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.ic[_k.IC_TRAINED])
+
+    @property
+    def n_sweeps(self) -> int:
+        return int(self.ic[_k.IC_NSWEEPS])
+
+    @property
+    def n_train_iter(self) -> int:
+        return int(self.ic[_k.IC_NTRAINIT])
+
+    def seen(self) -> np.ndarray:
+        """Boolean mask of the group codes that have had rows."""
+        return self.glast >= 0
+
+    def _args(self):
+        return tuple(getattr(self, n) for n in _GROUP_FIELDS + _GLOBAL_FIELDS)
+
+
+def TRACE_COLUMNS(feature_names, re_names):
+    """Column names of a trace: rows, fixed effects, vec(Phi), s2."""
+    cols = ["n_rows"] + [f"beta[{n}]" for n in feature_names]
+    cols += [f"Phi[{a},{b}]" for a in re_names for b in re_names]
+    return cols + ["sigma2"]
+
+
+def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, update_every=None,
+            trace_every=None, train_tol=1e-4, train_maxit=800):
+    """Feed rows to the state in order (mutates ``state``); returns the trace rows recorded.
+
+    Parameters
+    ----------
+    state : SemaState
+        Capacity must already cover ``codes.max() + 1``.
+    X : ndarray (n, p), C-contiguous float64
+    y : ndarray (n,) float64
+    codes : ndarray (n,) int64
+    zidx : ndarray (q,) int64
+        Column of ``X`` for each random-effect covariate, -1 for the constant 1.
+    n_train : int
+        Rows accumulated before the training-phase EM runs (0: no training phase).
+    alpha : float or None
+        Forgetting window (learn rate ``1/min(n, alpha)``); None: no forgetting.
+    update_every : int or None
+        Run one SEMA-Update sweep every ``update_every`` rows.
+    trace_every : int or None
+        Record ``[n_rows, beta, vec(Phi), s2]`` every ``trace_every`` rows.
+    train_tol, train_maxit : float, int
+        Convergence tolerance (largest absolute parameter change) and iteration cap of the
+        training EM (the paper's 1e-4 and 800).
+    """
+    te = int(trace_every or 0)
+    n_trace_max = (state.n_rows + X.shape[0]) // te - state.n_rows // te if te else 0
+    trace = np.empty((n_trace_max, 2 + state.p + state.q * state.q))
+    k = _k.process_rows(X, y, codes, zidx, int(n_train), float(alpha or 0.0),
+                        int(update_every or 0), te, float(train_tol), int(train_maxit),
+                        *state._args(), trace)
+    return trace[:k]
+
+
+def run_sweeps(state: SemaState, n: int = 1, *, tol: float | None = None, alpha=None,
+               method: str = "em") -> int:
+    """Run ``n`` SEMA-Update sweeps (offline EM iterations on the stored summaries).
+
+    ``method="ecme"``: each sweep takes ``beta`` by GLS at the current variance parameters
+    before the E-step (ECME), which converges much faster for ``beta``; same fixed point.
+
+    Returns the number run (fewer when the parameter change fell below ``tol``), or -1 when
+    ``X'X`` is not invertible yet.
+    """
+    if method not in ("em", "ecme"):
+        raise ValueError(f"method must be 'em' or 'ecme', got {method!r}")
+    return int(_k.sweep(int(n), float(tol) if tol else -1.0, method == "ecme", float(alpha or 0.0),
+                        *state._args()))
+
+
+def beta_covariance(state: SemaState, alpha=None) -> np.ndarray:
+    """``Var(beta) ~ [sum_j (A_j - D_j Cinv_j D_j') / s2]^-1`` at the current parameters."""
+    info = _k.beta_information(state.beta, state.Lphi, state.Phiinv, bool(state.sc[_k.SC_PHIOK] > 0.5),
+                               state.s2, float(alpha or 0.0),
+                               state.n_rows, state.gA, state.gB, state.gD, state.gtime,
+                               state.glast)
+    try:
+        return np.linalg.inv(info / state.s2)
+    except np.linalg.LinAlgError:
+        return np.full_like(info, np.nan)
+
+
+def loglik(state: SemaState, alpha=None) -> float:
+    """ML log-likelihood of the rows seen at the current parameters (from the summaries)."""
+    return float(_k.loglik(state.beta, state.Lphi, state.s2, float(alpha or 0.0), state.n_rows,
+                           state.gA, state.ga, state.gs, state.gB, state.gD, state.gc, state.gn,
+                           state.gtime, state.glast))
