@@ -89,8 +89,11 @@ def fit_partial(path: str, batch_rows: int = 1_000_000, **params):
     return m
 
 
-def fit_with_dask(path: str, workers: int = 0, **params):
-    """``skmixed.dask.fit_lmm`` on ``dd.read_parquet`` (threads, or a LocalCluster of ``workers``)."""
+def fit_with_dask(path: str, workers: int = 0, info=None, **params):
+    """``skmixed.dask.fit_lmm`` on ``dd.read_parquet`` (threads, or a LocalCluster of ``workers``).
+
+    With a cluster, ``info`` (a dict) receives the workers' peak resident memory.
+    """
     import dask.dataframe as dd
 
     from skmixed.dask import fit_lmm
@@ -100,8 +103,11 @@ def fit_with_dask(path: str, workers: int = 0, **params):
         from dask.distributed import Client, LocalCluster
 
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=":0") as cluster, Client(cluster):
-            return fit_lmm(ddf, y="y", X=["x", "b"], groups="g", **params)
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            m = fit_lmm(ddf, y="y", X=["x", "b"], groups="g", **params)
+            if info is not None:
+                info["worker_peak_mb"] = max(client.run(peak_mb).values())
+            return m
     return fit_lmm(ddf, y="y", X=["x", "b"], groups="g", **params)
 
 
@@ -142,7 +148,7 @@ def main(argv=None):
         if args.method == "partial":
             m = fit_partial(args.out, args.chunk_rows)
         elif args.method == "dask":
-            m = fit_with_dask(args.out, args.workers)
+            m = fit_with_dask(args.out, args.workers, info)
         else:
             m = fit_in_memory(args.out)
         info["fit_s"] = time.perf_counter() - t0
