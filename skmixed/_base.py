@@ -49,6 +49,7 @@ class FitData:
     terms: list
     keep: np.ndarray = None
     n_design: int = 0  # columns of the full design (before dropping aliased ones)
+    xtwx: np.ndarray = None  # X'WX of the kept columns (from the rank check)
 
     @property
     def n_obs(self) -> float:
@@ -67,10 +68,11 @@ def _reduce_columns(fd: FitData) -> FitData:
 
     p = fd.X.shape[1]
     Xw = fd.X if fd.weights is None else fd.X * fd.weights[:, None]
-    keep = drop_aliased(Xw.T @ fd.X) if p else np.arange(0)
+    xtwx = Xw.T @ fd.X
+    keep = drop_aliased(xtwx) if p else np.arange(0)
     if keep.size == p:
         return FitData(np.ascontiguousarray(fd.X), fd.y, fd.weights, fd.feature_names, fd.factors, fd.terms,
-                       np.arange(p), p)
+                       np.arange(p), p, xtwx)
     dropped = [fd.feature_names[k] for k in range(p) if k not in set(keep.tolist())]
     warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
                   f"{dropped}", UserWarning, stacklevel=4)
@@ -82,7 +84,7 @@ def _reduce_columns(fd: FitData) -> FitData:
             raise ValueError(f"random slope column(s) {lost} are aliased with other fixed-effect columns")
         terms.append(RandomTerm(t.factor, t.intercept, tuple(remap[s] for s in t.slopes), t.names))
     return FitData(np.ascontiguousarray(fd.X[:, keep]), fd.y, fd.weights,
-                   [fd.feature_names[k] for k in keep], fd.factors, terms, keep, p)
+                   [fd.feature_names[k] for k in keep], fd.factors, terms, keep, p, xtwx[np.ix_(keep, keep)])
 
 
 def _finite_or_raise(a: np.ndarray, what: str):

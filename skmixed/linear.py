@@ -142,16 +142,34 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
         layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
-        cp = cross_products(layout, fd.X, fd.y, fd.weights)
-        self._fit_blocks(fd, blocks, layout, cp)
+        # centre X's other columns and y on the intercept (exact: a unit-triangular
+        # change of basis of the fixed part, undone below) so the Gram blocks keep
+        # their digits when means are large against spreads
+        shift, yshift = np.zeros(fd.X.shape[1]), 0.0
+        icpt = bool(self.fit_intercept) and fd.feature_names[0] == "(Intercept)"
+        if icpt:
+            shift[1:] = fd.xtwx[0, 1:] / fd.xtwx[0, 0]
+            yshift = float(np.average(fd.y, weights=fd.weights))
+        cp = cross_products(layout, fd.X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
+        self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift)
 
-    def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None):
-        """Optimise theta on the cross-products and set the fitted attributes."""
+    def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0):
+        """Optimise theta on the cross-products and set the fitted attributes.
+
+        ``shift`` / ``yshift``: the centring of the fixed columns and y the
+        cross-products were formed with (None: none), undone on beta here.
+        """
         problem = LMMProblem(layout, cp, reml=bool(self.reml))
         theta, n_iter, converged, message = problem.optimize(theta0=theta0, max_iter=self.max_iter)
         if not converged:
             warn_not_converged(message, n_iter)
         res = problem.result(theta, n_iter, converged, message)
+        if shift is not None:
+            T = np.eye(fd.X.shape[1])
+            T[0, 1:] = -shift[1:]
+            res.beta = T @ res.beta
+            res.beta[0] += yshift
+            res.vcov_beta = T @ res.vcov_beta @ T.T
         covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
         self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower)
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
@@ -207,7 +225,10 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_") if k in self.__dict__}
         try:
             fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
-            stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names)
+            # every chunk is centred like the first one (close to the means, so the sums keep
+            # their digits); the totals are re-centred on their own means for the fit
+            shift = None if first else self._stats.shift
+            stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
             total = stats if first else GroupedStats.merge([self._stats, stats])
         except Exception:
             # nothing half-updated: undo what validate_data set on a first call
@@ -224,9 +245,22 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         n_par = len(stats.feature_names) + sum(t.q * (t.q + 1) // 2 for t in stats.terms)
         n_par += 1 if stats.terms else 0
         small = [nm for nm, lev in zip(stats.factor_names, stats.levels) if len(lev) < 2]
+        many = [nm for nm, lev in zip(stats.factor_names, stats.levels) if len(lev) >= stats.n_rows]
         reason = None
-        if small:
+        if stats.terms and stats.has_intercept:
+            # fit's "y is constant" check, on the centred sum of squares of y
+            p = stats.p
+            G, ybar = stats.G, stats.means()[-1]
+            yy = G[p, p] - G[0, p] ** 2 / G[0, 0]
+            if yy <= stats.n_obs * (1e-12 * max(1.0, abs(ybar))) ** 2:
+                reason = "y is constant so far: the variance components are not identifiable"
+        if reason is not None:
+            pass
+        elif small:
             reason = f"grouping factor(s) {small} have a single level so far"
+        elif many:
+            reason = (f"grouping factor(s) {many} have as many levels as rows so far: the random effects are "
+                      "not identifiable from the residual")
         elif stats.n_obs < n_par:
             reason = f"{stats.n_obs:g} rows so far are too few for the model's {n_par} parameters"
         else:
@@ -247,13 +281,14 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         fd = _TotalsFitData(np.empty((0, p)), np.empty(0), None, sp.feature_names, sp.factors, sp.terms,
                             sp.keep, stats.p, total_obs=float(stats.n_obs))
         if not sp.terms:
-            self._fit_fixed_only_gram(fd, stats.G[np.ix_(np.r_[keep, stats.p], np.r_[keep, stats.p])])
+            self._fit_fixed_only_gram(fd, sp.gram, sp.x_shift, sp.y_shift)
         else:
             prev = getattr(self, "_theta_by_factor", None) or {}
             theta0 = None
             if all(b.factor in prev for b in sp.blocks):
                 theta0 = np.concatenate([prev[b.factor] for b in sp.blocks])
-            theta = self._fit_blocks(fd, sp.blocks, sp.layout, sp.cp, theta0=theta0)
+            theta = self._fit_blocks(fd, sp.blocks, sp.layout, sp.cp, theta0=theta0, shift=sp.x_shift,
+                                     yshift=sp.y_shift)
             by, k = {}, 0
             for b in sp.blocks:
                 by[b.factor] = np.asarray(theta[k:k + b.n_theta], dtype=float)
@@ -261,8 +296,12 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             self._theta_by_factor = by
         self._finish(fd)
 
-    def _fit_fixed_only_gram(self, fd: FitData, G):
-        """Fixed-effects-only fit from ``[X y]'W[X y]`` (the chunked counterpart of the QR fit)."""
+    def _fit_fixed_only_gram(self, fd: FitData, G, shift=None, yshift=0.0):
+        """Fixed-effects-only fit from ``[X y]'W[X y]`` (the chunked counterpart of the QR fit).
+
+        ``G`` may be centred (``shift``/``yshift``, None: not): a unit-triangular change of
+        basis that leaves ``log|X'WX|`` and the residuals unchanged and is undone on beta.
+        """
         p = G.shape[0] - 1
         XtX, Xty, yty = G[:p, :p], G[:p, p], G[p, p]
         R = sla.cholesky(XtX, lower=False)  # R'R = X'WX: the R of a QR of sqrt(W) X (up to signs)
@@ -273,6 +312,12 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         sigma2 = rss / dof if dof > 0 else 0.0
         Rinv = sla.solve_triangular(R, np.eye(p))
         vcov = sigma2 * Rinv @ Rinv.T
+        if shift is not None:
+            T = np.eye(p)
+            T[0, 1:] = -shift[1:]
+            beta = T @ beta
+            beta[0] += yshift
+            vcov = T @ vcov @ T.T
         if sigma2 > 0:
             if self.reml:
                 crit = 2 * np.log(np.abs(np.diag(R))).sum() + dof * (1 + np.log(2 * np.pi * rss / dof))

@@ -133,8 +133,12 @@ def test_stats_merge_reproduces_cross_products_exactly():
     fs = make_factors(g)
     blocks = amalgamate(terms, [f.n_levels for f in fs])
     lay = BlockLayout.build(blocks, [f.codes for f in fs], 3)
-    cp = cross_products(lay, X, y)
+    # fit's centring: the fixed columns and y at their means (the chunks were centred at their own)
+    shift = np.r_[0.0, X[:, 1:].mean(axis=0)]
+    cp = cross_products(lay, X, y, x_shift=shift, y_shift=y.mean())
     sp = merged.to_problem()
+    np.testing.assert_allclose(sp.x_shift, shift, rtol=1e-13)
+    assert sp.y_shift == pytest.approx(y.mean(), rel=1e-13)
     np.testing.assert_array_equal(sp.layout.ptr, lay.ptr)
     np.testing.assert_array_equal(sp.layout.cols, lay.cols)
     for nm in ("A11", "A21", "A22"):

@@ -14,7 +14,7 @@ from numba import njit, prange
 
 @njit(cache=True)
 def _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
-                     X, y, w, ptr, A11, A21, A22):
+                     X, xshift, y, yshift, w, ptr, A11, A21, A22):
     q1 = Z1.shape[1]
     p = X.shape[1]
     nd = dq.shape[0]
@@ -43,11 +43,11 @@ def _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, do
         for c in range(p):
             vcol[t] = Q2 + c
             vslot[t] = xy0 + c
-            vval[t] = X[i, c]
+            vval[t] = X[i, c] - xshift[c]
             t += 1
         vcol[t] = Q2 + p
         vslot[t] = xy0 + p
-        vval[t] = y[i]
+        vval[t] = y[i] - yshift
         t += 1
         for e in range(t):
             wv = wi * vval[e]
@@ -60,8 +60,14 @@ def _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, do
 
 
 @njit(cache=True, parallel=True)
-def accumulate(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, y, w, ptr, J1, n_chunks):
+def accumulate(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, xshift, y, yshift, w, ptr, J1,
+               n_chunks):
     """Cross-product blocks of ``[Z X y]`` in one pass over the rows.
+
+    The fixed-effects columns and ``y`` enter shifted by ``xshift`` / ``yshift``
+    (their means, when the model has an intercept): the products then hold
+    centred sums, so ``r^2`` and ``R_X`` do not lose digits to cancellation
+    when a column's mean is large against its spread.
 
     Returns
     -------
@@ -82,7 +88,7 @@ def accumulate(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, y, 
         lo = c * step
         hi = min(n, lo + step)
         _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
-                         X, y, w, ptr, A11s[c], A21s[c], A22s[c])
+                         X, xshift, y, yshift, w, ptr, A11s[c], A21s[c], A22s[c])
     A11 = A11s[0]
     A21 = A21s[0]
     A22 = A22s[0]

@@ -45,17 +45,26 @@ class CrossProducts:
                              self.n_obs + other.n_obs)
 
 
-def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None) -> CrossProducts:
-    """One pass over the rows filling the blocks of ``A`` for ``layout``."""
+def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None, z_source=None, x_shift=None,
+                   y_shift=0.0) -> CrossProducts:
+    """One pass over the rows filling the blocks of ``A`` for ``layout``.
+
+    ``z_source`` (default ``X``) is the matrix the random-effect columns are read
+    from, so the fixed part may have other (or no) columns. ``x_shift`` and
+    ``y_shift`` are subtracted from the fixed columns and ``y`` on the fly
+    (centring without a copy of X); the random-effect columns are never shifted.
+    """
     import numba
 
     n = X.shape[0]
+    zs = X if z_source is None else z_source
     w = np.ones(n) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    xs = np.zeros(X.shape[1]) if x_shift is None else np.ascontiguousarray(x_shift, dtype=np.float64)
     b1 = layout.blocks[0]
-    Z1 = b1.z_rows(X)
+    Z1 = b1.z_rows(zs)
     dense = layout.blocks[1:]
     if dense:
-        Zd = np.ascontiguousarray(np.hstack([b.z_rows(X) for b in dense]))
+        Zd = np.ascontiguousarray(np.hstack([b.z_rows(zs) for b in dense]))
     else:
         Zd = np.empty((n, 0))
     zoff = np.zeros(len(dense), dtype=np.int64)
@@ -65,8 +74,8 @@ def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None) -> C
     # small problems are not worth the per-thread buffers
     n_chunks = int(max(1, min(threads, n // 20_000)))
     A11, A21, A22 = gram.accumulate(layout.codes1, Z1, layout.dense_codes, layout.row_slot, Zd, zoff,
-                                    layout.dense_q, layout.dense_off, layout.Q2, X, y, w, layout.ptr,
-                                    layout.J1, n_chunks)
+                                    layout.dense_q, layout.dense_off, layout.Q2, X, xs, y, float(y_shift), w,
+                                    layout.ptr, layout.J1, n_chunks)
     return CrossProducts(A11, A21, A22, float(w.sum()))
 
 
@@ -253,9 +262,13 @@ class LMMProblem:
                 start = self._escape_boundary(np.asarray(res.x, dtype=float), res.fun)
                 if start is None:
                     break
-            # status 2 = "ABNORMAL" line search at a numerically flat optimum: fine if the
-            # projected gradient is small
-            converged = bool(res.success) or (res.status == 2 and np.linalg.norm(res.jac, np.inf) < 1e-4)
+            # status 2 = "ABNORMAL" line search: L-BFGS-B cannot improve further on the
+            # finite-difference gradient; the Newton polish below decides convergence
+            converged = bool(res.success)
+            if self.n_theta <= 20:
+                theta_n, ok = self._newton_polish(np.asarray(res.x, dtype=float))
+                res.x = theta_n
+                converged = converged or ok
         theta = np.asarray(res.x, dtype=float)
         fbest = self.objective(theta)
         # snap parameters that sit within rounding of the boundary onto it
@@ -269,6 +282,61 @@ class LMMProblem:
         if self.layout.m <= 200:
             theta = self.polish(theta)
         return theta, n_iter, converged, str(res.message)
+
+    def _newton_polish(self, theta, steps=4):
+        """Newton steps on a finite-difference Hessian (cheap when evaluations are).
+
+        L-BFGS-B on difference gradients stops where the gradient's rounding noise
+        (``eps |f| / h``) matches its size, which leaves flat directions (small SDs,
+        correlations) settled to only ~1e-5. A quadratic model from wider
+        differences, minimised over the parameters off the bound, settles them to
+        the optimum's own precision. Returns (theta, converged): converged when the
+        model's predicted decrease is negligible.
+        """
+        f0 = self.objective(theta)
+        k = theta.size
+        for _ in range(steps):
+            h = 1e-4 * np.maximum(1.0, np.abs(theta))
+            free = ~((self.lower == 0) & (theta <= h))  # parameters on (or at) the zero bound stay
+            idx = np.flatnonzero(free)
+            if not idx.size:
+                return theta, True
+            g = np.zeros(k)
+            H = np.zeros((k, k))
+            fp, fm = {}, {}
+            for i in idx:
+                e = np.zeros(k)
+                e[i] = h[i]
+                fp[i], fm[i] = self.objective(theta + e), self.objective(theta - e)
+                g[i] = (fp[i] - fm[i]) / (2 * h[i])
+                H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
+            for a_, i in enumerate(idx):
+                for j in idx[a_ + 1:]:
+                    ei, ej = np.zeros(k), np.zeros(k)
+                    ei[i], ej[j] = h[i], h[j]
+                    H[i, j] = H[j, i] = (self.objective(theta + ei + ej) - self.objective(theta + ei - ej)
+                                         - self.objective(theta - ei + ej)
+                                         + self.objective(theta - ei - ej)) / (4 * h[i] * h[j])
+            Hf = H[np.ix_(idx, idx)]
+            gf = g[idx]
+            try:
+                w, V = np.linalg.eigh(Hf)
+            except np.linalg.LinAlgError:
+                return theta, False
+            if w.min() <= 0:
+                return theta, False  # not locally convex: leave it to the caller's verdict
+            step = -(V @ ((V.T @ gf) / w))
+            decrease = -0.5 * gf @ step
+            t_new = theta.copy()
+            t_new[idx] += step
+            t_new = np.maximum(t_new, self.lower)
+            f_new = self.objective(t_new)
+            if not f_new <= f0:
+                return theta, decrease < 1e-8 * max(1.0, abs(f0))
+            theta, f0 = t_new, f_new
+            if decrease < 1e-12 * max(1.0, abs(f0)):
+                return theta, True
+        return theta, True
 
     def polish(self, theta, max_steps=5):
         """Newton steps on central-difference derivatives, from the optimiser's result.

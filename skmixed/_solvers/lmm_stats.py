@@ -15,6 +15,13 @@ by level *labels*:
   ``i`` of ``l`` (``q_k x q_l``);
 * ``G = [X y]' [X y]`` and the weighted number of rows.
 
+When the model has an intercept, the fixed columns and ``y`` enter shifted by a
+vector ``shift`` (close to their means: the first chunk's), as ``fit`` centres
+them, so that the sums keep their digits when means are large against spreads.
+All chunks of a sum use the same shift (statistics with another one are
+re-shifted exactly: a unit-triangular change of basis of ``[X y]``), and the
+final problem is laid out at the totals' means, as ``fit`` lays it out.
+
 A chunk's statistics are read off the blocks that
 :func:`skmixed._solvers.lmm.cross_products` (the one pass over the rows) fills
 for the chunk's own layout. Two statistics add exactly after mapping both sides'
@@ -81,6 +88,9 @@ class StatsProblem:
     terms: list  # RandomTerm over the kept columns
     keep: np.ndarray  # kept design columns
     feature_names: list  # names of the kept columns
+    x_shift: np.ndarray = None  # centring of the kept columns in cp (None: not centred)
+    y_shift: float = 0.0
+    gram: np.ndarray = None  # [X y]'W[X y] of the kept columns, same centring
 
 
 @dataclass
@@ -136,10 +146,41 @@ class GroupedStats:
     n_obs: float
     n_rows: int
     q: list = field(default_factory=list)
+    shift: np.ndarray = None  # (p + 1,) subtracted from [X y] (0 for the intercept)
 
     def __post_init__(self):
         if not self.q:
             self.q = [d.shape[1] for d in self.D]
+        if self.shift is None:
+            self.shift = np.zeros(self.G.shape[0])
+
+    @property
+    def has_intercept(self) -> bool:
+        return bool(self.feature_names) and self.feature_names[0] == "(Intercept)"
+
+    def means(self) -> np.ndarray:
+        """Weighted means of ``[X y]`` (0 for the intercept); the centring ``fit`` uses."""
+        if not self.has_intercept or self.G[0, 0] <= 0:
+            return np.zeros(self.G.shape[0])
+        m = self.shift + self.G[0] / self.G[0, 0]
+        m[0] = 0.0
+        return m
+
+    def reshifted(self, new_shift) -> "GroupedStats":
+        """The same sums with ``[X y]`` shifted by ``new_shift`` instead (exact change of basis)."""
+        new_shift = np.asarray(new_shift, dtype=np.float64)
+        delta = new_shift - self.shift
+        if not np.any(delta):
+            return self
+        if not self.has_intercept or delta[0] != 0:
+            raise ValueError("only models with an intercept are centred")
+        # column j of the new [X y] = old column j - delta_j * (intercept column)
+        T = np.eye(delta.size)
+        T[0, 1:] = -delta[1:]
+        F = [np.einsum("jac,cd->jad", Fk, T) for Fk in self.F]
+        G = T.T @ self.G @ T
+        return GroupedStats(self.terms, self.factor_names, self.feature_names, self.levels, self.D, F, self.pairs,
+                            G, self.n_obs, self.n_rows, list(self.q), new_shift.copy())
 
     @property
     def p(self) -> int:
@@ -147,7 +188,7 @@ class GroupedStats:
 
     # ----------------------------------------------------------------- from one chunk
     @classmethod
-    def from_rows(cls, X, y, weights, factors, terms, feature_names) -> "GroupedStats":
+    def from_rows(cls, X, y, weights, factors, terms, feature_names, shift=None) -> "GroupedStats":
         """Statistics of one chunk: one pass over its rows (``gram.accumulate``), then relabelled.
 
         Parameters
@@ -161,24 +202,36 @@ class GroupedStats:
         terms : list of RandomTerm
             Terms over the columns of ``X``.
         feature_names : list of str
+        shift : ndarray (p + 1,), optional
+            Subtracted from ``[X y]`` in the pass (intercept entry 0); default:
+            this chunk's weighted means when the design has an intercept.
         """
         n, p = X.shape
         w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+        icpt = bool(feature_names) and feature_names[0] == "(Intercept)"
+        if shift is None:
+            shift = np.zeros(p + 1)
+            if icpt and n:
+                shift[1:p] = np.average(X[:, 1:], axis=0, weights=w)
+                shift[p] = np.average(y, weights=w)
+        shift = np.asarray(shift, dtype=np.float64)
+        if shift.shape != (p + 1,) or (np.any(shift) and (not icpt or shift[0] != 0)):
+            raise ValueError("shift must have p + 1 entries, 0 for the intercept (and all 0 without one)")
         G = np.zeros((p + 1, p + 1))
         nf = len(factors)
         levels = [f.levels for f in factors]
         if not terms:
-            XY = np.column_stack([X, y])
+            XY = np.column_stack([X, y]) - shift[None, :]
             G = (XY * w[:, None]).T @ XY if w is not None else XY.T @ XY
             n_obs = float(n if w is None else w.sum())
             return cls(list(terms), [f.name for f in factors], list(feature_names), levels, [], [], {}, G,
-                       n_obs, n)
+                       n_obs, n, [], shift)
         blocks = amalgamate(terms, [f.n_levels for f in factors])
         if len(blocks) != nf:
             raise ValueError("every grouping factor needs a random-effects term")
         codes = [f.codes for f in factors]
         layout = BlockLayout.build(blocks, codes, p)
-        cp = cross_products(layout, X, y, w)
+        cp = cross_products(layout, X, y, w, x_shift=shift[:p], y_shift=float(shift[p]))
         D = [None] * nf
         F = [None] * nf
         q = [0] * nf
@@ -221,7 +274,7 @@ class GroupedStats:
         for key, (ka, kb, V) in pairs.items():
             pairs[key] = _coalesce(ka, kb, V, len(levels[key[1]]))  # sorts; keys are already unique
         return cls(list(terms), [f.name for f in factors], list(feature_names), levels, D, F, pairs, G,
-                   cp.n_obs, n, q)
+                   cp.n_obs, n, q, shift)
 
     @staticmethod
     def _oriented(fa, fb, ca, cb, V):
@@ -253,6 +306,7 @@ class GroupedStats:
             first._check_compatible(s)
         if len(stats) == 1:
             return first
+        stats = [first] + [s.reshifted(first.shift) for s in stats[1:]]
         nf = len(first.factor_names)
         levels, maps = [], []
         for k in range(nf):
@@ -281,7 +335,8 @@ class GroupedStats:
             pairs[key] = _coalesce(np.concatenate(ka), np.concatenate(kb), np.concatenate(V), len(levels[b]))
         G = sum(s.G for s in stats[1:]) + stats[0].G
         return cls(first.terms, first.factor_names, first.feature_names, levels, D, F, pairs, G,
-                   float(sum(s.n_obs for s in stats)), int(sum(s.n_rows for s in stats)), list(first.q))
+                   float(sum(s.n_obs for s in stats)), int(sum(s.n_rows for s in stats)), list(first.q),
+                   first.shift.copy())
 
     def __add__(self, other: "GroupedStats") -> "GroupedStats":
         return GroupedStats.merge([self, other])
@@ -299,7 +354,10 @@ class GroupedStats:
     def kept_columns(self):
         """Columns ``fit`` keeps (aliased ones dropped, by the same rule on the total X'WX)."""
         p = self.p
-        return drop_aliased(self.G[:p, :p]) if p else np.arange(0)
+        if not p:
+            return np.arange(0)
+        raw = self.reshifted(np.zeros(p + 1)) if self.has_intercept else self  # fit judges the raw X'WX
+        return drop_aliased(raw.G[:p, :p])
 
     def to_problem(self, keep=None) -> StatsProblem:
         """Lay the totals out as ``fit`` would on the concatenated rows.
@@ -309,6 +367,12 @@ class GroupedStats:
         keep : int array, optional
             Design columns to keep; default :meth:`kept_columns`.
         """
+        if self.has_intercept:
+            # lay out at the totals' means, as fit centres on them
+            return self.reshifted(self.means())._to_problem(keep)
+        return self._to_problem(keep)
+
+    def _to_problem(self, keep=None) -> StatsProblem:
         p_full = self.p
         keep = self.kept_columns() if keep is None else np.asarray(keep, dtype=np.int64)
         remap = {int(old): new for new, old in enumerate(keep)}
@@ -322,8 +386,11 @@ class GroupedStats:
         p = keep.size
         factors, perms = self.canonical_factors()
         names = [self.feature_names[k] for k in keep]
+        x_shift = self.shift[keep].copy() if self.has_intercept else None
+        y_shift = float(self.shift[p_full])
+        gram = self.G[np.ix_(keep_xy, keep_xy)]
         if not terms:
-            return StatsProblem(None, None, [], factors, terms, keep, names)
+            return StatsProblem(None, None, [], factors, terms, keep, names, x_shift, y_shift, gram)
         n_levels = [f.n_levels for f in factors]
         blocks = amalgamate(terms, n_levels)
         b1, dense = blocks[0], blocks[1:]
@@ -401,4 +468,4 @@ class GroupedStats:
                              np.empty((0, nd), dtype=np.int64), np.empty(0, dtype=np.int64),
                              np.empty((0, nd), dtype=np.int64))
         cp = CrossProducts(A11, A21, A22, float(self.n_obs))
-        return StatsProblem(layout, cp, blocks, factors, terms, keep, names)
+        return StatsProblem(layout, cp, blocks, factors, terms, keep, names, x_shift, y_shift, gram)
