@@ -115,6 +115,10 @@ class GroupedStats:
     n_obs : float
         Sum of frequency weights.
     n_rows : int
+    q : list of int
+        Random-effect columns per factor.
+    shift : ndarray (p + 1,)
+        What was subtracted from ``[X y]`` before summing (0 for the intercept).
 
     Examples
     --------
