@@ -4,14 +4,17 @@ Estimators
 ----------
 MixedLinearRegressor
     Linear mixed models by profiled REML/ML (``lme4::lmer``).
+AdditiveMixedRegressor
+    Additive mixed models by fREML, discretized covariates (``mgcv::bam``).
 StreamingMixed
     Linear mixed models fitted online, row by row (SEMA, ``partial_fit``).
 """
 
 from . import _threads  # noqa: F401  (registers numba with threadpoolctl)
 from ._base import NoGroupsWarning
+from .additive import AdditiveMixedRegressor
 from .linear import MixedLinearRegressor
 from .streaming import StreamingMixed
 
 __version__ = "0.1.0"
-__all__ = ["MixedLinearRegressor", "NoGroupsWarning", "StreamingMixed"]
+__all__ = ["AdditiveMixedRegressor", "MixedLinearRegressor", "NoGroupsWarning", "StreamingMixed"]

@@ -1,0 +1,494 @@
+"""fREML for additive mixed models (mgcv ``bam(method="fREML")``), random effects kept sparse.
+
+Model: g(mu) = sum_t X_t beta_t, with penalties lambda_j beta_j' S_j beta_j per smooth and
+lambda_r ||u_r||^2 per random-effect term (mgcv's ``s(g, bs="re")``, ``s(g, x, bs="re")``).
+
+Every PIRLS iteration is one pass over the rows (:func:`skmixed._kernels.binned.binned_pass`)
+followed by n-independent work: assemble X'WX + S_lambda, factorize it, take **one** Newton step
+on the log smoothing parameters (and log scale for the Gaussian family) of the working REML
+criterion (Wood et al. 2015; mgcv's ``Sl.fitChol``: eigenvalues made positive and floored,
+step length capped at 4).
+
+The coefficient vector is split into the random effects u of the *primary* grouping factor
+(G groups x q terms) and a dense part d (parametric, smooth, other factors' random effects;
+tens to hundreds of columns).  A_uu is block diagonal with G blocks of q x q, so
+
+    A = [[A_uu, A_ud], [A_du, A_dd]],  H = A_dd - A_du A_uu^-1 A_ud   (Schur complement)
+
+costs O(G q^2 p_d^2) and the dense Cholesky is p_d x p_d; mgcv factorizes (G q + p_d)^2 densely,
+which is what makes ``bam`` slow with thousands of groups.  All REML derivative traces are
+evaluated in the same blocked form (see ``_Factor``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+from sklearn.exceptions import ConvergenceWarning
+
+from .._kernels.binned import (
+    BINOMIAL, CACC, DIAG, GAUSSIAN, OUTER, PA, PB, PMODE, POFF, POISSON, TBOFF, TROFF, TVOFF, WBAR,
+    binned_pass, linear_predictor,
+)
+from .._threads import effective_n_threads
+
+FAMILIES = {"gaussian": GAUSSIAN, "binomial": BINOMIAL, "poisson": POISSON}
+_LOG2PI = np.log(2 * np.pi)
+
+
+@dataclass
+class Term:
+    """One model term in binned form: X_t[i, :] = z[i] * Xbar[index[i], :].
+
+    ``Xbar=None`` marks a random-effect term of the primary grouping factor (identity basis,
+    identity penalty); all such terms must share the same ``index`` (the group codes).
+    """
+
+    name: str
+    index: np.ndarray
+    Xbar: np.ndarray | None
+    m: int
+    z: np.ndarray | None = None
+    S: np.ndarray | None = None  # penalty (p, p); None = unpenalized
+    rank: int = 0
+    logdet_S: float = 0.0
+    kind: str = "parametric"  # "parametric", "smooth", "re"
+
+    @property
+    def p(self) -> int:
+        return self.m if self.Xbar is None else self.Xbar.shape[1]
+
+    @property
+    def penalized(self) -> bool:
+        return self.Xbar is None or self.S is not None
+
+
+class Layout:
+    """Column layout, pair accumulation plan and buffers for the binned pass."""
+
+    def __init__(self, terms: list[Term], n: int):
+        self.terms = terms
+        self.n = n
+        self.dense = [i for i, t in enumerate(terms) if t.Xbar is not None]
+        self.sparse = [i for i, t in enumerate(terms) if t.Xbar is None]
+        if self.sparse:
+            idx0 = terms[self.sparse[0]].index
+            if any(terms[i].index is not idx0 for i in self.sparse):
+                raise ValueError("all sparse random-effect terms must share one grouping factor")
+            self.G = terms[self.sparse[0]].m
+        else:
+            self.G = 0
+        self.q = len(self.sparse)
+        self.cols = {}
+        off = 0
+        for i in self.dense:
+            self.cols[i] = slice(off, off + terms[i].p)
+            off += terms[i].p
+        self.pd = off
+        self.slot = {i: r for r, i in enumerate(self.sparse)}
+        # penalties: dense penalized terms and sparse terms, in term order
+        self.pen = [i for i, t in enumerate(terms) if t.penalized]
+        self.rank = np.array([terms[i].rank if terms[i].Xbar is not None else terms[i].m for i in self.pen])
+        self.logdet_S = np.array([terms[i].logdet_S for i in self.pen])
+        self.Mp = self.pd + self.G * self.q - int(self.rank.sum())
+
+        T = len(terms)
+        self.K = np.empty((T, n), dtype=np.int64)
+        for i, t in enumerate(terms):
+            self.K[i] = t.index
+        zs = [t.z for t in terms if t.z is not None]
+        self.Zm = np.ascontiguousarray(np.vstack(zs)) if zs else np.zeros((1, 1))
+        # row-wise terms: about as many distinct rows as data rows -> evaluated per row in the pass
+        self.rowwise = [t.Xbar is not None and t.m > max(n // 4, 1000) for t in terms]
+        tinfo = np.zeros((T, 7), dtype=np.int64)
+        zc = voff = roff = xoff = boff_b = 0
+        xs = []
+        for i, t in enumerate(terms):
+            rw = self.rowwise[i]
+            tinfo[i] = (zc if t.z is not None else -1, voff, xoff, roff, t.p, int(rw), boff_b)
+            zc += t.z is not None
+            voff += 0 if rw else t.m
+            roff += t.p if rw else t.m
+            boff_b += t.p if rw else 0
+            if t.Xbar is not None:
+                xs.append(np.ascontiguousarray(t.Xbar).ravel())
+                xoff += t.Xbar.size
+        self.tinfo = tinfo
+        self.vtot, self.rtot, self.btot_beta = voff, roff, boff_b
+        self.Xflat = np.concatenate(xs) if xs else np.zeros(0)
+
+        pinfo, sizes = [], []
+        limit = min(n, 4_000_000)
+        rowwise = self.rowwise
+        for a in range(T):
+            for b in range(a, T):
+                ta, tb = terms[a], terms[b]
+                if ta.Xbar is None and tb.Xbar is None and a != b and ta.index is not tb.index:
+                    raise ValueError("sparse terms on different factors")
+                if rowwise[a] and rowwise[b]:
+                    A, B, md, size = a, b, OUTER, ta.p * tb.p
+                elif a == b or ta.index is tb.index:
+                    A, B, md, size = a, b, DIAG, ta.m
+                elif ta.m * tb.m <= min(limit, 4 * min(ta.m * tb.p, tb.m * ta.p)):
+                    # Wbar when its buffer is not much bigger than C's (Li & Wood choose by flops;
+                    # here per-thread buffers and cache matter more)
+                    A, B, md, size = a, b, WBAR, ta.m * tb.m
+                else:
+                    # C accumulates on the side with fewer distinct rows, its columns from a real Xbar
+                    A, B = (a, b) if (ta.m <= tb.m and tb.Xbar is not None) or ta.Xbar is None else (b, a)
+                    md, size = CACC, terms[A].m * terms[B].p
+                pinfo.append((A, B, md, terms[B].m, 0))
+                sizes.append(size)
+        self.pinfo = np.array(pinfo, dtype=np.int64).reshape(-1, 5)
+        offs = np.cumsum([0] + sizes).astype(np.int64)
+        self.pinfo[:, POFF] = offs[:-1]
+        self.boff = offs
+        self.btot = int(offs[-1])
+
+    # -- one pass ---------------------------------------------------------------------------
+    def pass_(self, y, pw, fam, beta_d=None, u=None):
+        init = beta_d is None
+        if init:
+            V, beta = np.zeros(self.vtot), np.zeros(self.btot_beta)
+        else:
+            V, beta = self.fitted_values(beta_d, u)
+        nchunks = max(1, effective_n_threads())
+        return binned_pass(self.K, self.Zm, y, pw, fam, init, V, beta, self.Xflat, self.tinfo, self.pinfo,
+                           self.btot, self.rtot, nchunks)
+
+    def fitted_values(self, beta_d, u):
+        """Per-term fitted values at the distinct rows (V) and row-wise terms' coefficients."""
+        V = np.empty(self.vtot)
+        beta = np.empty(self.btot_beta)
+        for i, t in enumerate(self.terms):
+            ti = self.tinfo[i]
+            if self.rowwise[i]:
+                beta[ti[TBOFF]:ti[TBOFF] + t.p] = beta_d[self.cols[i]]
+                continue
+            sl = slice(ti[TVOFF], ti[TVOFF] + t.m)
+            V[sl] = u[:, self.slot[i]] if t.Xbar is None else t.Xbar @ beta_d[self.cols[i]]
+        return V, beta
+
+    def linear_predictor(self, beta_d, u):
+        V, beta = self.fitted_values(beta_d, u)
+        return linear_predictor(self.K, self.Zm, V, beta, self.Xflat, self.tinfo, self.n)
+
+    # -- assemble X'WX, X'Wz -----------------------------------------------------------------
+    def assemble(self, buf, r):
+        terms, G, q, pd = self.terms, self.G, self.q, self.pd
+        Add = np.zeros((pd, pd))
+        Aud = np.zeros((G, q, pd))
+        Auu = np.zeros((G, q, q))
+        for p in range(self.pinfo.shape[0]):
+            a, b, md = self.pinfo[p, PA], self.pinfo[p, PB], self.pinfo[p, PMODE]
+            ta, tb = terms[a], terms[b]
+            raw = buf[self.boff[p]:self.boff[p + 1]]
+            if md == OUTER:
+                blk = raw.reshape(ta.p, tb.p)
+            elif md == DIAG:
+                if ta.Xbar is None:  # both sparse on the same factor
+                    Auu[:, self.slot[a], self.slot[b]] = raw
+                    Auu[:, self.slot[b], self.slot[a]] = raw
+                    continue
+                if tb.Xbar is None:
+                    a, b, ta, tb = b, a, tb, ta
+                if ta.Xbar is None:
+                    Aud[:, self.slot[a], self.cols[b]] = raw[:, None] * tb.Xbar
+                    continue
+                blk = ta.Xbar.T @ (raw[:, None] * tb.Xbar)
+            elif md == WBAR:
+                W = raw.reshape(ta.m, tb.m)
+                if ta.Xbar is None:
+                    Aud[:, self.slot[a], self.cols[b]] = W @ tb.Xbar
+                    continue
+                if tb.Xbar is None:
+                    Aud[:, self.slot[b], self.cols[a]] = W.T @ ta.Xbar
+                    continue
+                blk = ta.Xbar.T @ W @ tb.Xbar
+            else:
+                C = raw.reshape(ta.m, tb.p)
+                if ta.Xbar is None:
+                    Aud[:, self.slot[a], self.cols[b]] = C
+                    continue
+                blk = ta.Xbar.T @ C
+            ca, cb = self.cols[a], self.cols[b]
+            Add[ca, cb] = blk
+            Add[cb, ca] = blk.T  # a == b: blk symmetric, same block
+        fd = np.zeros(pd)
+        fu = np.zeros((G, q))
+        for i, t in enumerate(terms):
+            ro = self.tinfo[i, TROFF]
+            if self.rowwise[i]:
+                fd[self.cols[i]] = r[ro:ro + t.p]
+            elif t.Xbar is None:
+                fu[:, self.slot[i]] = r[ro:ro + t.m]
+            else:
+                fd[self.cols[i]] = t.Xbar.T @ r[ro:ro + t.m]
+        return Add, Aud, Auu, fd, fu
+
+
+class _Factor:
+    """Blocked factorization of A = X'WX + S_lambda (sparse u block by Schur complement)."""
+
+    def __init__(self, lay: Layout, Add, Aud, Auu, lam):
+        self.lay = lay
+        Sd = np.zeros_like(Add)
+        lam_u = np.zeros(lay.q)
+        for j, i in enumerate(lay.pen):
+            t = lay.terms[i]
+            if t.Xbar is None:
+                lam_u[lay.slot[i]] = lam[j]
+            else:
+                c = lay.cols[i]
+                Sd[c, c] += lam[j] * t.S
+        self.Sd = Sd
+        U = Auu + lam_u[None, :] * np.eye(lay.q)[None] if lay.q else Auu
+        if lay.q == 1:
+            self.Uinv = 1.0 / U  # (G,1,1)
+            self.logdetU = float(np.log(U[:, 0, 0]).sum())
+        elif lay.q:
+            self.Uinv = np.linalg.inv(U)
+            self.logdetU = float(np.linalg.slogdet(U)[1].sum())
+        else:
+            self.Uinv = U
+            self.logdetU = 0.0
+        self.M = np.einsum("gqr,grp->gqp", self.Uinv, Aud)  # U^-1 A_ud
+        H = Add + Sd - np.einsum("gqi,gqj->ij", Aud, self.M)
+        H = (H + H.T) / 2
+        d = np.sqrt(np.maximum(np.diag(H), 1e-300))
+        Hs = H / d[:, None] / d[None, :]  # diagonal preconditioning, as Sl.fitChol
+        try:
+            self.cho = linalg.cho_factor(Hs, lower=False, check_finite=False)
+        except linalg.LinAlgError:
+            Hs = Hs + np.eye(Hs.shape[0]) * 1e-9
+            self.cho = linalg.cho_factor(Hs, lower=False, check_finite=False)
+        self.d = d
+        self.logdetH = 2 * float(np.log(np.diag(self.cho[0])).sum() + np.log(d).sum())
+        self.Hinv = linalg.cho_solve(self.cho, np.eye(Hs.shape[0])) / d[:, None] / d[None, :]
+
+    @property
+    def logdet(self):
+        return self.logdetU + self.logdetH
+
+    def solve(self, rd, ru):
+        """A^-1 [ru; rd] -> (xd, xu)."""
+        rhs = rd - np.einsum("gqp,gq->p", self.M, ru)
+        xd = self.Hinv @ rhs
+        xu = np.einsum("gqr,gr->gq", self.Uinv, ru) - np.einsum("gqp,p->gq", self.M, xd)
+        return xd, xu
+
+
+@dataclass
+class FremlResult:
+    beta_d: np.ndarray
+    u: np.ndarray
+    rho: np.ndarray
+    phi: float
+    edf: np.ndarray  # per penalty-free/penalized term, term order
+    reml: float
+    n_iter: int
+    converged: bool
+    deviance: float
+    factor: _Factor
+    layout: Layout
+    eta: np.ndarray
+    scale_estimated: bool
+
+
+def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
+    """Traces and quadratic forms for the REML gradient/Hessian in rho = log lambda."""
+    pen = lay.pen
+    npen = len(pen)
+    Hinv = F.Hinv
+    tr = np.zeros(npen)
+    T = np.zeros((npen, npen))
+    bSb = np.zeros(npen)
+    PSb_d, PSb_u = [], []
+    Kr = {}
+    # diagonal of P_uu per slot and helper products
+    for j, i in enumerate(pen):
+        t = lay.terms[i]
+        if t.Xbar is None:
+            s = lay.slot[i]
+            Ms = F.M[:, s, :]  # (G, pd)
+            MH = Ms @ Hinv
+            tr[j] = F.Uinv[:, s, s].sum() + np.einsum("gp,gp->", MH, Ms)
+            Kr[j] = Ms.T @ Ms
+            v_u = np.zeros_like(u)
+            v_u[:, s] = u[:, s]
+            bSb[j] = u[:, s] @ u[:, s]
+            xd, xu = F.solve(np.zeros(lay.pd), v_u)
+        else:
+            c = lay.cols[i]
+            tr[j] = np.sum(Hinv[c, c] * t.S)
+            v_d = np.zeros(lay.pd)
+            v_d[c] = t.S @ beta_d[c]
+            bSb[j] = beta_d[c] @ v_d[c]
+            xd, xu = F.solve(v_d, np.zeros_like(u))
+        PSb_d.append(xd)
+        PSb_u.append(xu)
+    for j, i in enumerate(pen):
+        ti = lay.terms[i]
+        for k in range(j, npen):
+            tk = lay.terms[pen[k]]
+            if ti.Xbar is not None and tk.Xbar is not None:
+                cj, ck = lay.cols[i], lay.cols[pen[k]]
+                Fjk = Hinv[cj, ck]
+                T[j, k] = np.sum((ti.S @ Fjk) * (Fjk @ tk.S))
+            elif ti.Xbar is None and tk.Xbar is None:
+                r, s = lay.slot[i], lay.slot[pen[k]]
+                D = F.Uinv[:, r, s]
+                Mr, Ms = F.M[:, r, :], F.M[:, s, :]
+                T[j, k] = (D @ D + 2 * np.einsum("g,gp,gp->", D, Mr @ Hinv, Ms)
+                           + np.sum((Hinv @ Kr[j]) * (Kr[k] @ Hinv).T))
+            else:
+                jd, ks = (j, k) if ti.Xbar is not None else (k, j)
+                c = lay.cols[pen[jd]]
+                HK = Hinv[c, :] @ Kr[ks] @ Hinv[:, c]
+                T[j, k] = np.sum(lay.terms[pen[jd]].S * HK)
+            T[k, j] = T[j, k]
+    # b' S_j P S_k b
+    bSPSb = np.zeros((npen, npen))
+    for j, i in enumerate(pen):
+        t = lay.terms[i]
+        if t.Xbar is None:
+            s = lay.slot[i]
+            vj_u = u[:, s]
+            for k in range(npen):
+                bSPSb[j, k] = vj_u @ PSb_u[k][:, s]
+        else:
+            c = lay.cols[i]
+            vj = t.S @ beta_d[c]
+            for k in range(npen):
+                bSPSb[j, k] = vj @ PSb_d[k][c]
+    bSPSb = (bSPSb + bSPSb.T) / 2
+    return tr, T, bSb, bSPSb
+
+
+def _reml_parts(lay, F, lam, rho, beta_d, u, fd, fu, zWz, phi, n, scale_known):
+    tr, T, bSb, bSPSb = _derivs(lay, F, lam, beta_d, u, phi)
+    D = zWz - beta_d @ fd - np.sum(u * fu)  # ||z - Xb||_W^2 + b'Sb at the minimizer
+    D = max(D, 1e-300)
+    ldS = float(np.sum(lay.rank * rho) + lay.logdet_S.sum())
+    t = lam * tr
+    bS = lam * bSb
+    g = 0.5 * (bS / phi + t - lay.rank)
+    Hh = 0.5 * (np.diag(bS) / phi - 2 * np.outer(lam, lam) * bSPSb / phi + np.diag(t) - np.outer(lam, lam) * T)
+    nMp = n - lay.Mp
+    reml = 0.5 * (D / phi + nMp * (_LOG2PI + np.log(phi)) + F.logdet - ldS)
+    if not scale_known:
+        g = np.append(g, 0.5 * (-D / phi + nMp))
+        col = -0.5 * bS / phi
+        Hh = np.block([[Hh, col[:, None]], [col[None, :], np.array([[0.5 * D / phi]])]])
+    return reml, g, Hh, tr, D
+
+
+def _newton_step(g, Hh):
+    ev, V = np.linalg.eigh(Hh)
+    ev = np.abs(ev)
+    me = ev.max() * np.sqrt(np.finfo(float).eps) if ev.size else 0.0
+    ev = np.maximum(ev, me)
+    step = -V @ ((V.T @ g) / ev)
+    ms = np.max(np.abs(step)) if step.size else 0.0
+    if ms > 4:
+        step *= 4 / ms
+    return step
+
+
+def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
+    """Fit by PIRLS with one fREML Newton step per iteration (mgcv ``bgam.fitd``).
+
+    Parameters
+    ----------
+    lay : Layout
+    y, pw : ndarray (n,)
+        Response and prior weights.
+    family : {"gaussian", "binomial", "poisson"}
+    max_iter : int
+    tol : float
+        Convergence tolerance on the REML gradient (relative) and deviance change.
+
+    Returns
+    -------
+    FremlResult
+    """
+    fam = FAMILIES[family]
+    n = y.shape[0]
+    scale_known = fam != GAUSSIAN
+    npen = len(lay.pen)
+    rho = np.zeros(npen) if rho0 is None else np.asarray(rho0, float).copy()
+    log_phi = 0.0
+    beta_d = np.zeros(lay.pd)
+    u = np.zeros((lay.G, lay.q))
+    have_fit = False
+    dev_old = np.inf
+    converged = False
+    it = 0
+    assembled = None
+    for it in range(1, max_iter + 1):
+        if fam != GAUSSIAN or assembled is None:
+            buf, r, eta, dev, zWz = lay.pass_(y, pw, fam, *((beta_d, u) if have_fit else ()))
+            Add, Aud, Auu, fd, fu = lay.assemble(buf, r)
+            assembled = (Add, Aud, Auu, fd, fu, zWz)
+            if fam == GAUSSIAN and it == 1:
+                # start the scale at the variance of y (mgcv initialises phi similarly)
+                log_phi = np.log(max(np.var(y), 1e-12))
+        Add, Aud, Auu, fd, fu, zWz = assembled
+        lam = np.exp(rho)
+        F = _Factor(lay, Add, Aud, Auu, lam)
+        beta_d, u = F.solve(fd, fu)
+        phi = 1.0 if scale_known else np.exp(log_phi)
+        reml, g, Hh, tr, D = _reml_parts(lay, F, lam, rho, beta_d, u, fd, fu, zWz, phi, n, scale_known)
+        step = _newton_step(g, Hh)
+        if fam == GAUSSIAN:
+            # exact working model: halve the step while the REML score does not decrease
+            for _ in range(25):
+                rho_t = rho + step[:npen]
+                lp_t = log_phi + step[npen]
+                F_t = _Factor(lay, Add, Aud, Auu, np.exp(rho_t))
+                bd_t, u_t = F_t.solve(fd, fu)
+                D_t = max(zWz - bd_t @ fd - np.sum(u_t * fu), 1e-300)
+                ldS = float(np.sum(lay.rank * rho_t) + lay.logdet_S.sum())
+                reml_t = 0.5 * (D_t / np.exp(lp_t) + (n - lay.Mp) * (_LOG2PI + lp_t) + F_t.logdet - ldS)
+                if reml_t <= reml + 1e-10 * abs(reml):
+                    break
+                step = step / 2
+        grad_ok = np.max(np.abs(g)) < tol * max(1.0, abs(reml)) if g.size else True
+        small_step = np.max(np.abs(step)) < 1e-6 if step.size else True
+        if fam != GAUSSIAN:
+            dev_ok = abs(dev - dev_old) < tol * (abs(dev) + 0.1)
+            dev_old = dev
+        else:
+            dev_ok = True
+        if (grad_ok or small_step) and dev_ok and it > 1:
+            converged = True
+            break
+        rho = np.clip(rho + step[:npen], -25.0, 30.0)
+        if not scale_known:
+            log_phi = log_phi + step[npen]
+        have_fit = True
+    if not converged:
+        warnings.warn(
+            f"fREML did not converge in {max_iter} iterations (max |REML gradient| "
+            f"{np.max(np.abs(g)):.3g}); results may be inaccurate", ConvergenceWarning, stacklevel=3,
+        )
+    # final state at the accepted rho (beta_d, u, F from the last factorization)
+    lam = np.exp(rho)
+    phi = 1.0 if scale_known else float(np.exp(log_phi))
+    eta = lay.linear_predictor(beta_d, u)
+    if fam == GAUSSIAN:
+        dev = float(np.sum(pw * (y - eta) ** 2))
+    # edf per term: p_t - lambda_t tr(P S_t) (unpenalized terms: p_t)
+    edf = []
+    j = 0
+    for i, t in enumerate(lay.terms):
+        if t.penalized:
+            edf.append(t.p - lam[j] * tr[j])
+            j += 1
+        else:
+            edf.append(float(t.p))
+    return FremlResult(beta_d, u, rho, phi, np.array(edf), float(reml), it, converged, float(dev), F,
+                       lay, eta, not scale_known)
