@@ -4,6 +4,8 @@ Estimators
 ----------
 MixedLinearRegressor
     Linear mixed models by profiled REML/ML (``lme4::lmer``).
+MixedLogisticRegressor
+    Binary GLMMs by Laplace / adaptive Gauss-Hermite (``lme4::glmer``).
 AdditiveMixedRegressor
     Additive mixed models by fREML, discretized covariates (``mgcv::bam``).
 StreamingMixed
@@ -14,7 +16,9 @@ from . import _threads  # noqa: F401  (registers numba with threadpoolctl)
 from ._base import NoGroupsWarning
 from .additive import AdditiveMixedRegressor
 from .linear import MixedLinearRegressor
+from .logistic import MixedLogisticRegressor
 from .streaming import StreamingMixed
 
 __version__ = "0.1.0"
-__all__ = ["AdditiveMixedRegressor", "MixedLinearRegressor", "NoGroupsWarning", "StreamingMixed"]
+__all__ = ["AdditiveMixedRegressor", "MixedLinearRegressor", "MixedLogisticRegressor", "NoGroupsWarning",
+           "StreamingMixed"]

@@ -1,0 +1,839 @@
+"""Binomial-logit GLMM by Laplace, adaptive Gauss-Hermite and nAGQ=0 (glmer's three modes).
+
+Model (lme4's notation): ``eta = X beta + Z Lambda(theta) u``, ``u ~ N(0, I)``,
+``y ~ Bernoulli(logistic(eta))`` with frequency weights ``w``. For fixed
+``(theta, beta)`` the conditional modes ``u*`` minimise the penalized deviance
+``sum_i w_i d_i + ||u||^2`` (penalized IRLS, PIRLS) and the Laplace
+approximation of ``-2 log L`` is
+
+    F(theta, beta) = sum_i w_i d_i(u*) + ||u*||^2 + log det(Lambda' Z' W Z Lambda + I),
+
+exactly the quantity glmer minimises with ``nAGQ = 1`` (so ``loglik = -F / 2``
+equals glmer's ``logLik`` for 0/1 data).
+
+One grouping factor (the common case) decouples: PIRLS is an independent
+``q x q`` Newton iteration per level, run in one numba kernel that also returns
+the analytic gradient of ``F`` (implicit differentiation of ``u*`` including the
+log-determinant's dependence on it), so L-BFGS-B over ``(theta, beta)``
+converges in a few dozen cheap evaluations. glmer's strategy is kept: an
+``nAGQ = 0`` stage (``beta`` estimated inside PIRLS jointly with ``u``, only
+``theta`` optimised) gives start values, then ``(theta, beta)`` jointly.
+
+Several grouping factors (crossed or nested) use the core's one-pass
+cross-product kernel and blocked Cholesky (:mod:`skmixed._solvers.lmm`) with
+PIRLS working weights; gradients there are by central differences.
+
+Standard errors of ``beta`` follow glmer's default: the inverse of half the
+Hessian of ``F`` with respect to ``(theta, beta)``, the Hessian here by central
+differences of the analytic gradient (glmer: finite differences of ``F``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from scipy import optimize
+
+from .._kernels import glmm as kg
+
+__all__ = ["GLMMResult", "SingleFactorGLMM", "MultiFactorGLMM", "group_pointer", "gauss_hermite",
+           "fit_single_factor", "fit_multi_factor", "serial_if_small"]
+
+
+def group_pointer(codes: np.ndarray, n_levels: int):
+    """Rows bucketed by group: ``perm[gptr[g]:gptr[g+1]]`` are group g's rows (stable order)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.size and np.all(codes[1:] >= codes[:-1]):
+        perm = np.empty(0, dtype=np.int64)  # already sorted: kernels read rows in place
+    else:
+        perm = np.argsort(codes, kind="stable").astype(np.int64)
+    gptr = np.zeros(n_levels + 1, dtype=np.int64)
+    np.cumsum(np.bincount(codes, minlength=n_levels), out=gptr[1:])
+    return perm, gptr
+
+
+def gauss_hermite(nagq: int):
+    """Nodes and weights integrating against the standard normal density (lme4's GHrule)."""
+    x, wts = np.polynomial.hermite.hermgauss(nagq)
+    z = x * np.sqrt(2.0)
+    z[np.abs(z) < 1e-12] = 0.0  # the centre node of an odd rule is exactly the mode
+    return z, wts / np.sqrt(np.pi)
+
+
+@dataclass
+class GLMMResult:
+    theta: np.ndarray
+    beta: np.ndarray
+    vcov_beta: np.ndarray
+    u: list  # per factor (J, q) spherical conditional modes
+    b: list  # per factor (J, q) conditional modes of the random effects
+    condvar: list  # per factor (J, q, q) conditional covariances of b
+    lambdas: list  # per factor (q, q)
+    deviance: float  # -2 log L (Laplace / AGQ approximation)
+    loglik: float
+    n_iter: int
+    n_eval: int
+    converged: bool
+    message: str
+    vcov_method: str = "hessian"
+    extra: dict = field(default_factory=dict)
+
+
+class serial_if_small:
+    """Run numba kernels on one thread for small inputs.
+
+    A parallel region costs a thread wake-up and a barrier (tens of microseconds,
+    milliseconds on a loaded machine); PIRLS calls kernels hundreds of times, so
+    below ``min_rows`` rows the threads cost more than they save.
+    """
+
+    def __init__(self, n_rows: int, min_rows: int = 100_000):
+        self.serial = n_rows < min_rows
+
+    def __enter__(self):
+        self.prev = numba.get_num_threads()
+        if self.serial:
+            numba.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.prev)
+        return False
+
+
+def _n_chunks(n_groups: int) -> np.ndarray:
+    k = max(1, min(n_groups, 4 * numba.get_num_threads()))
+    return np.linspace(0, n_groups, k + 1).round().astype(np.int64)
+
+
+class SingleFactorGLMM:
+    """Laplace / AGQ / nAGQ=0 objective for a model with one grouping factor.
+
+    Parameters
+    ----------
+    X : (n, p) float64 fixed-effects design.
+    y : (n,) 0/1 float64.
+    w : (n,) float64 frequency weights.
+    codes : (n,) int64 level codes, ``n_levels`` levels.
+    zcols : int64 array, per random-effect column: -1 intercept, else column of X.
+    pattern : (q, q) bool lower-triangular mask of the free entries of Lambda.
+    """
+
+    def __init__(self, X, y, w, codes, n_levels, zcols, pattern):
+        self.X = X
+        self.y = y
+        self.w_full = w
+        self.n_obs = float(w.sum())
+        # unit weights are not passed to the kernels (one n-vector less to read per pass)
+        self.w = np.empty(0) if np.all(w == 1.0) else w
+        self.G = int(n_levels)
+        self.zcols = np.ascontiguousarray(zcols, dtype=np.int64)
+        self.q = self.zcols.size
+        self.p = X.shape[1]
+        self.pattern = np.asarray(pattern, dtype=bool)
+        c, r = np.nonzero(self.pattern.T)  # column-major lower triangle: lme4's theta order
+        self.t_rows, self.t_cols = r.astype(np.int64), c.astype(np.int64)
+        self.n_theta = r.size
+        self.lower_theta = np.where(r == c, 0.0, -np.inf)
+        self.perm, self.gptr = group_pointer(codes, self.G)
+        self.chunks = _n_chunks(self.G)
+        self.u = np.zeros((self.G, self.q))
+        self._lam_u = None  # the Lambda the stored modes belong to
+        self._jac = None  # (modes, parameters, du*/dparameters) of the last gradient evaluation
+        self._memo = {}  # the last few evaluations: parameters -> (F, gradient, modes)
+        self.n_eval = 0
+        self.n_joint = 0  # joint-PIRLS passes over the rows
+        self.tol_u = 1e-10
+        self.maxit_u = 60
+
+    def lam(self, theta):
+        L = np.zeros((self.q, self.q))
+        L[self.t_rows, self.t_cols] = theta
+        return L
+
+    def _rescale(self, u, Lam):
+        """Warm start for a new Lambda: keep b = Lambda u (not u) from the last modes.
+
+        The random effects b move little between nearby theta, the spherical u
+        scale with 1/theta; rescaling saves a Newton sweep or two per evaluation.
+        """
+        old = self._lam_u
+        self._lam_u = Lam
+        if old is None or np.array_equal(old, Lam):
+            return
+        d_new = np.abs(np.diag(Lam))
+        if np.any(d_new < 1e-8) or np.any(np.abs(np.diag(old)) < 1e-8):
+            return
+        u[:] = np.linalg.solve(Lam, old @ u.T).T
+
+    # -- Laplace (nAGQ = 1) ---------------------------------------------------------------
+    def laplace(self, params, want_grad=True, u=None):
+        """F(theta, beta) and its gradient; conditional modes are warm-started in ``self.u``."""
+        params = np.asarray(params, dtype=float)
+        key = params.tobytes()
+        if u is None and key in self._memo:
+            # L-BFGS-B re-evaluates its start point and the fit re-evaluates the optimum
+            F, grad, um = self._memo[key]
+            if grad is not None or not want_grad:
+                self.u[:] = um
+                self._lam_u = self.lam(params[:self.n_theta])
+                return (F, grad.copy()) if want_grad else F
+        self.n_eval += 1
+        theta = params[:self.n_theta]
+        beta = params[self.n_theta:]
+        Lam = self.lam(theta)
+        beta = np.ascontiguousarray(beta)
+        own = u is None
+        u = self.u if u is None else u
+        if want_grad and self._jac is not None:
+            # first-order prediction of the new modes from the last gradient evaluation:
+            # the Newton iterations then start O(|dx|^2) from the mode
+            u[:] = self._jac[0] + np.einsum("gqk,k->gq", self._jac[2], params - self._jac[1])
+            self._lam_u = Lam
+        else:
+            self._rescale(u, Lam)
+        G = self.G
+        k = self.n_theta + self.p
+        h = np.empty(G)
+        ld = np.empty(G)
+        it = np.empty(G, dtype=np.int64)
+        gb = np.empty((G, self.p) if want_grad else (1, self.p))
+        gl = np.empty((G, self.q, self.q) if want_grad else (1, self.q, self.q))
+        jac = np.empty((G, self.q, k) if want_grad else (1, self.q, k))
+        kg.laplace_single(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
+                          self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl, self.t_rows, self.t_cols, jac)
+        F = float(h.sum() + ld.sum())
+        grad = None
+        if want_grad:
+            if np.isfinite(F):
+                self._jac = (u.copy(), params.copy(), jac)
+            GL = gl.sum(axis=0)
+            grad = np.concatenate([GL[self.t_rows, self.t_cols], gb.sum(axis=0)])
+        if own:
+            if len(self._memo) >= 4:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = (F, None if grad is None else grad.copy(), u.copy())
+        return (F, grad) if want_grad else F
+
+    # -- adaptive Gauss-Hermite (nAGQ > 1, scalar random effect) ---------------------------
+    def agq(self, params, nodes, weights):
+        F = self.laplace(params, want_grad=False)  # conditional modes into self.u
+        if not np.isfinite(F):
+            return F
+        lam = float(params[0])
+        out = np.empty(self.G)
+        kg.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w, self.perm,
+                      self.gptr, lam, self.u, nodes, weights, out)
+        return float(out.sum())
+
+    # -- nAGQ = 0: beta inside PIRLS -------------------------------------------------------
+    def joint_pirls(self, theta, beta, u, tol=1e-9, maxit=50, tol_u=None):
+        """Joint penalized IRLS over (u, beta) at fixed theta (glmer's nAGQ=0 inner problem).
+
+        Profiled form: each pass first moves every group's u to its mode given
+        beta (in the kernel, in cache), then beta takes a Newton step with the
+        Schur complement ``S = X'WX - X'WZ Lam H^-1 Lam' Z'WX`` (the inverse
+        conditional vcov of beta). Returns (pwrss, logdet, beta, u, S).
+        """
+        G, q, p = self.G, self.q, self.p
+        Lam = self.lam(theta)
+        A = np.empty((G, q, q))
+        B = np.empty((G, q, p))
+        s = np.empty((G, q))
+        h = np.empty(G)
+        nck = self.chunks.size - 1
+        C = np.empty((nck, p, p))
+        xr = np.empty((nck, p))
+        beta = np.ascontiguousarray(beta, dtype=float).copy()
+        u = u.copy()
+        self._rescale(u, Lam)
+        prev = np.inf
+        old = None
+        eye = np.eye(q)
+        for it in range(maxit):
+            self.n_joint += 1
+            kg.joint_stats(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
+                           Lam, u, True, self.tol_u if tol_u is None else tol_u, A, B, s, h, C, xr)
+            pwrss = h.sum() + np.einsum("gq,gq->", u, u)
+            if (not np.isfinite(pwrss) or pwrss > prev * (1 + 1e-12)) and old is not None:
+                # step halving towards the last accepted point
+                beta = 0.5 * (beta + old[0])
+                u = old[1].copy()
+                if np.max(np.abs(beta - old[0])) < 1e-12:
+                    break
+                continue
+            H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + eye
+            Lc = np.linalg.cholesky(H)
+            LB = np.einsum("ka,gkj->gaj", Lam, B)
+            HinvLB = np.linalg.solve(H, LB)
+            S = C.sum(axis=0) - np.einsum("gap,gar->pr", LB, HinvLB)
+            rb = xr.sum(axis=0) - np.einsum("gap,ga->p", HinvLB, s @ Lam - u)
+            try:
+                db = np.linalg.solve(S, rb)
+            except np.linalg.LinAlgError:
+                # separated data drive the working weights to 0: take the least-squares step
+                db = np.linalg.lstsq(S, rb, rcond=None)[0]
+            ld = 2.0 * np.log(np.diagonal(Lc, axis1=1, axis2=2)).sum()
+            if not np.all(np.isfinite(db)) or np.max(np.abs(db)) < tol:
+                return pwrss, ld, beta, u, S
+            prev = pwrss
+            old = (beta.copy(), u.copy())
+            beta = beta + db
+            # first-order prediction of the new modes: fewer Newton steps in the kernel
+            u = u - np.einsum("gap,p->ga", HinvLB, db)
+        return pwrss, ld, beta, u, S
+
+    def nagq0(self, theta0, beta0, final=False, search=True):
+        """Optimise theta with beta inside PIRLS; returns (theta, beta, u, S, objective, n_eval).
+
+        As a start-value stage (``final=False``) the search is coarse: the
+        Laplace stage that follows refines everything with analytic gradients.
+        """
+        state = {"beta": beta0.copy(), "u": self.u.copy(), "n": 0}
+        # start values need ~2 digits: the Laplace stage refines everything
+        ptol = 1e-8 if final else 1e-4
+
+        def f(theta):
+            theta = np.atleast_1d(theta)
+            state["n"] += 1
+            # beta is warm and moves little with theta: for start values one Newton step
+            # per theta suffices; for the final nAGQ=0 search two (the objective is then
+            # evaluated one quadratically convergent step from the profiled optimum; one
+            # step leaves an O(dbeta^2) error that biases Brent's parabolic steps)
+            pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=ptol,
+                                               maxit=2 if final else 1, tol_u=None if final else 1e-4)
+            state["beta"], state["u"] = b, u
+            return pw + ld
+
+        # converge (beta, u) once at the start, later evaluations are warm
+        pw, ld, state["beta"], state["u"], _ = self.joint_pirls(np.atleast_1d(theta0), beta0, state["u"], tol=ptol,
+                                                                tol_u=None if final else 1e-4)
+        if not search:
+            theta = np.asarray(theta0, dtype=float)
+        elif self.n_theta == 1:
+            # one variance parameter: bounded Brent search on the standard deviation scale
+            hi = max(4.0, 4 * float(theta0[0]))
+            res = optimize.minimize_scalar(f, bounds=(0.0, hi), method="bounded",
+                                           options={"xatol": 1e-4 if final else 5e-2})
+            theta = np.array([res.x])
+        else:
+            bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower_theta]
+            res = optimize.minimize(f, theta0, method="L-BFGS-B", bounds=bounds,
+                                    options={"eps": 1e-5, "gtol": 1e-5 if final else 1e-2,
+                                             "maxiter": 200})
+            theta = np.asarray(res.x)
+        pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=1e-8)
+        return theta, b, u, S, pw + ld, state["n"]
+
+
+def _bounds(lower_theta, p):
+    return [(lo if np.isfinite(lo) else None, None) for lo in lower_theta] + [(None, None)] * p
+
+
+def _hessian_from_grad(grad_fun, x, g0=None):
+    """Finite-difference Hessian of an analytic gradient (symmetrised).
+
+    Forward differences from ``g0`` (the gradient at ``x``) when given, else central:
+    with an analytic gradient the O(h) error of forward differences is ~1e-5
+    relative, far below what standard errors need, at half the evaluations.
+    """
+    k = x.size
+    Hs = np.empty((k, k))
+    for i in range(k):
+        hstep = 1e-5 * max(1.0, abs(x[i])) if g0 is not None else 1e-4 * max(1.0, abs(x[i]))
+        xp = x.copy()
+        xp[i] += hstep
+        if g0 is not None:
+            Hs[i] = (grad_fun(xp) - g0) / hstep
+        else:
+            xm = x.copy()
+            xm[i] -= hstep
+            Hs[i] = (grad_fun(xp) - grad_fun(xm)) / (2 * hstep)
+    return 0.5 * (Hs + Hs.T)
+
+
+def _hessian_from_fun(fun, x):
+    """Central-difference Hessian of a function (lme4's deriv12 scheme, delta 1e-4)."""
+    k = x.size
+    f0 = fun(x)
+    Hs = np.empty((k, k))
+    d = 1e-4
+    for i in range(k):
+        ei = np.zeros(k)
+        ei[i] = d
+        Hs[i, i] = (fun(x + ei) - 2 * f0 + fun(x - ei)) / d ** 2
+        for j in range(i):
+            ej = np.zeros(k)
+            ej[j] = d
+            Hs[i, j] = Hs[j, i] = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej)
+                                   + fun(x - ei - ej)) / (4 * d * d)
+    return Hs
+
+
+def _vcov_from_hessian(Hdev, n_theta):
+    """glmer's vcov: beta block of (Hdev / 2)^-1; None if the Hessian is not positive definite."""
+    try:
+        np.linalg.cholesky(Hdev)
+    except np.linalg.LinAlgError:
+        return None
+    V = 2.0 * np.linalg.inv(Hdev)
+    V = V[n_theta:, n_theta:]
+    return 0.5 * (V + V.T)
+
+
+def _start_beta(X, y, w):
+    """Intercept at the logit of the weighted mean when X has a constant column, else zeros."""
+    beta = np.zeros(X.shape[1])
+    const = np.flatnonzero(np.all(X[:10] == 1.0, axis=0))
+    if const.size and np.all(X[:, const[0]] == 1.0):
+        m = np.clip(np.average(y, weights=w), 1e-6, 1 - 1e-6)
+        beta[const[0]] = np.log(m / (1 - m))
+    return beta
+
+
+class _Scaled:
+    """Affine reparametrisation x = x0 + T xi in which the Hessian is roughly the identity.
+
+    T whitens beta with the Cholesky factor of the nAGQ=0 stage's Schur complement
+    (half the Hessian of the penalized deviance in beta) and scales theta by the
+    curvature of F along it, so L-BFGS-B needs few iterations and its gradient
+    tolerance reads in units of standard errors.
+    """
+
+    def __init__(self, x0, T, lower):
+        self.x0, self.T = x0, T
+        diagT = np.diag(T)
+        self.lo = np.where(np.isfinite(lower), (lower - x0[:lower.size]) / diagT[:lower.size], -np.inf)
+
+    def x(self, xi):
+        return self.x0 + self.T @ xi
+
+    def bounds(self, n):
+        return [(lo if np.isfinite(lo) else None, None) for lo in self.lo] + [(None, None)] * (n - self.lo.size)
+
+
+def _start_subset(prob, max_groups=400, min_rows=100_000):
+    """A sub-problem on every k-th group for start values, or None for small problems.
+
+    The nAGQ=0 stage only provides start values (the Laplace stage refines all
+    parameters on all rows), and ~400 groups pin theta down to a few percent,
+    about what the coarse start search resolves anyway; on big data this
+    removes most of the work of the stage.
+    """
+    n = prob.X.shape[0]
+    if prob.G < 2 * max_groups or n < min_rows:
+        return None
+    k = prob.G // max_groups
+    groups = np.arange(0, prob.G, k)
+    counts = prob.gptr[groups + 1] - prob.gptr[groups]
+    if counts.sum() * 4 > n:
+        return None
+    idx = np.concatenate([np.arange(prob.gptr[g], prob.gptr[g + 1]) for g in groups])
+    rows = idx if prob.perm.size == 0 else prob.perm[idx]
+    codes = np.repeat(np.arange(groups.size, dtype=np.int64), counts)
+    w = prob.w_full[rows]
+    sp = SingleFactorGLMM(np.ascontiguousarray(prob.X[rows]), prob.y[rows], w, codes, groups.size, prob.zcols,
+                          prob.pattern)
+    return sp, groups
+
+
+def _make_scaling(prob, x0, S):
+    nt = prob.n_theta
+    k = x0.size
+    T = np.zeros((k, k))
+    try:
+        R = np.linalg.cholesky(2.0 * S)  # F ~ 2 (-log L): Hessian in beta ~ 2 S
+        T[nt:, nt:] = np.linalg.inv(R).T
+    except np.linalg.LinAlgError:
+        T[nt:, nt:] = np.eye(k - nt)
+    u_save = prob.u.copy()
+    _, g0 = prob.laplace(x0)
+    for i in range(nt):
+        d = 1e-3 * max(1.0, abs(x0[i]))
+        xp = x0.copy()
+        xp[i] += d
+        prob.u[:] = u_save
+        _, g1 = prob.laplace(xp)
+        curv = (g1[i] - g0[i]) / d
+        T[i, i] = 1.0 / np.sqrt(curv) if curv > 0 else 0.1 * max(1.0, abs(x0[i]))
+    prob.u[:] = u_save
+    return T
+
+
+def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, compute_se=True):
+    """Fit by glmer's strategy on one grouping factor; returns GLMMResult.
+
+    ``tol`` is L-BFGS-B's gradient tolerance in whitened coordinates, i.e.
+    roughly the distance to the optimum in standard errors.
+    """
+    X, y, w = prob.X, prob.y, prob.w_full
+    nt, p = prob.n_theta, prob.p
+    beta0 = _start_beta(X, y, w)
+    theta0 = (prob.t_rows == prob.t_cols).astype(float)
+    prob.u[:] = 0.0
+    sub = _start_subset(prob) if nagq != 0 else None
+    if sub is None:
+        theta, beta, u, S, f0, n0 = prob.nagq0(theta0, beta0, final=(nagq == 0))
+        prob.u[:] = u
+    else:
+        # start values from the nAGQ=0 stage on every k-th group, then one joint
+        # PIRLS step on all rows for the modes and the Schur complement S
+        sp, groups = sub
+        theta, beta, _, _, _, n0 = sp.nagq0(theta0, beta0)
+        _, _, beta, u, S = prob.joint_pirls(theta, beta, prob.u, maxit=2, tol_u=1e-4)
+        prob.u[:] = u
+    message = "nAGQ=0"
+    n_iter = 0
+    converged = True
+    diag = prob.t_rows == prob.t_cols
+    hessian_failed = False
+    if nagq == 0:
+        # nAGQ=0 reports the penalized deviance at the joint mode and the
+        # conditional vcov of beta, as glmer does
+        dev = f0
+        V = np.linalg.inv(S)
+        vmethod = "conditional"
+        x = np.concatenate([theta, beta])
+    else:
+        x0 = np.concatenate([theta, beta])
+        # theta = 0 is a stationary point of F (it is even in theta), so a
+        # start exactly on the boundary would never leave it
+        x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
+        sc = _Scaled(x0, _make_scaling(prob, x0, S), prob.lower_theta)
+        if nagq == 1:
+            def fg(xi):
+                F, g = prob.laplace(sc.x(xi))
+                if not np.isfinite(F):
+                    return 1e300, np.zeros_like(xi)
+                return F, sc.T.T @ g
+            res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B",
+                                    bounds=sc.bounds(x0.size),
+                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+        else:
+            nodes, weights = gauss_hermite(nagq)
+
+            def fa(x):
+                return prob.agq(x, nodes, weights)
+
+            def fg(xi):
+                x = sc.x(xi)
+                f0 = fa(x)
+                u_save = prob.u.copy()
+                g = np.empty_like(xi)
+                for i in range(xi.size):
+                    hs = 1e-4
+                    e = np.zeros_like(xi)
+                    e[i] = hs
+                    g[i] = (fa(sc.x(xi + e)) - fa(sc.x(xi - e))) / (2 * hs)
+                    prob.u[:] = u_save
+                return f0, g
+
+            res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B",
+                                    bounds=sc.bounds(x0.size),
+                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+        x = sc.x(np.asarray(res.x, dtype=float))
+        x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
+        n_iter = int(res.nit)
+        gmax = float(np.max(np.abs(res.jac))) if res.jac is not None else np.inf
+        converged = bool(res.success) or gmax < 100 * tol
+        message = str(res.message)
+        # snap a near-zero standard deviation onto the boundary if that does not hurt
+        near = diag & (x[:nt] < 1e-6)
+        if near.any():
+            x2 = x.copy()
+            x2[:nt][near] = 0.0
+            f2 = prob.laplace(x2, want_grad=False) if nagq == 1 else fa(x2)
+            fcur = prob.laplace(x, want_grad=False) if nagq == 1 else fa(x)
+            if f2 <= fcur + 1e-10 * max(1.0, abs(fcur)):
+                x = x2
+        dev = prob.laplace(x, want_grad=False) if nagq == 1 else fa(x)
+        V = None
+        vmethod = "hessian"
+        hessian_failed = False
+        if compute_se:
+            u_save = prob.u.copy()
+            if nagq == 1:
+                def gfun(xx):
+                    prob.u[:] = u_save
+                    return prob.laplace(xx)[1]
+                Hdev = _hessian_from_grad(gfun, x, gfun(x))
+            else:
+                def ffun(xx):
+                    prob.u[:] = u_save
+                    return fa(xx)
+                Hdev = _hessian_from_fun(ffun, x)
+            prob.u[:] = u_save
+            V = _vcov_from_hessian(Hdev, nt)
+        if V is None:
+            # glmer falls back the same way: the conditional vcov of beta given theta
+            _, _, _, _, S = prob.joint_pirls(x[:nt], x[nt:], prob.u, tol=1e-9)
+            V = np.linalg.inv(S)
+            vmethod = "conditional"
+            # (the estimator warns unless the fit is singular, where this is expected)
+            hessian_failed = compute_se
+        # prob.u holds the conditional modes at x (computed with ``dev``, restored after the Hessian)
+    theta, beta = x[:nt], x[nt:]
+    Lam = prob.lam(theta)
+    u = prob.u.copy()
+    b = u @ Lam.T
+    # conditional covariance of b: Lam H^-1 Lam' per level
+    condvar = _condvar_single(prob, Lam, u, beta)
+    return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=[u], b=[b], condvar=[condvar], lambdas=[Lam],
+                      deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
+                      converged=converged, message=message, vcov_method=vmethod,
+                      extra={"hessian_failed": hessian_failed})
+
+
+def _condvar_single(prob, Lam, u, beta):
+    G, q, p = prob.G, prob.q, prob.p
+    A = np.empty((G, q, q))
+    B = np.empty((G, q, p))
+    s = np.empty((G, q))
+    h = np.empty(G)
+    nck = prob.chunks.size - 1
+    kg.joint_stats(np.ascontiguousarray(beta), prob.X, prob.zcols, prob.y, prob.w, prob.perm, prob.gptr,
+                   prob.chunks, Lam, u, False, 1.0, A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)))
+    H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + np.eye(q)
+    Hinv = np.linalg.inv(H)
+    return np.einsum("ab,gbc,dc->gad", Lam, Hinv, Lam)
+
+
+# --------------------------------------------------------------------------------------------
+# several grouping factors (crossed / nested): PIRLS on the core's blocked sparse system
+# --------------------------------------------------------------------------------------------
+class MultiFactorGLMM:
+    """Laplace deviance for crossed / nested factors on the LMM core's blocked Cholesky.
+
+    Each PIRLS iteration is one weighted pass of :func:`skmixed._solvers.lmm.cross_products`
+    (working weights ``w mu (1 - mu)``, working response ``Z Lam u + (y - mu) / (mu (1 - mu))``)
+    and one blocked factorization by :class:`skmixed._solvers.lmm.LMMProblem`. The
+    fixed-effects columns ride along in the factorization: back-substituting with
+    ``beta`` set to 0 gives the u-only Newton step (Laplace), solving for all of
+    ``[u; beta]`` gives the joint step (nAGQ = 0). ``log|L|^2`` is the Z-part of the factor.
+    """
+
+    def __init__(self, X, y, w, factors, blocks):
+        from .._design.layout import BlockLayout
+
+        self.X, self.y, self.w = X, y, w
+        self.blocks = blocks
+        self.codes = [np.asarray(f.codes, dtype=np.int64) for f in factors]
+        self.layout = BlockLayout.build(blocks, self.codes, X.shape[1])
+        self.Z = [b.z_rows(X) for b in blocks]
+        self.theta_pos = [b.theta_index() for b in blocks]
+        self.n_theta = sum(b.n_theta for b in blocks)
+        self.lower_theta = np.concatenate([np.where(r == c, 0.0, -np.inf) for (r, c) in self.theta_pos])
+        self.p = X.shape[1]
+        self.u = [np.zeros((b.n_levels, b.q)) for b in blocks]
+        self.n_eval = 0
+
+    def lambdas(self, theta):
+        out, k = [], 0
+        for b, (r, c) in zip(self.blocks, self.theta_pos):
+            lam = np.zeros((b.q, b.q))
+            lam[r, c] = theta[k:k + len(r)]
+            k += len(r)
+            out.append(lam)
+        return out
+
+    def _re_eta(self, lams, u):
+        eta = np.zeros(self.X.shape[0])
+        for blk, Z, lam, uk in zip(self.blocks, self.Z, lams, u):
+            eta += np.einsum("ij,ij->i", Z, (uk @ lam.T)[self.codes[blk.factor]])
+        return eta
+
+    def _solve(self, theta, beta, u, joint):
+        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem)."""
+        from .lmm import LMMProblem, cross_products
+
+        lams = self.lambdas(theta)
+        zb = self._re_eta(lams, u)
+        eta = self.X @ beta + zb
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        var = np.maximum(mu * (1.0 - mu), 1e-300)
+        W = self.w * var
+        # working response; for the u-only step the offset X beta is left out
+        yw = zb + (self.y - mu) / var + (self.X @ beta if joint else 0.0)
+        cp = cross_products(self.layout, self.X, yw, W)
+        prob = LMMProblem(self.layout, cp, reml=False)
+        f = prob._factor(np.asarray(theta, dtype=float))
+        if f is None:
+            return None
+        L, ldL2 = f[0], f[1]
+        lay = self.layout
+        Q2, p, m = lay.Q2, lay.p, lay.m
+        c = L[m - 1, :m - 1]
+        from scipy.linalg import solve_triangular
+
+        if joint:
+            v = solve_triangular(L[:m - 1, :m - 1], c, lower=True, trans="T", check_finite=False)
+        else:
+            v = np.zeros(m - 1)
+            if Q2:
+                v[:Q2] = solve_triangular(L[:Q2, :Q2], c[:Q2], lower=True, trans="T", check_finite=False)
+        from .._kernels import lmm as klmm
+
+        u1 = klmm.solve_first_block(prob._L11, prob._L21, lay.ptr, lay.cols, v, 0)
+        un = [u1]
+        for k, blk in enumerate(self.blocks[1:]):
+            o = lay.dense_off[k]
+            un.append(v[o:o + blk.n_levels * blk.q].reshape(blk.n_levels, blk.q))
+        bn = v[Q2:Q2 + p] if joint else beta
+        return un, bn, ldL2, (L, prob)
+
+    def _pwrss(self, theta, beta, u):
+        eta = self.X @ beta + self._re_eta(self.lambdas(theta), u)
+        dev = 2.0 * self.w * (self.y * np.logaddexp(0, -eta) + (1 - self.y) * np.logaddexp(0, eta))
+        return float(dev.sum() + sum(float((uk * uk).sum()) for uk in u))
+
+    def pirls(self, theta, beta, joint=False, tol=1e-9, maxit=60):
+        """PIRLS from the stored modes; returns (pwrss + ldL2, beta, extra) and updates self.u."""
+        u = [uk.copy() for uk in self.u]
+        pw = self._pwrss(theta, beta, u)
+        out = None
+        for it in range(maxit):
+            step = self._solve(theta, beta, u, joint)
+            if step is None:
+                return np.inf, beta, None
+            un, bn, ldL2, fac = step
+            pn = self._pwrss(theta, bn, un)
+            k = 0
+            while pn > pw * (1 + 1e-12) and k < 30:  # step halving
+                un = [0.5 * (a + b) for a, b in zip(un, u)]
+                bn = 0.5 * (bn + beta)
+                pn = self._pwrss(theta, bn, un)
+                k += 1
+            delta = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(un, u))
+            if joint:
+                delta = max(delta, float(np.max(np.abs(bn - beta))) if bn.size else 0.0)
+            u, beta, pw = un, bn, pn
+            out = fac
+            if delta < tol:
+                break
+        # log|L|^2 at the mode: one more factorization with the final weights
+        step = self._solve(theta, beta, u, joint)
+        ldL2, out = step[2], step[3]
+        self.u = u
+        return pw + ldL2, beta, out
+
+    def laplace(self, x):
+        self.n_eval += 1
+        theta, beta = x[:self.n_theta], x[self.n_theta:]
+        F, _, _ = self.pirls(theta, beta, joint=False)
+        return F
+
+
+def _fd_grad(fun, x, lower, h=1e-5):
+    g = np.empty_like(x)
+    f0 = None
+    for i in range(x.size):
+        hs = h * max(1.0, abs(x[i]))
+        xp = x.copy()
+        xp[i] += hs
+        fp = fun(xp)
+        if x[i] - hs >= lower[i]:
+            xm = x.copy()
+            xm[i] -= hs
+            g[i] = (fp - fun(xm)) / (2 * hs)
+        else:
+            if f0 is None:
+                f0 = fun(x)
+            g[i] = (fp - f0) / hs
+    return g
+
+
+def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
+    """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult."""
+    prob = MultiFactorGLMM(X, y, w, factors, blocks)
+    nt, p = prob.n_theta, prob.p
+    theta0 = np.concatenate([(r == c).astype(float) for (r, c) in prob.theta_pos])
+    beta0 = _start_beta(X, y, w)
+    # nAGQ=0 stage: beta inside PIRLS, theta by L-BFGS-B on finite differences
+    state = {"beta": beta0}
+
+    def f0(theta):
+        F, b, _ = prob.pirls(theta, state["beta"], joint=True, tol=1e-7)
+        state["beta"] = b
+        return F
+
+    bounds_t = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower_theta]
+    f0(theta0)
+    r0 = optimize.minimize(lambda t: (f0(t), _fd_grad(f0, t, prob.lower_theta, 1e-4)), theta0, jac=True,
+                           method="L-BFGS-B", bounds=bounds_t,
+                           options={"gtol": 1e-6 if nagq == 0 else 1e-3, "maxiter": max_iter})
+    theta = np.asarray(r0.x)
+    F0, beta, (L, lp) = prob.pirls(theta, state["beta"], joint=True)
+    lay = prob.layout
+    Q2 = lay.Q2
+    RX = L[Q2:Q2 + p, Q2:Q2 + p]
+    S = RX @ RX.T
+    diag = np.concatenate([r == c for (r, c) in prob.theta_pos])
+    if nagq == 0:
+        x = np.concatenate([theta, beta])
+        dev, V, vmethod, n_iter, converged, message = F0, np.linalg.inv(S), "conditional", r0.nit, True, "nAGQ=0"
+    else:
+        x0 = np.concatenate([theta, beta])
+        x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
+        T = np.eye(x0.size)
+        T[nt:, nt:] = np.linalg.inv(np.linalg.cholesky(2.0 * S)).T
+        T[:nt, :nt] = np.diag(np.maximum(0.1 * np.abs(x0[:nt]), 0.05))
+        sc = _Scaled(x0, T, prob.lower_theta)
+        lo_xi = np.concatenate([sc.lo, np.full(p, -np.inf)])
+
+        def fxi(xi):
+            return prob.laplace(sc.x(xi))
+
+        def fg(xi):
+            F = fxi(xi)
+            u_save = [uk.copy() for uk in prob.u]
+
+            def fr(z):
+                prob.u = [uk.copy() for uk in u_save]
+                return fxi(z)
+            g = _fd_grad(fr, xi, lo_xi, 1e-4)
+            prob.u = u_save
+            return F, g
+
+        res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B", bounds=sc.bounds(x0.size),
+                                options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+        x = sc.x(np.asarray(res.x))
+        x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
+        n_iter, message = int(res.nit), str(res.message)
+        converged = bool(res.success) or float(np.max(np.abs(res.jac))) < 100 * tol
+        u_save = [uk.copy() for uk in prob.u]
+
+        def ff(z):
+            prob.u = [uk.copy() for uk in u_save]
+            return prob.laplace(z)
+        Hdev = _hessian_from_fun(ff, x)
+        prob.u = u_save
+        V = _vcov_from_hessian(Hdev, nt)
+        vmethod = "hessian"
+        dev = prob.laplace(x)
+        if V is None:
+            V, vmethod = np.linalg.inv(S), "conditional"
+    hessian_failed = nagq != 0 and vmethod == "conditional"
+    theta, beta = x[:nt], x[nt:]
+    lams = prob.lambdas(theta)
+    _, _, (L, lp) = prob.pirls(theta, beta, joint=False)
+    # conditional covariances of u: diagonal blocks of (L_Z L_Z')^{-1}
+    from scipy.linalg import solve_triangular
+
+    from .._kernels import lmm as klmm
+
+    Minv = solve_triangular(L[:Q2, :Q2], np.eye(Q2), lower=True, check_finite=False) if Q2 else np.zeros((0, 0))
+    cvu = [klmm.first_block_condvar(lp._L11, lp._L21, lay.ptr, lay.cols, Minv, Q2)]
+    for k, blk in enumerate(blocks[1:]):
+        o, q, J = lay.dense_off[k], blk.q, blk.n_levels
+        Mk = Minv[:, o:o + J * q].reshape(Q2, J, q)
+        cvu.append(np.einsum("rja,rjb->jab", Mk, Mk))
+    u = [uk.copy() for uk in prob.u]
+    b = [uk @ lam.T for uk, lam in zip(u, lams)]
+    condvar = [np.einsum("ab,jbc,dc->jad", lam, cu, lam) for lam, cu in zip(lams, cvu)]
+    return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=u, b=b, condvar=condvar, lambdas=lams,
+                      deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
+                      converged=converged, message=message, vcov_method=vmethod,
+                      extra={"lower": prob.lower_theta, "hessian_failed": hessian_failed})
