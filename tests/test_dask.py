@@ -117,3 +117,57 @@ def test_group_column_and_fixed_only(client, seed000):
     np.testing.assert_allclose(m0.fixed_effects_, f0.fixed_effects_, rtol=1e-10)
     np.testing.assert_allclose(m0.fixed_effects_se_, f0.fixed_effects_se_, rtol=1e-10)
     assert m0.reml_criterion_ == pytest.approx(f0.reml_criterion_, rel=1e-12)
+
+
+# ----------------------------------------------------------------- logistic (Laplace) on the cluster
+def test_glmm_laplace_equals_in_memory(client, seed000):
+    from skmixed import MixedLogisticRegressor
+    from skmixed.dask import fit_glmm
+
+    df = seed000.iloc[:8000]
+    ddf = dd.from_pandas(df, npartitions=4)  # rows shuffled: groups span partitions until fit_glmm shuffles
+    m = fit_glmm(ddf, y="y_bin", X=["x", "b"], groups="g")
+    f = MixedLogisticRegressor().fit(df[["x", "b"]], df["y_bin"], groups=df["g"])
+    np.testing.assert_allclose(m.fixed_effects_, f.fixed_effects_, rtol=1e-6)
+    np.testing.assert_allclose(m.fixed_effects_se_, f.fixed_effects_se_, rtol=1e-6)
+    np.testing.assert_allclose(m.theta_, f.theta_, rtol=1e-6)
+    assert m.loglik_ == pytest.approx(f.loglik_, rel=1e-10)
+    re, rf = m.random_effects_["g"], f.random_effects_["g"]
+    assert list(re.index) == list(rf.index)
+    np.testing.assert_allclose(re, rf, rtol=0, atol=1e-6 * np.abs(rf.to_numpy()).max())
+    assert list(m.classes_) == [0, 1]
+    proba = predict_dask(m, ddf, method="predict_proba").compute()
+    np.testing.assert_allclose(proba.to_numpy(), f.predict_proba(df[["x", "b"]], groups=df["g"])[:, 1], rtol=1e-6)
+    labels = predict_dask(m, ddf).compute()
+    np.testing.assert_array_equal(labels.to_numpy(), f.predict(df[["x", "b"]], groups=df["g"]))
+
+
+def test_glmm_weighted_string_classes(client):
+    from skmixed import MixedLogisticRegressor
+    from skmixed.datasets import load_cbpp_bernoulli
+
+    df = load_cbpp_bernoulli()
+    cols = list(df.columns)
+    assert {"herd", "period"} <= set(cols)
+    ycol = [c for c in cols if c not in ("herd", "period")][0]
+    df = df.assign(lab=np.where(df[ycol].to_numpy() > 0, "sick", "well"), w=1.0 + (np.arange(len(df)) % 2))
+    X = pd.get_dummies(df["period"], prefix="period", drop_first=True, dtype=float)
+    data = pd.concat([df, X], axis=1)
+    xcols = list(X.columns)
+    m = fit_dask(MixedLogisticRegressor(), dd.from_pandas(data, npartitions=3), y="lab", X=xcols, groups="herd",
+                 sample_weight="w")
+    f = MixedLogisticRegressor().fit(data[xcols], data["lab"], groups=data["herd"], sample_weight=data["w"])
+    assert list(m.classes_) == ["sick", "well"]
+    np.testing.assert_allclose(m.fixed_effects_, f.fixed_effects_, rtol=1e-6)
+    np.testing.assert_allclose(m.theta_, f.theta_, rtol=1e-6)
+
+
+def test_glmm_adaptive_quadrature(client, seed000):
+    from skmixed import MixedLogisticRegressor
+
+    df = seed000.iloc[:4000]
+    m = fit_dask(MixedLogisticRegressor(nagq=5), dd.from_pandas(df, npartitions=3), y="y_bin", X=["x"], groups="g")
+    f = MixedLogisticRegressor(nagq=5).fit(df[["x"]], df["y_bin"], groups=df["g"])
+    np.testing.assert_allclose(m.fixed_effects_, f.fixed_effects_, rtol=1e-6)
+    np.testing.assert_allclose(m.theta_, f.theta_, rtol=1e-6)
+    assert m.loglik_ == pytest.approx(f.loglik_, rel=1e-10)
