@@ -15,6 +15,8 @@ import skmixed
 
 ESTIMATORS = {
     "linear": (lambda **kw: skmixed.MixedLinearRegressor(**kw), "continuous"),
+    "logistic": (lambda **kw: skmixed.MixedLogisticRegressor(**kw), "binary"),
+    "logistic-agq": (lambda **kw: skmixed.MixedLogisticRegressor(nagq=5, **kw), "binary"),
     "additive": (lambda **kw: skmixed.AdditiveMixedRegressor(**kw), "continuous"),
     "additive-smooth": (lambda **kw: skmixed.AdditiveMixedRegressor(smooth=[1], n_knots=6, **kw), "continuous"),
     "additive-binomial": (lambda **kw: skmixed.AdditiveMixedRegressor(family="binomial", **kw), "binary"),
@@ -162,6 +164,17 @@ def test_million_distinct_groups_linear():
     assert m.fixed_effects_["x0"] == pytest.approx(0.5, abs=0.01)
     assert np.sqrt(m.cov_re_["group"].iloc[0, 0]) == pytest.approx(0.5, rel=0.1)
     assert m.random_effects_["group"].shape == (J, 1)
+
+
+def test_logistic_rejects_non_binary_and_single_class():
+    X, y, g = _data("binary")
+    m = skmixed.MixedLogisticRegressor().fit(X, y, groups=g)
+    before = _state(m)
+    with pytest.raises(ValueError):
+        m.fit(X, np.arange(len(y)) % 3, groups=g)
+    with pytest.raises(ValueError):
+        m.fit(X, np.ones(len(y)), groups=g)
+    assert _state(m) == before
 
 
 def test_linear_rejects_one_observation_per_level_and_constant_y():
