@@ -245,11 +245,9 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
     est.feature_names_in_ = np.asarray(names_in, dtype=object)
     est.n_features_in_ = len(names_in)
     est._stats = None
-    est._fit_stats(total)
+    est._fit_stats(total, unfit="raise")
     if formula is not None:
         est.formula_ = formula
-    if not hasattr(est, "fixed_effects_"):
-        raise ValueError("the data cannot be fitted (see the warning above)")
     return est
 
 

@@ -240,8 +240,13 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self._fit_stats(total)
         return self
 
-    def _fit_stats(self, stats: GroupedStats):
-        """Fit on accumulated statistics (partial_fit and the distributed fits)."""
+    def _fit_stats(self, stats: GroupedStats, unfit="warn"):
+        """Fit on accumulated statistics (partial_fit and the distributed fits).
+
+        When the totals cannot be fitted yet, ``unfit="warn"`` (partial_fit: more
+        chunks may come) warns and leaves the estimator as it was; ``"raise"``
+        raises a ValueError naming the reason.
+        """
         n_par = len(stats.feature_names) + sum(t.q * (t.q + 1) // 2 for t in stats.terms)
         n_par += 1 if stats.terms else 0
         small = [nm for nm, lev in zip(stats.factor_names, stats.levels) if len(lev) < 2]
@@ -270,6 +275,8 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             except ValueError as e:
                 reason = str(e)
         if reason is not None:
+            if unfit == "raise":
+                raise ValueError(f"the model cannot be fitted: {reason}")
             warnings.warn(f"statistics accumulated but the model was not refitted: {reason}", UserWarning,
                           stacklevel=3)
             return

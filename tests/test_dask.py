@@ -99,6 +99,9 @@ def test_bad_inputs(client, seed000):
     bad.loc[bad.index[-1], "x"] = np.nan
     with pytest.raises(ValueError, match="X contains NaN"):
         fit_lmm(dd.from_pandas(bad, npartitions=3), y="y", X=["x"], groups="g")
+    one = seed000.assign(g=7)
+    with pytest.raises(ValueError, match="cannot be fitted: .*single level"):
+        fit_lmm(dd.from_pandas(one, npartitions=2), y="y", X=["x"], groups="g")
 
 
 def test_group_column_and_fixed_only(client, seed000):
