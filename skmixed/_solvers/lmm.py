@@ -307,10 +307,6 @@ class LMMProblem:
             # status 2 = "ABNORMAL" line search: L-BFGS-B cannot improve further on the
             # finite-difference gradient; the Newton polish below decides convergence
             converged = bool(res.success)
-            if self.n_theta <= 20:
-                theta_n, ok = self._newton_polish(np.asarray(res.x, dtype=float))
-                res.x = theta_n
-                converged = converged or ok
         theta = np.asarray(res.x, dtype=float)
         fbest = self.objective(theta)
         # snap parameters that sit within rounding of the boundary onto it
@@ -321,64 +317,10 @@ class LMMProblem:
             t2[near] = 0.0
             if self.objective(t2) <= fbest + 1e-10:
                 theta = t2
-        if self.layout.m <= 200:
-            theta = self.polish(theta)
+        if not large and self.n_theta <= 20:
+            theta, at_optimum = self.polish(theta)
+            converged = converged or at_optimum
         return theta, n_iter, converged, str(res.message)
-
-    def _newton_polish(self, theta, steps=4):
-        """Newton steps on a finite-difference Hessian (cheap when evaluations are).
-
-        L-BFGS-B on difference gradients stops where the gradient's rounding noise
-        (``eps |f| / h``) matches its size, which leaves flat directions (small SDs,
-        correlations) settled to only ~1e-5. A quadratic model from wider
-        differences, minimised over the parameters off the bound, settles them to
-        the optimum's own precision. Returns (theta, converged): converged when the
-        model's predicted decrease is negligible.
-        """
-        f0 = self.objective(theta)
-        k = theta.size
-        for _ in range(steps):
-            h = 1e-4 * np.maximum(1.0, np.abs(theta))
-            free = ~((self.lower == 0) & (theta <= h))  # parameters on (or at) the zero bound stay
-            idx = np.flatnonzero(free)
-            if not idx.size:
-                return theta, True
-            g = np.zeros(k)
-            H = np.zeros((k, k))
-            fp, fm = {}, {}
-            for i in idx:
-                e = np.zeros(k)
-                e[i] = h[i]
-                fp[i], fm[i] = self.objective(theta + e), self.objective(theta - e)
-                g[i] = (fp[i] - fm[i]) / (2 * h[i])
-                H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
-            for a_, i in enumerate(idx):
-                for j in idx[a_ + 1:]:
-                    ei, ej = np.zeros(k), np.zeros(k)
-                    ei[i], ej[j] = h[i], h[j]
-                    H[i, j] = H[j, i] = (self.objective(theta + ei + ej) - self.objective(theta + ei - ej)
-                                         - self.objective(theta - ei + ej)
-                                         + self.objective(theta - ei - ej)) / (4 * h[i] * h[j])
-            Hf = H[np.ix_(idx, idx)]
-            gf = g[idx]
-            try:
-                w, V = np.linalg.eigh(Hf)
-            except np.linalg.LinAlgError:
-                return theta, False
-            if w.min() <= 0:
-                return theta, False  # not locally convex: leave it to the caller's verdict
-            step = -(V @ ((V.T @ gf) / w))
-            decrease = -0.5 * gf @ step
-            t_new = theta.copy()
-            t_new[idx] += step
-            t_new = np.maximum(t_new, self.lower)
-            f_new = self.objective(t_new)
-            if not f_new <= f0:
-                return theta, decrease < 1e-8 * max(1.0, abs(f0))
-            theta, f0 = t_new, f_new
-            if decrease < 1e-12 * max(1.0, abs(f0)):
-                return theta, True
-        return theta, True
 
     def polish(self, theta, max_steps=5):
         """Newton steps on central-difference derivatives, from the optimiser's result.
@@ -394,14 +336,19 @@ class LMMProblem:
         is taken only when the Hessian is positive definite, the step is small
         (we are at the optimum already) and the criterion does not get worse
         beyond rounding.
+
+        Returns ``(theta, at_optimum)``: ``at_optimum`` when the Hessian of the free
+        parameters is positive definite and the Newton step is negligible — the
+        optimiser's answer is a resolved minimum whatever its own stopping message.
         """
         theta = np.asarray(theta, dtype=float).copy()
         idx = np.flatnonzero(~((self.lower == 0) & (theta < 1e-2)))
         if idx.size == 0:
-            return theta
+            return theta, True
         f0 = self.objective(theta)
         if not np.isfinite(f0):
-            return theta
+            return theta, False
+        at_optimum = False
         k = idx.size
         H = None
         for _ in range(max_steps):
@@ -428,6 +375,7 @@ class LMMProblem:
             rel = np.max(np.abs(step) / scale)
             if rel > 1e-3:
                 break  # not at a well-resolved optimum: leave the optimiser's answer
+            at_optimum = True
             t2 = theta.copy()
             t2[idx] += step
             if np.any(t2 < self.lower):
@@ -438,7 +386,7 @@ class LMMProblem:
             theta, f0 = t2, f2
             if rel < 1e-11:
                 break
-        return theta
+        return theta, at_optimum
 
     def _fd_hessian(self, theta, idx, h, f0):
         k = idx.size
@@ -458,10 +406,10 @@ class LMMProblem:
 
     def _escape_boundary(self, theta, f0):
         """A better point off the zero bound, or None when the boundary point is a minimum."""
-        at = np.flatnonzero((self.lower == 0) & (theta == 0))
+        at = np.flatnonzero((self.lower == 0) & (theta < 1e-4))
         if not at.size:
             return None
-        for delta in (0.1, 0.01, 0.5):
+        for delta in (0.1, 0.01, 0.5, 0.003):
             t = theta.copy()
             t[at] = delta
             if self.objective(t) < f0 - 1e-9 * max(1.0, abs(f0)):
