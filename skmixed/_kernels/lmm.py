@@ -39,88 +39,101 @@ def _term_of(col, doff, dq, Q2):
 
 
 @njit(cache=True)
-def schur(A11, A21, M, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21):
-    """Factor the first block per level and downdate the dense part in place.
-
-    Fills ``L11[j] = chol(lam1' A11[j] lam1 + I)`` and ``L21`` (the coupling rows
-    scaled by the Lambdas and solved against ``L11[j]'``), subtracts
-    ``L21_j L21_j'`` from the lower triangle of ``M`` and returns ``log|L11|^2`` (``inf`` when a block
-    is not positive definite).
-    """
-    J1, q1 = A11.shape[0], A11.shape[1]
+def _level_factor(j, A11, A21, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21):
+    """``L11[j]`` and level ``j``'s rows of ``L21``; returns ``log|L11[j]|^2`` (inf if not PD)."""
+    q1 = A11.shape[1]
     B = np.empty((q1, q1))
     T = np.empty((q1, q1))
     row = np.empty(q1)
     tmp = np.empty(max(q1, 8))
+    # B = lam1' A11[j] lam1 + I
+    for a in range(q1):
+        for b in range(q1):
+            s = 0.0
+            for c in range(q1):
+                s += A11[j, a, c] * lam1[c, b]
+            T[a, b] = s
+    for a in range(q1):
+        for b in range(q1):
+            s = 0.0
+            for c in range(q1):
+                s += lam1[c, a] * T[c, b]
+            B[a, b] = s
+        B[a, a] += 1.0
+    if not _small_chol(B, L11[j]):
+        return np.inf
+    ld = 0.0
+    for a in range(q1):
+        ld += 2.0 * np.log(L11[j, a, a])
+    s0 = ptr[j]
+    s1 = ptr[j + 1]
+    # copy and apply the dense-term Lambda' to the stored rows
+    s = s0
+    while s < s1:
+        col = cols[s]
+        k = _term_of(col, doff, dq, Q2)
+        if k < 0:
+            for a in range(q1):
+                L21[s, a] = A21[s, a]
+            s += 1
+            continue
+        q = dq[k]
+        lam = lam_d[lam_off[k]:lam_off[k] + q * q].reshape((q, q))
+        if tmp.shape[0] < q:
+            tmp = np.empty(q)
+        for a in range(q1):
+            for r in range(q):
+                acc = 0.0
+                for b in range(r, q):
+                    acc += lam[b, r] * A21[s + b, a]
+                tmp[r] = acc
+            for r in range(q):
+                L21[s + r, a] = tmp[r]
+        s += q
+    # right-multiply by lam1, then solve against L11[j]' (forward substitution)
+    Lj = L11[j]
+    for s in range(s0, s1):
+        for b in range(q1):
+            acc = 0.0
+            for c in range(q1):
+                acc += L21[s, c] * lam1[c, b]
+            row[b] = acc
+        for a in range(q1):
+            acc = row[a]
+            for c in range(a):
+                acc -= Lj[a, c] * L21[s, c]
+            L21[s, a] = acc / Lj[a, a]
+    return ld
+
+
+@njit(cache=True)
+def schur(A11, A21, M, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21):
+    """Factor the first block per level and downdate the dense part in place.
+
+    Fills ``L11[j] = chol(lam1' A11[j] lam1 + I)`` and ``L21`` (the coupling rows
+    scaled by the Lambdas and solved against ``L11[j]'``), subtracts every
+    ``L21_j L21_j'`` from the lower triangle of ``M`` and returns ``log|L11|^2``
+    (``inf`` when a block is not positive definite). Serial: the downdate is a
+    scatter into ``M`` bound by memory, and splitting it over threads measured
+    slower than one thread on these 2-core machines.
+    """
+    J1 = A11.shape[0]
+    q1 = A11.shape[1]
     ld = 0.0
     for j in range(J1):
-        # B = lam1' A11[j] lam1 + I
-        for a in range(q1):
-            for b in range(q1):
-                s = 0.0
-                for c in range(q1):
-                    s += A11[j, a, c] * lam1[c, b]
-                T[a, b] = s
-        for a in range(q1):
-            for b in range(q1):
-                s = 0.0
-                for c in range(q1):
-                    s += lam1[c, a] * T[c, b]
-                B[a, b] = s
-            B[a, a] += 1.0
-        if not _small_chol(B, L11[j]):
+        ld += _level_factor(j, A11, A21, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21)
+        if not np.isfinite(ld):
             return np.inf
-        for a in range(q1):
-            ld += 2.0 * np.log(L11[j, a, a])
+        # columns increase along a level's segment, so M[ce, cf] with f <= e is the lower
+        # triangle, the only part the LAPACK Cholesky (uplo="L") reads: the upper is left stale
         s0 = ptr[j]
-        s1 = ptr[j + 1]
-        # copy and apply the dense-term Lambda' to the stored rows
-        s = s0
-        while s < s1:
-            col = cols[s]
-            k = _term_of(col, doff, dq, Q2)
-            if k < 0:
-                for a in range(q1):
-                    L21[s, a] = A21[s, a]
-                s += 1
-                continue
-            q = dq[k]
-            lam = lam_d[lam_off[k]:lam_off[k] + q * q].reshape((q, q))
-            if tmp.shape[0] < q:
-                tmp = np.empty(q)
-            for a in range(q1):
-                for r in range(q):
-                    acc = 0.0
-                    for b in range(r, q):
-                        acc += lam[b, r] * A21[s + b, a]
-                    tmp[r] = acc
-                for r in range(q):
-                    L21[s + r, a] = tmp[r]
-            s += q
-        # right-multiply by lam1, then solve against L11[j]'
-        Lj = L11[j]
-        for s in range(s0, s1):
-            for b in range(q1):
-                acc = 0.0
-                for c in range(q1):
-                    acc += L21[s, c] * lam1[c, b]
-                row[b] = acc
-            for a in range(q1):
-                acc = row[a]
-                for c in range(a):
-                    acc -= Lj[a, c] * L21[s, c]
-                L21[s, a] = acc / Lj[a, a]
-        # downdate the dense part on this level's pattern; columns increase along a
-        # segment, so M[ce, cf] with f <= e is the lower triangle, the only part the
-        # LAPACK Cholesky (uplo="L") reads: the upper triangle is left stale
-        for e in range(s0, s1):
+        for e in range(s0, ptr[j + 1]):
             ce = cols[e]
             for f in range(s0, e + 1):
                 acc = 0.0
                 for a in range(q1):
                     acc += L21[e, a] * L21[f, a]
-                cf = cols[f]
-                M[ce, cf] -= acc
+                M[ce, cols[f]] -= acc
     return ld
 
 
