@@ -193,10 +193,7 @@ class MixedModelBase(BaseEstimator):
             names_in = [c for c in names_in if c not in set(map(str, g.columns))]
         names_in = [str(c) for c in names_in] if names_in is not None else [f"x{k}" for k in range(p_in)]
         icpt = bool(self.fit_intercept)
-        Xd = np.empty((n, p_in + icpt), dtype=np.float64)
-        if icpt:
-            Xd[:, 0] = 1.0
-        Xd[:, icpt:] = Xv
+        Xd = self._design(Xv)
         feature_names = (["(Intercept)"] if icpt else []) + names_in
 
         if groups is None:
@@ -216,7 +213,9 @@ class MixedModelBase(BaseEstimator):
             raise ValueError(f"n_samples={n} is too few for the model's {n_par} parameters")
         return fd
 
-    def _validate_y(self, y, n):
+    @staticmethod
+    def _check_y_shape(y, n):
+        """y as a 1-D array of n entries (a column vector is accepted with a warning)."""
         y_arr = np.asarray(y)
         if y_arr.ndim == 2 and y_arr.shape[1] == 1:
             y_arr = column_or_1d(y_arr, warn=True)
@@ -224,6 +223,10 @@ class MixedModelBase(BaseEstimator):
             raise ValueError(f"y must be 1-D, got shape {y_arr.shape}")
         if y_arr.shape[0] != n:
             raise ValueError(f"X has {n} rows but y has {y_arr.shape[0]}")
+        return y_arr
+
+    def _validate_y(self, y, n):
+        y_arr = self._check_y_shape(y, n)
         try:
             y_arr = y_arr.astype(np.float64)
         except (TypeError, ValueError) as e:
@@ -281,12 +284,16 @@ class MixedModelBase(BaseEstimator):
         Xv = self._check_x(X, reset=False)
         _finite_or_raise(Xv, "X")
         n = Xv.shape[0]
+        return PredictData(self._design(Xv)[:, self._keep], self._encode_groups(groups, n))
+
+    def _design(self, Xv):
+        """The fixed-effects design: an intercept column first (when fitted), then X's columns."""
         icpt = bool(self.fit_intercept)
-        Xd = np.empty((n, Xv.shape[1] + icpt))
+        Xd = np.empty((Xv.shape[0], Xv.shape[1] + icpt))
         if icpt:
             Xd[:, 0] = 1.0
         Xd[:, icpt:] = Xv
-        return PredictData(Xd[:, self._keep], self._encode_groups(groups, n))
+        return Xd
 
     def _encode_groups(self, groups, n):
         factors = getattr(self, "factors_", [])
@@ -362,12 +369,7 @@ class MixedModelBase(BaseEstimator):
         Xv = self._check_x(Xf, reset=False)
         _finite_or_raise(Xv, "X")
         n = Xv.shape[0]
-        icpt = bool(self.fit_intercept)
-        Xd = np.empty((n, Xv.shape[1] + icpt))
-        if icpt:
-            Xd[:, 0] = 1.0
-        Xd[:, icpt:] = Xv
-        Xd = Xd[:, self._keep]
+        Xd = self._design(Xv)[:, self._keep]
         parsed = self._formula["parsed"]
         if groups is None and parsed.terms:
             try:

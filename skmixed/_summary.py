@@ -86,3 +86,15 @@ def format_coef_table(est: pd.Series, se: pd.Series, stat: str = "t value", p_va
         df["Pr(>|z|)"] = p_values
     with pd.option_context("display.float_format", "{:.5g}".format, "display.width", 120):
         return "Fixed effects:\n" + df.to_string()
+
+
+def format_groups_and_flags(est, nobs) -> tuple:
+    """The "Number of obs / groups" line and the singular / convergence notes of a summary."""
+    groups = ", ".join(f"{k}, {v}" for k, v in est.n_groups_.items())
+    head = f"Number of obs: {nobs}" + (f", groups:  {groups}" if groups else "")
+    flags = []
+    if est.is_singular_:
+        flags += ["", "boundary (singular) fit: see is_singular_"]
+    if not est.converged_:
+        flags += ["", "optimizer did not converge: see converged_"]
+    return head, flags

@@ -13,7 +13,7 @@ from sklearn.metrics import r2_score
 
 from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
-from ._summary import Summary, format_coef_table, format_varcorr, varcorr_table
+from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
 from ._solvers.lmm import LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats
 
@@ -416,14 +416,9 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
                 f"     AIC      BIC   logLik deviance\n{self.aic_:8.1f} {self.bic_:8.1f} {self.loglik_:8.1f} "
                 f"{self.deviance_:8.1f}")
         lines += [crit, "", format_varcorr(self.cov_re_, self.sigma_)]
-        groups = ", ".join(f"{k}, {v}" for k, v in self.n_groups_.items())
         nobs = int(self.n_obs_) if float(self.n_obs_).is_integer() else self.n_obs_
-        lines.append(f"Number of obs: {nobs}" + (f", groups:  {groups}" if groups else ""))
-        lines += ["", format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "t value")]
-        if self.is_singular_:
-            lines += ["", "boundary (singular) fit: see is_singular_"]
-        if not self.converged_:
-            lines += ["", "optimizer did not converge: see converged_"]
+        head, flags = format_groups_and_flags(self, nobs)
+        lines += [head, "", format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "t value")] + flags
         return Summary("\n".join(lines))
 
     def __sklearn_tags__(self):

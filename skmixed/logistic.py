@@ -11,13 +11,13 @@ from scipy import stats
 from sklearn.base import ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import FitData, MixedModelBase
 from ._design.layout import amalgamate
 from ._kernels import glmm as kg
 from ._solvers import glmm as sg
-from ._summary import Summary, format_coef_table, format_varcorr, varcorr_table
+from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
 
 __all__ = ["MixedLogisticRegressor", "SeparationWarning", "SingularFitWarning"]
 
@@ -122,13 +122,7 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
 
     # ----------------------------------------------------------------- input checks
     def _validate_y(self, y, n):
-        y_arr = np.asarray(y)
-        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
-            y_arr = column_or_1d(y_arr, warn=True)
-        if y_arr.ndim != 1:
-            raise ValueError(f"y must be 1-D, got shape {y_arr.shape}")
-        if y_arr.shape[0] != n:
-            raise ValueError(f"X has {n} rows but y has {y_arr.shape[0]}")
+        y_arr = self._check_y_shape(y, n)
         if pd.isna(pd.Series(y_arr)).any():
             raise ValueError("y contains NaN / missing labels")
         y_type = type_of_target(y_arr, input_name="y", raise_unknown=True)
@@ -360,14 +354,9 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         lines += ["", "     AIC      BIC   logLik deviance df.resid",
                   f"{self.aic_:8.1f} {self.bic_:8.1f} {self.loglik_:8.1f} {self.deviance_:8.1f} {nobs - k:8}", ""]
         lines.append(format_varcorr(self.cov_re_, None))
-        groups = ", ".join(f"{k}, {v}" for k, v in self.n_groups_.items())
-        lines.append(f"Number of obs: {nobs}" + (f", groups:  {groups}" if groups else ""))
-        lines += ["", format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "z value",
-                                        p_values=self.fixed_effects_pvalue_)]
-        if self.is_singular_:
-            lines += ["", "boundary (singular) fit: see is_singular_"]
-        if not self.converged_:
-            lines += ["", "optimizer did not converge: see converged_"]
+        head, flags = format_groups_and_flags(self, nobs)
+        lines += [head, "", format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "z value",
+                                              p_values=self.fixed_effects_pvalue_)] + flags
         return Summary("\n".join(lines))
 
     def __sklearn_tags__(self):
