@@ -85,3 +85,45 @@ def test_duplicated_rows_equal_weights_of_two(seed):
     np.testing.assert_allclose(a.fixed_effects_, b.fixed_effects_, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(a.theta_, b.theta_, rtol=1e-5, atol=1e-6)
     assert a.reml_criterion_ == pytest.approx(b.reml_criterion_, abs=1e-6)
+
+
+def _binary(seed, n=600, J=20):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, J, n)
+    g[:J] = np.arange(J)
+    X = rng.normal(size=(n, 2))
+    lp = -0.3 + X @ [0.8, -0.5] + rng.normal(0, 0.8, J)[g]
+    return X, (rng.random(n) < 1 / (1 + np.exp(-lp))).astype(int), g
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000))
+def test_logistic_permutation_relabelling_and_duplication(seed):
+    from skmixed import MixedLogisticRegressor
+
+    X, y, g = _binary(seed)
+    perm = np.random.default_rng(seed + 1).permutation(len(y))
+    names = np.array([f"g{k}" for k in np.random.default_rng(seed).permutation(20)])
+    a = MixedLogisticRegressor().fit(X, y, groups=g)
+    b = MixedLogisticRegressor().fit(X[perm], y[perm], groups=names[g][perm])
+    c = MixedLogisticRegressor().fit(np.vstack([X, X]), np.concatenate([y, y]), groups=np.concatenate([g, g]))
+    d = MixedLogisticRegressor().fit(X, y, groups=g, sample_weight=np.full(len(y), 2.0))
+    np.testing.assert_allclose(b.fixed_effects_, a.fixed_effects_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(d.fixed_effects_, c.fixed_effects_, rtol=1e-4, atol=1e-6)
+    assert d.loglik_ == pytest.approx(c.loglik_, abs=1e-5)
+    np.testing.assert_allclose(b.random_effects_["group"].loc[names].to_numpy(),
+                               a.random_effects_["group"].to_numpy(), rtol=1e-3, atol=1e-5)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.1, 10.0), shift=st.floats(-100, 100))
+def test_additive_affine_response_and_permutation(seed, scale, shift):
+    from skmixed import AdditiveMixedRegressor
+
+    X, y, g = _data(seed)
+    perm = np.random.default_rng(seed + 1).permutation(len(y))
+    make = lambda: AdditiveMixedRegressor(smooth=[1], n_knots=6)  # noqa: E731
+    a = make().fit(X, y, groups=g)
+    b = make().fit(X[perm], scale * y[perm] + shift, groups=g[perm])
+    np.testing.assert_allclose(b.predict(X, groups=g), scale * a.predict(X, groups=g) + shift,
+                               rtol=1e-4, atol=1e-4 * scale)
