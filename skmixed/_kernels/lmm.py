@@ -44,7 +44,7 @@ def schur(A11, A21, M, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21):
 
     Fills ``L11[j] = chol(lam1' A11[j] lam1 + I)`` and ``L21`` (the coupling rows
     scaled by the Lambdas and solved against ``L11[j]'``), subtracts
-    ``L21_j L21_j'`` from ``M`` and returns ``log|L11|^2`` (``inf`` when a block
+    ``L21_j L21_j'`` from the lower triangle of ``M`` and returns ``log|L11|^2`` (``inf`` when a block
     is not positive definite).
     """
     J1, q1 = A11.shape[0], A11.shape[1]
@@ -110,7 +110,9 @@ def schur(A11, A21, M, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21):
                 for c in range(a):
                     acc -= Lj[a, c] * L21[s, c]
                 L21[s, a] = acc / Lj[a, a]
-        # downdate the dense part on this level's pattern
+        # downdate the dense part on this level's pattern; columns increase along a
+        # segment, so M[ce, cf] with f <= e is the lower triangle, the only part the
+        # LAPACK Cholesky (uplo="L") reads: the upper triangle is left stale
         for e in range(s0, s1):
             ce = cols[e]
             for f in range(s0, e + 1):
@@ -119,8 +121,6 @@ def schur(A11, A21, M, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21):
                     acc += L21[e, a] * L21[f, a]
                 cf = cols[f]
                 M[ce, cf] -= acc
-                if ce != cf:
-                    M[cf, ce] -= acc
     return ld
 
 

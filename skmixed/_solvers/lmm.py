@@ -131,6 +131,45 @@ class LMMProblem:
         """lme4's start: 1 on the diagonals, 0 elsewhere."""
         return np.concatenate([(r == c).astype(float) for (r, c) in self._theta_pos])
 
+    def moment_start(self) -> np.ndarray:
+        """ANOVA-style start for random intercepts, from the blocks already formed.
+
+        ``tau_k^2 = (SSB_k - (J_k - 1) s^2) / (N - sum n_l^2 / N)`` per intercept-only
+        term, ``s^2`` the residual variance left after the terms, iterated twice;
+        ``theta_k = tau_k / s``. Other terms keep lme4's start. Used where an
+        evaluation is a large dense Cholesky, so a start near the optimum saves many.
+        """
+        lay, cp = self.layout, self.cp
+        theta = self.start()
+        N = cp.n_obs
+        m = lay.m
+        vy = max(cp.A22[m - 1, m - 1] / N, 1e-300)
+        stats = []  # (position in theta, SSB, J, N - sum n^2 / N)
+        pos = 0
+        for k, blk in enumerate(lay.blocks):
+            if blk.intercept_slopes == [-1]:
+                if k == 0:
+                    n_l = cp.A11[:, 0, 0]
+                    s_l = cp.A21[lay.ptr[1:] - 1, 0]
+                else:
+                    o, J = lay.dense_off[k - 1], blk.n_levels
+                    idx = np.arange(o, o + J)
+                    n_l = cp.A22[idx, idx]
+                    s_l = cp.A22[m - 1, idx]
+                ok = n_l > 0
+                ssb = float((s_l[ok] ** 2 / n_l[ok]).sum())
+                stats.append((pos, ssb, int(ok.sum()), N - float((n_l**2).sum()) / N))
+            pos += blk.n_theta
+        if not stats:
+            return theta
+        s2 = vy
+        for _ in range(2):
+            taus = [max(0.0, (ssb - (J - 1) * s2) / max(d, 1e-300)) for _, ssb, J, d in stats]
+            s2 = max(vy - sum(taus), 0.05 * vy)
+        for (p_, *_), t2 in zip(stats, taus):
+            theta[p_] = min(max(np.sqrt(t2 / s2), 0.05), 10.0)
+        return theta
+
     def lambdas(self, theta) -> list:
         out, k = [], 0
         for b, (r, c) in zip(self.layout.blocks, self._theta_pos):
@@ -233,9 +272,12 @@ class LMMProblem:
         evaluation is a dense Cholesky): COBYQA, the bounded derivative-free
         successor of lme4's BOBYQA, which needs about half the evaluations.
         """
-        theta0 = self.start() if theta0 is None else np.asarray(theta0, dtype=float)
+        large = self.layout.m > 200
+        if theta0 is None:
+            theta0 = self.moment_start() if large else self.start()
+        theta0 = np.asarray(theta0, dtype=float)
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
-        if self.layout.m > 200:
+        if large:
             res = optimize.minimize(self.objective, theta0, method="COBYQA", bounds=bounds,
                                     options={"maxfev": max(50, 20 * max_iter), "initial_tr_radius": 0.5,
                                              "final_tr_radius": 1e-7})
