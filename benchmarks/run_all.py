@@ -123,6 +123,33 @@ def run_one(name, argv, timeout):
     return proc.stdout, time.perf_counter() - t0, err
 
 
+def clean(text):
+    """Drop library chatter (GPBoost's ``[GPBoost] [Info]`` lines) and the blank lines it leaves
+    inside a Markdown table, so the tables render.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> clean("| a |\n\n[GPBoost] [Info] threads\n| b |")
+    '| a |\n| b |'
+    """
+    lines = [ln for ln in text.splitlines() if not ln.startswith("[GPBoost]")]
+    keep = []
+    for i, ln in enumerate(lines):
+        between_rows = (not ln.strip() and keep and keep[-1].startswith("|")
+                        and i + 1 < len(lines) and lines[i + 1].startswith("|"))
+        if not between_rows:
+            keep.append(ln)
+    return "\n".join(keep)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test of the suite)")
@@ -149,7 +176,7 @@ def main(argv=None):
                  f"({wall:.0f} s in all{'; ' + note if note else ''})", ""]
         if err:
             lines += [f"**Did not finish:** {err}", ""]
-        lines += [out.strip(), ""]
+        lines += [clean(out).strip(), ""]
         sections.append("\n".join(lines))
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     mode = "quick (small sizes)" if args.quick else "full"
