@@ -124,7 +124,7 @@ def run_one(name, argv, timeout):
 
 
 def clean(text):
-    """Drop library chatter (GPBoost's ``[GPBoost] [Info]`` lines) and the blank lines it leaves
+    r"""Drop library chatter (GPBoost's ``[GPBoost] [Info]`` lines) and the blank lines it leaves
     inside a Markdown table, so the tables render.
 
     Parameters
