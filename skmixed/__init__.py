@@ -10,6 +10,8 @@ AdditiveMixedRegressor
     Additive mixed models by fREML, discretized covariates (``mgcv::bam``).
 StreamingMixed
     Linear mixed models fitted online, row by row (SEMA, ``partial_fit``).
+SplitSampleMixed
+    Split-sample fitting of any of them: subsamples in parallel, combined.
 """
 
 from . import _threads  # noqa: F401  (registers numba with threadpoolctl)
@@ -17,8 +19,9 @@ from ._base import NoGroupsWarning
 from .additive import AdditiveMixedRegressor
 from .linear import MixedLinearRegressor
 from .logistic import MixedLogisticRegressor
+from .split_sample import SplitSampleMixed
 from .streaming import StreamingMixed
 
 __version__ = "0.1.0"
 __all__ = ["AdditiveMixedRegressor", "MixedLinearRegressor", "MixedLogisticRegressor", "NoGroupsWarning",
-           "StreamingMixed"]
+           "SplitSampleMixed", "StreamingMixed"]

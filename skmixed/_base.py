@@ -164,11 +164,18 @@ class MixedModelBase(BaseEstimator):
         return tuple(i + p_offset for i in idx), tuple(names_in[i] for i in idx)
 
     # ----------------------------------------------------------------- fit inputs
-    def _prepare_fit(self, X, y, groups=None, sample_weight=None) -> FitData:
-        """Validate everything and build the fixed design, factors and random terms."""
+    def _prepare_fit(self, X, y, groups=None, sample_weight=None, *, chunk=False, reset=True) -> FitData:
+        """Validate everything and build the fixed design, factors and random terms.
+
+        ``chunk=True`` (``partial_fit``, distributed fits): one chunk of a larger
+        data set — a factor may have a single level, the full design is kept
+        (aliased columns are judged on the totals) and the parameter count is not
+        checked against the chunk's rows. ``reset=False`` checks X against the
+        already-set ``n_features_in_`` / ``feature_names_in_``.
+        """
         if groups is None and self.group_column is not None:
             _, groups = self._split_group_columns(X)
-        Xv = self._check_x(X, reset=True)
+        Xv = self._check_x(X, reset=reset)
         n, p_in = Xv.shape
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
@@ -197,8 +204,11 @@ class MixedModelBase(BaseEstimator):
                           "fixed-effects part only", NoGroupsWarning, stacklevel=3)
             factors, terms = [], []
         else:
-            factors = self._make_factors(groups, n)
+            factors = self._make_factors(groups, n, min_levels=1 if chunk else 2)
             terms = self._make_terms(factors, names_in, icpt)
+        if chunk:
+            p = Xd.shape[1]
+            return FitData(Xd, y_arr, w, feature_names, factors, terms, np.arange(p), p)
         fd = _reduce_columns(FitData(Xd, y_arr, w, feature_names, factors, terms))
         n_par = fd.X.shape[1] + sum(t.q * (t.q + 1) // 2 for t in terms) + (1 if terms else 0)
         n_eff = n if w is None else float(w.sum())
@@ -221,7 +231,7 @@ class MixedModelBase(BaseEstimator):
         _finite_or_raise(y_arr, "y")
         return y_arr
 
-    def _make_factors(self, groups, n) -> list:
+    def _make_factors(self, groups, n, min_levels=2) -> list:
         names = None
         if self._formula is not None:
             names = list(self._formula["factor_names"])
@@ -232,7 +242,7 @@ class MixedModelBase(BaseEstimator):
         for f in factors:
             if f.codes.shape[0] != n:
                 raise ValueError(f"X has {n} rows but groups has {f.codes.shape[0]}")
-            if f.n_levels < 2:
+            if f.n_levels < min_levels:
                 raise ValueError(f"grouping factor {f.name!r} has only one level; a random effect needs at least 2")
         return factors
 

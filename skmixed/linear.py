@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+import scipy.linalg as sla
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
@@ -11,8 +15,20 @@ from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
 from ._summary import Summary, format_coef_table, format_varcorr, varcorr_table
 from ._solvers.lmm import LMMProblem, cross_products, warn_not_converged
+from ._solvers.lmm_stats import GroupedStats
 
 __all__ = ["MixedLinearRegressor"]
+
+
+@dataclass
+class _TotalsFitData(FitData):
+    """FitData of accumulated statistics: no rows, the weighted row count given."""
+
+    total_obs: float = 0.0
+
+    @property
+    def n_obs(self) -> float:
+        return self.total_obs
 
 
 class MixedLinearRegressor(RegressorMixin, MixedModelBase):
@@ -105,6 +121,7 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self
         """
         fd = self._prepare_fit(X, y, groups, sample_weight)
+        self._stats = self._theta_by_factor = None  # a fit ends any partial_fit accumulation
         if not fd.terms:
             self._fit_fixed_only(fd)
         else:
@@ -134,12 +151,20 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             shift[1:] = fd.xtwx[0, 1:] / fd.xtwx[0, 0]
             yshift = float(np.average(fd.y, weights=fd.weights))
         cp = cross_products(layout, fd.X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
+        self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift)
+
+    def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0):
+        """Optimise theta on the cross-products and set the fitted attributes.
+
+        ``shift`` / ``yshift``: the centring of the fixed columns and y the
+        cross-products were formed with (None: none), undone on beta here.
+        """
         problem = LMMProblem(layout, cp, reml=bool(self.reml))
-        theta, n_iter, converged, message = problem.optimize(max_iter=self.max_iter)
+        theta, n_iter, converged, message = problem.optimize(theta0=theta0, max_iter=self.max_iter)
         if not converged:
             warn_not_converged(message, n_iter)
         res = problem.result(theta, n_iter, converged, message)
-        if icpt:
+        if shift is not None:
             T = np.eye(fd.X.shape[1])
             T[0, 1:] = -shift[1:]
             res.beta = T @ res.beta
@@ -149,6 +174,167 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower)
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
+        return res.theta
+
+    # ----------------------------------------------------------------- chunked fitting
+    def partial_fit(self, X, y, groups=None, sample_weight=None):
+        """Add a chunk of rows and refit on all rows seen so far (exactly).
+
+        The chunk's per-level cross-products are added to the running totals,
+        matched by group label (groups may recur across chunks, new groups may
+        appear at any time), and theta is re-optimised on the totals, warm-started
+        from the previous chunk's optimum. After the last chunk the estimator
+        equals :meth:`fit` on the concatenated rows. Memory is that of one chunk
+        plus the statistics (per-level blocks), whatever the number of rows.
+
+        The chunk is validated as a whole before anything is updated. Aliased
+        columns are judged on the accumulated ``X'WX``; if the totals cannot be
+        fitted yet (e.g. a grouping factor has a single level so far), the chunk
+        is still accumulated and a warning says why the model was not refitted.
+        :meth:`fit` discards the accumulated statistics; a ``partial_fit`` after
+        ``fit`` starts a new accumulation.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame, shape (n, p)
+        y : array-like, shape (n,)
+        groups : array-like (n,) or (n, k), or DataFrame, optional
+            Group labels of the chunk (same grouping factors in every chunk).
+        sample_weight : array-like, shape (n,), optional
+            Frequency weights.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmixed import MixedLinearRegressor
+        >>> from skmixed.datasets import make_big_grouped_data
+        >>> df = make_big_grouped_data(20_000, 50, seed=1).sample(frac=1, random_state=0)
+        >>> m = MixedLinearRegressor()
+        >>> for rows in np.array_split(np.arange(len(df)), 4):
+        ...     chunk = df.iloc[rows]
+        ...     m = m.partial_fit(chunk[["x", "b"]], chunk["y"], groups=chunk["g"])
+        >>> full = MixedLinearRegressor().fit(df[["x", "b"]], df["y"], groups=df["g"])
+        >>> bool(np.allclose(m.fixed_effects_, full.fixed_effects_, rtol=1e-8))
+        True
+        """
+        first = getattr(self, "_stats", None) is None
+        saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_") if k in self.__dict__}
+        try:
+            fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
+            # every chunk is centred like the first one (close to the means, so the sums keep
+            # their digits); the totals are re-centred on their own means for the fit
+            shift = None if first else self._stats.shift
+            stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
+            total = stats if first else GroupedStats.merge([self._stats, stats])
+        except Exception:
+            # nothing half-updated: undo what validate_data set on a first call
+            for k in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(k, None)
+            self.__dict__.update(saved)
+            raise
+        self._stats = total
+        self._fit_stats(total)
+        return self
+
+    def _fit_stats(self, stats: GroupedStats, unfit="warn"):
+        """Fit on accumulated statistics (partial_fit and the distributed fits).
+
+        When the totals cannot be fitted yet, ``unfit="warn"`` (partial_fit: more
+        chunks may come) warns and leaves the estimator as it was; ``"raise"``
+        raises a ValueError naming the reason.
+        """
+        n_par = len(stats.feature_names) + sum(t.q * (t.q + 1) // 2 for t in stats.terms)
+        n_par += 1 if stats.terms else 0
+        small = [nm for nm, lev in zip(stats.factor_names, stats.levels) if len(lev) < 2]
+        many = [nm for nm, lev in zip(stats.factor_names, stats.levels) if len(lev) >= stats.n_rows]
+        reason = None
+        if stats.terms and stats.has_intercept:
+            # fit's "y is constant" check, on the centred sum of squares of y
+            p = stats.p
+            G, ybar = stats.G, stats.means()[-1]
+            yy = G[p, p] - G[0, p] ** 2 / G[0, 0]
+            if yy <= stats.n_obs * (1e-12 * max(1.0, abs(ybar))) ** 2:
+                reason = "y is constant so far: the variance components are not identifiable"
+        if reason is not None:
+            pass
+        elif small:
+            reason = f"grouping factor(s) {small} have a single level so far"
+        elif many:
+            reason = (f"grouping factor(s) {many} have as many levels as rows so far: the random effects are "
+                      "not identifiable from the residual")
+        elif stats.n_obs < n_par:
+            reason = f"{stats.n_obs:g} rows so far are too few for the model's {n_par} parameters"
+        else:
+            keep = stats.kept_columns()
+            try:
+                sp = stats.to_problem(keep)
+            except ValueError as e:
+                reason = str(e)
+        if reason is not None:
+            if unfit == "raise":
+                raise ValueError(f"the model cannot be fitted: {reason}")
+            warnings.warn(f"statistics accumulated but the model was not refitted: {reason}", UserWarning,
+                          stacklevel=3)
+            return
+        if keep.size < stats.p:
+            dropped = [nm for k, nm in enumerate(stats.feature_names) if k not in set(keep.tolist())]
+            warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
+                          f"{dropped}", UserWarning, stacklevel=3)
+        p = keep.size
+        fd = _TotalsFitData(np.empty((0, p)), np.empty(0), None, sp.feature_names, sp.factors, sp.terms,
+                            sp.keep, stats.p, total_obs=float(stats.n_obs))
+        if not sp.terms:
+            self._fit_fixed_only_gram(fd, sp.gram, sp.x_shift, sp.y_shift)
+        else:
+            prev = getattr(self, "_theta_by_factor", None) or {}
+            theta0 = None
+            if all(b.factor in prev for b in sp.blocks):
+                theta0 = np.concatenate([prev[b.factor] for b in sp.blocks])
+            theta = self._fit_blocks(fd, sp.blocks, sp.layout, sp.cp, theta0=theta0, shift=sp.x_shift,
+                                     yshift=sp.y_shift)
+            by, k = {}, 0
+            for b in sp.blocks:
+                by[b.factor] = np.asarray(theta[k:k + b.n_theta], dtype=float)
+                k += b.n_theta
+            self._theta_by_factor = by
+        self._finish(fd)
+
+    def _fit_fixed_only_gram(self, fd: FitData, G, shift=None, yshift=0.0):
+        """Fixed-effects-only fit from ``[X y]'W[X y]`` (the chunked counterpart of the QR fit).
+
+        ``G`` may be centred (``shift``/``yshift``, None: not): a unit-triangular change of
+        basis that leaves ``log|X'WX|`` and the residuals unchanged and is undone on beta.
+        """
+        p = G.shape[0] - 1
+        XtX, Xty, yty = G[:p, :p], G[:p, p], G[p, p]
+        R = sla.cholesky(XtX, lower=False)  # R'R = X'WX: the R of a QR of sqrt(W) X (up to signs)
+        beta = sla.cho_solve((R, False), Xty)
+        rss = float(max(yty - Xty @ beta, 0.0))
+        N = fd.n_obs
+        dof = N - p if self.reml else N
+        sigma2 = rss / dof if dof > 0 else 0.0
+        Rinv = sla.solve_triangular(R, np.eye(p))
+        vcov = sigma2 * Rinv @ Rinv.T
+        if shift is not None:
+            T = np.eye(p)
+            T[0, 1:] = -shift[1:]
+            beta = T @ beta
+            beta[0] += yshift
+            vcov = T @ vcov @ T.T
+        if sigma2 > 0:
+            if self.reml:
+                crit = 2 * np.log(np.abs(np.diag(R))).sum() + dof * (1 + np.log(2 * np.pi * rss / dof))
+            else:
+                crit = N * (1 + np.log(2 * np.pi * rss / N))
+        else:
+            crit = -np.inf
+        self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
+        self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
+        self.n_iter_, self.converged_ = 1, True
 
     def _fit_fixed_only(self, fd: FitData):
         w = np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights

@@ -14,6 +14,7 @@ SMALL = {
     "big_data_study.py": ["--rows", "20000", "--groups", "100", "--out", "{tmp}"],
     "sleepstudy.py": ["--out", "{tmp}"],
     "sklearn_pipeline.py": ["--rows", "4000", "--groups", "40"],
+    "parquet_20m.py": ["--rows", "20000", "--chunk-rows", "5000", "--out", "{tmp}/seed000.parquet"],
     "additive_partial_effects.py": ["--out", "{tmp}"],
     "streaming_drift.py": ["--rows", "8000", "--groups", "50", "--alpha", "1000"],
 }

@@ -1,0 +1,313 @@
+"""Exact Laplace fit of MixedLogisticRegressor on a Dask DataFrame (one grouping factor).
+
+The data are shuffled so that every group lives in one partition. Each
+partition becomes a worker-resident problem holding its rows (design, 0/1
+response, weights, rows bucketed by group). The driver runs glmer's strategy,
+:func:`skmixed._solvers.glmm.fit_single_factor`, unchanged, on a problem object
+whose per-group kernels (``laplace_single``, ``joint_stats``, ``agq_single``) are
+executed on the workers, each on its own groups: per-group outputs (deviance
+pieces, log-determinants, gradient contributions, conditional modes) are
+scattered back into the driver's per-group arrays, and per-chunk sums are added.
+Every optimiser step therefore sees the same numbers as the in-memory fit (up to
+the order of floating-point sums), so the estimates agree to optimiser noise.
+
+Driver memory: O(number of groups); rows never leave the workers.
+
+Differences from the in-memory fit, both within the optimiser's tolerance: rows
+within a group may be summed in another order (after the shuffle), and for
+100,000 rows or more the in-memory fit takes its nAGQ=0 start values from a
+subset of groups, the distributed one from all groups.
+
+The solver module calls its kernels through its module attribute ``kg``; for the
+duration of a distributed fit that attribute is swapped (under a lock) for a
+stand-in with the same signatures that runs them on the workers. An in-memory
+GLMM fit running concurrently in another thread of the same process would see
+the stand-in: give the problem class a kernels attribute to remove this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ._base import NoGroupsWarning
+from ._design.grouping import GroupingFactor
+from ._design.layout import amalgamate
+from ._kernels import glmm as _real_kg
+from ._solvers import glmm as sg
+from ._solvers.lmm import drop_aliased
+
+_PATCH_LOCK = threading.Lock()
+
+
+# ----------------------------------------------------------------- worker side
+class _PartitionProblem:
+    """One partition's rows, grouped, ready for the GLMM kernels."""
+
+    def __init__(self, X, y, w, labels):
+        self.Xfull = X
+        self.y = np.ascontiguousarray(y, dtype=np.float64)
+        self.w = np.ascontiguousarray(w, dtype=np.float64)
+        f = GroupingFactor.from_labels(labels, name="g")
+        self.levels = f.levels
+        self.codes = f.codes
+        self.perm, self.gptr = sg.group_pointer(self.codes, f.n_levels)
+        self.X = None
+
+    def meta(self):
+        Xw = self.Xfull * self.w[:, None]
+        return {"levels": self.levels, "XtWX": Xw.T @ self.Xfull, "n_obs": float(self.w.sum()),
+                "wy": float(self.w @ self.y), "ones": np.all(self.Xfull == 1.0, axis=0)}
+
+    def restrict(self, keep, zcols):
+        self.X = np.ascontiguousarray(self.Xfull[:, keep])
+        self.Xfull = None
+        self.zcols = zcols
+        self.kw = np.empty(0) if np.all(self.w == 1.0) else self.w
+        self.chunks = sg._n_chunks(self.gptr.size - 1)
+        return self
+
+    def call(self, name, beta, Lam, u, extra):
+        G, q, p = self.gptr.size - 1, self.zcols.size, self.X.shape[1]
+        u = np.ascontiguousarray(u)
+        if name == "laplace_single":
+            tol, maxit, want_grad, t_rows, t_cols, k = extra
+            h, ld, it = np.empty(G), np.empty(G), np.empty(G, dtype=np.int64)
+            gb = np.empty((G, p) if want_grad else (1, p))
+            gl = np.empty((G, q, q) if want_grad else (1, q, q))
+            jac = np.empty((G, q, k) if want_grad else (1, q, k))
+            _real_kg.laplace_single(beta, self.X, self.zcols, self.y, self.kw, self.perm, self.gptr, Lam, u,
+                                    tol, maxit, want_grad, h, ld, it, gb, gl, t_rows, t_cols, jac)
+            return u, (h, ld, it, gb, gl, jac)
+        if name == "joint_stats":
+            solve_u, tol = extra
+            nck = self.chunks.size - 1
+            A, B, s, h = np.empty((G, q, q)), np.empty((G, q, p)), np.empty((G, q)), np.empty(G)
+            C, xr = np.empty((nck, p, p)), np.empty((nck, p))
+            _real_kg.joint_stats(beta, self.X, self.zcols, self.y, self.kw, self.perm, self.gptr, self.chunks,
+                                 Lam, u, solve_u, tol, A, B, s, h, C, xr)
+            return u, (A, B, s, h, C.sum(axis=0), xr.sum(axis=0))
+        if name == "agq_single":
+            lam, nodes, weights = extra
+            out = np.empty(G)
+            _real_kg.agq_single(beta, self.X, self.zcols, self.y, self.kw, self.perm, self.gptr, lam, u,
+                                nodes, weights, out)
+            return u, (out,)
+        raise ValueError(name)
+
+
+def _build(df, est, how, classes):
+    if len(df) == 0:
+        return None
+    import functools
+
+    from sklearn.base import clone
+
+    from ._base import MixedModelBase
+
+    est = clone(est)
+    # y arrives as 0/1 codes of the global classes; a partition may hold one class only
+    est._validate_y = functools.partial(MixedModelBase._validate_y, est)
+    X = df[how["X"]]
+    y = df[how["y"]]
+    codes = pd.Index(classes).get_indexer(pd.Series(y).to_numpy())
+    if (codes < 0).any():
+        raise ValueError("y has labels outside the two classes")
+    g = df[how["groups"][0]]
+    w = df[how["weights"]] if how["weights"] is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoGroupsWarning)
+        fd = est._prepare_fit(X, codes.astype(np.float64), g, w, chunk=True, reset=True)
+    ww = np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
+    return _PartitionProblem(fd.X, fd.y, ww, pd.Series(g).reset_index(drop=True)), fd.terms, fd.feature_names
+
+
+# ----------------------------------------------------------------- driver side
+class _Runner:
+    """Runs a method of every partition problem: on a distributed client, or in-process."""
+
+    def __init__(self, parts, client):
+        self.parts, self.client = parts, client
+
+    def map(self, fn, *per_part):
+        if self.client is None:
+            return [fn(p, *a) for p, *a in zip(self.parts, *per_part)]
+        futs = [self.client.submit(fn, p, *a, pure=False) for p, *a in zip(self.parts, *per_part)]
+        return self.client.gather(futs)
+
+    def update(self, fn, *per_part):
+        if self.client is None:
+            self.parts = [fn(p, *a) for p, *a in zip(self.parts, *per_part)]
+        else:
+            self.parts = [self.client.submit(fn, p, *a, pure=False) for p, *a in zip(self.parts, *per_part)]
+
+
+def _design_info(b):
+    return None if b is None else (b[1], b[2])
+
+
+def _problem(b):
+    return b[0]
+
+
+def _meta(p):
+    return p.meta()
+
+
+def _restrict(p, keep, zcols):
+    return p.restrict(keep, zcols)
+
+
+def _call(p, name, beta, Lam, u, extra):
+    return p.call(name, beta, Lam, u, extra)
+
+
+class _RemoteKernels:
+    """Stands in for :mod:`skmixed._kernels.glmm` inside the solver: same signatures, rows on the workers."""
+
+    def __init__(self, runner, gidx):
+        self.runner, self.gidx = runner, gidx
+
+    def _run(self, name, beta, Lam, u, extra):
+        beta = np.ascontiguousarray(beta, dtype=np.float64)
+        us = [u[i] for i in self.gidx]
+        n = len(self.gidx)
+        out = self.runner.map(_call, [name] * n, [beta] * n, [Lam] * n, us, [extra] * n)
+        for i, (u_p, _) in zip(self.gidx, out):
+            u[i] = u_p
+        return [o[1] for o in out]
+
+    def laplace_single(self, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_grad,
+                       h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out):
+        res = self._run("laplace_single", beta, Lam, u, (tol, maxit, want_grad, t_rows, t_cols, jac_out.shape[2]))
+        for i, (h, ld, it, gb, gl, jac) in zip(self.gidx, res):
+            h_out[i], ld_out[i], it_out[i] = h, ld, it
+            if want_grad:
+                gbeta_out[i], glam_out[i], jac_out[i] = gb, gl, jac
+
+    def joint_stats(self, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
+                    A_out, B_out, s_out, h_out, C_out, xr_out):
+        res = self._run("joint_stats", beta, Lam, u, (solve_u, tol))
+        C_out[:] = 0.0
+        xr_out[:] = 0.0
+        for i, (A, B, s, h, C, xr) in zip(self.gidx, res):
+            A_out[i], B_out[i], s_out[i], h_out[i] = A, B, s, h
+            C_out[0] += C
+            xr_out[0] += xr
+
+    def agq_single(self, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out):
+        res = self._run("agq_single", beta, None, u, (lam, nodes, weights))
+        for i, (o,) in zip(self.gidx, res):
+            out[i] = o
+
+
+@contextlib.contextmanager
+def _remote_kernels(kernels):
+    # the solver module calls its kernels through the module attribute ``kg``
+    with _PATCH_LOCK:
+        saved = sg.kg
+        sg.kg = kernels
+        try:
+            yield
+        finally:
+            sg.kg = saved
+
+
+def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuffle=True):
+    """Exact Laplace / AGQ fit of a MixedLogisticRegressor (one grouping factor) on a Dask DataFrame."""
+    import dask
+    from dask import delayed
+    from sklearn.base import clone
+
+    try:
+        from dask.distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    est = clone(estimator)
+    est._check_params()
+    gc = [groups] if isinstance(groups, str) else list(groups)
+    if len(gc) != 1:
+        raise ValueError("the distributed logistic fit supports one grouping factor")
+    Xc = [X] if isinstance(X, str) else list(X)
+    if shuffle:
+        ddf = ddf.shuffle(on=gc[0])
+    classes = np.sort(pd.unique(ddf[y].dropna().compute().to_numpy()))
+    if classes.size != 2:
+        raise ValueError(f"y must have exactly two classes, got {classes.size}")
+    how = {"X": Xc, "y": y, "groups": gc, "weights": sample_weight}
+    built = [delayed(_build)(p, est, how, classes) for p in ddf.to_delayed()]
+    if client is not None:
+        # the partition problems stay on the workers, as futures
+        futs = client.compute(built)
+        info = client.gather([client.submit(_design_info, f) for f in futs])
+        parts = [client.submit(_problem, f) for f, i in zip(futs, info) if i is not None]
+        info = [i for i in info if i is not None]
+    else:
+        res = [b for b in dask.compute(*built) if b is not None]
+        parts = [b[0] for b in res]
+        info = [(b[1], b[2]) for b in res]
+    if not parts:
+        raise ValueError("the dask DataFrame has no rows")
+    terms, names = info[0]
+    runner = _Runner(parts, client)
+    metas = runner.map(_meta)
+    # every group in exactly one partition
+    all_levels = [m["levels"] for m in metas]
+    union = all_levels[0].append(all_levels[1:]) if len(all_levels) > 1 else all_levels[0]
+    if union.has_duplicates:
+        raise ValueError("a group spans several partitions: shuffle the data by the group column first")
+    factor = GroupingFactor.from_labels(pd.Series(union), name=gc[0])
+    canon = factor.codes  # position in the concatenation -> canonical code
+    offs = np.cumsum([0] + [len(lv) for lv in all_levels])
+    gidx = [canon[offs[k]:offs[k + 1]] for k in range(len(all_levels))]
+    if factor.n_levels < 2:
+        raise ValueError(f"grouping factor {gc[0]!r} has only one level; a random effect needs at least 2")
+    XtWX = sum(m["XtWX"] for m in metas)
+    n_obs = sum(m["n_obs"] for m in metas)
+    wy = sum(m["wy"] for m in metas)
+    keep = drop_aliased(XtWX)
+    p_full = XtWX.shape[0]
+    if keep.size < p_full:
+        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {p_full - keep.size} column(s): "
+                      f"{[names[k] for k in range(p_full) if k not in set(keep.tolist())]}", UserWarning,
+                      stacklevel=2)
+    from ._design.terms import RandomTerm
+
+    remap = {int(o): n for n, o in enumerate(keep)}
+    terms = [RandomTerm(t.factor, t.intercept, tuple(remap[s] for s in t.slopes), t.names) for t in terms]
+    blocks = amalgamate(terms, [factor.n_levels])
+    blk = blocks[0]
+    zcols = np.asarray(blk.intercept_slopes, dtype=np.int64)
+    runner.update(_restrict, [keep] * len(gidx), [zcols] * len(gidx))
+    ones = np.logical_and.reduce([m["ones"] for m in metas])[keep]
+    # a row-free stand-in: _start_beta sees which columns are constant 1 and the weighted mean of y
+    X_stub = ones.astype(np.float64)[None, :]
+    prob = sg.SingleFactorGLMM(X_stub, np.array([wy / n_obs]), np.ones(1), np.zeros(1, dtype=np.int64),
+                               factor.n_levels, zcols, blk.pattern)
+    prob.n_obs = float(n_obs)
+    with _remote_kernels(_RemoteKernels(runner, gidx)), np.errstate(over="ignore", invalid="ignore",
+                                                                     divide="ignore"):
+        res = sg.fit_single_factor(prob, nagq=int(est.nagq), tol=float(est.tol), max_iter=int(est.max_iter))
+    res.extra["lower"] = prob.lower_theta
+
+    from ._base import FitData
+
+    class _Totals(FitData):
+        @property
+        def n_obs(self):
+            return float(n_obs)
+
+    fd = _Totals(np.empty((0, keep.size)), np.empty(0), None, [names[k] for k in keep],
+                 [GroupingFactor(gc[0], np.empty(0, dtype=np.int64), factor.levels)], terms, keep, p_full)
+    est.feature_names_in_ = np.asarray(Xc, dtype=object)
+    est.n_features_in_ = len(Xc)
+    est._store(fd, blocks, res)
+    est.classes_ = classes
+    est._warn_problems(res)
+    return est
