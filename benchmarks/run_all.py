@@ -49,17 +49,13 @@ FULL = {
     # 100 coverage replications instead of 200 (Monte-Carlo band +/-4.4 points instead of 3.1)
     # and lme4 skipped: lmer at 2M rows is in bench_linear, glmer at 2M rows takes minutes
     "split_sample": ["--reps", "100", "--repeat", "3", "--no-r"],
-    # 5M rows out of core instead of 20M (writing the 20M-row parquet alone takes minutes);
-    # in-memory comparison at 1M rows (statsmodels / lme4 at 2M rows are in bench_linear)
-    "out_of_core": ["--rows", "5000000", "--check-rows", "1000000"],
+    "out_of_core": [],
 }
 NOTES = {
     "logistic": "statsmodels' BinomialBayesMixedGLM at 5,000 rows (its default 20,000 takes ~10 min).",
     "streaming": "20 replications (script default 50).",
     "split_sample": ("coverage simulation with 100 replications (script default 200); lme4 skipped "
                      "(lmer at 2M rows: bench_linear; glmer at 2M rows takes minutes)."),
-    "out_of_core": ("5,000,000 rows out of core (script default 20,000,000); in-memory comparison at "
-                    "1,000,000 rows (default 2,000,000)."),
 }
 
 
