@@ -89,7 +89,24 @@ def estimates(model):
 
 
 def fit_all(df, seed, progress):
-    """Fit every method on ``df``; return a long table (method, parameter, estimate, se) and fit times."""
+    """Fit every method of the study on ``df``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        ``make_big_grouped_data`` output.
+    seed : int
+        Seeds the split-sample partition and the streaming row order.
+    progress : tqdm.tqdm
+        Advanced once per method.
+
+    Returns
+    -------
+    estimates : pandas.DataFrame
+        Long table: ``method, parameter, estimate, se``.
+    times : pandas.Series
+        Fit seconds per method.
+    """
     rows, times = [], {}
     for name, ycol, make in _methods(seed):
         progress.set_description(f"fit {name}")
@@ -108,7 +125,21 @@ def fit_all(df, seed, progress):
 
 
 def thread_scaling(df, progress, repeats=2):
-    """Best-of-``repeats`` fit time of LMM, GLMM and AMM s(x) discrete under 1 and 2 threads."""
+    """Time LMM, GLMM and AMM s(x) discrete under 1 and 2 threads (numba and BLAS, via threadpoolctl).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    progress : tqdm.tqdm
+        Advanced once per model.
+    repeats : int, default=2
+        Fits per setting; the best is kept (the least disturbed by other processes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``method``, ``1 thread (s)``, ``2 threads (s)``, ``speedup``.
+    """
     out = []
     X, g = df[["x", "b"]], df["g"]
     for name, ycol, make in [m for m in _methods(0) if m[0] in ("LMM", "GLMM", "AMM s(x) discrete")]:
@@ -130,7 +161,7 @@ def _timed(f):
 
 
 def plot_estimates(est, path):
-    """One panel per parameter: estimate +/- 1.96 SE by method, the true value dashed."""
+    """One panel per parameter: estimate +/- 1.96 SE by method, the true value dashed; saved to ``path``."""
     pars = ["x", "b", "sigma_g", "sigma"]
     fig, axes = plt.subplots(1, 4, figsize=(13, 4), sharey=True)
     methods = list(dict.fromkeys(est["method"]))
@@ -152,6 +183,7 @@ def plot_estimates(est, path):
 
 
 def plot_times(times, path):
+    """Horizontal bars of the fit time per method (``times``: Series), saved to ``path``."""
     fig, ax = plt.subplots(figsize=(7, 4))
     times[::-1].plot.barh(ax=ax)
     ax.set_xlabel("fit time (s)")
@@ -161,6 +193,7 @@ def plot_times(times, path):
 
 
 def plot_threads(scaling, path):
+    """Grouped bars of 1- and 2-thread fit times with the speedup written on top, saved to ``path``."""
     fig, ax = plt.subplots(figsize=(7, 4))
     scaling.set_index("method")[["1 thread (s)", "2 threads (s)"]].plot.bar(ax=ax, rot=0)
     for i, s in enumerate(scaling["speedup"]):
@@ -182,6 +215,7 @@ def _md(frame):
 
 
 def main(argv=None):
+    """Run the study; ``argv`` as on the command line (``None``: ``sys.argv[1:]``)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--groups", type=int, default=2_000)

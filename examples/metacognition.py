@@ -58,11 +58,13 @@ def compare(ours, reference):
 
 
 def _sd_corr(cov):
+    """Standard deviations and the first correlation of a random-effects covariance DataFrame."""
     sd = np.sqrt(np.diag(cov.to_numpy()))
     return sd, cov.to_numpy()[0, 1] / (sd[0] * sd[1]) if sd[0] * sd[1] > 0 else np.nan
 
 
 def main(argv=None):
+    """Fit the three models and print the comparisons (``argv``: command-line arguments, none used)."""
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     df = load_metacognition()
     pd.set_option("display.float_format", "{:.6g}".format)
