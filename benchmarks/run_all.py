@@ -139,12 +139,16 @@ def clean(text):
     --------
     >>> clean("| a |\n\n[GPBoost] [Info] threads\n| b |")
     '| a |\n| b |'
+    >>> clean("| a |\n\n| h |\n|---|")
+    '| a |\n\n| h |\n|---|'
     """
     lines = [ln for ln in text.splitlines() if not ln.startswith("[GPBoost]")]
     keep = []
     for i, ln in enumerate(lines):
+        # a blank line between rows of one table (not before the next table's header row)
         between_rows = (not ln.strip() and keep and keep[-1].startswith("|")
-                        and i + 1 < len(lines) and lines[i + 1].startswith("|"))
+                        and i + 1 < len(lines) and lines[i + 1].startswith("|")
+                        and not (i + 2 < len(lines) and lines[i + 2].startswith("|---")))
         if not between_rows:
             keep.append(ln)
     return "\n".join(keep)
