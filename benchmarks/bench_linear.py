@@ -1,4 +1,4 @@
-"""MixedLinearRegressor vs statsmodels MixedLM and lme4::lmer on the seed-000 workload.
+"""MixedLinearRegressor vs statsmodels MixedLM, GPBoost and lme4::lmer on the seed-000 workload.
 
 Workload 1 (issue 2): ``y ~ x + b + (1 | g)``, 2,000,000 rows, 2,000 groups (REML).
 Workload 2: a crossed design shaped like lme4's InstEval: 73,000 rows, three crossed
@@ -7,7 +7,7 @@ random intercepts with 3,000, 1,100 and 14 levels.
 Every contender runs in its own process on the same data (Python children regenerate
 it from the seed; R reads the CSV written once), numba's cache is warmed first, and
 the table prints fit time, peak memory and the estimates, with time ratios
-(peer / skmixed). Run: ``python benchmarks/bench_linear.py [--rows N] [--groups G]``.
+(peer / skmixed). GPBoost (when installed) estimates by ML, the others by REML. Run: ``python benchmarks/bench_linear.py [--rows N] [--groups G]``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,29 @@ print("RESULT", json.dumps(dict(fit_s=fit, peak_mb=peak_mb(), b_x=r.fe_params["x
       sd_g=float(np.sqrt(r.cov_re.iloc[0, 0])), sigma=float(np.sqrt(r.scale)))))
 """
 
+GPBOOST_SEED = """
+import gpboost as gpb
+X = np.column_stack([np.ones(len(df)), df["x"].to_numpy(), df["b"].to_numpy()])
+t = time.perf_counter()
+gp = gpb.GPModel(group_data=df["g"].to_numpy(), likelihood="gaussian")
+gp.fit(y=df["y"].to_numpy(), X=X)
+fit = time.perf_counter() - t
+coef, cp = np.asarray(gp.get_coef()).ravel(), np.asarray(gp.get_cov_pars()).ravel()  # [sigma^2, var_g]
+print("RESULT", json.dumps(dict(fit_s=fit, peak_mb=peak_mb(), b_x=coef[1], b_b=coef[2],
+      sd_g=float(np.sqrt(cp[1])), sigma=float(np.sqrt(cp[0])))))
+"""
+
+GPBOOST_CROSSED = """
+import gpboost as gpb
+t = time.perf_counter()
+gp = gpb.GPModel(group_data=df[["a", "b", "c"]].to_numpy(), likelihood="gaussian")
+gp.fit(y=df["y"].to_numpy(), X=np.column_stack([np.ones(len(df)), df["x"].to_numpy()]))
+fit = time.perf_counter() - t
+coef, cp = np.asarray(gp.get_coef()).ravel(), np.asarray(gp.get_cov_pars()).ravel()  # [sigma^2, a, b, c]
+print("RESULT", json.dumps(dict(fit_s=fit, peak_mb=peak_mb(), b_x=coef[1], sd_a=float(np.sqrt(cp[1])),
+      sd_b=float(np.sqrt(cp[2])), sd_c=float(np.sqrt(cp[3])), sigma=float(np.sqrt(cp[0])))))
+"""
+
 LMER_SEED = """
 suppressMessages(library(lme4))
 d <- read.csv("{csv}")
@@ -96,6 +119,9 @@ def contest(title, data_code, contenders, columns, csv):
         if kind == "r" and not have_rscript():
             rows.append({"tool": name, "note": "Rscript not installed"})
             continue
+        if kind == "note":
+            rows.append({"tool": name, "note": code})
+            continue
         if kind == "r":
             res, wall, err = run_r(code.format(csv=csv))
         else:
@@ -113,6 +139,14 @@ def contest(title, data_code, contenders, columns, csv):
     print(f"\n### {title}\n")
     print(markdown_table(rows, ["tool", "fit_s", "time ratio", "peak_mb"] + columns + ["note"]))
     return rows
+
+
+def _have_gpboost():
+    try:
+        import gpboost  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def main(argv=None):
@@ -134,6 +168,8 @@ def main(argv=None):
         contenders = [("skmixed MixedLinearRegressor", "py", SKMIXED_SEED)]
         if not args.no_statsmodels:
             contenders.append(("statsmodels MixedLM", "py", STATSMODELS_SEED))
+        if _have_gpboost():
+            contenders.append(("GPBoost GPModel (ML)", "py", GPBOOST_SEED))
         contenders.append(("lme4 lmer", "r", LMER_SEED))
         contest(f"y ~ x + b + (1 | g): {args.rows:,} rows, {args.groups:,} groups (REML)", data, contenders,
                 ["b_x", "b_b", "sd_g", "sigma", "crit"], csv)
@@ -144,7 +180,11 @@ def main(argv=None):
         ns["df"].to_csv(csv2, index=False, float_format="%.17g")
         data2 = CROSSED_DATA.format(rows=args.crossed_rows, seed=args.seed)
         contest(f"crossed y ~ x + (1|a) + (1|b) + (1|c): {args.crossed_rows:,} rows, 3,000 x 1,100 x 14 levels",
-                data2, [("skmixed MixedLinearRegressor", "py", SKMIXED_CROSSED), ("lme4 lmer", "r", LMER_CROSSED)],
+                data2, [("skmixed MixedLinearRegressor", "py", SKMIXED_CROSSED),
+                        ("statsmodels MixedLM", "note", "no crossed random effects (only variance components "
+                         "nested in one group: a dense 4,114-column design)")]
+                + ([("GPBoost GPModel (ML)", "py", GPBOOST_CROSSED)] if _have_gpboost() else [])
+                + [("lme4 lmer", "r", LMER_CROSSED)],
                 ["b_x", "sd_a", "sd_b", "sd_c", "sigma", "crit"], csv2)
 
 

@@ -2,8 +2,8 @@
 
 Part 1 (issue 6, acceptance 1): ``y ~ x + b + (1 | g)`` on 2,000,000 rows / 2,000 groups.
 The full MixedLinearRegressor fit against SplitSampleMixed(M=8, strategy="groups") with 2 jobs
-(and 1 job), plus lme4::lmer on the full data when Rscript is installed; each contender in its
-own child process. Prints estimates, SEs, the split/full ratios (|difference| in full-fit SEs,
+(and 1 job), plus statsmodels MixedLM (linear model), GPBoost (if installed) and lme4::lmer /
+glmer on the full data when Rscript is installed; each contender in its own child process. Prints estimates, SEs, the split/full ratios (|difference| in full-fit SEs,
 SE ratio, variance-component ratio) and times. The logistic version runs when
 ``skmixed.MixedLogisticRegressor`` exists.
 
@@ -74,12 +74,38 @@ result(fit_s = tm, peak_mb = peak_mb(), fe0 = fixef(m)[[1]], fe1 = fixef(m)[["x"
        se0 = se[[1]], se1 = se[[2]], se2 = se[[3]], var_g = vc$vcov[1])
 """
 
+STATSMODELS = """
+import statsmodels.formula.api as smf
+t = time.perf_counter()
+r = smf.mixedlm("y ~ x + b", df, groups=df["g"]).fit(reml=True)
+fit = time.perf_counter() - t
+print("RESULT", json.dumps(dict(fit_s=fit, peak_mb=peak_mb(), fe=r.fe_params.tolist(), var_g=float(r.cov_re.iloc[0, 0]))))
+"""
+
+GPBOOST = """
+import gpboost as gpb
+t = time.perf_counter()
+gp = gpb.GPModel(group_data=G.to_numpy(), likelihood="{lik}")
+gp.fit(y=Y.to_numpy(float), X=np.column_stack([np.ones(len(df)), df["x"].to_numpy(), df["b"].to_numpy()]))
+fit = time.perf_counter() - t
+print("RESULT", json.dumps(dict(fit_s=fit, peak_mb=peak_mb(), fe=np.asarray(gp.get_coef()).ravel().tolist(),
+      var_g=float(np.asarray(gp.get_cov_pars()).ravel()[-1]))))
+"""
+
 NAMES = ["(Intercept)", "x", "b"]
 
 
 def have_logistic() -> bool:
     try:
         from skmixed import MixedLogisticRegressor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def have_gpboost() -> bool:
+    try:
+        import gpboost  # noqa: F401
     except ImportError:
         return False
     return True
@@ -141,11 +167,32 @@ def part1(args, cls="MixedLinearRegressor", response="y"):
             trows.append({"contender": f"SplitSampleMixed M={args.M}, n_jobs={jobs}", "fit_s": res["fit_s"],
                           "peak_mb": res["peak_mb"]})
     if lme4:
-        trows.append({"contender": "lme4 full fit", "fit_s": lme4["fit_s"], "peak_mb": lme4["peak_mb"]})
+        trows.append({"contender": "lme4 full fit", "fit_s": lme4["fit_s"], "peak_mb": lme4["peak_mb"],
+                      "x": lme4["fe1"], "var(g)": lme4["var_g"]})
+    # Python peers on the full data (same child-process measurement)
+    peers = []
+    if response == "y" and not args.no_statsmodels:
+        peers.append(("statsmodels MixedLM (REML) full fit", STATSMODELS))
+    elif response != "y":
+        trows.append({"contender": "statsmodels", "note": "no ML binary GLMM (its variational-Bayes "
+                      "BinomialBayesMixedGLM: see bench_logistic, infeasible at this size)"})
+    if have_gpboost():
+        peers.append(("GPBoost GPModel (ML) full fit",
+                      GPBOOST.format(lik="gaussian" if response == "y" else "bernoulli_logit")))
+    for name, code in peers:
+        res, _, err = run_python(data + code)
+        trows.append({"contender": name, "note": err} if res is None else
+                     {"contender": name, "fit_s": res["fit_s"], "peak_mb": res["peak_mb"], "x": res["fe"][1],
+                      "var(g)": res["var_g"]})
+    trows[0].update({"x": full["fe"][1], "var(g)": full["var_g"]})
+    if sp:
+        trows[1].update({"x": sp["fe"][1], "var(g)": sp["var_g"]})
     for t in trows:
+        if "fit_s" not in t:
+            continue
         t["time / full skmixed"] = t["fit_s"] / full["fit_s"]
     print()
-    print(markdown_table(trows, ["contender", "fit_s", "peak_mb", "time / full skmixed"]))
+    print(markdown_table(trows, ["contender", "fit_s", "peak_mb", "time / full skmixed", "x", "var(g)", "note"]))
     if sp:
         ok_fe = all(abs(sp["fe"][k] - full["fe"][k]) / full["se"][k] < 0.5 for k in range(3))
         ok_se = all(abs(sp["se"][k] / full["se"][k] - 1) < 0.15 for k in range(3))
@@ -283,6 +330,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="timed fits per n_jobs in part 3")
     ap.add_argument("--model", choices=["linear", "logistic", "both"], default="both", help="part 1 models")
     ap.add_argument("--no-r", action="store_true", help="skip lme4 even when Rscript is installed")
+    ap.add_argument("--no-statsmodels", action="store_true", help="skip statsmodels MixedLM in part 1")
     args = ap.parse_args()
     print(f"# SplitSampleMixed benchmark\n\n{machine_line()}")
     if 1 in args.part:

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 SMALL = {
+    "metacognition.py": [],
+    "big_data_study.py": ["--rows", "20000", "--groups", "100", "--out", "{tmp}"],
     "sleepstudy.py": ["--out", "{tmp}"],
     "sklearn_pipeline.py": ["--rows", "4000", "--groups", "40"],
     "parquet_20m.py": ["--rows", "20000", "--chunk-rows", "5000", "--out", "{tmp}/seed000.parquet"],
