@@ -37,11 +37,17 @@ def _dense_int_range(a: np.ndarray) -> bool:
 
 
 def _factorize_dense_ints(a: np.ndarray):
-    """O(n) factorization of integer labels in a compact range (sorted levels)."""
+    """O(n) factorization of integer labels in a compact range (sorted levels).
+
+    Labels that already are ``0 .. J-1`` with every level present (the usual
+    group ids) are their own codes: no copy, no gather.
+    """
     lo = a.min()
-    off = (a - lo).astype(np.int64)
+    off = a.astype(np.int64, copy=False) if lo == 0 else (a - lo).astype(np.int64)
     present = np.bincount(off) > 0
     levels = np.flatnonzero(present) + lo
+    if present.all():
+        return off, pd.Index(levels.astype(a.dtype))
     remap = np.cumsum(present, dtype=np.int64) - 1
     return remap[off], pd.Index(levels.astype(a.dtype))
 
@@ -79,6 +85,12 @@ class GroupingFactor:
     @classmethod
     def from_labels(cls, labels, name: str = "group") -> "GroupingFactor":
         """Factorize labels (any hashable dtype) with levels sorted as R does."""
+        arr = labels.to_numpy() if isinstance(labels, pd.Series) and labels.dtype.kind in "iu" else labels
+        if isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.dtype.kind in "iu" and len(arr) \
+                and _dense_int_range(arr):
+            # integer ids (no missing values possible): skip pandas altogether
+            codes, levels = _factorize_dense_ints(arr)
+            return cls(name=str(name), codes=np.ascontiguousarray(codes), levels=levels)
         s = _as_label_series(labels, name)
         if isinstance(s.dtype, pd.CategoricalDtype):
             # keep the categorical's own level order, dropping unused levels as lme4 does
