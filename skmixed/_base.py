@@ -228,7 +228,7 @@ class MixedModelBase(BaseEstimator):
     def _validate_y(self, y, n):
         y_arr = self._check_y_shape(y, n)
         try:
-            y_arr = y_arr.astype(np.float64)
+            y_arr = y_arr.astype(np.float64, copy=False)
         except (TypeError, ValueError) as e:
             raise ValueError(f"y must be numeric: {e}") from None
         _finite_or_raise(y_arr, "y")

@@ -22,8 +22,9 @@ def _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, do
     vcol = np.empty(nv, dtype=np.int64)
     vslot = np.empty(nv, dtype=np.int64)
     vval = np.empty(nv)
+    unit = w.shape[0] == 0
     for i in range(lo, hi):
-        wi = w[i]
+        wi = 1.0 if unit else w[i]
         if wi == 0.0:
             continue
         j = codes1[i]
@@ -59,10 +60,41 @@ def _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, do
                 A22[ca, vcol[f]] += wv * vval[f]
 
 
+@njit(cache=True)
+def _accumulate_rows_one_factor(lo, hi, codes1, Z1, X, xshift, y, yshift, w, ptr, Q2, A11, A21, A22):
+    """``_accumulate_rows`` for the common case of one grouping factor (no dense terms):
+    the row's dense vector is just ``[x - xshift, y - yshift]``, so no index bookkeeping."""
+    q1 = Z1.shape[1]
+    p = X.shape[1]
+    unit = w.shape[0] == 0
+    v = np.empty(p + 1)
+    for i in range(lo, hi):
+        wi = 1.0 if unit else w[i]
+        if wi == 0.0:
+            continue
+        j = codes1[i]
+        for a in range(q1):
+            za = wi * Z1[i, a]
+            for b in range(q1):
+                A11[j, a, b] += za * Z1[i, b]
+        for c in range(p):
+            v[c] = X[i, c] - xshift[c]
+        v[p] = y[i] - yshift
+        s0 = ptr[j + 1] - (p + 1)
+        for e in range(p + 1):
+            wv = wi * v[e]
+            for a in range(q1):
+                A21[s0 + e, a] += wv * Z1[i, a]
+            for f in range(e + 1):
+                A22[Q2 + e, Q2 + f] += wv * v[f]
+
+
 @njit(cache=True, parallel=True)
 def accumulate(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, xshift, y, yshift, w, ptr, J1,
                n_chunks):
     """Cross-product blocks of ``[Z X y]`` in one pass over the rows.
+
+    ``w`` holds frequency weights, or is empty for unit weights.
 
     The fixed-effects columns and ``y`` enter shifted by ``xshift`` / ``yshift``
     (their means, when the model has an intercept): the products then hold
@@ -87,8 +119,12 @@ def accumulate(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, xsh
     for c in prange(n_chunks):
         lo = c * step
         hi = min(n, lo + step)
-        _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
-                         X, xshift, y, yshift, w, ptr, A11s[c], A21s[c], A22s[c])
+        if dq.shape[0] == 0:
+            _accumulate_rows_one_factor(lo, hi, codes1, Z1, X, xshift, y, yshift, w, ptr, Q2,
+                                        A11s[c], A21s[c], A22s[c])
+        else:
+            _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
+                             X, xshift, y, yshift, w, ptr, A11s[c], A21s[c], A22s[c])
     A11 = A11s[0]
     A21 = A21s[0]
     A22 = A22s[0]

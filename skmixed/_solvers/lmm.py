@@ -58,7 +58,7 @@ def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None, z_so
 
     n = X.shape[0]
     zs = X if z_source is None else z_source
-    w = np.ones(n) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     xs = np.zeros(X.shape[1]) if x_shift is None else np.ascontiguousarray(x_shift, dtype=np.float64)
     b1 = layout.blocks[0]
     Z1 = b1.z_rows(zs)
@@ -76,7 +76,7 @@ def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None, z_so
     A11, A21, A22 = gram.accumulate(layout.codes1, Z1, layout.dense_codes, layout.row_slot, Zd, zoff,
                                     layout.dense_q, layout.dense_off, layout.Q2, X, xs, y, float(y_shift), w,
                                     layout.ptr, layout.J1, n_chunks)
-    return CrossProducts(A11, A21, A22, float(w.sum()))
+    return CrossProducts(A11, A21, A22, float(n if weights is None else w.sum()))
 
 
 @dataclass
