@@ -190,7 +190,7 @@ class LMMProblem:
         if not np.isfinite(ld11):
             return None
         try:
-            L = sla.cholesky(M, lower=True, check_finite=False)
+            L = sla.cholesky(M, lower=True, check_finite=False, overwrite_a=True)  # M is ours
         except (sla.LinAlgError, ValueError):
             return None
         d = np.diag(L)
