@@ -18,11 +18,19 @@ import sys
 import textwrap
 import time
 
-__all__ = ["have_rscript", "run_python", "run_r", "markdown_table", "machine_line"]
+__all__ = ["have_rscript", "have_gpboost", "run_python", "run_r", "run_contenders", "markdown_table", "machine_line"]
 
 
 def have_rscript() -> bool:
     return shutil.which("Rscript") is not None
+
+
+def have_gpboost() -> bool:
+    try:
+        import gpboost  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _run(cmd, timeout):
@@ -70,6 +78,37 @@ def run_r(code: str, timeout: float = 1800):
         }
     ''')
     return _run(["Rscript", "--vanilla", "-e", prelude + textwrap.dedent(code)], timeout)
+
+
+def run_contenders(data_code: str, contenders: list, csv: str, progress: bool = False) -> list:
+    """Run ``(name, kind, code)`` contenders on the same data; one result row each.
+
+    ``kind`` is ``"py"`` (``data_code + code`` in a Python child), ``"r"`` (``code``
+    formatted with ``csv`` in an Rscript child; a note when Rscript is missing) or
+    ``"note"`` (``code`` is the note). Adds ``time ratio`` = fit_s / the first row's.
+    """
+    rows = []
+    for name, kind, code in contenders:
+        if kind == "note" or (kind == "r" and not have_rscript()):
+            rows.append({"tool": name, "note": code if kind == "note" else "Rscript not installed"})
+            continue
+        if kind == "r":
+            res, _, err = run_r(code.format(csv=csv))
+        else:
+            res, _, err = run_python(data_code + code)
+        row = {"tool": name}
+        if res is None:
+            row["note"] = err
+        else:
+            row.update(res)
+        rows.append(row)
+        if progress:
+            print(f"  {name}: {row.get('fit_s', row.get('note'))}", file=sys.stderr, flush=True)
+    base = rows[0].get("fit_s")
+    for r in rows:
+        if base and "fit_s" in r:
+            r["time ratio"] = r["fit_s"] / base
+    return rows
 
 
 def markdown_table(rows: list, columns: list) -> str:

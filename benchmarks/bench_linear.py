@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import have_rscript, machine_line, markdown_table, run_python, run_r  # noqa: E402
+from _harness import have_gpboost, machine_line, markdown_table, run_contenders  # noqa: E402
 
 SEED_DATA = """
 import json, time, numpy as np, pandas as pd
@@ -114,39 +114,10 @@ result(fit_s = tm, peak_mb = peak_mb(), b_x = fixef(m)[["x"]], sd_a = s[["a"]], 
 
 
 def contest(title, data_code, contenders, columns, csv):
-    rows = []
-    for name, kind, code in contenders:
-        if kind == "r" and not have_rscript():
-            rows.append({"tool": name, "note": "Rscript not installed"})
-            continue
-        if kind == "note":
-            rows.append({"tool": name, "note": code})
-            continue
-        if kind == "r":
-            res, wall, err = run_r(code.format(csv=csv))
-        else:
-            res, wall, err = run_python(data_code + code)
-        row = {"tool": name}
-        if res is None:
-            row["note"] = err
-        else:
-            row.update(res)
-        rows.append(row)
-    base = rows[0].get("fit_s")
-    for r in rows:
-        if base and "fit_s" in r:
-            r["time ratio"] = r["fit_s"] / base
+    rows = run_contenders(data_code, contenders, csv, progress=False)
     print(f"\n### {title}\n")
     print(markdown_table(rows, ["tool", "fit_s", "time ratio", "peak_mb"] + columns + ["note"]))
     return rows
-
-
-def _have_gpboost():
-    try:
-        import gpboost  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def main(argv=None):
@@ -168,7 +139,7 @@ def main(argv=None):
         contenders = [("skmixed MixedLinearRegressor", "py", SKMIXED_SEED)]
         if not args.no_statsmodels:
             contenders.append(("statsmodels MixedLM", "py", STATSMODELS_SEED))
-        if _have_gpboost():
+        if have_gpboost():
             contenders.append(("GPBoost GPModel (ML)", "py", GPBOOST_SEED))
         contenders.append(("lme4 lmer", "r", LMER_SEED))
         contest(f"y ~ x + b + (1 | g): {args.rows:,} rows, {args.groups:,} groups (REML)", data, contenders,
@@ -183,7 +154,7 @@ def main(argv=None):
                 data2, [("skmixed MixedLinearRegressor", "py", SKMIXED_CROSSED),
                         ("statsmodels MixedLM", "note", "no crossed random effects (only variance components "
                          "nested in one group: a dense 4,114-column design)")]
-                + ([("GPBoost GPModel (ML)", "py", GPBOOST_CROSSED)] if _have_gpboost() else [])
+                + ([("GPBoost GPModel (ML)", "py", GPBOOST_CROSSED)] if have_gpboost() else [])
                 + [("lme4 lmer", "r", LMER_CROSSED)],
                 ["b_x", "sd_a", "sd_b", "sd_c", "sigma", "crit"], csv2)
 

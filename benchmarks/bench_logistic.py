@@ -28,7 +28,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import have_rscript, machine_line, markdown_table, run_python, run_r  # noqa: E402
+from _harness import have_gpboost, machine_line, markdown_table, run_contenders  # noqa: E402
 
 DATA = """
 import json, time, numpy as np, pandas as pd
@@ -94,37 +94,10 @@ COLUMNS = ["tool", "fit_s", "time ratio", "cpu_s", "peak_mb", "b_0", "b_x", "b_b
 
 
 def contest(title, data_code, contenders, csv):
-    rows = []
-    for name, kind, code in contenders:
-        if kind == "r" and not have_rscript():
-            rows.append({"tool": name, "note": "Rscript not installed"})
-            continue
-        if kind == "r":
-            res, wall, err = run_r(code.format(csv=csv))
-        else:
-            res, wall, err = run_python(data_code + code)
-        row = {"tool": name}
-        if res is None:
-            row["note"] = err
-        else:
-            row.update(res)
-        rows.append(row)
-        print(f"  {name}: {row.get('fit_s', row.get('note'))}", file=sys.stderr, flush=True)
-    base = rows[0].get("fit_s")
-    for r in rows:
-        if base and "fit_s" in r:
-            r["time ratio"] = r["fit_s"] / base
+    rows = run_contenders(data_code, contenders, csv, progress=True)
     print(f"\n### {title}\n")
     print(markdown_table(rows, COLUMNS))
     return rows
-
-
-def _gpboost_available():
-    try:
-        import gpboost  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def main(argv=None):
@@ -140,7 +113,7 @@ def main(argv=None):
     ap.add_argument("--full-peers", action="store_true", help="run GPBoost and glmer at the full size too")
     args = ap.parse_args(argv)
     print(f"Machine: {machine_line()}")
-    gpb_ok = _gpboost_available() and not args.no_gpboost
+    gpb_ok = have_gpboost() and not args.no_gpboost
     from skmixed.datasets import make_big_grouped_data
 
     with tempfile.TemporaryDirectory() as tmp:
