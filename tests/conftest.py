@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import sklearn
 
 DATA = Path(__file__).parent / "data"
 
@@ -15,3 +16,11 @@ def load_reference(name):
 @pytest.fixture
 def reference():
     return load_reference
+
+
+@pytest.fixture
+def routing():
+    """scikit-learn metadata routing on for one test, off again afterwards."""
+    sklearn.set_config(enable_metadata_routing=True)
+    yield
+    sklearn.set_config(enable_metadata_routing=False)

@@ -6,7 +6,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import sklearn
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -22,13 +21,6 @@ def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)
         check(estimator)
-
-
-@pytest.fixture
-def routing():
-    sklearn.set_config(enable_metadata_routing=True)
-    yield
-    sklearn.set_config(enable_metadata_routing=False)
 
 
 def test_pipeline_gridsearch_groupkfold_routed(routing):

@@ -16,7 +16,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import sklearn
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -351,13 +350,6 @@ def test_sklearn_compatible(estimator, check):
         warnings.simplefilter("ignore", NoGroupsWarning)
         warnings.simplefilter("ignore", SeparationWarning)
         check(estimator)
-
-
-@pytest.fixture
-def routing():
-    sklearn.set_config(enable_metadata_routing=True)
-    yield
-    sklearn.set_config(enable_metadata_routing=False)
 
 
 def test_pipeline_gridsearch_cross_validate_groupkfold_routed(routing):

@@ -7,7 +7,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -274,13 +273,6 @@ def test_gridsearch_over_inner_parameters_group_column():
     assert list(best.fixed_effects_.index) == ["(Intercept)", "x", "b"]
     assert len(best.random_effects_["g"]) == 80
     assert {r["estimator__reml"] for r in grid.cv_results_["params"]} == {True, False}
-
-
-@pytest.fixture
-def routing():
-    sklearn.set_config(enable_metadata_routing=True)
-    yield
-    sklearn.set_config(enable_metadata_routing=False)
 
 
 def test_gridsearch_routes_groups(routing):
