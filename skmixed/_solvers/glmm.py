@@ -30,7 +30,6 @@ differences of the analytic gradient (glmer: finite differences of ``F``).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numba
@@ -470,7 +469,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     roughly the distance to the optimum in standard errors.
     """
     X, y, w = prob.X, prob.y, prob.w_full
-    nt, p = prob.n_theta, prob.p
+    nt = prob.n_theta
     beta0 = _start_beta(X, y, w)
     theta0 = (prob.t_rows == prob.t_cols).astype(float)
     prob.u[:] = 0.0
@@ -819,17 +818,7 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
     theta, beta = x[:nt], x[nt:]
     lams = prob.lambdas(theta)
     _, _, (L, lp) = prob.pirls(theta, beta, joint=False)
-    # conditional covariances of u: diagonal blocks of (L_Z L_Z')^{-1}
-    from scipy.linalg import solve_triangular
-
-    from .._kernels import lmm as klmm
-
-    Minv = solve_triangular(L[:Q2, :Q2], np.eye(Q2), lower=True, check_finite=False) if Q2 else np.zeros((0, 0))
-    cvu = [klmm.first_block_condvar(lp._L11, lp._L21, lay.ptr, lay.cols, Minv, Q2)]
-    for k, blk in enumerate(blocks[1:]):
-        o, q, J = lay.dense_off[k], blk.q, blk.n_levels
-        Mk = Minv[:, o:o + J * q].reshape(Q2, J, q)
-        cvu.append(np.einsum("rja,rjb->jab", Mk, Mk))
+    cvu = lp.conditional_u_cov(L)  # diagonal blocks of (L_Z L_Z')^{-1}
     u = [uk.copy() for uk in prob.u]
     b = [uk @ lam.T for uk, lam in zip(u, lams)]
     condvar = [np.einsum("ab,jbc,dc->jad", lam, cu, lam) for lam, cu in zip(lams, cvu)]

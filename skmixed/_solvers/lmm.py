@@ -440,6 +440,23 @@ class LMMProblem:
         return None
 
     # -- results ---------------------------------------------------------------------------
+    def conditional_u_cov(self, L) -> list:
+        """Per block, the (J, q, q) diagonal blocks of ``(L_Z L_Z')^{-1}`` (conditional covariances of u / sigma^2).
+
+        ``L`` is the dense factor from the last :meth:`_factor` call (whose ``L11``/``L21``
+        this problem still holds).
+        """
+        lay = self.layout
+        Q2 = lay.Q2
+        Minv = (sla.solve_triangular(L[:Q2, :Q2], np.eye(Q2), lower=True, check_finite=False) if Q2
+                else np.zeros((0, 0)))
+        cvu = [klmm.first_block_condvar(self._L11, self._L21, lay.ptr, lay.cols, Minv, Q2)]
+        for k, blk in enumerate(lay.blocks[1:]):
+            o, q, J = lay.dense_off[k], blk.q, blk.n_levels
+            Mk = Minv[:, o:o + J * q].reshape(Q2, J, q)
+            cvu.append(np.einsum("rja,rjb->jab", Mk, Mk))
+        return cvu
+
     def result(self, theta, n_iter=0, converged=True, message="") -> LMMResult:
         lay = self.layout
         f = self._factor(theta)
@@ -460,19 +477,11 @@ class LMMProblem:
         RXinv = sla.solve_triangular(RX, np.eye(p), lower=True, check_finite=False)
         vcov = sigma2 * (RXinv.T @ RXinv)
         lams = self.lambdas(theta)
-        # conditional covariances of u: diagonal blocks of (L_Z L_Z')^{-1}
-        if Q2 > 0:
-            Minv = sla.solve_triangular(L[:Q2, :Q2], np.eye(Q2), lower=True, check_finite=False)
-        else:
-            Minv = np.zeros((0, 0))
-        cv1 = klmm.first_block_condvar(self._L11, self._L21, lay.ptr, lay.cols, Minv, Q2)
+        cvu = self.conditional_u_cov(L)
         us, bs, cvs = [u1], [], []
-        cvu = [cv1]
         for k, blk in enumerate(lay.blocks[1:]):
             o, q, J = lay.dense_off[k], blk.q, blk.n_levels
             us.append(v[o:o + J * q].reshape(J, q))
-            Mk = Minv[:, o:o + J * q].reshape(Q2, J, q)
-            cvu.append(np.einsum("rja,rjb->jab", Mk, Mk))
         for u, lam, cu in zip(us, lams, cvu):
             bs.append(u @ lam.T)
             cvs.append(sigma2 * np.einsum("ab,jbc,dc->jad", lam, cu, lam))
