@@ -27,7 +27,6 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _harness import have_rscript, machine_line, markdown_table, run_python, run_r  # noqa: E402

@@ -173,7 +173,7 @@ def main(argv=None):
         dev = np.mean([abs(r["SEMA"]["beta0"] - r["ML"]["beta0"]) for r in runs])
         n_nc = sum(not r["ml_converged"] for r in runs)
         se = np.mean([r["SEMA"]["se0"] for r in runs])
-        print(f"\n| beta0 | MAE vs truth | ratio to ML |\n|---|---|---|")
+        print("\n| beta0 | MAE vs truth | ratio to ML |\n|---|---|---|")
         for mth in METHODS:
             print(f"| {mth} | {mae[mth]:.4f} | {mae[mth] / mae['ML']:.3f} |")
         print(f"\nmean |SEMA - ML| of beta0: {dev:.4f}; mean SEMA SE of beta0: {se:.4f}; "

@@ -321,7 +321,6 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         return self
 
     def _store(self, fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies):
-        icpt = int(bool(self.fit_intercept))
         phi = res.phi
         Hinv = res.factor.Hinv
         self._lay_cols = {t.name: lay.cols.get(i) for i, t in enumerate(terms)}

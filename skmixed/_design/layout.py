@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .terms import RandomTerm
 
 __all__ = ["ReBlock", "BlockLayout", "amalgamate"]
 

@@ -554,7 +554,6 @@ def joint_stats(beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
             step = np.empty(q)
             rhs = np.empty(q)
             uold = np.zeros(q)
-            Bd = np.empty((q, p))
             wrx = np.empty(p)
             Tx = np.empty((q, q, p))
             Tz = np.empty((q, q, q))

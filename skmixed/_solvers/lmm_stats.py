@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .._design.grouping import GroupingFactor
-from .._design.layout import BlockLayout, ReBlock, amalgamate
+from .._design.layout import BlockLayout, amalgamate
 from .._design.terms import RandomTerm
 from .lmm import CrossProducts, cross_products, drop_aliased
 
