@@ -124,6 +124,10 @@ class LMMProblem:
             self._lam_off[1:] = np.cumsum(dq * dq)[:-1]
         self._L11 = np.zeros((layout.J1, layout.q1, layout.q1))
         self._L21 = np.zeros((layout.nnz, layout.q1))
+        # contiguous views for the all-scalar fast path of the first block
+        self._a11 = np.ascontiguousarray(cp.A11[:, 0, 0]) if layout.q1 == 1 else None
+        self._a21 = np.ascontiguousarray(cp.A21[:, 0]) if layout.q1 == 1 else None
+        self._pattern = None  # the coupling pattern by dense row, built on first use
         self.n_eval = 0
 
     # -- theta <-> Lambda ---------------------------------------------------------------
@@ -183,12 +187,20 @@ class LMMProblem:
     def _factor(self, theta):
         lay = self.layout
         lams = self.lambdas(theta)
-        lam_d = np.concatenate([lam.ravel() for lam in lams[1:]]) if len(lams) > 1 else np.empty(0)
-        M = self._scale_dense(lams[1:])
-        ld11 = klmm.schur(self.cp.A11, self.cp.A21, M, lay.ptr, lay.cols, lams[0], lam_d, self._lam_off,
-                          lay.dense_q, lay.dense_off, lay.Q2, self._L11, self._L21)
+        s, vector_terms = self._dense_scaling(lams[1:])
+        if lay.q1 == 1 and not vector_terms:
+            ld11 = klmm.level_factors_scalar(self._a11, self._a21, lay.ptr, lay.cols, lams[0][0, 0], s,
+                                             self._L11, self._L21)
+        else:
+            lam_d = np.concatenate([lam.ravel() for lam in lams[1:]]) if len(lams) > 1 else np.empty(0)
+            ld11 = klmm.level_factors(self.cp.A11, self.cp.A21, lay.ptr, lay.cols, lams[0], lam_d,
+                                      self._lam_off, lay.dense_q, lay.dense_off, lay.Q2, self._L11, self._L21)
         if not np.isfinite(ld11):
             return None
+        M = self._scale_dense(s, vector_terms)
+        if self._pattern is None:
+            self._pattern = klmm.transpose_pattern(lay.ptr, lay.cols, lay.m)
+        klmm.downdate_rows(M, self._L21, lay.ptr, lay.cols, *self._pattern)
         try:
             L = sla.cholesky(M, lower=True, check_finite=False, overwrite_a=True)  # M is ours
         except (sla.LinAlgError, ValueError):
@@ -202,12 +214,8 @@ class LMMProblem:
         r2 = d[-1] ** 2
         return L, ldL2, ldRX2, r2
 
-    def _scale_dense(self, lams_dense):
-        """``Lambda2' A22 Lambda2 + I`` on the random-effect part of the dense block.
-
-        Scalar terms are a diagonal scaling (one vectorised pass over ``m^2``);
-        vector terms apply their ``q x q`` factor to each level's rows and columns.
-        """
+    def _dense_scaling(self, lams_dense):
+        """Per dense column, the scalar terms' Lambda (1 elsewhere), and the vector terms."""
         lay = self.layout
         s = np.ones(lay.m)
         vector_terms = []
@@ -217,6 +225,20 @@ class LMMProblem:
                 s[o:o + J] = lam[0, 0]
             else:
                 vector_terms.append((o, q, J, lam))
+        return s, vector_terms
+
+    def _scale_dense(self, s, vector_terms):
+        """``Lambda2' A22 Lambda2 + I`` on the random-effect part of the dense block.
+
+        Only the lower triangle is meaningful (the Cholesky reads no other).
+        Scalar terms are a diagonal scaling ``s``, done in one pass over the triangle;
+        vector terms apply their ``q x q`` factor to each level's rows and columns.
+        """
+        lay = self.layout
+        if not vector_terms:
+            M = np.empty_like(self.cp.A22)
+            klmm.scaled_lower(self.cp.A22, s, lay.Q2, M)
+            return M
         M = self.cp.A22 * s[:, None]
         M *= s[None, :]
         for o, q, J, lam in vector_terms:
@@ -448,8 +470,13 @@ class LMMProblem:
         """
         lay = self.layout
         Q2 = lay.Q2
-        Minv = (sla.solve_triangular(L[:Q2, :Q2], np.eye(Q2), lower=True, check_finite=False) if Q2
-                else np.zeros((0, 0)))
+        if Q2:
+            # LAPACK's triangular inverse: half the work of solving against the identity
+            Minv, info = sla.lapack.dtrtri(L[:Q2, :Q2], lower=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("the random-effects factor is singular")
+        else:
+            Minv = np.zeros((0, 0))
         cvu = [klmm.first_block_condvar(self._L11, self._L21, lay.ptr, lay.cols, Minv, Q2)]
         for k, blk in enumerate(lay.blocks[1:]):
             o, q, J = lay.dense_off[k], blk.q, blk.n_levels
