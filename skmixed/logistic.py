@@ -30,6 +30,21 @@ class SingularFitWarning(UserWarning):
     """A variance parameter sits on the boundary (lme4's "boundary (singular) fit")."""
 
 
+def _binary_numeric(y):
+    """``(classes, codes)`` as ``np.unique`` gives them when ``y`` is numeric with exactly two
+    integral values (what ``type_of_target`` calls binary); ``None`` otherwise."""
+    if y.dtype.kind not in "biuf" or y.size == 0:
+        return None
+    lo, hi = y.min(), y.max()
+    if lo == hi or (y.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi) and lo == np.round(lo)
+                                                 and hi == np.round(hi))):
+        return None
+    upper = y == hi
+    if np.count_nonzero(upper | (y == lo)) != y.size:
+        return None
+    return np.array([lo, hi], dtype=y.dtype), upper.astype(np.float64)
+
+
 class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
     """Binary logistic mixed model (GLMM, logit link), as ``lme4::glmer(family = binomial)``.
 
@@ -125,6 +140,11 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         y_arr = self._check_y_shape(y, n)
         if pd.isna(pd.Series(y_arr)).any():
             raise ValueError("y contains NaN / missing labels")
+        fast = _binary_numeric(y_arr)
+        if fast is not None:
+            # the common case (0/1 labels, millions of rows): two passes instead of a sort
+            self._pending_classes, codes = fast
+            return codes
         y_type = type_of_target(y_arr, input_name="y", raise_unknown=True)
         classes, codes = np.unique(y_arr, return_inverse=True)
         if classes.size < 2:

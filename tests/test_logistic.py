@@ -277,6 +277,8 @@ def test_nagq0_mode(cbpp_laplace):
     (lambda y: np.where(y == 1, 2, np.arange(y.size) % 3), "Only binary"),
     (lambda y: np.zeros(y.size), "only one class"),
     (lambda y: np.where(np.arange(y.size) == 3, np.nan, y), "NaN"),
+    (lambda y: np.where(y == 1, np.inf, 0.0), "infinity"),
+    (lambda y: y + 0.5, "binary"),  # two values, but not labels: continuous to sklearn
 ])
 def test_bad_y_errors(bad_y, msg):
     df = load_cbpp_bernoulli()
@@ -284,6 +286,19 @@ def test_bad_y_errors(bad_y, msg):
     with pytest.raises(ValueError, match=msg):
         m.fit(df[["period"]].astype(float), bad_y(df["y"].to_numpy(float)), groups=df["herd"])
     assert not hasattr(m, "classes_") and not hasattr(m, "fixed_effects_")
+
+
+@pytest.mark.parametrize("y", [np.array([0, 1, 1, 0]), np.array([0.0, 1.0, 1.0]), np.array([True, False, True]),
+                               np.array([2, 5, 5], dtype=np.int8), np.array([-1.0, 1.0, -1.0])])
+def test_binary_label_fast_path_equals_unique(y):
+    # the two-pass encoding used for numeric labels must give what np.unique gives
+    from skmixed.logistic import _binary_numeric
+
+    classes, codes = _binary_numeric(y)
+    ref_classes, ref_codes = np.unique(y, return_inverse=True)
+    assert classes.dtype == ref_classes.dtype
+    np.testing.assert_array_equal(classes, ref_classes)
+    np.testing.assert_array_equal(codes, ref_codes)
 
 
 def test_bad_inputs_errors():
