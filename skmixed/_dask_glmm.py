@@ -18,17 +18,13 @@ within a group may be summed in another order (after the shuffle), and for
 100,000 rows or more the in-memory fit takes its nAGQ=0 start values from a
 subset of groups, the distributed one from all groups.
 
-The solver module calls its kernels through its module attribute ``kg``; for the
-duration of a distributed fit that attribute is swapped (under a lock) for a
-stand-in with the same signatures that runs them on the workers. An in-memory
-GLMM fit running concurrently in another thread of the same process would see
-the stand-in: give the problem class a kernels attribute to remove this.
+The solver problem calls its kernels through its ``kernels`` attribute; the
+distributed fit gives its own problem a stand-in with the same signatures that
+runs them on the workers, so in-memory fits in other threads are untouched.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import warnings
 
 import numpy as np
@@ -40,9 +36,6 @@ from ._design.layout import amalgamate
 from ._kernels import glmm as _real_kg
 from ._solvers import glmm as sg
 from ._solvers.lmm import drop_aliased
-
-_PATCH_LOCK = threading.Lock()
-
 
 # ----------------------------------------------------------------- worker side
 class _PartitionProblem:
@@ -205,18 +198,6 @@ class _RemoteKernels:
             out[i] = o
 
 
-@contextlib.contextmanager
-def _remote_kernels(kernels):
-    # the solver module calls its kernels through the module attribute ``kg``
-    with _PATCH_LOCK:
-        saved = sg.kg
-        sg.kg = kernels
-        try:
-            yield
-        finally:
-            sg.kg = saved
-
-
 def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuffle=True):
     """Exact Laplace / AGQ fit of a MixedLogisticRegressor (one grouping factor) on a Dask DataFrame."""
     import dask
@@ -291,8 +272,8 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
     prob = sg.SingleFactorGLMM(X_stub, np.array([wy / n_obs]), np.ones(1), np.zeros(1, dtype=np.int64),
                                factor.n_levels, zcols, blk.pattern)
     prob.n_obs = float(n_obs)
-    with _remote_kernels(_RemoteKernels(runner, gidx)), np.errstate(over="ignore", invalid="ignore",
-                                                                     divide="ignore"):
+    prob.kernels = _RemoteKernels(runner, gidx)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         res = sg.fit_single_factor(prob, nagq=int(est.nagq), tol=float(est.tol), max_iter=int(est.max_iter))
     res.extra["lower"] = prob.lower_theta
 

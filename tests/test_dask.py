@@ -174,3 +174,31 @@ def test_glmm_adaptive_quadrature(client, seed000):
     np.testing.assert_allclose(m.fixed_effects_, f.fixed_effects_, rtol=1e-6)
     np.testing.assert_allclose(m.theta_, f.theta_, rtol=1e-6)
     assert m.loglik_ == pytest.approx(f.loglik_, rel=1e-10)
+
+
+def test_glmm_in_memory_fit_during_a_distributed_fit_is_untouched(client, seed000, monkeypatch):
+    # the distributed fit runs the solver with worker-side kernels; an in-memory fit made
+    # meanwhile in the same process (here: from inside a remote kernel call, the worst
+    # moment) must still use the local kernels and give its own answer
+    from skmixed import MixedLogisticRegressor
+    from skmixed import _dask_glmm
+    from skmixed.dask import fit_glmm
+
+    small = seed000.iloc[:3000]
+    expected = MixedLogisticRegressor().fit(small[["x"]], small["y_bin"], groups=small["g"])
+    inner = {}
+    real = _dask_glmm._RemoteKernels.joint_stats
+
+    def joint_stats(self, *args, **kwargs):
+        if not inner:
+            inner["fit"] = MixedLogisticRegressor().fit(small[["x"]], small["y_bin"], groups=small["g"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_dask_glmm._RemoteKernels, "joint_stats", joint_stats)
+    df = seed000.iloc[:8000]
+    m = fit_glmm(dd.from_pandas(df, npartitions=2), y="y_bin", X=["x", "b"], groups="g")
+    assert "fit" in inner
+    np.testing.assert_array_equal(inner["fit"].fixed_effects_, expected.fixed_effects_)
+    np.testing.assert_array_equal(inner["fit"].theta_, expected.theta_)
+    f = MixedLogisticRegressor().fit(df[["x", "b"]], df["y_bin"], groups=df["g"])
+    np.testing.assert_allclose(m.fixed_effects_, f.fixed_effects_, rtol=1e-6)

@@ -119,7 +119,13 @@ class SingleFactorGLMM:
     codes : (n,) int64 level codes, ``n_levels`` levels.
     zcols : int64 array, per random-effect column: -1 intercept, else column of X.
     pattern : (q, q) bool lower-triangular mask of the free entries of Lambda.
+
+    The per-group kernels are called through ``self.kernels`` (the numba module
+    :mod:`skmixed._kernels.glmm`); the Dask fit gives its problem a stand-in with
+    the same signatures that runs them on the workers.
     """
+
+    kernels = kg
 
     def __init__(self, X, y, w, codes, n_levels, zcols, pattern):
         self.X = X
@@ -202,7 +208,7 @@ class SingleFactorGLMM:
         gb = np.empty((G, self.p) if want_grad else (1, self.p))
         gl = np.empty((G, self.q, self.q) if want_grad else (1, self.q, self.q))
         jac = np.empty((G, self.q, k) if want_grad else (1, self.q, k))
-        kg.laplace_single(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
+        self.kernels.laplace_single(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
                           self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl, self.t_rows, self.t_cols, jac)
         F = float(h.sum() + ld.sum())
         grad = None
@@ -224,7 +230,7 @@ class SingleFactorGLMM:
             return F
         lam = float(params[0])
         out = np.empty(self.G)
-        kg.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w, self.perm,
+        self.kernels.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w, self.perm,
                       self.gptr, lam, self.u, nodes, weights, out)
         return float(out.sum())
 
@@ -254,7 +260,7 @@ class SingleFactorGLMM:
         eye = np.eye(q)
         for it in range(maxit):
             self.n_joint += 1
-            kg.joint_stats(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
+            self.kernels.joint_stats(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
                            Lam, u, True, self.tol_u if tol_u is None else tol_u, A, B, s, h, C, xr)
             pwrss = h.sum() + np.einsum("gq,gq->", u, u)
             if (not np.isfinite(pwrss) or pwrss > prev * (1 + 1e-12)) and old is not None:
@@ -593,7 +599,7 @@ def _condvar_single(prob, Lam, u, beta):
     s = np.empty((G, q))
     h = np.empty(G)
     nck = prob.chunks.size - 1
-    kg.joint_stats(np.ascontiguousarray(beta), prob.X, prob.zcols, prob.y, prob.w, prob.perm, prob.gptr,
+    prob.kernels.joint_stats(np.ascontiguousarray(beta), prob.X, prob.zcols, prob.y, prob.w, prob.perm, prob.gptr,
                    prob.chunks, Lam, u, False, 1.0, A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)))
     H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + np.eye(q)
     Hinv = np.linalg.inv(H)
@@ -658,7 +664,7 @@ class MultiFactorGLMM:
         yw = zb + (self.y - mu) / var + (self.X @ beta if joint else 0.0)
         cp = cross_products(self.layout, self.X, yw, W)
         prob = LMMProblem(self.layout, cp, reml=False)
-        f = prob._factor(np.asarray(theta, dtype=float))
+        f = prob.factor(np.asarray(theta, dtype=float))
         if f is None:
             return None
         L, ldL2 = f[0], f[1]
@@ -673,9 +679,7 @@ class MultiFactorGLMM:
             v = np.zeros(m - 1)
             if Q2:
                 v[:Q2] = solve_triangular(L[:Q2, :Q2], c[:Q2], lower=True, trans="T", check_finite=False)
-        from .._kernels import lmm as klmm
-
-        u1 = klmm.solve_first_block(prob._L11, prob._L21, lay.ptr, lay.cols, v, 0)
+        u1 = prob.first_block_modes(v)
         un = [u1]
         for k, blk in enumerate(self.blocks[1:]):
             o = lay.dense_off[k]

@@ -184,7 +184,16 @@ class LMMProblem:
         return out
 
     # -- the profiled deviance -------------------------------------------------------------
-    def _factor(self, theta):
+    def factor(self, theta):
+        """Factor the penalised system at ``theta``.
+
+        Returns ``(L, ldL2, ldRX2, r2)`` — the dense part's lower Cholesky factor
+        (random-effect rows, then ``X``, then ``y``), ``log|L_Z|^2``, ``log|R_X|^2``
+        and the penalised residual sum of squares — or ``None`` where the
+        system is not positive definite. The first block's factors stay in this
+        problem until the next call (:meth:`first_block_modes`,
+        :meth:`conditional_u_cov` read them); ``L`` is the caller's.
+        """
         lay = self.layout
         lams = self.lambdas(theta)
         s, vector_terms = self._dense_scaling(lams[1:])
@@ -260,7 +269,7 @@ class LMMProblem:
     def objective(self, theta) -> float:
         """REML criterion (``reml=True``) or deviance (``-2 log L``) at ``theta``."""
         self.n_eval += 1
-        f = self._factor(np.asarray(theta, dtype=float))
+        f = self.factor(np.asarray(theta, dtype=float))
         if f is None or f[3] <= 0:
             return np.inf
         return self._criterion(*f[1:])
@@ -462,10 +471,18 @@ class LMMProblem:
         return None
 
     # -- results ---------------------------------------------------------------------------
+    def first_block_modes(self, v) -> np.ndarray:
+        """The first block's conditional modes ``u1`` (J1, q1) given the dense part's solution ``v``.
+
+        ``v`` holds the other terms' ``u`` then ``beta``, from the last :meth:`factor` call.
+        """
+        lay = self.layout
+        return klmm.solve_first_block(self._L11, self._L21, lay.ptr, lay.cols, v, 0)
+
     def conditional_u_cov(self, L) -> list:
         """Per block, the (J, q, q) diagonal blocks of ``(L_Z L_Z')^{-1}`` (conditional covariances of u / sigma^2).
 
-        ``L`` is the dense factor from the last :meth:`_factor` call (whose ``L11``/``L21``
+        ``L`` is the dense factor from the last :meth:`factor` call (whose ``L11``/``L21``
         this problem still holds).
         """
         lay = self.layout
@@ -486,7 +503,7 @@ class LMMProblem:
 
     def result(self, theta, n_iter=0, converged=True, message="") -> LMMResult:
         lay = self.layout
-        f = self._factor(theta)
+        f = self.factor(theta)
         if f is None:
             raise ValueError("the model matrix is rank deficient at the optimum; cannot compute estimates")
         L, ldL2, ldRX2, r2 = f
@@ -496,7 +513,7 @@ class LMMProblem:
         # dense solution v = [u2; beta] from the y row of the factor
         c = L[m - 1, :m - 1]
         v = sla.solve_triangular(L[:m - 1, :m - 1], c, lower=True, trans="T", check_finite=False)
-        u1 = klmm.solve_first_block(self._L11, self._L21, lay.ptr, lay.cols, v, 0)
+        u1 = self.first_block_modes(v)
         beta = v[Q2:Q2 + p]
         sigma2 = r2 / (N - p) if self.reml else r2 / N
         sigma = float(np.sqrt(sigma2))
