@@ -94,12 +94,15 @@ SKMIXED_CROSSED = """
 from skmixed import MixedLinearRegressor
 G = df[["a", "b", "c"]]
 MixedLinearRegressor().fit(df[["x"]].iloc[:3000], df["y"].iloc[:3000], groups=G.iloc[:3000])  # warm cache
-t = time.perf_counter()
-m = MixedLinearRegressor().fit(df[["x"]], df["y"], groups=G)
-fit = time.perf_counter() - t
+times = []
+for _ in range(3):  # the median of three: one fit is short enough for a neighbour's burst to matter
+    t = time.perf_counter()
+    m = MixedLinearRegressor().fit(df[["x"]], df["y"], groups=G)
+    times.append(time.perf_counter() - t)
 sd = {k: float(np.sqrt(v.iloc[0, 0])) for k, v in m.cov_re_.items()}
-print("RESULT", json.dumps(dict(fit_s=fit, peak_mb=peak_mb(), b_x=m.fixed_effects_["x"], sd_a=sd["a"],
-      sd_b=sd["b"], sd_c=sd["c"], sigma=m.sigma_, crit=m.reml_criterion_)))
+print("RESULT", json.dumps(dict(fit_s=float(np.median(times)), peak_mb=peak_mb(), b_x=m.fixed_effects_["x"],
+      sd_a=sd["a"], sd_b=sd["b"], sd_c=sd["c"], sigma=m.sigma_, crit=m.reml_criterion_,
+      note=f"median of 3 fits; all: {', '.join(f'{v:.2f}' for v in times)} s; {m.n_iter_} evaluations")))
 """
 
 LMER_CROSSED = """
