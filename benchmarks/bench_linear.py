@@ -102,7 +102,7 @@ for _ in range(3):  # the median of three: one fit is short enough for a neighbo
 sd = {k: float(np.sqrt(v.iloc[0, 0])) for k, v in m.cov_re_.items()}
 print("RESULT", json.dumps(dict(fit_s=float(np.median(times)), peak_mb=peak_mb(), b_x=m.fixed_effects_["x"],
       sd_a=sd["a"], sd_b=sd["b"], sd_c=sd["c"], sigma=m.sigma_, crit=m.reml_criterion_,
-      note=f"median of 3 fits; all: {', '.join(f'{v:.2f}' for v in times)} s; {m.n_iter_} evaluations")))
+      note=f"median of 3 fits; all: {', '.join(f'{v:.2f}' for v in times)} s; {m.n_iter_} optimiser iterations")))
 """
 
 LMER_CROSSED = """
