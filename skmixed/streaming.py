@@ -21,12 +21,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import MixedModelBase, NoGroupsWarning, _finite_or_raise
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
+from ._solvers.lmm import drop_aliased
 
 __all__ = ["StreamingMixed"]
 
 # attributes a fit creates (removed by a reset); parameters and sklearn's own
 # bookkeeping (e.g. metadata-routing requests) are left alone
-_FITTED = ("_state", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep",
+_FITTED = ("_state", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep", "_aliased_warned",
            "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
            "n_groups_", "n_iter_")
 
@@ -440,7 +441,31 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         self.n_seen_ = st.n_rows
         self.n_groups_ = 0 if self._no_groups else n_levels
         self.n_iter_ = st.n_sweeps
+        self._warn_if_aliased(reset)
         return self
+
+    def _warn_if_aliased(self, reset):
+        """Warn (once per stream) while ``X'X`` of the rows seen is singular.
+
+        A stream cannot drop columns the way the batch estimators do (later rows may
+        separate them), so the fixed effects simply stay at their start values until
+        ``X'X`` is invertible: say so instead of returning zeros silently.
+        """
+        if reset:
+            self._aliased_warned = False
+        st = self._state
+        p = st.XtX.shape[0]
+        if self._aliased_warned or st.n_rows < p:
+            return
+        keep = drop_aliased(st.XtX)
+        if keep.size == p:
+            return
+        self._aliased_warned = True
+        gone = [self.feature_names_[k] for k in range(p) if k not in set(keep.tolist())]
+        warnings.warn(f"X'X of the {st.n_rows} rows seen is singular: column(s) {gone} are constant zero or "
+                      "linear combinations of earlier columns, so the fixed effects stay at their start "
+                      "values until later rows separate them; remove aliased columns and refit",
+                      UserWarning, stacklevel=4)
 
     def _prepare(self, X, y, groups, reset):
         """Validate the whole batch; returns the design, y, the batch's factor and the setup."""

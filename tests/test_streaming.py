@@ -275,6 +275,22 @@ def test_xtx_not_yet_invertible_keeps_start_values():
     assert np.all(m.fixed_effects_ != 0.0)
 
 
+def test_aliased_column_warns_once_and_names_it():
+    X, y, g, _ = make_sema_stream(400, 20, seed=2)
+    Xa = np.column_stack([X[:, :2], 2.0 * X[:, 1]])  # the third column is the second doubled
+    m = StreamingMixed()
+    with pytest.warns(UserWarning, match=r"singular: column\(s\) \['x2'\]"):
+        m.fit(Xa, y, groups=g)
+    np.testing.assert_array_equal(m.fixed_effects_, 0.0)  # not estimated, and now said so
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.partial_fit(Xa[:50], y[:50], groups=g[:50])  # once per stream
+        # full-rank data: no warning
+        StreamingMixed().fit(X[:, :2], y, groups=g)
+    with pytest.warns(UserWarning, match="singular"):
+        m.fit(Xa, y, groups=g)  # a refit is a new stream
+
+
 def test_update_every_is_a_sweep_every_k_rows(small_stream):
     X, y, g = small_stream
     a = StreamingMixed(random_slopes=[0], n_train=400, update_every=500)
