@@ -19,6 +19,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import MixedModelBase, NoGroupsWarning, _finite_or_raise
+from ._design.formula import fixed_design, group_frame, parse_formula, term_columns
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 from ._solvers.lmm import drop_aliased
@@ -159,7 +160,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """
         return self._consume(X, y, groups, reset=True)
 
-    def partial_fit(self, X, y, groups=None):
+    def partial_fit(self, X, y=None, groups=None):
         """Consume a batch of rows in order, updating the estimates after every row.
 
         The whole batch is validated before anything changes: a bad batch raises
@@ -172,6 +173,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
+            For a stream started by :meth:`from_formula`: a DataFrame with the
+            formula's columns (response and grouping column included), ``y`` omitted.
         y : array-like of shape (n_samples,)
         groups : array-like of shape (n_samples,), optional
 
@@ -179,7 +182,10 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         -------
         self
         """
-        return self._consume(X, y, groups, reset=not self.__sklearn_is_fitted__())
+        fitted = self.__sklearn_is_fitted__()
+        if fitted:
+            X, y, groups = self._formula_batch(X, y, groups)
+        return self._consume(X, y, groups, reset=not fitted)
 
     def sweep(self, n=1, tol=None, method="em"):
         """Run ``n`` SEMA-Update sweeps: full EM iterations over the stored group statistics.
@@ -262,9 +268,92 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
     @classmethod
     def from_formula(cls, formula, data, sample_weight=None, **params):
-        """Not supported: a stream is fed through :meth:`partial_fit` with arrays."""
-        raise NotImplementedError("StreamingMixed has no formula interface; pass X, y and groups "
-                                  "to partial_fit (random_slopes names the slope columns)")
+        """Start a stream from an lme4-style formula and its first batch.
+
+        ``"y ~ x1 + x2 + (1 + x1 | g)"``: the fixed part goes to formulaic (categorical
+        columns are coded from the first batch's levels), one bar term gives the grouping
+        factor and the random slopes (its columns must also be fixed effects). SEMA
+        estimates a full covariance matrix with a random intercept, so the term must be
+        ``(1 + ... | g)`` (``||`` only with a single column). Later batches go to
+        :meth:`partial_fit` as DataFrames with the formula's columns, ``y`` omitted;
+        :meth:`predict` takes such DataFrames too.
+
+        Parameters
+        ----------
+        formula : str
+        data : pandas.DataFrame
+            The first batch.
+        sample_weight : None
+            Not supported (SEMA has no weighted update).
+        **params
+            Other constructor parameters (``n_train``, ``forgetting``, ...).
+
+        Returns
+        -------
+        StreamingMixed
+            Fitted on ``data``.
+
+        Examples
+        --------
+        >>> from skmixed.datasets import load_sleepstudy
+        >>> df = load_sleepstudy()
+        >>> m = StreamingMixed.from_formula("Reaction ~ Days + (1 + Days | Subject)", df.iloc[:90])
+        >>> m = m.partial_fit(df.iloc[90:])          # the next batch: y comes from the formula
+        >>> int(m.n_seen_), m.re_names_
+        (180, ['(Intercept)', 'Days'])
+        """
+        if sample_weight is not None:
+            raise ValueError("StreamingMixed takes no sample_weight")
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError("from_formula needs a pandas DataFrame")
+        for name in ("random_slopes", "fit_intercept", "group_column"):
+            if name in params:
+                raise ValueError(f"{name} is set by the formula; do not pass it to from_formula")
+        parsed = parse_formula(formula)
+        if parsed.response not in data.columns:
+            raise ValueError(f"response {parsed.response!r} not in data")
+        if len(parsed.terms) > 1:
+            raise ValueError(f"StreamingMixed supports one random-effects term (one grouping factor); "
+                             f"{formula!r} has {len(parsed.terms)}")
+        Xf, spec = fixed_design(parsed.fixed, data)
+        icpt = "(Intercept)" in Xf.columns
+        Xf = Xf.drop(columns=["(Intercept)"]) if icpt else Xf
+        slopes, gframe = None, None
+        if parsed.terms:
+            term = parsed.terms[0]
+            has_i, cols = term_columns(term.expr, data)
+            if not has_i:
+                raise ValueError(f"({term.expr} | {term.factor}): SEMA always estimates a random intercept; "
+                                 "write (1 + ... | g)")
+            if cols and not term.correlated:
+                raise ValueError(f"({term.expr} || {term.factor}): SEMA estimates a full covariance matrix; "
+                                 "use | (correlated random effects)")
+            missing = [c for c in cols if c not in Xf.columns]
+            if missing:
+                raise ValueError(f"random slope(s) {missing} must also be fixed-effect columns of the formula")
+            slopes = list(cols) or None
+            gframe = group_frame(parsed.terms, data)
+        est = cls(**{**params, "fit_intercept": icpt, "random_slopes": slopes})
+        est._formula = {"formula": formula, "spec": spec, "parsed": parsed, "terms": [],
+                        "factor_names": list(gframe.columns) if gframe is not None else []}
+        est.fit(Xf, data[parsed.response], groups=gframe)
+        est.formula_ = formula
+        return est
+
+    def _formula_batch(self, data, y, groups):
+        """A later batch of a formula-started stream: its design, response and groups."""
+        if self._formula is None or not isinstance(data, pd.DataFrame) or y is not None:
+            return data, y, groups
+        parsed = self._formula["parsed"]
+        if parsed.response not in data.columns:
+            raise ValueError(f"response {parsed.response!r} not in the batch (the stream was started "
+                             f"from {self._formula['formula']!r})")
+        Xf, _ = fixed_design(self._formula["spec"], data)
+        if "(Intercept)" in Xf.columns:
+            Xf = Xf.drop(columns=["(Intercept)"])
+        if groups is None and parsed.terms:
+            groups = group_frame(parsed.terms, data)
+        return Xf, data[parsed.response], groups
 
     # ================================================================ results
     @property

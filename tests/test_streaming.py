@@ -383,3 +383,60 @@ def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)
         check(estimator)
+
+
+# ---------------------------------------------------------------------------------------------------
+# formula-started streams
+def test_from_formula_stream_equals_the_array_stream():
+    df = load_sleepstudy()
+    m = StreamingMixed.from_formula("Reaction ~ Days + (1 + Days | Subject)", df.iloc[:60], n_train=40)
+    for k in range(60, len(df), 40):
+        m.partial_fit(df.iloc[k:k + 40])  # y and the groups come from the formula's columns
+    a = StreamingMixed(random_slopes=["Days"], n_train=40)
+    a.partial_fit(df[["Days"]].iloc[:60], df["Reaction"].iloc[:60], groups=df["Subject"].iloc[:60])
+    for k in range(60, len(df), 40):
+        a.partial_fit(df[["Days"]].iloc[k:k + 40], df["Reaction"].iloc[k:k + 40],
+                      groups=df["Subject"].iloc[k:k + 40])
+    assert m.n_seen_ == len(df) and m.formula_.startswith("Reaction")
+    np.testing.assert_array_equal(m.fixed_effects_, a.fixed_effects_)
+    np.testing.assert_array_equal(m.cov_re_["Subject"], a.cov_re_["Subject"])
+    assert m.sigma_ == a.sigma_
+    np.testing.assert_array_equal(m.predict(df), a.predict(df[["Days"]], groups=df["Subject"]))
+    # no grouping column: the population prediction
+    np.testing.assert_allclose(m.predict(df.drop(columns=["Subject"])),
+                               m.fixed_effects_["(Intercept)"] + m.fixed_effects_["Days"] * df["Days"])
+
+
+def test_from_formula_categorical_fixed_effect_and_new_levels():
+    rng = np.random.default_rng(3)
+    n = 3000
+    df = pd.DataFrame({"x": rng.normal(size=n), "k": rng.choice(["a", "b", "c"], n), "g": rng.integers(0, 40, n)})
+    df["y"] = df["x"] + 0.5 * (df["k"] == "b") + rng.normal(size=40)[df["g"]] + rng.normal(size=n)
+    m = StreamingMixed.from_formula("y ~ x + k + (1 | g)", df.iloc[:1000])
+    m.partial_fit(df.iloc[1000:])
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "x", "kb", "kc"]
+    full = MixedLinearRegressor(reml=False).fit(pd.get_dummies(df[["x", "k"]], drop_first=True, dtype=float),
+                                                df["y"], groups=df["g"])
+    m.sweep(300, method="ecme")
+    np.testing.assert_allclose(m.fixed_effects_.to_numpy(), full.fixed_effects_.to_numpy(), atol=2e-3)
+    # a level the first batch did not have is refused, and the stream is left as it was
+    first = df.iloc[:1000][df["k"].iloc[:1000] != "c"]
+    s = StreamingMixed.from_formula("y ~ x + k + (1 | g)", first)
+    state = pickle.dumps(s)
+    with pytest.raises(ValueError, match="level the fixed-effect coding has not seen"):
+        s.partial_fit(df.iloc[1000:])
+    assert pickle.dumps(s) == state
+
+
+@pytest.mark.parametrize("formula,kwargs,msg", [
+    ("Reaction ~ Days + (1 | Subject) + (1 | Days)", {}, "one random-effects term"),
+    ("Reaction ~ Days + (1 + Days || Subject)", {}, "full covariance"),
+    ("Reaction ~ Days + (0 + Days | Subject)", {}, "random intercept"),
+    ("Reaction ~ 1 + (1 + Days | Subject)", {}, "must also be fixed-effect"),
+    ("Reaction ~ Days + (1 | Subject)", {"random_slopes": ["Days"]}, "set by the formula"),
+    ("Reaction ~ Days + (1 | Subject)", {"sample_weight": np.ones(180)}, "no sample_weight"),
+    ("Missing ~ Days + (1 | Subject)", {}, "not in data"),
+])
+def test_from_formula_rejects_what_sema_cannot_fit(formula, kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        StreamingMixed.from_formula(formula, load_sleepstudy(), **kwargs)

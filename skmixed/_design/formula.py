@@ -8,6 +8,7 @@ the fixed design's (``period2``-style names for categorical columns, as R).
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,7 +119,19 @@ def fixed_design(spec_or_formula, data: pd.DataFrame):
     from formulaic import Formula, ModelSpec
 
     if isinstance(spec_or_formula, ModelSpec):
-        mm = spec_or_formula.get_model_matrix(data)
+        # new data under a fitted model's spec: a categorical level the spec has not seen
+        # would be coded as the reference level (formulaic only warns); refuse, as lme4 does
+        from formulaic.errors import DataMismatchWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DataMismatchWarning)
+            try:
+                mm = spec_or_formula.get_model_matrix(data)
+            except DataMismatchWarning as err:
+                what = str(err).split(" They are")[0]
+                raise ValueError(f"new data have a level the fixed-effect coding has not seen ({what}); "
+                                 "declare such columns as pandas Categoricals with all their levels "
+                                 "before fitting") from None
     else:
         mm = Formula(spec_or_formula).get_model_matrix(data)
     spec = mm.model_spec
