@@ -17,6 +17,7 @@ A :class:`BlockLayout` is built once from the grouping codes (numpy only);
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -133,6 +134,22 @@ class BlockLayout:
     @property
     def nnz(self) -> int:
         return int(self.ptr[-1])
+
+    @cached_property
+    def dense_row_pattern(self):
+        """The coupling pattern by dense row: ``(tptr, tpos, tlev)``.
+
+        For dense row ``r``, ``tpos[tptr[r]:tptr[r + 1]]`` are the positions ``e`` in
+        ``cols`` with ``cols[e] == r`` and ``tlev`` their first-block levels (what
+        :func:`skmixed._kernels.lmm.downdate_rows` walks). It depends on the layout
+        only, so it is built once however many times the solvers factor.
+        """
+        cols = np.asarray(self.cols, dtype=np.int64)
+        order = np.argsort(cols, kind="stable").astype(np.int64)
+        tptr = np.zeros(self.m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=self.m), out=tptr[1:])
+        lev = np.repeat(np.arange(self.J1, dtype=np.int64), np.diff(self.ptr))
+        return tptr, order, lev[order]
 
     @classmethod
     def build(cls, blocks: list, codes: list, p: int) -> "BlockLayout":

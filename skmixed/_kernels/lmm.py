@@ -184,16 +184,6 @@ def downdate_rows(M, L21, ptr, cols, tptr, tpos, tlev):
                     M[r, cols[f]] -= acc
 
 
-def transpose_pattern(ptr, cols, m):
-    """The coupling pattern by dense row: ``(tptr, tpos, tlev)`` for :func:`downdate_rows`."""
-    cols = np.asarray(cols, dtype=np.int64)
-    order = np.argsort(cols, kind="stable")
-    tptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cols, minlength=m), out=tptr[1:])
-    lev = np.repeat(np.arange(ptr.shape[0] - 1, dtype=np.int64), np.diff(ptr))
-    return tptr, order.astype(np.int64), lev[order]
-
-
 @njit(cache=True, parallel=True)
 def solve_first_block(L11, L21, ptr, cols, v, yslot_last):
     """Back-substitute the first block's conditional modes ``u1`` given the dense solution ``v``.

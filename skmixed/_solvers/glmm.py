@@ -716,7 +716,9 @@ class MultiFactorGLMM:
             out = fac
             if delta < tol:
                 break
-        # log|L|^2 at the mode: one more factorization with the final weights
+        # log|L|^2 at the mode: one more factorization with the final weights (taking it
+        # from the last step instead, at weights within tol of the mode, was measured to
+        # make the finite-difference gradients noisy enough to cost 50 % more evaluations)
         step = self._solve(theta, beta, u, joint)
         ldL2, out = step[2], step[3]
         self.u = u
@@ -749,8 +751,22 @@ def _fd_grad(fun, x, lower, h=1e-5):
 
 
 def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
-    """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult."""
+    """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
+
+    Every PIRLS step factors the LMM's dense part: from a few hundred rows on
+    (crossed factors with many levels) that runs with one BLAS thread, as in
+    :meth:`skmixed._solvers.lmm.LMMProblem.optimize`.
+    """
     prob = MultiFactorGLMM(X, y, w, factors, blocks)
+    if 200 < prob.layout.m <= 4000:
+        from .._threads import single_threaded_blas
+
+        with single_threaded_blas():
+            return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
+    return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
+
+
+def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     nt, p = prob.n_theta, prob.p
     theta0 = np.concatenate([(r == c).astype(float) for (r, c) in prob.theta_pos])
     beta0 = _start_beta(X, y, w)

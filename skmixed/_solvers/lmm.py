@@ -127,7 +127,6 @@ class LMMProblem:
         # contiguous views for the all-scalar fast path of the first block
         self._a11 = np.ascontiguousarray(cp.A11[:, 0, 0]) if layout.q1 == 1 else None
         self._a21 = np.ascontiguousarray(cp.A21[:, 0]) if layout.q1 == 1 else None
-        self._pattern = None  # the coupling pattern by dense row, built on first use
         self.n_eval = 0
 
     # -- theta <-> Lambda ---------------------------------------------------------------
@@ -207,9 +206,7 @@ class LMMProblem:
         if not np.isfinite(ld11):
             return None
         M = self._scale_dense(s, vector_terms)
-        if self._pattern is None:
-            self._pattern = klmm.transpose_pattern(lay.ptr, lay.cols, lay.m)
-        klmm.downdate_rows(M, self._L21, lay.ptr, lay.cols, *self._pattern)
+        klmm.downdate_rows(M, self._L21, lay.ptr, lay.cols, *lay.dense_row_pattern)
         try:
             L = sla.cholesky(M, lower=True, check_finite=False, overwrite_a=True)  # M is ours
         except (sla.LinAlgError, ValueError):
