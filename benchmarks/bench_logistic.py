@@ -10,6 +10,8 @@ binomial-logit GLMM by Laplace (glmer's default ``nAGQ = 1``):
    ``system.time``) and GPBoost's ``GPModel(group_data=g, likelihood="bernoulli_logit")``.
 3. ``--full-rows`` rows (default 2,000,000): skmixed alone (target < 5 s); ``--full-peers``
    adds GPBoost and glmer there too.
+4. ``--crossed-rows`` rows (default 0: skipped, glmer needs minutes): three crossed factors of
+   3,000 x 1,100 x 14 levels, ``y ~ x + (1 | a) + (1 | b) + (1 | c)``, skmixed and glmer.
 
 Every contender runs in its own process on the same data (Python children regenerate it
 from the seed; R reads a CSV written once to a temporary directory); numba's cache is
@@ -90,6 +92,39 @@ result(fit_s = tm[["elapsed"]], cpu_s = tm[["user.self"]] + tm[["sys.self"]], pe
        loglik = as.numeric(logLik(m)))
 """
 
+CROSSED_DATA = """
+import json, time, numpy as np, pandas as pd
+rng = np.random.default_rng({seed})
+n = {rows}
+a = rng.integers(0, 3000, n); b = rng.integers(0, 1100, n); c = rng.integers(0, 14, n)
+x = rng.normal(size=n)
+lp = -0.3 + 0.5 * x + rng.normal(0, 1, 3000)[a] + rng.normal(0, .5, 1100)[b] + rng.normal(0, .3, 14)[c]
+df = pd.DataFrame(dict(y=(rng.random(n) < 1 / (1 + np.exp(-lp))).astype(float), x=x, a=a, b=b, c=c))
+"""
+
+SKMIXED_CROSSED = """
+from skmixed import MixedLogisticRegressor
+G = df[["a", "b", "c"]]
+MixedLogisticRegressor().fit(df[["x"]].iloc[:3000], df["y"].iloc[:3000], groups=G.iloc[:3000])  # warm the cache
+t, c = time.perf_counter(), time.process_time()
+m = MixedLogisticRegressor().fit(df[["x"]], df["y"], groups=G)
+fit, cpu = time.perf_counter() - t, time.process_time() - c
+th = m.theta_
+print("RESULT", json.dumps(dict(fit_s=fit, cpu_s=cpu, peak_mb=peak_mb(), b_0=m.fixed_effects_["(Intercept)"],
+      b_x=m.fixed_effects_["x"], th_a=th.iloc[0], th_b=th.iloc[1], th_c=th.iloc[2], loglik=m.loglik_)))
+"""
+
+GLMER_CROSSED = """
+suppressMessages(library(lme4))
+d <- read.csv("{csv}")
+for (k in c("a", "b", "c")) d[[k]] <- factor(d[[k]])
+tm <- system.time(m <- glmer(y ~ x + (1 | a) + (1 | b) + (1 | c), d, family = binomial))
+fe <- fixef(m); th <- getME(m, "theta")
+result(fit_s = tm[["elapsed"]], cpu_s = tm[["user.self"]] + tm[["sys.self"]], peak_mb = peak_mb(),
+       b_0 = fe[["(Intercept)"]], b_x = fe[["x"]], th_a = th[[1]], th_b = th[[2]], th_c = th[[3]],
+       loglik = as.numeric(logLik(m)))
+"""
+
 COLUMNS = ["tool", "fit_s", "time ratio", "cpu_s", "peak_mb", "b_0", "b_x", "b_b", "sd_g", "loglik", "note"]
 
 
@@ -103,7 +138,7 @@ def contest(title, data_code, contenders, csv):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sm-rows", type=int, default=20_000, help="statsmodels comparison size; 0 skips it")
-    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--rows", type=int, default=200_000, help="0 skips the 200k comparison")
     ap.add_argument("--full-rows", type=int, default=2_000_000, help="0 skips the full-size run")
     ap.add_argument("--groups", type=int, default=2_000)
     ap.add_argument("--seed", type=int, default=2024)
@@ -111,6 +146,9 @@ def main(argv=None):
     ap.add_argument("--no-gpboost", action="store_true")
     ap.add_argument("--no-r", action="store_true")
     ap.add_argument("--full-peers", action="store_true", help="run GPBoost and glmer at the full size too")
+    ap.add_argument("--crossed-rows", type=int, default=0,
+                    help="also fit y ~ x + (1|a) + (1|b) + (1|c) with 3,000 x 1,100 x 14 levels on this many "
+                         "rows (73000 as in bench_linear; glmer takes minutes there); 0 skips it")
     args = ap.parse_args(argv)
     print(f"Machine: {machine_line()}")
     gpb_ok = have_gpboost() and not args.no_gpboost
@@ -122,7 +160,8 @@ def main(argv=None):
             contest(f"y_bin ~ x + b + (1 | g): {args.sm_rows:,} rows, {args.groups:,} groups (vs statsmodels)",
                     data, [("skmixed MixedLogisticRegressor (Laplace)", "py", SKMIXED.format(nagq=1)),
                            ("statsmodels BinomialBayesMixedGLM.fit_vb", "py", STATSMODELS)], None)
-        sizes = [(args.rows, True)] + ([(args.full_rows, args.full_peers)] if args.full_rows else [])
+        sizes = (([(args.rows, True)] if args.rows else [])
+                 + ([(args.full_rows, args.full_peers)] if args.full_rows else []))
         for rows, peers in sizes:
             csv = os.path.join(tmp, f"seed_{rows}.csv")
             data = DATA.format(rows=rows, groups=args.groups, seed=args.seed)
@@ -137,6 +176,20 @@ def main(argv=None):
                     contenders.append(("GPBoost GPModel bernoulli_logit", "py", GPBOOST))
             contest(f"y_bin ~ x + b + (1 | g): {rows:,} rows, {args.groups:,} groups (binomial logit)", data,
                     contenders, csv)
+        if args.crossed_rows:
+            data = CROSSED_DATA.format(rows=args.crossed_rows, seed=args.seed)
+            csv = os.path.join(tmp, "crossed.csv")
+            ns = {}
+            exec(data, ns)
+            ns["df"].to_csv(csv, index=False, float_format="%.17g")
+            contenders = [("skmixed MixedLogisticRegressor (Laplace)", "py", SKMIXED_CROSSED)]
+            if not args.no_r:
+                contenders.append(("lme4 glmer (Laplace)", "r", GLMER_CROSSED))
+            rows = run_contenders(data, contenders, csv, progress=True)
+            print(f"\n### crossed y ~ x + (1|a) + (1|b) + (1|c), binomial logit: {args.crossed_rows:,} rows, "
+                  "3,000 x 1,100 x 14 levels\n")
+            print(markdown_table(rows, ["tool", "fit_s", "time ratio", "cpu_s", "peak_mb", "b_0", "b_x", "th_a",
+                                        "th_b", "th_c", "loglik", "note"]))
 
 
 if __name__ == "__main__":
