@@ -93,6 +93,32 @@ def _finite_or_raise(a: np.ndarray, what: str):
         raise ValueError(f"{what} contains {bad}")
 
 
+def read_formula(formula: str, data: pd.DataFrame):
+    """An lme4 formula read against its data.
+
+    Returns ``(state, X, y, groups, intercept)``: what a formula-fitted estimator
+    keeps (the formula, formulaic's model spec, the parsed bar terms), the fixed
+    design without its intercept column, the response, the grouping columns
+    (``None`` without bar terms) and whether the fixed part has an intercept.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError("from_formula needs a pandas DataFrame")
+    parsed = parse_formula(formula)
+    if parsed.response not in data.columns:
+        raise ValueError(f"response {parsed.response!r} not in data")
+    Xf, spec = fixed_design(parsed.fixed, data)
+    icpt = "(Intercept)" in Xf.columns
+    Xf = Xf.drop(columns=["(Intercept)"]) if icpt else Xf
+    gframe = group_frame(parsed.terms, data) if parsed.terms else None
+    terms = []
+    for t in parsed.terms:
+        has_i, cols = term_columns(t.expr, data)
+        terms.append({"factor": t.factor, "intercept": has_i, "columns": tuple(cols), "correlated": t.correlated})
+    state = {"formula": formula, "spec": spec, "parsed": parsed, "terms": terms,
+             "factor_names": list(gframe.columns) if gframe is not None else []}
+    return state, Xf, data[parsed.response], gframe, icpt
+
+
 class MixedModelBase(BaseEstimator):
     """Base class: shared parameters ``fit_intercept``, ``random_slopes``, ``group_column``.
 
@@ -340,43 +366,36 @@ class MixedModelBase(BaseEstimator):
         estimator
             The fitted estimator.
         """
-        if not isinstance(data, pd.DataFrame):
-            raise TypeError("from_formula needs a pandas DataFrame")
-        parsed = parse_formula(formula)
-        if parsed.response not in data.columns:
-            raise ValueError(f"response {parsed.response!r} not in data")
-        Xf, spec = fixed_design(parsed.fixed, data)
-        icpt = "(Intercept)" in Xf.columns
-        Xf = Xf.drop(columns=["(Intercept)"]) if icpt else Xf
-        gframe = group_frame(parsed.terms, data) if parsed.terms else None
-        terms = []
-        for t in parsed.terms:
-            has_i, cols = term_columns(t.expr, data)
-            terms.append({"factor": t.factor, "intercept": has_i, "columns": tuple(cols),
-                          "correlated": t.correlated})
+        state, Xf, y, gframe, icpt = read_formula(formula, data)
         est = cls(**{**params, "fit_intercept": icpt})
-        est._formula = {"formula": formula, "spec": spec, "parsed": parsed, "terms": terms,
-                        "factor_names": list(gframe.columns) if gframe is not None else []}
-        y = data[parsed.response]
+        est._formula = state
         est.fit(Xf, y, groups=gframe, sample_weight=sample_weight)
         est.formula_ = formula
         return est
 
-    def _prepare_predict_formula(self, data, groups):
+    def _formula_rows(self, data):
+        """``data`` under the stored formula: the fixed design (no intercept column) and the
+        grouping columns (``None`` when ``data`` lacks them)."""
         Xf, _ = fixed_design(self._formula["spec"], data)
         if "(Intercept)" in Xf.columns:
             Xf = Xf.drop(columns=["(Intercept)"])
+        parsed = self._formula["parsed"]
+        groups = None
+        if parsed.terms:
+            try:
+                groups = group_frame(parsed.terms, data)
+            except ValueError:
+                groups = None  # grouping columns absent
+        return Xf, groups
+
+    def _prepare_predict_formula(self, data, groups):
+        Xf, gframe = self._formula_rows(data)
         Xv = self._check_x(Xf, reset=False)
         _finite_or_raise(Xv, "X")
         n = Xv.shape[0]
         Xd = self._design(Xv)[:, self._keep]
-        parsed = self._formula["parsed"]
-        if groups is None and parsed.terms:
-            try:
-                groups = group_frame(parsed.terms, data)
-            except ValueError:
-                groups = None  # grouping columns absent: population prediction
-        return PredictData(Xd, self._encode_groups(groups, n))
+        # no grouping columns: the population prediction
+        return PredictData(Xd, self._encode_groups(gframe if groups is None else groups, n))
 
     # ----------------------------------------------------------------- shared results helpers
     def _set_factor_attrs(self, fd: FitData):

@@ -18,8 +18,7 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import MixedModelBase, NoGroupsWarning, _finite_or_raise
-from ._design.formula import fixed_design, group_frame, parse_formula, term_columns
+from ._base import MixedModelBase, NoGroupsWarning, _finite_or_raise, read_formula
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 from ._solvers.lmm import drop_aliased
@@ -304,39 +303,30 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """
         if sample_weight is not None:
             raise ValueError("StreamingMixed takes no sample_weight")
-        if not isinstance(data, pd.DataFrame):
-            raise TypeError("from_formula needs a pandas DataFrame")
         for name in ("random_slopes", "fit_intercept", "group_column"):
             if name in params:
                 raise ValueError(f"{name} is set by the formula; do not pass it to from_formula")
-        parsed = parse_formula(formula)
-        if parsed.response not in data.columns:
-            raise ValueError(f"response {parsed.response!r} not in data")
-        if len(parsed.terms) > 1:
+        state, Xf, y, gframe, icpt = read_formula(formula, data)
+        bars = state["parsed"].terms
+        if len(bars) > 1:
             raise ValueError(f"StreamingMixed supports one random-effects term (one grouping factor); "
-                             f"{formula!r} has {len(parsed.terms)}")
-        Xf, spec = fixed_design(parsed.fixed, data)
-        icpt = "(Intercept)" in Xf.columns
-        Xf = Xf.drop(columns=["(Intercept)"]) if icpt else Xf
-        slopes, gframe = None, None
-        if parsed.terms:
-            term = parsed.terms[0]
-            has_i, cols = term_columns(term.expr, data)
-            if not has_i:
-                raise ValueError(f"({term.expr} | {term.factor}): SEMA always estimates a random intercept; "
+                             f"{formula!r} has {len(bars)}")
+        slopes = None
+        if bars:
+            term, bar = state["terms"][0], bars[0]
+            if not term["intercept"]:
+                raise ValueError(f"({bar.expr} | {bar.factor}): SEMA always estimates a random intercept; "
                                  "write (1 + ... | g)")
-            if cols and not term.correlated:
-                raise ValueError(f"({term.expr} || {term.factor}): SEMA estimates a full covariance matrix; "
+            if term["columns"] and not term["correlated"]:
+                raise ValueError(f"({bar.expr} || {bar.factor}): SEMA estimates a full covariance matrix; "
                                  "use | (correlated random effects)")
-            missing = [c for c in cols if c not in Xf.columns]
+            missing = [c for c in term["columns"] if c not in Xf.columns]
             if missing:
                 raise ValueError(f"random slope(s) {missing} must also be fixed-effect columns of the formula")
-            slopes = list(cols) or None
-            gframe = group_frame(parsed.terms, data)
+            slopes = list(term["columns"]) or None
         est = cls(**{**params, "fit_intercept": icpt, "random_slopes": slopes})
-        est._formula = {"formula": formula, "spec": spec, "parsed": parsed, "terms": [],
-                        "factor_names": list(gframe.columns) if gframe is not None else []}
-        est.fit(Xf, data[parsed.response], groups=gframe)
+        est._formula = state
+        est.fit(Xf, y, groups=gframe)
         est.formula_ = formula
         return est
 
@@ -344,16 +334,12 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """A later batch of a formula-started stream: its design, response and groups."""
         if self._formula is None or not isinstance(data, pd.DataFrame) or y is not None:
             return data, y, groups
-        parsed = self._formula["parsed"]
-        if parsed.response not in data.columns:
-            raise ValueError(f"response {parsed.response!r} not in the batch (the stream was started "
+        response = self._formula["parsed"].response
+        if response not in data.columns:
+            raise ValueError(f"response {response!r} not in the batch (the stream was started "
                              f"from {self._formula['formula']!r})")
-        Xf, _ = fixed_design(self._formula["spec"], data)
-        if "(Intercept)" in Xf.columns:
-            Xf = Xf.drop(columns=["(Intercept)"])
-        if groups is None and parsed.terms:
-            groups = group_frame(parsed.terms, data)
-        return Xf, data[parsed.response], groups
+        Xf, gframe = self._formula_rows(data)
+        return Xf, data[response], gframe if groups is None else groups
 
     # ================================================================ results
     @property
