@@ -731,15 +731,15 @@ class MultiFactorGLMM:
         return F
 
 
-def _fd_grad(fun, x, lower, h=1e-5):
+def _fd_grad(fun, x, lower, h=1e-5, f0=None, central=True):
+    """Finite-difference gradient: central where the bound allows, else forward from ``f0``."""
     g = np.empty_like(x)
-    f0 = None
     for i in range(x.size):
         hs = h * max(1.0, abs(x[i]))
         xp = x.copy()
         xp[i] += hs
         fp = fun(xp)
-        if x[i] - hs >= lower[i]:
+        if central and x[i] - hs >= lower[i]:
             xm = x.copy()
             xm[i] -= hs
             g[i] = (fp - fun(xm)) / (2 * hs)
@@ -780,7 +780,12 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
 
     bounds_t = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower_theta]
     f0(theta0)
-    r0 = optimize.minimize(lambda t: (f0(t), _fd_grad(f0, t, prob.lower_theta, 1e-4)), theta0, jac=True,
+    def f0_and_grad(t):
+        F = f0(t)
+        # only start values for the Laplace stage (gtol 1e-3): forward differences, half the PIRLS runs
+        return F, _fd_grad(f0, t, prob.lower_theta, 1e-4, f0=F, central=nagq == 0)
+
+    r0 = optimize.minimize(f0_and_grad, theta0, jac=True,
                            method="L-BFGS-B", bounds=bounds_t,
                            options={"gtol": 1e-6 if nagq == 0 else 1e-3, "maxiter": max_iter})
     theta = np.asarray(r0.x)
