@@ -13,6 +13,9 @@ worker thread, say) does not leak into another; process-based joblib workers
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numba
 import threadpoolctl
 
@@ -47,8 +50,12 @@ def _register() -> None:
 
 
 _CONTROLLER = None
+_BLAS_LOCK = threading.Lock()
+_BLAS_DEPTH = 0
+_BLAS_LIMIT = None  # the active limit object while _BLAS_DEPTH > 0
 
 
+@contextlib.contextmanager
 def single_threaded_blas():
     """Context manager capping BLAS/LAPACK to one thread (other libraries untouched).
 
@@ -56,11 +63,27 @@ def single_threaded_blas():
     rows): there OpenBLAS's second thread gains little on a quiet machine, and on
     a busy one its spin-waiting threads slow each call down by an order of
     magnitude (measured 30x on these 2-core machines).
+
+    BLAS thread counts are process-wide, so the cap is reference-counted: when fits
+    in several threads overlap, the first to enter sets it and the last to leave
+    restores the caller's setting (a plain nested limit would restore in the
+    wrong order and leave BLAS on one thread).
     """
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = threadpoolctl.ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    global _CONTROLLER, _BLAS_DEPTH, _BLAS_LIMIT
+    with _BLAS_LOCK:
+        if _CONTROLLER is None:
+            _CONTROLLER = threadpoolctl.ThreadpoolController()
+        if _BLAS_DEPTH == 0:
+            _BLAS_LIMIT = _CONTROLLER.limit(limits=1, user_api="blas")
+        _BLAS_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_DEPTH -= 1
+            if _BLAS_DEPTH == 0:
+                _BLAS_LIMIT.restore_original_limits()
+                _BLAS_LIMIT = None
 
 
 def effective_n_threads() -> int:

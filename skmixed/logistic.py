@@ -36,8 +36,9 @@ def _binary_numeric(y):
     if y.dtype.kind not in "biuf" or y.size == 0:
         return None
     lo, hi = y.min(), y.max()
+    # floats count as labels only when integral and within int64 (type_of_target's test)
     if lo == hi or (y.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi) and lo == np.round(lo)
-                                                 and hi == np.round(hi))):
+                                                 and hi == np.round(hi) and max(-lo, hi) < 2.0**63)):
         return None
     upper = y == hi
     if np.count_nonzero(upper | (y == lo)) != y.size:

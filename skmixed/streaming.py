@@ -131,6 +131,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     5000
     """
 
+    # set per stream by _warn_if_aliased; the class default serves streams pickled before it existed
+    _aliased_warned = False
+
     def __init__(self, fit_intercept=True, random_slopes=None, group_column=None, n_train=0,
                  update_every=None, forgetting=None, trace_every=None):
         self.fit_intercept = fit_intercept
@@ -524,7 +527,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
         A stream cannot drop columns the way the batch estimators do (later rows may
         separate them), so the fixed effects simply stay at their start values until
-        ``X'X`` is invertible: say so instead of returning zeros silently.
+        ``X'X`` is invertible: say so instead of returning zeros silently. The warning
+        describes the rows consumed, so it comes after the batch is in (with warnings
+        turned into errors, the batch is consumed all the same).
         """
         if reset:
             self._aliased_warned = False

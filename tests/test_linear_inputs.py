@@ -85,3 +85,35 @@ def test_string_int_and_categorical_labels_agree(data):
             (g, pd.Series(g).astype(int).to_numpy(), pd.Categorical(g))]
     for f in fits[1:]:
         np.testing.assert_allclose(f.fixed_effects_, fits[0].fixed_effects_, rtol=1e-10)
+
+
+def test_formula_predict_refuses_unseen_fixed_effect_levels_from_any_thread():
+    # lme4 refuses new levels of a fixed-effect factor; formulaic would code them as the
+    # reference level with a warning. The check must not depend on (process-wide) warning
+    # filters, so concurrent predictions in threads all refuse.
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({"x": rng.normal(size=n), "k": rng.choice(["a", "b"], n), "m": rng.integers(1, 3, n),
+                       "g": rng.integers(0, 20, n)})
+    df["y"] = df["x"] + (df["k"] == "b") + rng.normal(size=20)[df["g"]] + rng.normal(size=n)
+    est = MixedLinearRegressor.from_formula("y ~ x + k + C(m) + (1 | g)", df)
+    ok = df.iloc[:5]
+    np.testing.assert_allclose(est.predict(ok), est.predict(ok.copy()))
+    filters = list(warnings.filters)
+    for bad in (ok.assign(k=["a", "z", "a", "b", "a"]), ok.assign(m=[1, 2, 7, 1, 1])):
+        with pytest.raises(ValueError, match="the fixed-effect coding has not seen"):
+            est.predict(bad)
+
+        def attempt(_):
+            try:
+                est.predict(bad)
+            except ValueError:
+                return True
+            return False
+
+        with ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(attempt, range(40)))
+    assert list(warnings.filters) == filters

@@ -89,6 +89,39 @@ def test_threadpool_limits_makes_kernels_single_threaded():
     np.testing.assert_allclose(m1.fixed_effects_, m2.fixed_effects_, rtol=1e-9)
 
 
+def test_single_threaded_blas_overlapping_threads_restore_the_setting():
+    # the cap is process-wide: fits in two threads whose windows overlap must leave
+    # BLAS as they found it (a plain nested limit restores in the wrong order)
+    import threading
+    import time
+
+    from threadpoolctl import threadpool_info
+
+    from skmixed._threads import single_threaded_blas
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas()
+    seen = []
+
+    def hold(seconds):
+        with single_threaded_blas():
+            seen.append(blas())
+            time.sleep(seconds)
+
+    first = threading.Thread(target=hold, args=(0.3,))
+    second = threading.Thread(target=hold, args=(0.6,))
+    first.start()
+    time.sleep(0.1)
+    second.start()
+    first.join()
+    assert all(n == 1 for n in blas())  # the second fit is still inside
+    second.join()
+    assert blas() == before
+    assert all(n == 1 for s in seen for n in s)
+
+
 def test_sample_weight_is_frequency_weight():
     df = load_sleepstudy()
     w = np.tile([1.0, 2.0, 3.0], 60)

@@ -279,6 +279,7 @@ def test_nagq0_mode(cbpp_laplace):
     (lambda y: np.where(np.arange(y.size) == 3, np.nan, y), "NaN"),
     (lambda y: np.where(y == 1, np.inf, 0.0), "infinity"),
     (lambda y: y + 0.5, "binary"),  # two values, but not labels: continuous to sklearn
+    (lambda y: 1e20 * (y + 1), "binary"),  # integral floats beyond int64: continuous to sklearn too
 ])
 def test_bad_y_errors(bad_y, msg):
     df = load_cbpp_bernoulli()

@@ -291,6 +291,17 @@ def test_aliased_column_warns_once_and_names_it():
         m.fit(Xa, y, groups=g)  # a refit is a new stream
 
 
+def test_stream_pickled_before_the_aliasing_check_resumes():
+    X, y, g, _ = make_sema_stream(400, 20, seed=2)
+    m = StreamingMixed().partial_fit(X[:200], y[:200], groups=g[:200])
+    m.__dict__.pop("_aliased_warned")  # as a stream pickled by the previous version
+    m = pickle.loads(pickle.dumps(m))
+    m.partial_fit(X[200:], y[200:], groups=g[200:])
+    ref = StreamingMixed().partial_fit(X[:200], y[:200], groups=g[:200]).partial_fit(X[200:], y[200:],
+                                                                                    groups=g[200:])
+    np.testing.assert_array_equal(m.fixed_effects_, ref.fixed_effects_)
+
+
 def test_update_every_is_a_sweep_every_k_rows(small_stream):
     X, y, g = small_stream
     a = StreamingMixed(random_slopes=[0], n_train=400, update_every=500)
@@ -423,7 +434,7 @@ def test_from_formula_categorical_fixed_effect_and_new_levels():
     first = df.iloc[:1000][df["k"].iloc[:1000] != "c"]
     s = StreamingMixed.from_formula("y ~ x + k + (1 | g)", first)
     state = pickle.dumps(s)
-    with pytest.raises(ValueError, match="level the fixed-effect coding has not seen"):
+    with pytest.raises(ValueError, match="the fixed-effect coding has not seen"):
         s.partial_fit(df.iloc[1000:])
     assert pickle.dumps(s) == state
 

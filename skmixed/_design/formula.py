@@ -8,6 +8,7 @@ the fixed design's (``period2``-style names for categorical columns, as R).
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -114,6 +115,51 @@ def r_style_name(name: str) -> str:
     return name
 
 
+_C_CALL = re.compile(r"C\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*[,)]")
+_STRICT_LOCK = threading.Lock()
+
+
+def _unseen_levels(spec, data: pd.DataFrame):
+    """Categorical values of ``data`` outside the levels ``spec`` was built with.
+
+    Returns ``({factor: unseen values}, unresolved)``: factors that are a column or
+    ``C(column, ...)`` are checked here; ``unresolved`` says some categorical factor
+    is another expression (left to formulaic's own check).
+    """
+    unseen, unresolved = {}, False
+    for name, (kind, state) in spec.encoder_state.items():
+        if getattr(kind, "value", kind) != "categorical" or "categories" not in state:
+            continue
+        m = _C_CALL.match(name)
+        col = name if name in data.columns else (m.group(1) if m and m.group(1) in data.columns else None)
+        if col is None:
+            unresolved = True
+            continue
+        known = set(state["categories"])
+        extra = [v for v in pd.unique(data[col].dropna()) if v not in known]
+        if extra:
+            unseen[name] = sorted(map(str, extra))
+    return unseen, unresolved
+
+
+def _model_matrix_strict(spec, data):
+    """``spec.get_model_matrix(data)``, formulaic's unseen-level warning raised as a ValueError.
+
+    Only for factors :func:`_unseen_levels` cannot check itself. Warning filters are
+    process-wide, so the swap is serialised by a lock.
+    """
+    from formulaic.errors import DataMismatchWarning
+
+    with _STRICT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", DataMismatchWarning)
+        try:
+            return spec.get_model_matrix(data)
+        except DataMismatchWarning as err:
+            what = str(err).split(" They are")[0]
+            raise ValueError(f"new data have a level the fixed-effect coding has not seen ({what}); declare such "
+                             "columns as pandas Categoricals with all their levels before fitting") from None
+
+
 def fixed_design(spec_or_formula, data: pd.DataFrame):
     """Materialize the fixed part; returns (X DataFrame with R-style names, model spec)."""
     from formulaic import Formula, ModelSpec
@@ -121,17 +167,14 @@ def fixed_design(spec_or_formula, data: pd.DataFrame):
     if isinstance(spec_or_formula, ModelSpec):
         # new data under a fitted model's spec: a categorical level the spec has not seen
         # would be coded as the reference level (formulaic only warns); refuse, as lme4 does
-        from formulaic.errors import DataMismatchWarning
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", DataMismatchWarning)
-            try:
-                mm = spec_or_formula.get_model_matrix(data)
-            except DataMismatchWarning as err:
-                what = str(err).split(" They are")[0]
-                raise ValueError(f"new data have a level the fixed-effect coding has not seen ({what}); "
-                                 "declare such columns as pandas Categoricals with all their levels "
-                                 "before fitting") from None
+        unseen, unresolved = _unseen_levels(spec_or_formula, data)
+        if unseen:
+            raise ValueError(f"new data have levels the fixed-effect coding has not seen ({unseen}); "
+                             "declare such columns as pandas Categoricals with all their levels before fitting")
+        if unresolved:
+            mm = _model_matrix_strict(spec_or_formula, data)
+        else:
+            mm = spec_or_formula.get_model_matrix(data)
     else:
         mm = Formula(spec_or_formula).get_model_matrix(data)
     spec = mm.model_spec
