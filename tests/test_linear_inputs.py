@@ -117,3 +117,14 @@ def test_formula_predict_refuses_unseen_fixed_effect_levels_from_any_thread():
         with ThreadPoolExecutor(4) as pool:
             assert all(pool.map(attempt, range(40)))
     assert list(warnings.filters) == filters
+
+
+def test_formula_with_missing_values_is_a_clear_error():
+    df = load_sleepstudy()
+    m = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", df)
+    bad = df.copy()
+    bad.loc[3, "Days"] = np.nan
+    with pytest.raises(ValueError, match="missing values in a column the formula uses"):
+        MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", bad)
+    with pytest.raises(ValueError, match="missing values in a column the formula uses"):
+        m.predict(bad)

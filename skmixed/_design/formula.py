@@ -142,6 +142,17 @@ def _unseen_levels(spec, data: pd.DataFrame):
     return unseen, unresolved
 
 
+def _model_matrix(formula_or_spec, data):
+    """formulaic's model matrix, refusing missing values (formulaic would drop those rows)."""
+    try:
+        return formula_or_spec.get_model_matrix(data, na_action="raise")
+    except ValueError as err:
+        if "null values" not in str(err):
+            raise
+        raise ValueError(f"the data contain missing values in a column the formula uses ({err}); "
+                         "drop or impute those rows first (lme4 drops them silently)") from None
+
+
 def _model_matrix_strict(spec, data):
     """``spec.get_model_matrix(data)``, formulaic's unseen-level warning raised as a ValueError.
 
@@ -153,7 +164,7 @@ def _model_matrix_strict(spec, data):
     with _STRICT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("error", DataMismatchWarning)
         try:
-            return spec.get_model_matrix(data)
+            return _model_matrix(spec, data)
         except DataMismatchWarning as err:
             what = str(err).split(" They are")[0]
             raise ValueError(f"new data have a level the fixed-effect coding has not seen ({what}); declare such "
@@ -174,9 +185,9 @@ def fixed_design(spec_or_formula, data: pd.DataFrame):
         if unresolved:
             mm = _model_matrix_strict(spec_or_formula, data)
         else:
-            mm = spec_or_formula.get_model_matrix(data)
+            mm = _model_matrix(spec_or_formula, data)
     else:
-        mm = Formula(spec_or_formula).get_model_matrix(data)
+        mm = _model_matrix(Formula(spec_or_formula), data)
     spec = mm.model_spec
     X = pd.DataFrame(np.asarray(mm, dtype=np.float64), columns=[r_style_name(c) for c in mm.columns],
                      index=data.index)
