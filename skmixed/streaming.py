@@ -19,6 +19,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import MixedModelBase, NoGroupsWarning, _finite_or_raise, read_formula
+from ._design.formula import group_frame
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 from ._solvers.lmm import drop_aliased
@@ -342,6 +343,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             raise ValueError(f"response {response!r} not in the batch (the stream was started "
                              f"from {self._formula['formula']!r})")
         Xf, gframe = self._formula_rows(data)
+        if groups is None and gframe is None and self._formula["parsed"].terms:
+            group_frame(self._formula["parsed"].terms, data)  # raises, naming the missing grouping column
         return Xf, data[response], gframe if groups is None else groups
 
     # ================================================================ results

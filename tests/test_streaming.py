@@ -413,6 +413,10 @@ def test_from_formula_stream_equals_the_array_stream():
     np.testing.assert_array_equal(m.cov_re_["Subject"], a.cov_re_["Subject"])
     assert m.sigma_ == a.sigma_
     np.testing.assert_array_equal(m.predict(df), a.predict(df[["Days"]], groups=df["Subject"]))
+    # a batch without the grouping column is refused, naming it, and changes nothing
+    with pytest.raises(ValueError, match="Subject"):
+        m.partial_fit(df.drop(columns=["Subject"]).iloc[:10])
+    assert m.n_seen_ == len(df)
     # no grouping column: the population prediction
     np.testing.assert_allclose(m.predict(df.drop(columns=["Subject"])),
                                m.fixed_effects_["(Intercept)"] + m.fixed_effects_["Days"] * df["Days"])
