@@ -86,6 +86,16 @@ def single_threaded_blas():
                 _BLAS_LIMIT = None
 
 
+def blas_for_dense(m: int):
+    """The BLAS setting for a loop that factors an ``m``-row dense part again and again.
+
+    One thread (:func:`single_threaded_blas`) for a few hundred to a few thousand
+    rows; the caller's setting below that (calls too small to thread) and above
+    (where the second thread pays).
+    """
+    return single_threaded_blas() if 200 < m <= 4000 else contextlib.nullcontext()
+
+
 def effective_n_threads() -> int:
     """Number of threads numba kernels will use in the calling thread."""
     return numba.get_num_threads()

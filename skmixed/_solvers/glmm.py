@@ -37,6 +37,7 @@ import numpy as np
 from scipy import optimize
 
 from .._kernels import glmm as kg
+from .._threads import blas_for_dense
 
 __all__ = ["GLMMResult", "SingleFactorGLMM", "MultiFactorGLMM", "group_pointer", "gauss_hermite",
            "fit_single_factor", "fit_multi_factor", "serial_if_small"]
@@ -209,7 +210,8 @@ class SingleFactorGLMM:
         gl = np.empty((G, self.q, self.q) if want_grad else (1, self.q, self.q))
         jac = np.empty((G, self.q, k) if want_grad else (1, self.q, k))
         self.kernels.laplace_single(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
-                          self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl, self.t_rows, self.t_cols, jac)
+                                    self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl, self.t_rows,
+                                    self.t_cols, jac)
         F = float(h.sum() + ld.sum())
         grad = None
         if want_grad:
@@ -230,8 +232,8 @@ class SingleFactorGLMM:
             return F
         lam = float(params[0])
         out = np.empty(self.G)
-        self.kernels.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w, self.perm,
-                      self.gptr, lam, self.u, nodes, weights, out)
+        self.kernels.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w,
+                                self.perm, self.gptr, lam, self.u, nodes, weights, out)
         return float(out.sum())
 
     # -- nAGQ = 0: beta inside PIRLS -------------------------------------------------------
@@ -261,7 +263,7 @@ class SingleFactorGLMM:
         for it in range(maxit):
             self.n_joint += 1
             self.kernels.joint_stats(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
-                           Lam, u, True, self.tol_u if tol_u is None else tol_u, A, B, s, h, C, xr)
+                                     Lam, u, True, self.tol_u if tol_u is None else tol_u, A, B, s, h, C, xr)
             pwrss = h.sum() + np.einsum("gq,gq->", u, u)
             if (not np.isfinite(pwrss) or pwrss > prev * (1 + 1e-12)) and old is not None:
                 # step halving towards the last accepted point
@@ -600,7 +602,7 @@ def _condvar_single(prob, Lam, u, beta):
     h = np.empty(G)
     nck = prob.chunks.size - 1
     prob.kernels.joint_stats(np.ascontiguousarray(beta), prob.X, prob.zcols, prob.y, prob.w, prob.perm, prob.gptr,
-                   prob.chunks, Lam, u, False, 1.0, A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)))
+                             prob.chunks, Lam, u, False, 1.0, A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)))
     H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + np.eye(q)
     Hinv = np.linalg.inv(H)
     return np.einsum("ab,gbc,dc->gad", Lam, Hinv, Lam)
@@ -758,12 +760,8 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
     :meth:`skmixed._solvers.lmm.LMMProblem.optimize`.
     """
     prob = MultiFactorGLMM(X, y, w, factors, blocks)
-    if 200 < prob.layout.m <= 4000:
-        from .._threads import single_threaded_blas
-
-        with single_threaded_blas():
-            return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
-    return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
+    with blas_for_dense(prob.layout.m):
+        return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
 
 
 def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):

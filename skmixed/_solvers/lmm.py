@@ -25,6 +25,7 @@ from scipy import optimize
 from .._design.layout import BlockLayout
 from .._kernels import gram
 from .._kernels import lmm as klmm
+from .._threads import blas_for_dense
 
 __all__ = ["CrossProducts", "LMMProblem", "LMMResult", "cross_products"]
 
@@ -297,12 +298,8 @@ class LMMProblem:
         one BLAS thread: per call the second thread gains little, and under load
         it costs an order of magnitude.
         """
-        if 200 < self.layout.m <= 4000:
-            from .._threads import single_threaded_blas
-
-            with single_threaded_blas():
-                return self._optimize(theta0, max_iter, tol)
-        return self._optimize(theta0, max_iter, tol)
+        with blas_for_dense(self.layout.m):
+            return self._optimize(theta0, max_iter, tol)
 
     def _optimize(self, theta0=None, max_iter=500, tol=1e-10):
         """Minimise the profiled criterion over theta (box-bounded at 0 for diagonals).
