@@ -25,7 +25,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._design.formula import fixed_design, group_frame, parse_formula, term_columns
+from ._design.formula import FormulaSpec, as_pandas
 from ._design.grouping import GroupingFactor, make_factors
 from ._design.terms import RandomTerm, default_terms
 
@@ -93,32 +93,6 @@ def _finite_or_raise(a: np.ndarray, what: str):
         raise ValueError(f"{what} contains {bad}")
 
 
-def read_formula(formula: str, data: pd.DataFrame):
-    """An lme4 formula read against its data.
-
-    Returns ``(state, X, y, groups, intercept)``: what a formula-fitted estimator
-    keeps (the formula, formulaic's model spec, the parsed bar terms), the fixed
-    design without its intercept column, the response, the grouping columns
-    (``None`` without bar terms) and whether the fixed part has an intercept.
-    """
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError("from_formula needs a pandas DataFrame")
-    parsed = parse_formula(formula)
-    if parsed.response not in data.columns:
-        raise ValueError(f"response {parsed.response!r} not in data")
-    Xf, spec = fixed_design(parsed.fixed, data)
-    icpt = "(Intercept)" in Xf.columns
-    Xf = Xf.drop(columns=["(Intercept)"]) if icpt else Xf
-    gframe = group_frame(parsed.terms, data) if parsed.terms else None
-    terms = []
-    for t in parsed.terms:
-        has_i, cols = term_columns(t.expr, data)
-        terms.append({"factor": t.factor, "intercept": has_i, "columns": tuple(cols), "correlated": t.correlated})
-    state = {"formula": formula, "spec": spec, "parsed": parsed, "terms": terms,
-             "factor_names": list(gframe.columns) if gframe is not None else []}
-    return state, Xf, data[parsed.response], gframe, icpt
-
-
 class MixedModelBase(BaseEstimator):
     """Base class: shared parameters ``fit_intercept``, ``random_slopes``, ``group_column``.
 
@@ -126,35 +100,130 @@ class MixedModelBase(BaseEstimator):
     parameters from the signature) and store them untouched.
     """
 
-    # set by from_formula on the instance (not a constructor parameter): the
-    # random-term specification and the fixed part's formulaic model spec
+    # fitted state of a formula model (the FormulaSpec read from the training data), None otherwise
     _formula = None
+
+    # groups are requested by default wherever they are accepted: with metadata routing on,
+    # cross_validate(est, X, y, params={"groups": g}) and pipelines need no set_*_request call
+    # (an explicit set_fit_request(groups=False) still overrides)
+    __metadata_request__fit = {"groups": True}
+    __metadata_request__partial_fit = {"groups": True}
+    __metadata_request__predict = {"groups": True}
+    __metadata_request__predict_proba = {"groups": True}
+    __metadata_request__decision_function = {"groups": True}
+    __metadata_request__score = {"groups": True}
+
+    def formula_spec(self):
+        """The fitted :class:`~skmixed._design.formula.FormulaSpec` (None for array fits).
+
+        It reads new data exactly as the training data were read; giving it as the
+        ``formula`` of another estimator fits that one with the same coding.
+        """
+        return self._formula
+
+    def _has_intercept(self) -> bool:
+        """Whether the fixed design has an intercept: the formula's say, else ``fit_intercept``."""
+        if self._formula is not None:
+            return bool(self._formula.intercept)
+        return bool(self.fit_intercept)
+
+    # ----------------------------------------------------------------- formulas
+    def _check_formula_params(self):
+        f = self.formula
+        if not isinstance(f, (str, FormulaSpec)):
+            raise TypeError(f"formula must be a string such as \"y ~ x + (1 | g)\", got {type(f).__name__}")
+        if getattr(self, "group_column", None) is not None:
+            raise ValueError("formula and group_column both given: the formula names the grouping columns "
+                             "((1 | g)); drop group_column")
+        if getattr(self, "random_slopes", None) is not None:
+            raise ValueError("formula and random_slopes both given: the formula's bar terms ((1 + x | g)) "
+                             "define the random slopes; drop random_slopes")
+
+    def _formula_inputs(self, X, y, groups, sample_weight, reset):
+        """With a formula: the fixed design, response, groups and weights it reads from the data frame X.
+
+        ``reset`` (a fit): the formula is read afresh (a string) or taken as given (a
+        :class:`FormulaSpec`); otherwise (later ``partial_fit`` batches) the fitted spec
+        is used. Without a formula the inputs pass through, and a fit forgets any formula
+        state of an earlier fit.
+        """
+        if reset:
+            self._formula = None
+            if getattr(self, "formula", None) is None:
+                return X, y, groups, sample_weight
+            self._check_formula_params()
+            if isinstance(self.formula, FormulaSpec):
+                spec = self.formula
+                Xf, gframe = spec.rows(X, need_groups=True)
+            else:
+                spec, Xf, gframe = FormulaSpec.build(self.formula, X)
+        else:
+            spec = self._formula
+            if spec is None:
+                return X, y, groups, sample_weight
+            Xf, gframe = spec.rows(X, need_groups=True)
+        if spec.parsed.offsets:
+            self._formula_offset_unsupported(spec)
+        trials = None
+        if y is None:
+            y, trials = spec.target(X)
+        elif spec.parsed.cbind is not None:
+            raise ValueError("the formula's response is cbind(successes, failures): do not pass y as well")
+        groups = _reconcile_groups(gframe, groups, spec, "fit")
+        if trials is not None:
+            X_, y_, g_, w_ = self._binomial_trials(Xf, y, gframe, sample_weight, trials)
+            self._formula = spec
+            return X_, y_, g_, w_
+        self._formula = spec
+        return Xf, y, groups, sample_weight
+
+    def _formula_offset_unsupported(self, spec):
+        raise ValueError(f"{type(self).__name__} does not support offset() terms (formula "
+                         f"{spec.formula!r}); remove the offset or fit a model that takes one")
+
+    def _binomial_trials(self, X, y, groups, sample_weight, trials):
+        raise ValueError(f"cbind(successes, failures) is a binomial response: {type(self).__name__} does not "
+                         "fit binomial counts (use MixedLogisticRegressor)")
 
     # ----------------------------------------------------------------- group columns
     def _split_group_columns(self, X):
-        """Separate ``group_column`` labels from X; returns (X_rest, groups or None)."""
+        """Separate ``group_column`` labels from X; returns (X_rest, groups or None).
+
+        Positions may be negative (``-1``: the last column); names may also be given
+        without a ColumnTransformer prefix (``"g"`` finds ``"remainder__g"``) when that
+        is unambiguous. The label columns never enter the fixed design.
+        """
         gc = self.group_column
         if gc is None:
             return X, None
         cols = [gc] if isinstance(gc, (str, numbers.Integral)) else list(gc)
+        if not cols:
+            raise ValueError("group_column is an empty list")
+        for c in cols:
+            if isinstance(c, bool) or not isinstance(c, (str, numbers.Integral)):
+                raise ValueError(f"group_column entries are column names or positions, got {c!r}")
+        if not isinstance(X, pd.DataFrame) and not isinstance(X, np.ndarray) and _is_dataframe(X):
+            X = as_pandas(X, "X")
         if isinstance(X, pd.DataFrame):
-            if all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in cols) and not all(
-                c in X.columns for c in cols
-            ):
-                names = [X.columns[c] for c in cols]
-            else:
-                names = cols
-            missing = [c for c in names if c not in X.columns]
-            if missing:
-                raise ValueError(f"group_column {missing} not among X's columns")
+            names = [_resolve_group_name(X.columns, c) for c in cols]
+            if len(set(names)) != len(names):
+                raise ValueError(f"group_column lists a column twice: {cols}")
             return X.drop(columns=names), X[names]
         arr = np.asarray(X, dtype=object) if not hasattr(X, "shape") else np.asarray(X)
         if arr.ndim != 2:
             raise ValueError("X must be 2-D")
         if not all(isinstance(c, numbers.Integral) for c in cols):
-            raise ValueError("group_column must be integer positions when X is not a DataFrame")
-        keep = [k for k in range(arr.shape[1]) if k not in cols]
-        return arr[:, keep], pd.DataFrame(arr[:, cols], columns=[f"group{c}" for c in cols])
+            raise ValueError("group_column must be integer positions when X is not a DataFrame "
+                             f"(got {cols})")
+        p = arr.shape[1]
+        bad = [c for c in cols if not -p <= c < p]
+        if bad:
+            raise ValueError(f"group_column {bad} out of range for X with {p} columns")
+        pos = [int(c) % p for c in cols]
+        if len(set(pos)) != len(pos):
+            raise ValueError(f"group_column lists a column twice: {cols}")
+        keep = [k for k in range(p) if k not in pos]
+        return arr[:, keep], pd.DataFrame(arr[:, pos], columns=[f"group{c}" for c in pos])
 
     def _check_x(self, X, reset):
         """validate_data on X; with group_column the full X sets n_features_in_."""
@@ -172,9 +241,9 @@ class MixedModelBase(BaseEstimator):
         return check_array(Xr, dtype=np.float64, ensure_all_finite=False, ensure_min_features=0)
 
     # ----------------------------------------------------------------- slopes and terms
-    def _slope_indices(self, names_in, p_offset):
-        """Resolve ``random_slopes`` (names or positions in X) to design columns."""
-        rs = self.random_slopes
+    def _slope_indices(self, names_in, p_offset, rs=None):
+        """Resolve ``random_slopes`` (or ``rs``: names or positions in X) to design columns."""
+        rs = self.random_slopes if rs is None else rs
         if rs is None:
             return (), ()
         rs = [rs] if isinstance(rs, (str, numbers.Integral)) else list(rs)
@@ -199,7 +268,13 @@ class MixedModelBase(BaseEstimator):
         checked against the chunk's rows. ``reset=False`` checks X against the
         already-set ``n_features_in_`` / ``feature_names_in_``.
         """
-        if groups is None and self.group_column is not None:
+        X = _frame_as_pandas(X)
+        X, y, groups, sample_weight = self._formula_inputs(X, y, groups, sample_weight, reset)
+        groups = _check_groups_arg(groups)
+        if self.group_column is not None:
+            if groups is not None:
+                raise ValueError("groups given while group_column is set: give the labels one way (drop "
+                                 "groups=, or set group_column=None)")
             _, groups = self._split_group_columns(X)
         Xv = self._check_x(X, reset=reset)
         n, p_in = Xv.shape
@@ -218,7 +293,7 @@ class MixedModelBase(BaseEstimator):
             _, g = self._split_group_columns(X)
             names_in = [c for c in names_in if c not in set(map(str, g.columns))]
         names_in = [str(c) for c in names_in] if names_in is not None else [f"x{k}" for k in range(p_in)]
-        icpt = bool(self.fit_intercept)
+        icpt = self._has_intercept()
         Xd = self._design(Xv)
         feature_names = (["(Intercept)"] if icpt else []) + names_in
 
@@ -263,7 +338,7 @@ class MixedModelBase(BaseEstimator):
     def _make_factors(self, groups, n, min_levels=2) -> list:
         names = None
         if self._formula is not None:
-            names = list(self._formula["factor_names"])
+            names = list(self._formula.factor_names)
         if isinstance(groups, (pd.DataFrame, pd.Series)) or np.ndim(groups) != 1:
             factors = make_factors(groups, names=names)
         else:
@@ -284,28 +359,35 @@ class MixedModelBase(BaseEstimator):
     def _formula_terms(self, factors, names_in, icpt):
         fnames = [f.name for f in factors]
         terms = []
-        for spec in self._formula["terms"]:
-            fi = fnames.index(spec["factor"])
+        for spec in self._formula.random:
+            fi = fnames.index(spec.factor)
             idx = []
-            for c in spec["columns"]:
+            for c in spec.columns:
                 if c not in names_in:
-                    raise ValueError(f"random slope {c!r} must also be a fixed-effect column of the formula")
+                    raise ValueError(f"random slope {c!r} must also be a fixed-effect column of the formula "
+                                     f"(lme4 allows random-only columns; skmixed does not yet): add {c} to "
+                                     "the fixed part")
                 idx.append(names_in.index(c) + int(icpt))
-            names = (["(Intercept)"] if spec["intercept"] else []) + list(spec["columns"])
-            if spec["correlated"] or len(names) == 1:
-                terms.append(RandomTerm(fi, spec["intercept"], tuple(idx), tuple(names)))
+            names = (["(Intercept)"] if spec.intercept else []) + list(spec.columns)
+            if spec.correlated or len(names) == 1:
+                terms.append(RandomTerm(fi, spec.intercept, tuple(idx), tuple(names)))
             else:
-                if spec["intercept"]:
+                if spec.intercept:
                     terms.append(RandomTerm(fi, True, (), ("(Intercept)",)))
-                terms.extend(RandomTerm(fi, False, (i,), (c,)) for i, c in zip(idx, spec["columns"]))
+                terms.extend(RandomTerm(fi, False, (i,), (c,)) for i, c in zip(idx, spec.columns))
         return terms
 
     # ----------------------------------------------------------------- predict inputs
     def _prepare_predict(self, X, groups=None) -> PredictData:
         check_is_fitted(self)
+        X = _frame_as_pandas(X)
         if self._formula is not None and isinstance(X, pd.DataFrame):
             return self._prepare_predict_formula(X, groups)
-        if groups is None and self.group_column is not None:
+        groups = _check_groups_arg(groups)
+        if self.group_column is not None:
+            if groups is not None:
+                raise ValueError("groups given while group_column is set: give the labels one way (drop "
+                                 "groups=, or set group_column=None)")
             _, groups = self._split_group_columns(X)
         Xv = self._check_x(X, reset=False)
         _finite_or_raise(Xv, "X")
@@ -314,7 +396,7 @@ class MixedModelBase(BaseEstimator):
 
     def _design(self, Xv):
         """The fixed-effects design: an intercept column first (when fitted), then X's columns."""
-        icpt = bool(self.fit_intercept)
+        icpt = self._has_intercept()
         Xd = np.empty((Xv.shape[0], Xv.shape[1] + icpt))
         if icpt:
             Xd[:, 0] = 1.0
@@ -345,57 +427,44 @@ class MixedModelBase(BaseEstimator):
 
     # ----------------------------------------------------------------- formulas
     @classmethod
-    def from_formula(cls, formula: str, data: pd.DataFrame, sample_weight=None, **params):
-        """Fit from an lme4-style formula, e.g. ``"y ~ x + b + (1 + x | g)"``.
+    def from_formula(cls, formula: str, data, sample_weight=None, **params):
+        """Fit from an lme4-style formula: ``cls(formula=formula, **params).fit(data)``.
 
-        The fixed part goes to formulaic; bar terms ``(expr | g)``, ``(expr || g)``,
-        ``(1 | a/b)``, ``(1 | a:b)`` define the random effects. The returned estimator's
-        ``predict(data)`` takes a DataFrame with the formula's columns (grouping
-        columns included).
+        ``"y ~ x + b + (1 + x | g)"``: the fixed part goes to formulaic; bar terms
+        ``(expr | g)``, ``(expr || g)``, ``(1 | a/b)``, ``(1 | a:b)`` define the random
+        effects. See the ``formula`` parameter for what a formula may contain. The
+        returned estimator's ``predict(data)`` takes a DataFrame with the formula's
+        columns (grouping columns included).
 
         Parameters
         ----------
         formula : str
-        data : pandas.DataFrame
+        data : DataFrame (pandas, polars, pyarrow, ...)
         sample_weight : array-like, optional
         **params
-            Constructor parameters of the estimator.
+            Other constructor parameters of the estimator.
 
         Returns
         -------
         estimator
             The fitted estimator.
         """
-        state, Xf, y, gframe, icpt = read_formula(formula, data)
-        est = cls(**{**params, "fit_intercept": icpt})
-        est._formula = state
-        est.fit(Xf, y, groups=gframe, sample_weight=sample_weight)
-        est.formula_ = formula
-        return est
+        return cls(formula=formula, **params).fit(data, sample_weight=sample_weight)
 
     def _formula_rows(self, data):
-        """``data`` under the stored formula: the fixed design (no intercept column) and the
+        """``data`` under the fitted formula: the fixed design (no intercept column) and the
         grouping columns (``None`` when ``data`` lacks them)."""
-        Xf, _ = fixed_design(self._formula["spec"], data)
-        if "(Intercept)" in Xf.columns:
-            Xf = Xf.drop(columns=["(Intercept)"])
-        parsed = self._formula["parsed"]
-        groups = None
-        if parsed.terms:
-            try:
-                groups = group_frame(parsed.terms, data)
-            except ValueError:
-                groups = None  # grouping columns absent
-        return Xf, groups
+        return self._formula.rows(data)
 
     def _prepare_predict_formula(self, data, groups):
-        Xf, gframe = self._formula_rows(data)
+        Xf, gframe = self._formula.rows(data)
         Xv = self._check_x(Xf, reset=False)
         _finite_or_raise(Xv, "X")
         n = Xv.shape[0]
         Xd = self._design(Xv)[:, self._keep]
+        groups = _reconcile_groups(gframe, _check_groups_arg(groups), self._formula, "predict")
         # no grouping columns: the population prediction
-        return PredictData(Xd, self._encode_groups(gframe if groups is None else groups, n))
+        return PredictData(Xd, self._encode_groups(groups, n))
 
     # ----------------------------------------------------------------- shared results helpers
     def _set_factor_attrs(self, fd: FitData):
@@ -403,12 +472,16 @@ class MixedModelBase(BaseEstimator):
         self.factors_ = [GroupingFactor(f.name, np.empty(0, dtype=np.int64), f.levels) for f in fd.factors]
         self.feature_names_ = list(fd.feature_names)
         self._keep = np.asarray(fd.keep)
+        if self._formula is not None:
+            self.formula_ = self._formula.formula
+        else:
+            self.__dict__.pop("formula_", None)
 
     def _sklearn_coefs(self, fd: FitData, beta):
         """(intercept_, coef_) over the input columns; aliased columns get 0."""
         full = np.zeros(fd.n_design)
         full[fd.keep] = beta
-        icpt = bool(self.fit_intercept)
+        icpt = self._has_intercept()
         return (float(full[0]) if icpt else 0.0), full[int(icpt):]
 
     def _random_part(self, Xd, codes):
@@ -449,3 +522,100 @@ class MixedModelBase(BaseEstimator):
         # lme4's isSingular: a parameter bounded at zero that sits (numerically) on it
         self.is_singular_ = bool(np.any(np.asarray(theta)[np.asarray(lower) == 0] < 1e-4))
         self.n_groups_ = {f.name: f.n_levels for f in fd.factors}
+
+
+def _is_dataframe(X) -> bool:
+    """A pandas DataFrame or any other dataframe narwhals reads (polars, pyarrow, ...)."""
+    if isinstance(X, pd.DataFrame):
+        return True
+    if isinstance(X, (np.ndarray, list, tuple)) or X is None:
+        return False
+    import narwhals as nw
+
+    try:
+        return isinstance(nw.from_native(X, eager_only=True, pass_through=True), nw.DataFrame)
+    except Exception:  # not something narwhals knows
+        return False
+
+
+def _frame_as_pandas(X):
+    """polars / pyarrow / other narwhals-readable frames as pandas (names kept); anything else as is."""
+    if isinstance(X, (pd.DataFrame, np.ndarray)) or not _is_dataframe(X):
+        return X
+    return as_pandas(X, "X")
+
+
+def _check_groups_arg(groups):
+    """``groups`` as given, refusing a scalar (``groups=3``) with a clear message."""
+    if groups is None:
+        return None
+    if isinstance(groups, (str, bytes, numbers.Number)) or np.ndim(groups) == 0:
+        raise ValueError(f"groups must hold one label per row (array-like of shape (n,) or (n, k)), got the "
+                         f"scalar {groups!r}")
+    if not isinstance(groups, (pd.DataFrame, pd.Series, np.ndarray)) and _is_dataframe(groups):
+        groups = as_pandas(groups, "groups")
+    elif not isinstance(groups, (pd.DataFrame, pd.Series, np.ndarray, list, tuple)):
+        import narwhals as nw
+
+        s = nw.from_native(groups, series_only=True, pass_through=True)
+        if isinstance(s, nw.Series):
+            groups = s.to_pandas()
+    return groups
+
+
+def _resolve_group_name(columns, c):
+    """A ``group_column`` entry (name or position) as a column name of ``columns``."""
+    cols = list(columns)
+    if isinstance(c, numbers.Integral) and not isinstance(c, bool):
+        if c in cols:  # integer column labels
+            return c
+        if not -len(cols) <= c < len(cols):
+            raise ValueError(f"group_column {c} out of range for X with {len(cols)} columns")
+        return cols[int(c)]
+    if c in cols:
+        return c
+    prefixed = [k for k in cols if isinstance(k, str) and k.endswith("__" + c)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    hint = ""
+    if prefixed:
+        hint = f" (several prefixed columns end in '__{c}': {prefixed}; give the full name)"
+    raise ValueError(f"group_column {c!r} not among X's columns {cols[:20]}{hint}")
+
+
+def _reconcile_groups(gframe, groups, spec, where):
+    """The grouping frame of a formula model given also a ``groups`` argument.
+
+    Without grouping columns in the data, ``groups`` is used. With them, a ``groups``
+    argument (often routed by cross-validation for the splitter) must agree with one or
+    all of the formula's grouping factors; it never silently replaces them.
+    """
+    if groups is None:
+        return gframe
+    if gframe is None:
+        if not spec.parsed.terms:
+            raise ValueError(f"groups given, but the formula {spec.formula!r} has no random-effects term "
+                             "(to use groups only to split the data, call set_fit_request(groups=False) / "
+                             "do not route them to the estimator)")
+        return groups
+    g = groups if isinstance(groups, pd.DataFrame) else (
+        pd.DataFrame({"g": groups}) if np.ndim(groups) == 1 else pd.DataFrame(np.asarray(groups)))
+    n = gframe.shape[0]
+    if g.shape[0] != n:
+        raise ValueError(f"the data have {n} rows but groups has {g.shape[0]}")
+
+    def same(a, b):
+        a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+        if (a == b).all():
+            return True
+        return (a.astype(str) == b.astype(str)).all()
+
+    fcols = [gframe.iloc[:, k] for k in range(gframe.shape[1])]
+    gcols = [g.iloc[:, k] for k in range(g.shape[1])]
+    if len(gcols) == len(fcols) and all(same(a, b) for a, b in zip(fcols, gcols)):
+        return gframe
+    if len(gcols) == 1 and any(same(f, gcols[0]) for f in fcols):
+        return gframe
+    raise ValueError(f"groups passed to {where} differ from the formula's grouping column(s) "
+                     f"{list(gframe.columns)}: with a formula the grouping comes from the data's columns; pass "
+                     "groups only to split the data (set_fit_request(groups=False)) or drop them")

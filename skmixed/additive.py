@@ -102,6 +102,19 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         Columns with a random slope per level of every grouping factor (``s(g, x, bs="re")``).
     group_column : str, int or list, optional
         Column(s) of X holding the group labels (instead of ``groups``).
+    formula : str, optional
+        An lme4-style formula, e.g. ``"y ~ x + C(k) + (1 + x | g)"``. Then ``fit``
+        takes one DataFrame (pandas, polars, pyarrow) holding the formula's columns,
+        ``y`` optional (the formula's response is used when ``y`` is None), and
+        ``predict`` takes such frames too. The fixed part may use data columns,
+        numbers, arithmetic inside ``I()`` (``**`` or R's ``^``), ``C()``, ``log``,
+        ``exp``, ``sqrt``, ``scale``, ``center``, ``poly``, ``bs``, ``cr`` and the
+        formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
+        other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
+        never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``group_column`` and ``random_slopes`` must then be None and the formula's
+        intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
 
     Attributes
     ----------
@@ -158,7 +171,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
     """
 
     def __init__(self, smooth=None, basis="cr", n_knots=10, discrete=True, family="gaussian",
-                 fit_intercept=True, random_slopes=None, group_column=None):
+                 fit_intercept=True, random_slopes=None, group_column=None, formula=None):
         self.smooth = smooth
         self.basis = basis
         self.n_knots = n_knots
@@ -167,6 +180,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.group_column = group_column
+        self.formula = formula
 
     # ------------------------------------------------------------------ parameters
     def _check_params(self):
@@ -221,13 +235,14 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             raise ValueError("family='poisson' needs non-negative y")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y, groups=None, sample_weight=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Fit the additive mixed model.
 
         Parameters
         ----------
         X : array-like or DataFrame, shape (n, p)
-        y : array-like, shape (n,)
+        y : array-like, shape (n,), optional
+            With ``formula``: None takes the formula's response from X.
         groups : array-like (n,) or (n, k), or DataFrame, optional
             Group labels, one column per grouping factor.
         sample_weight : array-like, shape (n,), optional
@@ -240,7 +255,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self._check_params()
         fd = self._prepare_fit(X, y, groups, sample_weight)
         self._check_y_family(fd.y)
-        icpt = int(bool(self.fit_intercept))
+        icpt = int(self._has_intercept())
         # smooth columns are named/indexed among the input columns (before aliased ones are dropped)
         names_all = self._input_names(X, fd.n_design - icpt)
         spec = [(names_all[i], None if b is None else names_all[b]) for i, b in self._smooth_indices(names_all)]

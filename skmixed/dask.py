@@ -22,7 +22,7 @@ from sklearn.base import clone
 
 from ._base import NoGroupsWarning
 
-from ._design.formula import fixed_design, group_frame, parse_formula, term_columns
+from ._design.formula import FormulaSpec, parse_formula
 from ._solvers.lmm_stats import GroupedStats
 from .linear import MixedLinearRegressor
 
@@ -59,12 +59,9 @@ def _partition_stats(df: pd.DataFrame, est, how: dict):
         return None
     w = df[how["weights"]] if how["weights"] is not None else None
     if how["formula"] is not None:
-        df = _plain_strings(df)
-        Xf, _ = fixed_design(est._formula["spec"], df)
-        X = Xf.drop(columns=["(Intercept)"]) if "(Intercept)" in Xf.columns else Xf
-        parsed = est._formula["parsed"]
-        y = df[parsed.response]
-        groups = group_frame(parsed.terms, df) if parsed.terms else None
+        # the estimator's formula is the driver's FormulaSpec: the same coding on every partition,
+        # its expressions checked against the whitelist again here, on the worker
+        X, y, groups = _plain_strings(df), None, None
     else:
         X = df[how["X"]]
         y = df[how["y"]]
@@ -123,18 +120,9 @@ def _formula_setup(est, formula: str, ddf):
             except TypeError:
                 pass
             proto[c] = pd.Categorical(proto[c].astype(object).to_numpy(), categories=levels)
-    Xf, spec = fixed_design(parsed.fixed, proto)
-    icpt = "(Intercept)" in Xf.columns
-    est.set_params(fit_intercept=icpt)
-    gframe = group_frame(parsed.terms, proto) if parsed.terms else None
-    terms = []
-    for t in parsed.terms:
-        has_i, cols = term_columns(t.expr, proto)
-        terms.append({"factor": t.factor, "intercept": has_i, "columns": tuple(cols),
-                      "correlated": t.correlated})
-    est._formula = {"formula": formula, "spec": spec, "parsed": parsed, "terms": terms,
-                    "factor_names": list(gframe.columns) if gframe is not None else []}
-    return est
+    spec, _, _ = FormulaSpec.build(formula, proto)
+    est.set_params(formula=spec)
+    return spec
 
 
 # ----------------------------------------------------------------- public API
@@ -220,7 +208,7 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
     if formula is not None:
         if y is not None or X is not None or groups is not None:
             raise ValueError("give either formula or y/X/groups column names, not both")
-        _formula_setup(est, formula, ddf)
+        spec = _formula_setup(est, formula, ddf)
         how = {"formula": formula, "weights": weights}
     else:
         Xc, gc = _as_list(X), _as_list(groups)
@@ -239,7 +227,9 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
     if total is None:
         raise ValueError("the dask DataFrame has no rows")
     # what validate_data would have set on the concatenated frame
-    names_in = list(total.feature_names[int(bool(est.fit_intercept)):])
+    if formula is not None:
+        est._formula = spec  # what the workers' _prepare_fit set on their copies
+    names_in = list(total.feature_names[int(est._has_intercept()):])
     if formula is None:
         names_in = list(how["X"])
     est.feature_names_in_ = np.asarray(names_in, dtype=object)

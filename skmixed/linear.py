@@ -56,6 +56,19 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         plain ``cross_val_score`` / ``GridSearchCV`` without metadata routing.
     max_iter : int, default=500
         Maximum optimiser iterations.
+    formula : str, optional
+        An lme4-style formula, e.g. ``"y ~ x + C(k) + (1 + x | g)"``. Then ``fit``
+        takes one DataFrame (pandas, polars, pyarrow) holding the formula's columns,
+        ``y`` optional (the formula's response is used when ``y`` is None), and
+        ``predict`` takes such frames too. The fixed part may use data columns,
+        numbers, arithmetic inside ``I()`` (``**`` or R's ``^``), ``C()``, ``log``,
+        ``exp``, ``sqrt``, ``scale``, ``center``, ``poly``, ``bs``, ``cr`` and the
+        formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
+        other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
+        never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``group_column`` and ``random_slopes`` must then be None and the formula's
+        intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
 
     Attributes
     ----------
@@ -97,20 +110,23 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
     25.592
     """
 
-    def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500):
+    def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500,
+                 formula=None):
         self.reml = reml
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.group_column = group_column
         self.max_iter = max_iter
+        self.formula = formula
 
-    def fit(self, X, y, groups=None, sample_weight=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Fit the model.
 
         Parameters
         ----------
         X : array-like or DataFrame, shape (n, p)
-        y : array-like, shape (n,)
+        y : array-like, shape (n,), optional
+            With ``formula``: None takes the formula's response from X.
         groups : array-like (n,) or (n, k), or DataFrame, optional
             Group labels, one column per grouping factor.
         sample_weight : array-like, shape (n,), optional
@@ -146,7 +162,7 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         # change of basis of the fixed part, undone below) so the Gram blocks keep
         # their digits when means are large against spreads
         shift, yshift = np.zeros(fd.X.shape[1]), 0.0
-        icpt = bool(self.fit_intercept) and fd.feature_names[0] == "(Intercept)"
+        icpt = self._has_intercept() and fd.feature_names[0] == "(Intercept)"
         if icpt:
             shift[1:] = fd.xtwx[0, 1:] / fd.xtwx[0, 0]
             yshift = float(np.average(fd.y, weights=fd.weights))
@@ -177,7 +193,7 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         return res.theta
 
     # ----------------------------------------------------------------- chunked fitting
-    def partial_fit(self, X, y, groups=None, sample_weight=None):
+    def partial_fit(self, X, y=None, groups=None, sample_weight=None):
         """Add a chunk of rows and refit on all rows seen so far (exactly).
 
         The chunk's per-level cross-products are added to the running totals,
@@ -197,7 +213,8 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         Parameters
         ----------
         X : array-like or DataFrame, shape (n, p)
-        y : array-like, shape (n,)
+        y : array-like, shape (n,), optional
+            With ``formula``: None takes the formula's response from X.
         groups : array-like (n,) or (n, k), or DataFrame, optional
             Group labels of the chunk (same grouping factors in every chunk).
         sample_weight : array-like, shape (n,), optional

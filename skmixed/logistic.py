@@ -81,6 +81,19 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         the largest distance to the optimum, in standard errors.
     max_iter : int, default=500
         Maximum optimiser iterations.
+    formula : str, optional
+        An lme4-style formula, e.g. ``"y ~ x + C(k) + (1 + x | g)"``. Then ``fit``
+        takes one DataFrame (pandas, polars, pyarrow) holding the formula's columns,
+        ``y`` optional (the formula's response is used when ``y`` is None), and
+        ``predict`` takes such frames too. The fixed part may use data columns,
+        numbers, arithmetic inside ``I()`` (``**`` or R's ``^``), ``C()``, ``log``,
+        ``exp``, ``sqrt``, ``scale``, ``center``, ``poly``, ``bs``, ``cr`` and the
+        formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
+        other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
+        never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``group_column`` and ``random_slopes`` must then be None and the formula's
+        intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
 
     Attributes
     ----------
@@ -128,13 +141,14 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
     """
 
     def __init__(self, nagq=1, fit_intercept=True, random_slopes=None, group_column=None, tol=1e-5,
-                 max_iter=500):
+                 max_iter=500, formula=None):
         self.nagq = nagq
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.group_column = group_column
         self.tol = tol
         self.max_iter = max_iter
+        self.formula = formula
 
     # ----------------------------------------------------------------- input checks
     def _validate_y(self, y, n):
@@ -156,6 +170,27 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         self._pending_classes = classes
         return codes.astype(np.float64)
 
+    def _binomial_trials(self, X, y, groups, sample_weight, trials):
+        """A ``cbind(successes, failures)`` response as weighted 0/1 rows.
+
+        Each row becomes a success row weighted by its successes and a failure row
+        weighted by its failures (rows with weight 0 dropped): the binomial likelihood
+        of the counts, so the estimates are glmer's. The log-likelihood lacks the
+        constant ``sum log C(n, k)`` that glmer's includes for counts.
+        """
+        k = np.asarray(y, dtype=np.float64) * trials
+        f = trials - k
+        base = np.ones(len(k)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if base.shape != k.shape:
+            raise ValueError(f"sample_weight has {base.shape[0]} entries for {k.shape[0]} rows")
+        w = np.concatenate([k * base, f * base])
+        keep = np.flatnonzero(w > 0)
+        rows = np.concatenate([np.arange(len(k)), np.arange(len(k))])[keep]
+        X_long = X.iloc[rows].reset_index(drop=True)
+        y_long = np.concatenate([np.ones(len(k)), np.zeros(len(k))])[keep]
+        g_long = None if groups is None else groups.iloc[rows].reset_index(drop=True)
+        return X_long, y_long, g_long, w[keep]
+
     def _check_params(self):
         nagq = self.nagq
         if not isinstance(nagq, numbers.Integral) or isinstance(nagq, bool) or nagq < 0:
@@ -166,13 +201,14 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, X, y, groups=None, sample_weight=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Fit the model.
 
         Parameters
         ----------
         X : array-like or DataFrame, shape (n, p)
-        y : array-like, shape (n,)
+        y : array-like, shape (n,), optional
+            With ``formula``: None takes the formula's response from X.
             Two class labels (any dtype).
         groups : array-like (n,) or (n, k), or DataFrame, optional
             Group labels, one column per grouping factor.

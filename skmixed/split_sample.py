@@ -17,6 +17,7 @@ from sklearn.utils._indexing import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import NoGroupsWarning
+from ._design.formula import as_pandas
 from ._threads import effective_n_threads
 from ._design.layout import amalgamate
 from ._solvers import split as ssplit
@@ -167,6 +168,12 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
     [50, 50, 50, 50]
     """
 
+    # groups requested by default, as for the wrapped estimators (see MixedModelBase)
+    __metadata_request__fit = {"groups": True}
+    __metadata_request__predict = {"groups": True}
+    __metadata_request__predict_proba = {"groups": True}
+    __metadata_request__score = {"groups": True}
+
     def __init__(self, estimator, n_subsamples=4, strategy="groups", combine="equal", n_jobs=None,
                  random_state=None, verbose=False):
         self.estimator = estimator
@@ -193,13 +200,14 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
                              f"(got {type(self.estimator).__name__})")
 
     # ------------------------------------------------------------------------------ fit
-    def fit(self, X, y, groups=None, sample_weight=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Partition, fit the subsamples in parallel, combine.
 
         Parameters
         ----------
         X : array-like or DataFrame, shape (n, p)
-        y : array-like, shape (n,)
+        y : array-like, shape (n,), optional
+            With ``formula``: None takes the formula's response from X.
         groups : array-like (n,) or (n, k), or DataFrame, optional
             Group labels (or use the wrapped estimator's ``group_column``). The
             partition uses the first grouping factor.
@@ -213,9 +221,13 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         # validate everything once in the parent (clear errors before any work),
         # and keep the full design for the BLUPs and the covariance rules
         proto = clone(self.estimator)
-        if groups is None and getattr(proto, "group_column", None) is not None:
-            _, groups = proto._split_group_columns(X)
         fd = proto._prepare_fit(X, y, groups, sample_weight)
+        # a formula is read once, on all rows: every subsample then codes categorical
+        # columns with the same levels (their fits must share coefficient names)
+        spec = proto.formula_spec()
+        if spec is not None and fd.X.shape[0] != len(X):
+            raise ValueError("SplitSampleMixed cannot split a cbind() formula response (its rows are expanded); "
+                             "give the data as weighted 0/1 rows instead")
         n = fd.X.shape[0]
         M = int(self.n_subsamples)
         rng = check_random_state(self.random_state)
@@ -241,8 +253,8 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         # threads per fit: the caller's budget (cores, or a threadpool_limits in force) / concurrent fits
         n_threads = max(1, min(cpu_count(), effective_n_threads()) // n_conc)
         # plain sequences become arrays (pandas objects stay: names and dtypes matter)
-        X = X if hasattr(X, "iloc") else np.asarray(X)
-        y_in = y if hasattr(y, "iloc") else np.asarray(y)
+        X = X if hasattr(X, "iloc") else (as_pandas(X, "X") if spec is not None else np.asarray(X))
+        y_in = y if (hasattr(y, "iloc") or y is None) else np.asarray(y)
         if groups is not None and not hasattr(groups, "iloc"):
             groups = np.asarray(groups)
 
@@ -250,8 +262,11 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
             # a generator: joblib dispatches lazily, so only a few subsamples are
             # materialised at a time and each task carries just its own rows
             for idx in row_sets:
+                est = clone(self.estimator)
+                if spec is not None:
+                    est.set_params(formula=spec)
                 yield delayed(_fit_subsample)(
-                    clone(self.estimator), _safe_indexing(X, idx), _safe_indexing(y_in, idx),
+                    est, _safe_indexing(X, idx), None if y_in is None else _safe_indexing(y_in, idx),
                     None if groups is None else _safe_indexing(groups, idx),
                     None if sample_weight is None else _safe_indexing(np.asarray(sample_weight), idx),
                     n_threads)
@@ -407,10 +422,16 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         """Average of the subsample fits: a row of a known group gets the mean conditional
         prediction of the fits that saw its group(s); other rows the mean population prediction."""
         tot_pop, tot_cond, cnt = 0.0, 0.0, 0.0
+        spec = self.estimators_[0].formula_spec()
+        X_pop = X
+        if spec is not None:
+            # a formula model reads the groups from the frame: drop them for the population part
+            X = as_pandas(X, "X")
+            X_pop = X.drop(columns=[c for c in spec.group_columns() if c in X.columns])
         for e in self.estimators_:
-            pop = np.asarray(e.predict(X), dtype=float)
+            pop = np.asarray(e.predict(X_pop), dtype=float)
             tot_pop = tot_pop + pop
-            if groups is None and getattr(e, "group_column", None) is None:
+            if groups is None and getattr(e, "group_column", None) is None and spec is None:
                 continue
             cond = np.asarray(e.predict(X, groups), dtype=float)
             known = np.zeros(pop.shape[0], dtype=bool)

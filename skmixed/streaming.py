@@ -18,8 +18,7 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import MixedModelBase, NoGroupsWarning, _finite_or_raise, read_formula
-from ._design.formula import group_frame
+from ._base import MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 from ._solvers.lmm import drop_aliased
@@ -30,7 +29,7 @@ __all__ = ["StreamingMixed"]
 # bookkeeping (e.g. metadata-routing requests) are left alone
 _FITTED = ("_state", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep", "_aliased_warned",
            "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
-           "n_groups_", "n_iter_")
+           "n_groups_", "n_iter_", "formula_")
 
 
 class StreamingMixed(RegressorMixin, MixedModelBase):
@@ -66,6 +65,19 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         :mod:`skmixed._solvers.sema` for how it enters each statistic.
     trace_every : int, optional
         Record the estimates every ``trace_every`` rows in :attr:`trace_`.
+    formula : str, optional
+        An lme4-style formula, e.g. ``"y ~ x + C(k) + (1 + x | g)"``. Then ``fit``
+        takes one DataFrame (pandas, polars, pyarrow) holding the formula's columns,
+        ``y`` optional (the formula's response is used when ``y`` is None), and
+        ``predict`` takes such frames too. The fixed part may use data columns,
+        numbers, arithmetic inside ``I()`` (``**`` or R's ``^``), ``C()``, ``log``,
+        ``exp``, ``sqrt``, ``scale``, ``center``, ``poly``, ``bs``, ``cr`` and the
+        formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
+        other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
+        never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``group_column`` and ``random_slopes`` must then be None and the formula's
+        intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
 
     Attributes
     ----------
@@ -136,7 +148,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     _aliased_warned = False
 
     def __init__(self, fit_intercept=True, random_slopes=None, group_column=None, n_train=0,
-                 update_every=None, forgetting=None, trace_every=None):
+                 update_every=None, forgetting=None, trace_every=None, formula=None):
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.group_column = group_column
@@ -144,15 +156,17 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         self.update_every = update_every
         self.forgetting = forgetting
         self.trace_every = trace_every
+        self.formula = formula
 
     # ================================================================ public API
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y=None, groups=None):
         """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`).
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,), optional
+            With ``formula``: None takes the formula's response from X.
         groups : array-like of shape (n_samples,), optional
             Group labels (any hashable type).  Without groups (and no ``group_column``) only
             the fixed effects are fitted, with a warning.
@@ -185,10 +199,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         -------
         self
         """
-        fitted = self.__sklearn_is_fitted__()
-        if fitted:
-            X, y, groups = self._formula_batch(X, y, groups)
-        return self._consume(X, y, groups, reset=not fitted)
+        return self._consume(X, y, groups, reset=not self.__sklearn_is_fitted__())
 
     def sweep(self, n=1, tol=None, method="em"):
         """Run ``n`` SEMA-Update sweeps: full EM iterations over the stored group statistics.
@@ -248,9 +259,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                 out[known] += np.einsum("ij,ij->i", Z, st.gb[codes[known]])
         return out
 
-    def score(self, X, y, groups=None):
-        """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""
-        return r2_score(y, self.predict(X, groups))
+    def score(self, X, y, groups=None, sample_weight=None):
+        """R^2 of :meth:`predict` (conditional when ``groups`` is given), weighted by ``sample_weight``."""
+        return r2_score(y, self.predict(X, groups), sample_weight=sample_weight)
 
     def summary(self):
         """A ``summary(lmer(..., REML=FALSE))``-style report of the current estimates."""
@@ -310,42 +321,27 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         for name in ("random_slopes", "fit_intercept", "group_column"):
             if name in params:
                 raise ValueError(f"{name} is set by the formula; do not pass it to from_formula")
-        state, Xf, y, gframe, icpt = read_formula(formula, data)
-        bars = state["parsed"].terms
+        return cls(formula=formula, **params).fit(data)
+
+    def _formula_slopes(self, spec):
+        """The random slopes of a formula stream, refusing what SEMA cannot fit."""
+        bars = spec.parsed.terms
         if len(bars) > 1:
             raise ValueError(f"StreamingMixed supports one random-effects term (one grouping factor); "
-                             f"{formula!r} has {len(bars)}")
-        slopes = None
-        if bars:
-            term, bar = state["terms"][0], bars[0]
-            if not term["intercept"]:
-                raise ValueError(f"({bar.expr} | {bar.factor}): SEMA always estimates a random intercept; "
-                                 "write (1 + ... | g)")
-            if term["columns"] and not term["correlated"]:
-                raise ValueError(f"({bar.expr} || {bar.factor}): SEMA estimates a full covariance matrix; "
-                                 "use | (correlated random effects)")
-            missing = [c for c in term["columns"] if c not in Xf.columns]
-            if missing:
-                raise ValueError(f"random slope(s) {missing} must also be fixed-effect columns of the formula")
-            slopes = list(term["columns"]) or None
-        est = cls(**{**params, "fit_intercept": icpt, "random_slopes": slopes})
-        est._formula = state
-        est.fit(Xf, y, groups=gframe)
-        est.formula_ = formula
-        return est
-
-    def _formula_batch(self, data, y, groups):
-        """A later batch of a formula-started stream: its design, response and groups."""
-        if self._formula is None or not isinstance(data, pd.DataFrame) or y is not None:
-            return data, y, groups
-        response = self._formula["parsed"].response
-        if response not in data.columns:
-            raise ValueError(f"response {response!r} not in the batch (the stream was started "
-                             f"from {self._formula['formula']!r})")
-        Xf, gframe = self._formula_rows(data)
-        if groups is None and gframe is None and self._formula["parsed"].terms:
-            group_frame(self._formula["parsed"].terms, data)  # raises, naming the missing grouping column
-        return Xf, data[response], gframe if groups is None else groups
+                             f"{spec.formula!r} has {len(bars)}")
+        if not bars:
+            return None
+        term, bar = spec.random[0], bars[0]
+        if not term.intercept:
+            raise ValueError(f"({bar.expr} | {bar.factor}): SEMA always estimates a random intercept; "
+                             "write (1 + ... | g)")
+        if term.columns and not term.correlated:
+            raise ValueError(f"({bar.expr} || {bar.factor}): SEMA estimates a full covariance matrix; "
+                             "use | (correlated random effects)")
+        missing = [c for c in term.columns if c not in spec.columns]
+        if missing:
+            raise ValueError(f"random slope(s) {missing} must also be fixed-effect columns of the formula")
+        return list(term.columns) or None
 
     # ================================================================ results
     @property
@@ -367,12 +363,12 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     def coef_(self):
         check_is_fitted(self)
         b = self._state.beta
-        return b[1:].copy() if self.fit_intercept else b.copy()
+        return b[1:].copy() if self._has_intercept() else b.copy()
 
     @property
     def intercept_(self):
         check_is_fitted(self)
-        return float(self._state.beta[0]) if self.fit_intercept else 0.0
+        return float(self._state.beta[0]) if self._has_intercept() else 0.0
 
     @property
     def sigma_(self):
@@ -467,7 +463,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
     def _design(self, Xv):
         n = Xv.shape[0]
-        icpt = bool(self.fit_intercept)
+        icpt = self._has_intercept()
         Xd = np.empty((n, Xv.shape[1] + icpt))
         if icpt:
             Xd[:, 0] = 1.0
@@ -554,7 +550,15 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """Validate the whole batch; returns the design, y, the batch's factor and the setup."""
         if reset:
             self._check_params()
-        if groups is None and self.group_column is not None:
+        X = _frame_as_pandas(X)
+        X, y, groups, _ = self._formula_inputs(X, y, groups, None, reset)
+        spec = self._formula
+        rs = self._formula_slopes(spec) if (reset and spec is not None) else self.random_slopes
+        groups = _check_groups_arg(groups)
+        if self.group_column is not None:
+            if groups is not None:
+                raise ValueError("groups given while group_column is set: give the labels one way (drop "
+                                 "groups=, or set group_column=None)")
             _, groups = self._split_group_columns(X)
         if self.group_column is None:
             # validate_data with y: sklearn's messages/warnings for y (None, 2-D column)
@@ -586,11 +590,11 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                     names_in = [c for c in names_in if c not in set(map(str, gframe.columns))]
             else:
                 names_in = [f"x{k}" for k in range(Xv.shape[1])]
-            icpt = int(bool(self.fit_intercept))
+            icpt = int(self._has_intercept())
             feature_names = (["(Intercept)"] if icpt else []) + names_in
             no_groups = factor is None
             if no_groups:
-                if self.random_slopes is not None:
+                if rs is not None:
                     raise ValueError("random_slopes given but no groups (and no group_column)")
                 warnings.warn("StreamingMixed got no groups (and no group_column): fitting the "
                               "fixed-effects part only", NoGroupsWarning, stacklevel=3)
@@ -598,7 +602,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                 re_names = []
                 factors_ = []
             else:
-                slopes, slope_names = self._slope_indices(names_in, icpt)
+                slopes, slope_names = self._slope_indices(names_in, icpt, rs)
                 zidx = np.array([0 if icpt else -1] + list(slopes), dtype=np.int64)
                 re_names = ["(Intercept)"] + list(slope_names)
                 factors_ = [GroupingFactor(factor.name, np.empty(0, dtype=np.int64),
@@ -612,6 +616,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                 _keep=np.arange(Xd.shape[1]),
                 feature_names_=feature_names, re_names_=re_names,
             )
+            if spec is not None:
+                setup["formula_"] = spec.formula
         else:
             if self._no_groups and factor is not None:
                 raise ValueError("this model was fitted without groups; cannot add grouped rows "
