@@ -202,6 +202,8 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
     if int(split_every) < 2:
         raise ValueError("split_every must be at least 2")
     est = clone(estimator)
+    if formula is None and isinstance(getattr(est, "formula", None), str):
+        formula = est.formula  # the estimator's own formula parameter
     weights = sample_weight
     if weights is not None and weights not in ddf.columns:
         raise ValueError(f"sample_weight column {weights!r} not in the dask DataFrame")
