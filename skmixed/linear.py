@@ -238,7 +238,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             res.vcov_beta = T @ res.vcov_beta @ T.T
         covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
         self._lmm_state = LMMState(problem, _basis(fd.X.shape[1], shift), float(yshift), res.theta,
-                                   bool(self.reml), float(fd.n_obs))
+                                   bool(self.reml), float(fd.n_obs), extra={"ldw": self._log_weights(fd)})
         self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower)
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
@@ -407,7 +407,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True
         self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
-                                   extra={"rss": rss, "logdet_xtx": 2 * np.log(np.abs(np.diag(R))).sum()})
+                                   extra={"rss": rss, "ldw": self._log_weights(fd)})
 
     def _fit_fixed_only(self, fd: FitData):
         w = np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
@@ -433,7 +433,13 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         self.n_iter_, self.converged_ = 1, True  # closed form: one 'iteration'
         self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
                                    rows=LMMRows(fd.X, fd.y, fd.weights, [], fd),
-                                   extra={"rss": rss, "logdet_xtx": 2 * np.log(np.abs(np.diag(R))).sum()})
+                                   extra={"rss": rss, "ldw": self._log_weights(fd)})
+
+    def _log_weights(self, fd) -> float:
+        """lme4's ``ldW`` (sum of log precision weights; 0 for frequency weights)."""
+        if self.weights == "precision" and fd.weights is not None:
+            return float(np.log(fd.weights).sum())
+        return 0.0
 
     def _set_common(self, fd, beta, vcov, sigma, crit, n_theta):
         if self.weights == "precision" and fd.weights is not None:

@@ -267,7 +267,8 @@ def _ml_fit_stats(est):
         inf = _inference(est)
         with blas_for(inf.problem):
             _, _, dev = inf.ml_problem()
-        return npar, dev, True
+        # precision weights: lme4's -2 log L includes -sum(log w) (the fit's criterion does too)
+        return npar, dev - float(est._lmm_state.extra.get("ldw", 0.0)), True
     return len(est.fixed_effects_) + len(est.theta_), float(est.deviance_), False
 
 

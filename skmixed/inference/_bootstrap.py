@@ -60,6 +60,14 @@ def _linear_predictors(est, rows, rng, n_sim):
     return eta
 
 
+def _residual_sd(est, rows):
+    """Per-row residual SD: ``sigma``, or ``sigma / sqrt(w)`` with precision weights."""
+    n = rows.X.shape[0]
+    if getattr(est, "weights", "frequency") == "precision" and rows.weights is not None:
+        return est.sigma_ / np.sqrt(rows.weights)
+    return np.full(n, est.sigma_)
+
+
 def simulate(est, n=1, random_state=None):
     """Responses simulated from a fitted model at its training rows, ``(n_rows, n)``.
 
@@ -78,7 +86,7 @@ def simulate(est, n=1, random_state=None):
     rows = training_rows(est)
     eta = _linear_predictors(est, rows, rng, int(n))
     if hasattr(est, "_lmm_state"):
-        return eta + est.sigma_ * rng.standard_normal(eta.shape)
+        return eta + _residual_sd(est, rows)[:, None] * rng.standard_normal(eta.shape)
     p = 1.0 / (1.0 + np.exp(-eta))
     y = (rng.random_sample(eta.shape) < p).astype(float)
     return np.where(y > 0, est.classes_[1], est.classes_[0]) if est.classes_.dtype.kind not in "biuf" else \
@@ -338,7 +346,7 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
 def simulate_batch(est, rows, rng, n_sim):
     eta = _linear_predictors(est, rows, rng, n_sim)
     if hasattr(est, "_lmm_state"):
-        return eta + est.sigma_ * rng.standard_normal(eta.shape)
+        return eta + _residual_sd(est, rows)[:, None] * rng.standard_normal(eta.shape)
     p = 1.0 / (1.0 + np.exp(-eta))
     return (rng.random_sample(eta.shape) < p).astype(float)
 
