@@ -156,7 +156,7 @@ class MixedModelBase(BaseEstimator):
                 spec = self.formula
                 Xf, gframe = spec.rows(X, need_groups=True)
             else:
-                spec, Xf, gframe = FormulaSpec.build(self.formula, X)
+                spec, Xf, gframe = FormulaSpec.build(self._formula_source(), X)
         else:
             spec = self._formula
             if spec is None:
@@ -176,6 +176,10 @@ class MixedModelBase(BaseEstimator):
             return X_, y_, g_, w_
         self._formula = spec
         return Xf, y, groups, sample_weight
+
+    def _formula_source(self) -> str:
+        """The lme4 formula to read (estimators with their own syntax, e.g. mgcv smooths, translate)."""
+        return self.formula
 
     def _formula_offset_unsupported(self, spec):
         raise ValueError(f"{type(self).__name__} does not support offset() terms (formula "
@@ -473,7 +477,7 @@ class MixedModelBase(BaseEstimator):
         self.feature_names_ = list(fd.feature_names)
         self._keep = np.asarray(fd.keep)
         if self._formula is not None:
-            self.formula_ = self._formula.formula
+            self.formula_ = self.formula if isinstance(self.formula, str) else self._formula.formula
         else:
             self.__dict__.pop("formula_", None)
 
