@@ -178,3 +178,15 @@ def test_every_score_takes_sample_weight():
         s1 = est.score(df[["Days"]], df["Reaction"], groups=df["Subject"])
         s2 = est.score(df[["Days"]], df["Reaction"], groups=df["Subject"], sample_weight=w)
         assert np.isfinite(s1) and np.isfinite(s2) and s1 != s2
+
+
+def test_additive_mgcv_formula_as_a_parameter():
+    df = load_gamsim_re()
+    formula = "y ~ s(x0, k=8) + s(x1, bs='ps') + x2 + (1 | fac)"
+    est = AdditiveMixedRegressor(formula=formula)
+    a = clone(est).fit(df)
+    b = AdditiveMixedRegressor.from_formula(formula, df)
+    assert a.formula_ == formula and list(a.edf_.index) == list(b.edf_.index) == ["s(x0)", "s(x1)", "s(fac)"]
+    np.testing.assert_array_equal(a.predict(df), b.predict(df))
+    with pytest.raises(ValueError, match="do not pass smooth"):
+        AdditiveMixedRegressor(formula=formula, smooth=["x0"]).fit(df)

@@ -159,6 +159,8 @@ def test_allowed_transforms(frame):
     ("y ~ log + (1 | g)", "transform"),
     ("y ~ x + offset(x) + (1 | g)", "does not support offset"),
     ("cbind(k, n - k) ~ x + (1 | g)", "binomial"),
+    ("y ~ 1 + (0 + x | g)", "must also be a fixed-effect column"),
+    ("y ~ x + (1 | g) + (x | )", "no grouping factor"),
 ])
 def test_formula_mistakes_are_value_errors_with_a_caret(formula, msg, frame):
     with pytest.raises(ValueError, match=re.escape(msg)) as err:
