@@ -170,11 +170,9 @@ class MixedModelBase(BaseEstimator):
         elif spec.parsed.cbind is not None:
             raise ValueError("the formula's response is cbind(successes, failures): do not pass y as well")
         groups = _reconcile_groups(gframe, groups, spec, "fit")
-        if trials is not None:
-            X_, y_, g_, w_ = self._binomial_trials(Xf, y, gframe, sample_weight, trials)
-            self._formula = spec
-            return X_, y_, g_, w_
         self._formula = spec
+        if trials is not None:
+            return self._binomial_trials(Xf, y, groups, sample_weight, trials)
         return Xf, y, groups, sample_weight
 
     def _formula_source(self) -> str:

@@ -188,6 +188,8 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         rows = np.concatenate([np.arange(len(k)), np.arange(len(k))])[keep]
         X_long = X.iloc[rows].reset_index(drop=True)
         y_long = np.concatenate([np.ones(len(k)), np.zeros(len(k))])[keep]
+        if groups is not None and not hasattr(groups, "iloc"):
+            groups = pd.DataFrame(np.asarray(groups))
         g_long = None if groups is None else groups.iloc[rows].reset_index(drop=True)
         return X_long, y_long, g_long, w[keep]
 
