@@ -360,12 +360,12 @@ def anova(*models, ddf="Satterthwaite", names=None, refit=True) -> pd.DataFrame:
 def _fixed_terms(est) -> dict:
     """Fixed-effect terms -> positions in ``fixed_effects_`` (intercept excluded)."""
     names = list(est.fixed_effects_.index)
-    formula = getattr(est, "_formula", None)
-    if formula is not None and formula.get("spec") is not None:
+    spec = est.formula_spec() if hasattr(est, "formula_spec") else None
+    if spec is not None:
         keep = list(np.asarray(est._keep))
         pos = {full: k for k, full in enumerate(keep)}
         terms = {}
-        for term, idx in formula["spec"].term_indices.items():
+        for term, idx in spec.model_spec.term_indices.items():
             label = str(term)
             if label == "1":
                 continue
