@@ -146,6 +146,12 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
     by a constant (the optimum is the same).  Random slopes apply to every grouping factor and are
     uncorrelated with the intercepts (``s(g, x, bs="re")``).
 
+    fREML can have several local optima along one smoothing parameter (typically a wiggly fit
+    and a near-linear one when a covariate has few distinct values).  After the Newton iteration
+    converges, each smooth's smoothing parameter is scanned over a wide grid on the converged
+    working model, and the fit restarts from any point with a lower score; the best fit is kept.
+    ``reml_score_`` reports the criterion so fits can be compared.
+
     Examples
     --------
     >>> from skmixed import AdditiveMixedRegressor

@@ -296,6 +296,7 @@ class FremlResult:
     layout: Layout
     eta: np.ndarray
     scale_estimated: bool
+    n_starts: int = 1
 
 
 def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
@@ -398,7 +399,95 @@ def _newton_step(g, Hh):
     return step
 
 
-def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
+# log smoothing parameters probed, one coordinate at a time, for a better basin than the Newton
+# iteration's (fREML can have two minima along one smoothing parameter: a wiggly fit and a
+# near-linear one); mgcv's default start sits between, so a local method lands on either
+_SCAN = np.linspace(-8.0, 22.0, 11)
+
+
+def _profile_reml(lay, Add, Aud, Auu, fd, fu, zWz, rho, n, scale_known):
+    """Working fREML at ``rho`` with the scale profiled out (Gaussian) or 1; inf if singular."""
+    try:
+        F = _Factor(lay, Add, Aud, Auu, np.exp(rho))
+    except (linalg.LinAlgError, ValueError, FloatingPointError):
+        return np.inf
+    bd, u = F.solve(fd, fu)
+    D = max(zWz - bd @ fd - np.sum(u * fu), 1e-300)
+    nMp = n - lay.Mp
+    phi = D / nMp if not scale_known else 1.0
+    ldS = float(np.sum(lay.rank * rho) + lay.logdet_S.sum())
+    v = 0.5 * (D / phi + nMp * (_LOG2PI + np.log(phi)) + F.logdet - ldS)
+    return v if np.isfinite(v) else np.inf
+
+
+def _better_start(res, y, pw, fam, n, tol=1e-3):
+    """A log-sp vector whose working fREML beats ``res``'s by more than ``tol``, or None.
+
+    Scans each smooth's smoothing parameter over ``_SCAN`` with the others at the optimum found,
+    on the working model of the converged fit (exact for the Gaussian family).  Random-effect
+    variances (identity penalties) are not scanned.
+    """
+    lay = res.layout
+    scan = [j for j, i in enumerate(lay.pen) if lay.terms[i].kind == "smooth"]
+    if not scan:
+        return None
+    scale_known = fam != GAUSSIAN
+    buf, r, _, _, zWz = lay.pass_(y, pw, fam, res.beta_d, res.u)
+    Add, Aud, Auu, fd, fu = lay.assemble(buf, r)
+    base = _profile_reml(lay, Add, Aud, Auu, fd, fu, zWz, res.rho, n, scale_known)
+    best, best_rho = base, None
+    for j in scan:
+        for v in _SCAN:
+            if abs(v - res.rho[j]) < 1.0:
+                continue
+            rho = res.rho.copy()
+            rho[j] = v
+            val = _profile_reml(lay, Add, Aud, Auu, fd, fu, zWz, rho, n, scale_known)
+            if val < best - tol:
+                best, best_rho = val, rho
+    return best_rho
+
+
+def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None, global_search=True):
+    """Fit by fREML; with ``global_search`` restart from any better basin a scan finds.
+
+    The local fit (:func:`fit_freml_local`) is followed by a scan of each smoothing parameter
+    over a wide grid on the converged working model; if some point has a lower fREML score,
+    the fit is restarted there and the better of the fits is kept (at most 3 restarts).
+
+    Parameters
+    ----------
+    lay, y, pw, family, max_iter, tol, rho0
+        As :func:`fit_freml_local`.
+    global_search : bool, default=True
+
+    Returns
+    -------
+    FremlResult
+        ``n_starts`` says how many local fits were run.
+    """
+    fam = FAMILIES[family]
+    n = y.shape[0]
+    res = fit_freml_local(lay, y, pw, family, max_iter, tol, rho0)
+    starts = 1
+    if global_search:
+        for _ in range(3):
+            rho1 = _better_start(res, y, pw, fam, n)
+            if rho1 is None:
+                break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                alt = fit_freml_local(lay, y, pw, family, max_iter, tol, rho1)
+            starts += 1
+            if alt.reml < res.reml - 1e-8 * max(1.0, abs(res.reml)) and (alt.converged or not res.converged):
+                res = alt
+            else:
+                break
+    res.n_starts = starts
+    return res
+
+
+def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
     """Fit by PIRLS with one fREML Newton step per iteration (mgcv ``bgam.fitd``).
 
     Parameters
