@@ -375,6 +375,12 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         par_names = [fd.feature_names[j] for j in par_cols] + [
             f"{fd.feature_names[b]}{_fmt_level(v)}" for b, lv in by_dummies for v in lv]
         Xpar = _parametric_matrix(fd.X, par_cols, by_dummies)
+        # parametric columns enter on a unit root-mean-square scale (coefficients are unscaled in
+        # _store): the fREML Newton steps then do not depend on the columns' units
+        par_scale = np.sqrt(np.mean(Xpar * Xpar, axis=0)) if Xpar.shape[1] else np.zeros(0)
+        par_scale = np.where(par_scale > 0, par_scale, 1.0)
+        Xpar = Xpar / par_scale
+        self_par_scale = par_scale
         if Xpar.shape[1]:
             Xbar, idx = _compress_rows(Xpar)
             terms.append(Term("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
@@ -385,6 +391,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 self._add_tensor(fd, sp, terms, smooths)
         # random effects: one identity-penalized term per (factor, column), as mgcv's re smooths
         re_info = []
+        zscale = {}
         if fd.factors:
             primary = int(np.argmax([f.n_levels for f in fd.factors]))
             for rt in fd.terms:
@@ -392,7 +399,14 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 cols = ([None] if rt.intercept else []) + list(rt.slopes)
                 for col, cname in zip(cols, rt.names):
                     tname = f"s({f.name})" if col is None else f"s({f.name},{fd.feature_names[col]})"
-                    z = None if col is None else np.ascontiguousarray(fd.X[:, col])
+                    z = None
+                    if col is not None:
+                        # slopes enter on a unit root-mean-square scale (undone in _store) so that the
+                        # fit does not depend on the column's units: starts and steps are scale-free
+                        z = np.ascontiguousarray(fd.X[:, col])
+                        rms = float(np.sqrt(np.mean(z * z)))
+                        zscale[tname] = rms if rms > 0 else 1.0
+                        z = z / zscale[tname]
                     if rt.factor == primary:
                         t = Term(tname, f.codes, None, f.n_levels, z=z, kind="re")
                     else:  # small factors join the dense block (explicit identity basis)
@@ -403,6 +417,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         lay = Layout(terms, n)
         pw = np.ones(n) if fd.weights is None else fd.weights
         res = fit_freml(lay, fd.y, pw, self.family)
+        self._re_zscale = zscale
+        self._par_scale = self_par_scale
         self._store(fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies)
         return self
 
@@ -535,7 +551,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.family_ = self.family
         self.scale_ = float(phi)
         self.sigma_ = float(np.sqrt(phi))
-        self.reml_score_ = res.reml
+        # the fit ran on unit-rms parametric columns: add back the Jacobian so the score is bam's
+        self.reml_score_ = res.reml + float(np.sum(np.log(self._par_scale)))
         self.deviance_ = res.deviance
         self.n_iter_ = res.n_iter
         self.converged_ = res.converged
@@ -544,8 +561,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pnames = par_names
         if pnames:
             c = self._lay_cols["parametric"]
-            b = res.beta_d[c]
-            se = np.sqrt(np.diag(Hinv[c, c]) * phi)
+            b = res.beta_d[c] / self._par_scale
+            se = np.sqrt(np.diag(Hinv[c, c]) * phi) / self._par_scale
         else:
             b = se = np.zeros(0)
         self.fixed_effects_ = pd.Series(b, index=pnames, name="Estimate")
@@ -571,7 +588,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self._edf_total = float(np.sum(res.edf))
         self.smooth_coef_ = {s.name: res.beta_d[self._lay_cols[s.name]] for s in smooths}
         lam = dict(zip([t.name for t in pen_terms], np.exp(res.rho)))
-        self.re_sd_ = pd.Series({name: float(np.sqrt(phi / lam[name])) for name, *_ in re_info},
+        zs = getattr(self, "_re_zscale", {})
+        self.re_sd_ = pd.Series({name: float(np.sqrt(phi / lam[name])) / zs.get(name, 1.0) for name, *_ in re_info},
                                 name="sd", dtype=float)
         self.random_effects_, self.cov_re_ = {}, {}
         self._re_values = {}
@@ -581,9 +599,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 v = res.u[:, self._sparse_slot[name]]
             else:
                 v = res.beta_d[self._lay_cols[name]]
-            self._re_values[name] = v
+            self._re_values[name] = v  # on the internal (unit-rms) scale of the slope column
             df = self.random_effects_.setdefault(f.name, pd.DataFrame(index=f.levels))
-            df[cname] = v
+            df[cname] = v / zs.get(name, 1.0)
             cov = self.cov_re_.setdefault(f.name, {})
             cov[cname] = self.re_sd_[name] ** 2
         self.cov_re_ = {k: pd.DataFrame(np.diag(list(v.values())), index=list(v), columns=list(v))
@@ -677,7 +695,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pd_ = self._Hinv.shape[0]
         D = np.zeros((n, pd_))
         if "parametric" in self._lay_cols:
-            D[:, self._lay_cols["parametric"]] = _parametric_matrix(Xd, self._par_cols, self._by_dummies)
+            D[:, self._lay_cols["parametric"]] = (_parametric_matrix(Xd, self._par_cols, self._by_dummies)
+                                                  / self._par_scale)
         for s in self._smooths:
             D[:, self._lay_cols[s.name]] = s.rows(Xd)
         q = len(self._sparse_slot)
@@ -685,7 +704,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         gcode = np.full(n, -1, dtype=np.int64)
         for name, fi, col, _ in self._re_info:
             c = codes[fi] if codes else np.full(n, -1, dtype=np.int64)
-            z = np.ones(n) if col is None else Xd[:, col]
+            z = np.ones(n) if col is None else Xd[:, col] / self._re_zscale.get(name, 1.0)
             if name in self._sparse_slot:
                 Zu[:, self._sparse_slot[name]] = z
                 gcode = c
