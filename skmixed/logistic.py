@@ -17,6 +17,7 @@ from ._base import FitData, MixedModelBase
 from ._design.layout import amalgamate
 from ._kernels import glmm as kg
 from ._solvers import glmm as sg
+from ._solvers._optim import boundary_names
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
 
 __all__ = ["MixedLogisticRegressor", "SeparationWarning", "SingularFitWarning"]
@@ -109,6 +110,14 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
     sigma_ : float
         1.0 (the binomial family has no scale parameter).
     is_singular_, converged_, n_iter_ : bool, bool, int
+        ``converged_`` only after a final check found no improving feasible
+        direction (projected gradient and probes off every bound).
+    boundary_params_ : list of str
+        Names (as in ``theta_``) of the parameters on their bound 0: a variance
+        at 0 or, in a correlated term, a correlation at +-1.
+    fit_log_ : FitLog or None
+        What the optimiser met: ``started_on_boundary``, ``touched_boundary``,
+        ``n_escapes`` (restarts off a bound), ``final_check``.
 
     Examples
     --------
@@ -264,6 +273,10 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         self.bic_ = self.deviance_ + k * np.log(fd.n_obs)
         self.varcorr_ = varcorr_table(self.cov_re_, None, self._re_patterns)
         self.n_iter_, self.converged_ = int(res.n_iter), bool(res.converged)
+        # which parameters sit on their bound (a diagonal theta at 0: a variance 0 or, for a
+        # later term of a correlated block, correlations +-1); lme4's isSingular per parameter
+        self.boundary_params_ = boundary_names(res.theta, res.extra["lower"], self.theta_.index)
+        self.fit_log_ = res.extra.get("fit_log")
         self.vcov_method_ = res.vcov_method
         self.nagq_ = int(self.nagq) if blocks else 0
         self._set_factor_attrs(fd)
@@ -284,8 +297,9 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
                           "are conditional on the variance parameters (glmer's RX-based vcov)", UserWarning,
                           stacklevel=3)
         if self.is_singular_:
-            warnings.warn("boundary (singular) fit: a random-effects variance is estimated at 0 (see "
-                          "is_singular_ and theta_); the model is usable", SingularFitWarning, stacklevel=3)
+            warnings.warn(f"boundary (singular) fit: theta {self.boundary_params_} at 0 (a random-effects variance "
+                          "0, or correlations +-1 within a term); see is_singular_, boundary_params_ and theta_; "
+                          "the model is usable", SingularFitWarning, stacklevel=3)
         if not self.converged_:
             warnings.warn(f"the optimiser did not converge after {self.n_iter_} iterations ({res.message}); "
                           "estimates are the last iterate", ConvergenceWarning, stacklevel=3)

@@ -38,6 +38,7 @@ from scipy import optimize
 
 from .._kernels import glmm as kg
 from .._threads import blas_for_dense
+from ._optim import FitLog, minimize_bounded
 
 __all__ = ["GLMMResult", "SingleFactorGLMM", "MultiFactorGLMM", "group_pointer", "gauss_hermite",
            "fit_single_factor", "fit_multi_factor", "serial_if_small"]
@@ -312,12 +313,23 @@ class SingleFactorGLMM:
             # step leaves an O(dbeta^2) error that biases Brent's parabolic steps)
             pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=ptol,
                                                maxit=2 if final else 1, tol_u=None if final else 1e-4)
+            val = pw + ld
+            if not (np.isfinite(val) and val <= state["best"][0] + 50.0 and np.all(np.isfinite(b))):
+                # the warm (beta, u) came from an unchecked Newton step that overshot (a nearly
+                # singular Schur complement, e.g. quasi-separation at this theta): converge
+                # afresh, with step halving, from the best state seen so far
+                pw, ld, b, u, S = self.joint_pirls(theta, state["best"][1], state["best"][2], tol=ptol,
+                                                   maxit=50, tol_u=None if final else 1e-4)
+                val = pw + ld
+            if np.isfinite(val) and val < state["best"][0]:
+                state["best"] = (val, b, u)
             state["beta"], state["u"] = b, u
-            return pw + ld
+            return val
 
         # converge (beta, u) once at the start, later evaluations are warm
         pw, ld, state["beta"], state["u"], _ = self.joint_pirls(np.atleast_1d(theta0), beta0, state["u"], tol=ptol,
                                                                 tol_u=None if final else 1e-4)
+        state["best"] = (pw + ld if np.isfinite(pw + ld) else np.inf, state["beta"], state["u"])
         if not search:
             theta = np.asarray(theta0, dtype=float)
         elif self.n_theta == 1:
@@ -333,6 +345,8 @@ class SingleFactorGLMM:
                                              "maxiter": 200})
             theta = np.asarray(res.x)
         pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=1e-8)
+        if not (np.isfinite(pw + ld) and pw + ld <= state["best"][0] + 50.0 and np.all(np.isfinite(b))):
+            pw, ld, b, u, S = self.joint_pirls(theta, state["best"][1], state["best"][2], tol=1e-8)
         return theta, b, u, S, pw + ld, state["n"]
 
 
@@ -497,6 +511,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     converged = True
     diag = prob.t_rows == prob.t_cols
     hessian_failed = False
+    fit_log = None
     if nagq == 0:
         # nAGQ=0 reports the penalized deviance at the joint mode and the
         # conditional vcov of beta, as glmer does
@@ -508,17 +523,26 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
         x0 = np.concatenate([theta, beta])
         # theta = 0 is a stationary point of F (it is even in theta), so a
         # start exactly on the boundary would never leave it
+        fit_log = FitLog(started_on_boundary=bool(np.any(diag & (x0[:nt] < 1e-4))))
         x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
         sc = _Scaled(x0, _make_scaling(prob, x0, S), prob.lower_theta)
+        # probes off a bound at theta = lower + d for d in _optim.PROBES: one theta unit is 1 / T_ii in xi
+        lo_xi = np.concatenate([sc.lo, np.full(x0.size - nt, -np.inf)])
+        xi_scale = np.concatenate([1.0 / np.diag(sc.T)[:nt], np.ones(x0.size - nt)])
         if nagq == 1:
             def fg(xi):
                 F, g = prob.laplace(sc.x(xi))
                 if not np.isfinite(F):
                     return 1e300, np.zeros_like(xi)
                 return F, sc.T.T @ g
-            res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B",
-                                    bounds=sc.bounds(x0.size),
-                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+
+            def f_probe(xi):
+                u_save = prob.u.copy()
+                F = prob.laplace(sc.x(xi), want_grad=False)
+                prob.u[:] = u_save
+                return F
+            res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
+                                            maxiter=max_iter, gtol=tol, log=fit_log)
         else:
             nodes, weights = gauss_hermite(nagq)
 
@@ -538,14 +562,18 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                     prob.u[:] = u_save
                 return f0, g
 
-            res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B",
-                                    bounds=sc.bounds(x0.size),
-                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+            def f_probe(xi):
+                u_save = prob.u.copy()
+                F = fa(sc.x(xi))
+                prob.u[:] = u_save
+                return F
+            res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
+                                            maxiter=max_iter, gtol=tol, log=fit_log)
         x = sc.x(np.asarray(res.x, dtype=float))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter = int(res.nit)
-        gmax = float(np.max(np.abs(res.jac))) if res.jac is not None else np.inf
-        converged = bool(res.success) or gmax < 100 * tol
+        # converged only when the final check (projected gradient, probes off every bound) passed
+        converged = bool(res.success)
         message = str(res.message)
         # snap a near-zero standard deviation onto the boundary if that does not hurt
         near = diag & (x[:nt] < 1e-6)
@@ -591,7 +619,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=[u], b=[b], condvar=[condvar], lambdas=[Lam],
                       deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
                       converged=converged, message=message, vcov_method=vmethod,
-                      extra={"hessian_failed": hessian_failed})
+                      extra={"hessian_failed": hessian_failed, "fit_log": fit_log})
 
 
 def _condvar_single(prob, Lam, u, beta):
@@ -793,6 +821,7 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     RX = L[Q2:Q2 + p, Q2:Q2 + p]
     S = RX @ RX.T
     diag = np.concatenate([r == c for (r, c) in prob.theta_pos])
+    fit_log = None
     if nagq == 0:
         x = np.concatenate([theta, beta])
         dev, V, vmethod, n_iter, converged, message = F0, np.linalg.inv(S), "conditional", r0.nit, True, "nAGQ=0"
@@ -819,12 +848,19 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
             prob.u = u_save
             return F, g
 
-        res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B", bounds=sc.bounds(x0.size),
-                                options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+        def f_probe(xi):
+            u_save = [uk.copy() for uk in prob.u]
+            F = fxi(xi)
+            prob.u = u_save
+            return F
+        fit_log = FitLog(started_on_boundary=bool(np.any(diag & (theta < 1e-4))))
+        xi_scale = np.concatenate([1.0 / np.diag(T)[:nt], np.ones(p)])
+        res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
+                                        maxiter=max_iter, gtol=tol, log=fit_log)
         x = sc.x(np.asarray(res.x))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter, message = int(res.nit), str(res.message)
-        converged = bool(res.success) or float(np.max(np.abs(res.jac))) < 100 * tol
+        converged = bool(res.success)
         u_save = [uk.copy() for uk in prob.u]
 
         def ff(z):
@@ -848,4 +884,4 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=u, b=b, condvar=condvar, lambdas=lams,
                       deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
                       converged=converged, message=message, vcov_method=vmethod,
-                      extra={"lower": prob.lower_theta, "hessian_failed": hessian_failed})
+                      extra={"lower": prob.lower_theta, "hessian_failed": hessian_failed, "fit_log": fit_log})
