@@ -5,7 +5,9 @@ Estimators
 MixedLinearRegressor
     Linear mixed models by profiled REML/ML (``lme4::lmer``).
 MixedLogisticRegressor
-    Binary GLMMs by Laplace / adaptive Gauss-Hermite (``lme4::glmer``).
+    Binary and binomial-proportion GLMMs by Laplace / adaptive Gauss-Hermite (``lme4::glmer``).
+MixedPoissonRegressor
+    Count GLMMs (log link, offset) by Laplace / adaptive Gauss-Hermite (``glmer(family = poisson)``).
 AdditiveMixedRegressor
     Additive mixed models by fREML, discretized covariates (``mgcv::bam``).
 StreamingMixed
@@ -19,9 +21,10 @@ from ._base import NoGroupsWarning
 from .additive import AdditiveMixedRegressor
 from .linear import MixedLinearRegressor
 from .logistic import MixedLogisticRegressor
+from .poisson import MixedPoissonRegressor
 from .split_sample import SplitSampleMixed
 from .streaming import StreamingMixed
 
 __version__ = "0.1.0"
-__all__ = ["AdditiveMixedRegressor", "MixedLinearRegressor", "MixedLogisticRegressor", "NoGroupsWarning",
-           "SplitSampleMixed", "StreamingMixed"]
+__all__ = ["AdditiveMixedRegressor", "MixedLinearRegressor", "MixedLogisticRegressor", "MixedPoissonRegressor",
+           "NoGroupsWarning", "SplitSampleMixed", "StreamingMixed"]

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import DATA
-from skmixed import MixedLogisticRegressor
+from skmixed import MixedLogisticRegressor, MixedPoissonRegressor
 from skmixed._solvers import glmm as sg
 from skmixed._solvers._optim import FitLog, minimize_bounded, probe_boundary
 
@@ -25,15 +25,20 @@ SIM = pd.read_csv(DATA / "glmm_boundary_sim.csv")
 with open(DATA / "glmm_boundary_sim_glmer.json") as fh:
     FITS = json.load(fh)["fits"]
 LOGISTIC = [f for f in FITS if f["family"] == "binomial"]
+POISSON = [f for f in FITS if f["family"] == "poisson"]
 
 
 def _fit(ref):
     df = SIM[SIM["ds"] == ref["ds"]]
     slopes = ["x"] if "1 + x" in ref["formula"] else None
-    m = MixedLogisticRegressor(nagq=ref["nAGQ"], random_slopes=slopes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m.fit(df[["x"]], df["y"], groups=df["g"])
+        if ref["family"] == "poisson":
+            m = MixedPoissonRegressor(nagq=ref["nAGQ"], random_slopes=slopes)
+            m.fit(df[["x"]], df["y"], groups=df["g"], offset=np.log(df["t"]))
+        else:
+            m = MixedLogisticRegressor(nagq=ref["nAGQ"], random_slopes=slopes)
+            m.fit(df[["x"]], df["y"], groups=df["g"])
     return m
 
 
@@ -49,11 +54,14 @@ def test_sim_design():
     assert sizes.min() <= 3
 
 
-def test_logistic_never_below_glmer():
-    """All 50 logistic data sets: logLik >= glmer's - 1e-6; the boundary bookkeeping is reported."""
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_never_below_glmer(family):
+    """All 50 logistic and 10 Poisson data sets: logLik >= glmer's - 1e-6; the boundary bookkeeping is reported."""
+    fits = LOGISTIC if family == "binomial" else POISSON
+    assert len(fits) == (50 if family == "binomial" else 10)
     worst = np.inf
     counts = {"started": 0, "touched": 0, "left": 0, "escapes": 0, "ends_on_boundary": 0}
-    for ref in LOGISTIC:
+    for ref in fits:
         m = _fit(ref)
         diff = m.loglik_ - ref["logLik"]
         worst = min(worst, diff)
@@ -66,7 +74,7 @@ def test_logistic_never_below_glmer():
         counts["escapes"] += log.n_escapes
         counts["ends_on_boundary"] += bool(log.on_boundary)
         assert m.is_singular_ == bool(m.boundary_params_)
-    print(f"\nworst logLik - glmer's: {worst:.3g}; boundary events over {len(LOGISTIC)} fits: {counts}")
+    print(f"\n{family}: worst logLik - glmer's: {worst:.3g}; boundary events over {len(fits)} fits: {counts}")
 
 
 def _slope_problem(ds):

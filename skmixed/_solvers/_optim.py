@@ -163,35 +163,50 @@ def minimize_bounded(fg, x0, lower, *, fun=None, scale=None, maxiter=500, gtol=1
         return fg(x)[0] if fun is None else fun(x)
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+
+    def projected_gradient(x):
+        _, g = fg(x)
+        pg = np.asarray(g, dtype=float).copy()
+        at = _at_bound(x, lower, scale)
+        if len(at):
+            pg[at] = np.minimum(pg[at], 0.0)  # a parameter on its bound may only push outwards
+        return pg, (float(np.max(np.abs(pg))) if pg.size else 0.0)
+
     start = x0
     n_iter = 0
+    n_restarts = 0
+    probed = False
     res = None
-    for attempt in range(max_escapes + 1):
+    for attempt in range(max_escapes + 3):
         res = optimize.minimize(fg_logged, start, jac=True, method="L-BFGS-B", bounds=bounds,
                                 options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxls": maxls})
         n_iter += int(res.nit)
         x = np.asarray(res.x, dtype=float)
         f = float(res.fun)
-        better = probe_boundary(f_only, x, lower, f, scale) if attempt < max_escapes else None
+        if n_iter < maxiter and n_restarts < 2 and projected_gradient(x)[1] > grad_ok:
+            # L-BFGS-B gave up (a line search on a rough stretch, a stale curvature memory)
+            # far from stationarity: restart it from where it stopped with a fresh memory
+            n_restarts += 1
+            log.events.append(f"restarted L-BFGS-B ({res.message})")
+            start = x
+            continue
+        better = probe_boundary(f_only, x, lower, f, scale) if log.n_escapes < max_escapes else None
         if better is None:
+            probed = log.n_escapes < max_escapes  # the end point's probes found nothing
             break
         log.n_escapes += 1
         log.events.append(f"left the bound of parameters {_at_bound(x, lower, scale).tolist()} (attempt {attempt})")
         start = better
     log.touched_boundary |= seen["touch"]
     x = np.asarray(res.x, dtype=float)
-    # final check: projected gradient at the end point (parameters on a bound may only push outwards)
-    _, g = fg(x)
+    # final check: projected gradient at the end point and probes off every bound
+    pg, gmax = projected_gradient(x)
     at = _at_bound(x, lower, scale)
-    pg = np.asarray(g, dtype=float).copy()
-    if len(at):
-        pg[at] = np.minimum(pg[at], 0.0)
-    gmax = float(np.max(np.abs(pg))) if pg.size else 0.0
     if not np.all(np.isfinite(pg)):
         log.final_check = "gradient not finite"
     elif gmax > grad_ok:
         log.final_check = f"projected gradient {gmax:.3g} > {grad_ok:.3g}"
-    elif len(at) and probe_boundary(f_only, x, lower, float(res.fun), scale) is not None:
+    elif len(at) and not probed and probe_boundary(f_only, x, lower, float(res.fun), scale) is not None:
         log.final_check = "a probe off the bound improves (escape budget used up)"
     else:
         log.final_check = "ok"

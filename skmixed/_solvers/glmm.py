@@ -1,7 +1,8 @@
-"""Binomial-logit GLMM by Laplace, adaptive Gauss-Hermite and nAGQ=0 (glmer's three modes).
+"""GLMMs with a canonical link by Laplace, adaptive Gauss-Hermite and nAGQ=0 (glmer's three modes).
 
-Model (lme4's notation): ``eta = X beta + Z Lambda(theta) u``, ``u ~ N(0, I)``,
-``y ~ Bernoulli(logistic(eta))`` with frequency weights ``w``. For fixed
+Model (lme4's notation): ``eta = offset + X beta + Z Lambda(theta) u``, ``u ~ N(0, I)``,
+``y ~ Bernoulli(logistic(eta))`` (or binomial proportions with the trials as
+weights, or ``Poisson(exp(eta))``: :mod:`skmixed._families`) with weights ``w``. For fixed
 ``(theta, beta)`` the conditional modes ``u*`` minimise the penalized deviance
 ``sum_i w_i d_i + ||u||^2`` (penalized IRLS, PIRLS) and the Laplace
 approximation of ``-2 log L`` is
@@ -38,6 +39,7 @@ from scipy import optimize
 
 from .._kernels import glmm as kg
 from .._threads import blas_for_dense
+from .._families import BINOMIAL
 from ._optim import FitLog, minimize_bounded
 
 __all__ = ["GLMMResult", "SingleFactorGLMM", "MultiFactorGLMM", "group_pointer", "gauss_hermite",
@@ -121,6 +123,8 @@ class SingleFactorGLMM:
     codes : (n,) int64 level codes, ``n_levels`` levels.
     zcols : int64 array, per random-effect column: -1 intercept, else column of X.
     pattern : (q, q) bool lower-triangular mask of the free entries of Lambda.
+    family : :class:`skmixed._families.Family`, default binomial-logit.
+    offset : (n,) float64 or None, a known term of the linear predictor.
 
     The per-group kernels are called through ``self.kernels`` (the numba module
     :mod:`skmixed._kernels.glmm`); the Dask fit gives its problem a stand-in with
@@ -129,9 +133,13 @@ class SingleFactorGLMM:
 
     kernels = kg
 
-    def __init__(self, X, y, w, codes, n_levels, zcols, pattern):
+    def __init__(self, X, y, w, codes, n_levels, zcols, pattern, family=BINOMIAL, offset=None):
         self.X = X
         self.y = y
+        self.family = family
+        self.fam_id = int(family.kernel_id)
+        # an empty offset is read as 0 by the kernels (no n-vector to stream)
+        self.off = np.empty(0) if offset is None or not np.any(offset) else np.ascontiguousarray(offset, dtype=float)
         self.w_full = w
         self.n_obs = float(w.sum())
         # unit weights are not passed to the kernels (one n-vector less to read per pass)
@@ -212,7 +220,7 @@ class SingleFactorGLMM:
         jac = np.empty((G, self.q, k) if want_grad else (1, self.q, k))
         self.kernels.laplace_single(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
                                     self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl, self.t_rows,
-                                    self.t_cols, jac)
+                                    self.t_cols, jac, self.fam_id, self.off)
         F = float(h.sum() + ld.sum())
         grad = None
         if want_grad:
@@ -234,7 +242,7 @@ class SingleFactorGLMM:
         lam = float(params[0])
         out = np.empty(self.G)
         self.kernels.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w,
-                                self.perm, self.gptr, lam, self.u, nodes, weights, out)
+                                self.perm, self.gptr, lam, self.u, nodes, weights, out, self.fam_id, self.off)
         return float(out.sum())
 
     # -- nAGQ = 0: beta inside PIRLS -------------------------------------------------------
@@ -261,10 +269,12 @@ class SingleFactorGLMM:
         prev = np.inf
         old = None
         eye = np.eye(q)
+        ld, S = np.inf, None
         for it in range(maxit):
             self.n_joint += 1
             self.kernels.joint_stats(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
-                                     Lam, u, True, self.tol_u if tol_u is None else tol_u, A, B, s, h, C, xr)
+                                     Lam, u, True, self.tol_u if tol_u is None else tol_u, A, B, s, h, C, xr,
+                                     self.fam_id, self.off)
             pwrss = h.sum() + np.einsum("gq,gq->", u, u)
             if (not np.isfinite(pwrss) or pwrss > prev * (1 + 1e-12)) and old is not None:
                 # step halving towards the last accepted point
@@ -274,7 +284,16 @@ class SingleFactorGLMM:
                     break
                 continue
             H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + eye
-            Lc = np.linalg.cholesky(H)
+            try:
+                Lc = np.linalg.cholesky(H)
+            except np.linalg.LinAlgError:
+                Lc = None  # non-finite working weights (a mean overflowed at this beta)
+            if Lc is None:
+                if old is None:
+                    return np.inf, np.inf, beta, u, None
+                beta = 0.5 * (beta + old[0])
+                u = old[1].copy()
+                continue
             LB = np.einsum("ka,gkj->gaj", Lam, B)
             HinvLB = np.linalg.solve(H, LB)
             S = C.sum(axis=0) - np.einsum("gap,gar->pr", LB, HinvLB)
@@ -405,13 +424,12 @@ def _vcov_from_hessian(Hdev, n_theta):
     return 0.5 * (V + V.T)
 
 
-def _start_beta(X, y, w):
-    """Intercept at the logit of the weighted mean when X has a constant column, else zeros."""
+def _start_beta(X, y, w, family=BINOMIAL, offset=None):
+    """Intercept at the link of the weighted mean when X has a constant column, else zeros."""
     beta = np.zeros(X.shape[1])
     const = np.flatnonzero(np.all(X[:10] == 1.0, axis=0))
     if const.size and np.all(X[:, const[0]] == 1.0):
-        m = np.clip(np.average(y, weights=w), 1e-6, 1 - 1e-6)
-        beta[const[0]] = np.log(m / (1 - m))
+        beta[const[0]] = float(family.linkfun(family.start_mean(y, w, offset)))
     return beta
 
 
@@ -457,7 +475,7 @@ def _start_subset(prob, max_groups=400, min_rows=100_000):
     codes = np.repeat(np.arange(groups.size, dtype=np.int64), counts)
     w = prob.w_full[rows]
     sp = SingleFactorGLMM(np.ascontiguousarray(prob.X[rows]), prob.y[rows], w, codes, groups.size, prob.zcols,
-                          prob.pattern)
+                          prob.pattern, family=prob.family, offset=prob.off[rows] if prob.off.size else None)
     return sp, groups
 
 
@@ -492,7 +510,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     """
     X, y, w = prob.X, prob.y, prob.w_full
     nt = prob.n_theta
-    beta0 = _start_beta(X, y, w)
+    beta0 = _start_beta(X, y, w, prob.family, prob.off)
     theta0 = (prob.t_rows == prob.t_cols).astype(float)
     prob.u[:] = 0.0
     sub = _start_subset(prob) if nagq != 0 else None
@@ -630,7 +648,8 @@ def _condvar_single(prob, Lam, u, beta):
     h = np.empty(G)
     nck = prob.chunks.size - 1
     prob.kernels.joint_stats(np.ascontiguousarray(beta), prob.X, prob.zcols, prob.y, prob.w, prob.perm, prob.gptr,
-                             prob.chunks, Lam, u, False, 1.0, A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)))
+                             prob.chunks, Lam, u, False, 1.0, A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)),
+                             prob.fam_id, prob.off)
     H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + np.eye(q)
     Hinv = np.linalg.inv(H)
     return np.einsum("ab,gbc,dc->gad", Lam, Hinv, Lam)
@@ -650,10 +669,12 @@ class MultiFactorGLMM:
     ``[u; beta]`` gives the joint step (nAGQ = 0). ``log|L|^2`` is the Z-part of the factor.
     """
 
-    def __init__(self, X, y, w, factors, blocks):
+    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None):
         from .._design.layout import BlockLayout
 
         self.X, self.y, self.w = X, y, w
+        self.family = family
+        self.off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
         self.blocks = blocks
         self.codes = [np.asarray(f.codes, dtype=np.int64) for f in factors]
         self.layout = BlockLayout.build(blocks, self.codes, X.shape[1])
@@ -686,9 +707,9 @@ class MultiFactorGLMM:
 
         lams = self.lambdas(theta)
         zb = self._re_eta(lams, u)
-        eta = self.X @ beta + zb
-        mu = 1.0 / (1.0 + np.exp(-eta))
-        var = np.maximum(mu * (1.0 - mu), 1e-300)
+        eta = self.X @ beta + zb + self.off
+        mu = self.family.linkinv(eta)
+        var = np.maximum(self.family.variance(mu), 1e-300)  # = dmu/deta (canonical link)
         W = self.w * var
         # working response; for the u-only step the offset X beta is left out
         yw = zb + (self.y - mu) / var + (self.X @ beta if joint else 0.0)
@@ -718,8 +739,8 @@ class MultiFactorGLMM:
         return un, bn, ldL2, (L, prob)
 
     def _pwrss(self, theta, beta, u):
-        eta = self.X @ beta + self._re_eta(self.lambdas(theta), u)
-        dev = 2.0 * self.w * (self.y * np.logaddexp(0, -eta) + (1 - self.y) * np.logaddexp(0, eta))
+        eta = self.X @ beta + self._re_eta(self.lambdas(theta), u) + self.off
+        dev = self.family.kernel_deviance(self.y, eta, self.w)
         return float(dev.sum() + sum(float((uk * uk).sum()) for uk in u))
 
     def pirls(self, theta, beta, joint=False, tol=1e-9, maxit=60):
@@ -780,14 +801,14 @@ def _fd_grad(fun, x, lower, h=1e-5, f0=None, central=True):
     return g
 
 
-def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
+def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None):
     """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
 
     Every PIRLS step factors the LMM's dense part: from a few hundred rows on
     (crossed factors with many levels) that runs with one BLAS thread, as in
     :meth:`skmixed._solvers.lmm.LMMProblem.optimize`.
     """
-    prob = MultiFactorGLMM(X, y, w, factors, blocks)
+    prob = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset)
     with blas_for_dense(prob.layout.m):
         return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
 
@@ -795,7 +816,7 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
 def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     nt, p = prob.n_theta, prob.p
     theta0 = np.concatenate([(r == c).astype(float) for (r, c) in prob.theta_pos])
-    beta0 = _start_beta(X, y, w)
+    beta0 = _start_beta(X, y, w, prob.family, prob.off)
     # nAGQ=0 stage: beta inside PIRLS, theta by L-BFGS-B on finite differences
     state = {"beta": beta0}
 
