@@ -50,6 +50,7 @@ class FitData:
     keep: np.ndarray = None
     n_design: int = 0  # columns of the full design (before dropping aliased ones)
     xtwx: np.ndarray = None  # X'WX of the kept columns (from the rank check)
+    offset: np.ndarray = None  # a formula's offset() terms, summed (None without)
 
     @property
     def n_obs(self) -> float:
@@ -60,6 +61,7 @@ class FitData:
 class PredictData:
     X: np.ndarray
     codes: list
+    offset: np.ndarray = None  # a formula model's offset() terms on the new data
 
 
 def _reduce_columns(fd: FitData) -> FitData:
@@ -102,6 +104,8 @@ class MixedModelBase(BaseEstimator):
 
     # fitted state of a formula model (the FormulaSpec read from the training data), None otherwise
     _formula = None
+    # whether fit takes an offset (a formula's offset() terms go there)
+    _fits_offset = False
 
     # groups are requested by default wherever they are accepted: with metadata routing on,
     # cross_validate(est, X, y, params={"groups": g}) and pipelines need no set_*_request call
@@ -162,8 +166,9 @@ class MixedModelBase(BaseEstimator):
             if spec is None:
                 return X, y, groups, sample_weight
             Xf, gframe = spec.rows(X, need_groups=True)
-        if spec.parsed.offsets:
-            self._formula_offset_unsupported(spec)
+        if spec.parsed.offsets and not self._fits_offset:
+            raise ValueError(f"{type(self).__name__} does not fit offset() terms (formula {spec.formula!r}); "
+                             "remove the offset (MixedLogisticRegressor and MixedPoissonRegressor take one)")
         trials = None
         if y is None:
             y, trials = spec.target(X)
@@ -179,9 +184,6 @@ class MixedModelBase(BaseEstimator):
         """The lme4 formula to read (estimators with their own syntax, e.g. mgcv smooths, translate)."""
         return self.formula
 
-    def _formula_offset_unsupported(self, spec):
-        raise ValueError(f"{type(self).__name__} does not support offset() terms (formula "
-                         f"{spec.formula!r}); remove the offset or fit a model that takes one")
 
     def _binomial_trials(self, X, y, groups, sample_weight, trials):
         raise ValueError(f"cbind(successes, failures) is a binomial response: {type(self).__name__} does not "
@@ -270,8 +272,9 @@ class MixedModelBase(BaseEstimator):
         checked against the chunk's rows. ``reset=False`` checks X against the
         already-set ``n_features_in_`` / ``feature_names_in_``.
         """
-        X = _frame_as_pandas(X)
+        data = X = _frame_as_pandas(X)
         X, y, groups, sample_weight = self._formula_inputs(X, y, groups, sample_weight, reset)
+        f_offset = self._formula.offset(data) if self._formula is not None else None
         groups = _check_groups_arg(groups)
         if self.group_column is not None:
             if groups is not None:
@@ -308,8 +311,9 @@ class MixedModelBase(BaseEstimator):
             terms = self._make_terms(factors, names_in, icpt)
         if chunk:
             p = Xd.shape[1]
-            return FitData(Xd, y_arr, w, feature_names, factors, terms, np.arange(p), p)
+            return FitData(Xd, y_arr, w, feature_names, factors, terms, np.arange(p), p, offset=f_offset)
         fd = _reduce_columns(FitData(Xd, y_arr, w, feature_names, factors, terms))
+        fd.offset = f_offset
         n_par = fd.X.shape[1] + sum(t.q * (t.q + 1) // 2 for t in terms) + (1 if terms else 0)
         n_eff = n if w is None else float(w.sum())
         if n_eff < n_par:
@@ -466,7 +470,7 @@ class MixedModelBase(BaseEstimator):
         Xd = self._design(Xv)[:, self._keep]
         groups = _reconcile_groups(gframe, _check_groups_arg(groups), self._formula, "predict")
         # no grouping columns: the population prediction
-        return PredictData(Xd, self._encode_groups(groups, n))
+        return PredictData(Xd, self._encode_groups(groups, n), self._formula.offset(data))
 
     # ----------------------------------------------------------------- shared results helpers
     def _set_factor_attrs(self, fd: FitData):
@@ -621,3 +625,15 @@ def _reconcile_groups(gframe, groups, spec, where):
     raise ValueError(f"groups passed to {where} differ from the formula's grouping column(s) "
                      f"{list(gframe.columns)}: with a formula the grouping comes from the data's columns; pass "
                      "groups only to split the data (set_fit_request(groups=False)) or drop them")
+
+
+def merge_offsets(fd_offset, offset, n):
+    """The fit's offset: an ``offset=`` argument or the formula's ``offset()`` terms, not both."""
+    from ._families import check_offset
+
+    offset = check_offset(offset, n)
+    if fd_offset is None:
+        return offset
+    if offset is not None:
+        raise ValueError("offset given both in the formula (offset(...)) and as an argument: give it once")
+    return fd_offset

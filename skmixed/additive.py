@@ -426,6 +426,12 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         par_names = [fd.feature_names[j] for j in par_cols] + [
             f"{fd.feature_names[b]}{_fmt_level(v)}" for b, lv in by_dummies for v in lv]
         Xpar = _parametric_matrix(fd.X, par_cols, by_dummies)
+        # parametric columns enter on a unit root-mean-square scale (coefficients are unscaled in
+        # _store): the fREML Newton steps then do not depend on the columns' units
+        par_scale = np.sqrt(np.mean(Xpar * Xpar, axis=0)) if Xpar.shape[1] else np.zeros(0)
+        par_scale = np.where(par_scale > 0, par_scale, 1.0)
+        Xpar = Xpar / par_scale
+        self_par_scale = par_scale
         if Xpar.shape[1]:
             Xbar, idx = _compress_rows(Xpar)
             terms.append(Term("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
@@ -436,6 +442,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 self._add_tensor(fd, sp, terms, smooths)
         # random effects: one identity-penalized term per (factor, column), as mgcv's re smooths
         re_info = []
+        zscale = {}
         if fd.factors:
             primary = int(np.argmax([f.n_levels for f in fd.factors]))
             for rt in fd.terms:
@@ -443,7 +450,14 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 cols = ([None] if rt.intercept else []) + list(rt.slopes)
                 for col, cname in zip(cols, rt.names):
                     tname = f"s({f.name})" if col is None else f"s({f.name},{fd.feature_names[col]})"
-                    z = None if col is None else np.ascontiguousarray(fd.X[:, col])
+                    z = None
+                    if col is not None:
+                        # slopes enter on a unit root-mean-square scale (undone in _store) so that the
+                        # fit does not depend on the column's units: starts and steps are scale-free
+                        z = np.ascontiguousarray(fd.X[:, col])
+                        rms = float(np.sqrt(np.mean(z * z)))
+                        zscale[tname] = rms if rms > 0 else 1.0
+                        z = z / zscale[tname]
                     if rt.factor == primary:
                         t = Term(tname, f.codes, None, f.n_levels, z=z, kind="re")
                     else:  # small factors join the dense block (explicit identity basis)
@@ -454,6 +468,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         lay = Layout(terms, n)
         pw = np.ones(n) if fd.weights is None else fd.weights
         res = fit_freml(lay, fd.y, pw, self.family)
+        self._re_zscale = zscale
+        self._par_scale = self_par_scale
         self._store(fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies)
         return self
 
@@ -586,7 +602,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.family_ = self.family
         self.scale_ = float(phi)
         self.sigma_ = float(np.sqrt(phi))
-        self.reml_score_ = res.reml
+        # the fit ran on unit-rms parametric columns: add back the Jacobian so the score is bam's
+        self.reml_score_ = res.reml + float(np.sum(np.log(self._par_scale)))
         self.deviance_ = res.deviance
         self.n_iter_ = res.n_iter
         self.converged_ = res.converged
@@ -595,8 +612,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pnames = par_names
         if pnames:
             c = self._lay_cols["parametric"]
-            b = res.beta_d[c]
-            se = np.sqrt(np.diag(Hinv[c, c]) * phi)
+            b = res.beta_d[c] / self._par_scale
+            se = np.sqrt(np.diag(Hinv[c, c]) * phi) / self._par_scale
         else:
             b = se = np.zeros(0)
         self.fixed_effects_ = pd.Series(b, index=pnames, name="Estimate")
@@ -622,7 +639,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self._edf_total = float(np.sum(res.edf))
         self.smooth_coef_ = {s.name: res.beta_d[self._lay_cols[s.name]] for s in smooths}
         lam = dict(zip([t.name for t in pen_terms], np.exp(res.rho)))
-        self.re_sd_ = pd.Series({name: float(np.sqrt(phi / lam[name])) for name, *_ in re_info},
+        zs = getattr(self, "_re_zscale", {})
+        self.re_sd_ = pd.Series({name: float(np.sqrt(phi / lam[name])) / zs.get(name, 1.0) for name, *_ in re_info},
                                 name="sd", dtype=float)
         self.random_effects_, self.cov_re_ = {}, {}
         self._re_values = {}
@@ -632,9 +650,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 v = res.u[:, self._sparse_slot[name]]
             else:
                 v = res.beta_d[self._lay_cols[name]]
-            self._re_values[name] = v
+            self._re_values[name] = v  # on the internal (unit-rms) scale of the slope column
             df = self.random_effects_.setdefault(f.name, pd.DataFrame(index=f.levels))
-            df[cname] = v
+            df[cname] = v / zs.get(name, 1.0)
             cov = self.cov_re_.setdefault(f.name, {})
             cov[cname] = self.re_sd_[name] ** 2
         self.cov_re_ = {k: pd.DataFrame(np.diag(list(v.values())), index=list(v), columns=list(v))
@@ -715,7 +733,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pd_ = self._Hinv.shape[0]
         D = np.zeros((n, pd_))
         if "parametric" in self._lay_cols:
-            D[:, self._lay_cols["parametric"]] = _parametric_matrix(Xd, self._par_cols, self._by_dummies)
+            D[:, self._lay_cols["parametric"]] = (_parametric_matrix(Xd, self._par_cols, self._by_dummies)
+                                                  / self._par_scale)
         for s in self._smooths:
             D[:, self._lay_cols[s.name]] = s.rows(Xd)
         q = len(self._sparse_slot)
@@ -723,7 +742,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         gcode = np.full(n, -1, dtype=np.int64)
         for name, fi, col, _ in self._re_info:
             c = codes[fi] if codes else np.full(n, -1, dtype=np.int64)
-            z = np.ones(n) if col is None else Xd[:, col]
+            z = np.ones(n) if col is None else Xd[:, col] / self._re_zscale.get(name, 1.0)
             if name in self._sparse_slot:
                 Zu[:, self._sparse_slot[name]] = z
                 gcode = c
@@ -967,6 +986,76 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             fig.tight_layout()
             out.attrs["figure"] = fig
         return out
+
+    def concurvity(self, X, groups=None, max_columns=3000):
+        """mgcv's ``concurvity(b, full=TRUE)``: how far each term is a function of the others.
+
+        For each term (``para`` for the parametric part, then smooths and random-effect terms)
+        with model-matrix columns X_j and the rest X_i: ``worst`` is the largest share of a
+        function in X_j's span that X_i reproduces, ``observed`` the share for the fitted
+        term, ``estimate`` the average share (trace ratio); 0 none, 1 total concurvity.
+
+        Parameters
+        ----------
+        X, groups
+            The training data (the model matrix is rebuilt from them, in chunks).
+        max_columns : int, default=3000
+            The measures need the model's dense Gram matrix (random effects included): refused
+            with a ValueError above this many columns.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows ``worst``, ``observed``, ``estimate``; one column per term.
+        """
+        check_is_fitted(self)
+        pdata = self._prepare_predict(X, groups)
+        Xd = np.ascontiguousarray(pdata.X[:, self._keep])
+        G_u = self._res_u.shape[0] if self._res_u.ndim == 2 else 0
+        q = len(self._sparse_slot)
+        pd_ = self._Hinv.shape[0]
+        ptot = pd_ + G_u * q
+        if ptot > max_columns:
+            raise ValueError(f"concurvity needs a dense {ptot} x {ptot} Gram matrix (more than max_columns="
+                             f"{max_columns})")
+        Gm = np.zeros((ptot, ptot))
+        n = Xd.shape[0]
+        for s0 in range(0, n, _PRED_CHUNK):
+            sl = slice(s0, min(n, s0 + _PRED_CHUNK))
+            D, Zu, g = self._design_rows(Xd[sl], [c[sl] for c in pdata.codes])
+            full = np.zeros((D.shape[0], ptot))
+            full[:, :pd_] = D
+            known = np.flatnonzero(g >= 0)
+            for r in range(q):
+                full[known, pd_ + g[known] * q + r] = Zu[known, r]
+            Gm += full.T @ full
+        beta = np.zeros(ptot)
+        beta[:pd_] = self._res_beta_d
+        if q:
+            beta[pd_:] = self._res_u.ravel()
+        blocks = []
+        if "parametric" in self._lay_cols:
+            blocks.append(("para", np.arange(pd_)[self._lay_cols["parametric"]]))
+        for name in self.edf_.index:
+            if name in self._lay_cols and self._lay_cols[name] is not None:
+                blocks.append((name, np.arange(pd_)[self._lay_cols[name]]))
+            elif name in self._sparse_slot:
+                blocks.append((name, pd_ + np.arange(G_u) * q + self._sparse_slot[name]))
+        out = {}
+        allc = np.arange(ptot)
+        for name, jc in blocks:
+            ic = np.setdiff1d(allc, jc)
+            Gjj = Gm[np.ix_(jc, jc)]
+            Gij = Gm[np.ix_(ic, jc)]
+            P = Gij.T @ np.linalg.lstsq(Gm[np.ix_(ic, ic)], Gij, rcond=None)[0]  # Xj'Xi (Xi'Xi)^- Xi'Xj
+            P = (P + P.T) / 2
+            L = np.linalg.cholesky(Gjj + 1e-12 * np.trace(Gjj) / len(jc) * np.eye(len(jc)))
+            Li = np.linalg.inv(L)
+            worst = float(np.linalg.eigvalsh(Li @ P @ Li.T).max())
+            b = beta[jc]
+            observed = float(b @ P @ b / (b @ Gjj @ b)) if b @ Gjj @ b > 0 else np.nan
+            out[name] = (worst, observed, float(np.trace(P) / np.trace(Gjj)))
+        return pd.DataFrame(out, index=["worst", "observed", "estimate"])
 
     def partial_effect(self, term, n_points=100):
         """Partial effect of a smooth on a grid with its standard error.
