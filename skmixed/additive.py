@@ -446,7 +446,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
 
     def _predict_eta(self, X, groups, return_std):
         pdata = self._prepare_predict(X, groups)
-        Xd = np.ascontiguousarray(pdata.X[:, self._keep])
+        Xd = np.ascontiguousarray(pdata.X)  # _prepare_predict kept the fitted columns
         n = Xd.shape[0]
         eta = np.empty(n)
         se = np.empty(n) if return_std else None

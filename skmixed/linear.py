@@ -13,6 +13,7 @@ from sklearn.metrics import r2_score
 
 from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
+from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
 from ._solvers.lmm import LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats
@@ -142,22 +143,29 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
         layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
+        # the optimiser sees every column at unit spread (fd.X is this fit's own design),
+        # so the answer is equivariant to the units of the columns (undone in _fit_blocks)
+        check_scales(fd.X, fd.feature_names, fd.weights)
+        scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms, center=False)
+        X = scaling.apply(fd.X, out=fd.X)
         # centre X's other columns and y on the intercept (exact: a unit-triangular
         # change of basis of the fixed part, undone below) so the Gram blocks keep
         # their digits when means are large against spreads
-        shift, yshift = np.zeros(fd.X.shape[1]), 0.0
+        shift, yshift = np.zeros(X.shape[1]), 0.0
         icpt = bool(self.fit_intercept) and fd.feature_names[0] == "(Intercept)"
+        if icpt and X.shape[1] > 1:
+            shift[1:] = np.average(X[:, 1:], axis=0, weights=fd.weights)
         if icpt:
-            shift[1:] = fd.xtwx[0, 1:] / fd.xtwx[0, 0]
             yshift = float(np.average(fd.y, weights=fd.weights))
-        cp = cross_products(layout, fd.X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
-        self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift)
+        cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
+        self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
 
-    def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0):
+    def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0, scaling=None):
         """Optimise theta on the cross-products and set the fitted attributes.
 
         ``shift`` / ``yshift``: the centring of the fixed columns and y the
-        cross-products were formed with (None: none), undone on beta here.
+        cross-products were formed with (None: none), undone on beta here;
+        ``scaling``: the internal column scaling (a ColumnScaling), undone after.
         """
         problem = LMMProblem(layout, cp, reml=bool(self.reml))
         theta, n_iter, converged, message = problem.optimize(theta0=theta0, max_iter=self.max_iter)
@@ -170,8 +178,11 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             res.beta = T @ res.beta
             res.beta[0] += yshift
             res.vcov_beta = T @ res.vcov_beta @ T.T
+        if scaling is not None:
+            scaling.unscale(res, blocks, reml=bool(self.reml))
         covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower)
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower,
+                                   getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
         return res.theta
@@ -290,12 +301,16 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         if not sp.terms:
             self._fit_fixed_only_gram(fd, sp.gram, sp.x_shift, sp.y_shift)
         else:
+            # the optimiser sees the columns at unit spread, as in fit (from the totals' spreads)
+            scaling = gram_scaling(sp.gram, stats.n_obs, sp.feature_names, sp.terms)
+            scale_cross_products(sp.layout, sp.cp, scaling)
             prev = getattr(self, "_theta_by_factor", None) or {}
             theta0 = None
             if all(b.factor in prev for b in sp.blocks):
-                theta0 = np.concatenate([prev[b.factor] for b in sp.blocks])
-            theta = self._fit_blocks(fd, sp.blocks, sp.layout, sp.cp, theta0=theta0, shift=sp.x_shift,
-                                     yshift=sp.y_shift)
+                theta0 = scaling.theta_internal(np.concatenate([prev[b.factor] for b in sp.blocks]), sp.blocks)
+            shift = None if sp.x_shift is None else sp.x_shift * scaling.scale
+            theta = self._fit_blocks(fd, sp.blocks, sp.layout, sp.cp, theta0=theta0, shift=shift,
+                                     yshift=sp.y_shift, scaling=scaling)
             by, k = {}, 0
             for b in sp.blocks:
                 by[b.factor] = np.asarray(theta[k:k + b.n_theta], dtype=float)

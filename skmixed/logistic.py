@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import FitData, MixedModelBase
 from ._design.layout import amalgamate
+from ._design.scaling import ColumnScaling, check_scales
 from ._kernels import glmm as kg
 from ._solvers import glmm as sg
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
@@ -190,15 +191,20 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
             classes = self._pending_classes
         finally:
             self.__dict__.pop("_pending_classes", None)
-        if fd.terms:
-            blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
-            if self.nagq > 1 and (len(blocks) > 1 or blocks[0].q > 1):
-                raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects "
-                                 "term (one grouping factor, random intercept or one random slope)")
-            res = self._fit_mixed(fd, blocks)
-        else:
-            blocks = []
-            res = self._fit_fixed_only(fd)
+        blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors]) if fd.terms else []
+        if self.nagq > 1 and blocks and (len(blocks) > 1 or blocks[0].q > 1):
+            raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects "
+                             "term (one grouping factor, random intercept or one random slope)")
+        # the optimiser sees centred, unit-spread columns (fd.X is this fit's own design), so the
+        # answer is equivariant to the columns' units and origins; mapped back below
+        check_scales(fd.X, fd.feature_names, fd.weights)
+        scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms)
+        scaling.apply(fd.X, out=fd.X)
+        res = self._fit_mixed(fd, blocks) if blocks else self._fit_fixed_only(fd)
+        # divergence is judged on the internal (unit-spread) scale, where it does not depend on units
+        res.extra["beta_internal"] = np.asarray(res.beta, dtype=float).copy()
+        res.extra["se_internal"] = np.sqrt(np.clip(np.diag(np.asarray(res.vcov_beta, dtype=float)), 0, None))
+        scaling.unscale(res, blocks)
         self._store(fd, blocks, res)
         self.classes_ = classes
         self._warn_problems(res)
@@ -254,7 +260,8 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         self.fixed_effects_pvalue_ = pd.Series(2 * stats.norm.sf(np.abs(z)), index=names, name="Pr(>|z|)")
         self.vcov_ = pd.DataFrame(V, index=names, columns=names)
         covs = [lam @ lam.T for lam in res.lambdas]  # binomial: sigma = 1
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, res.extra["lower"])
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, res.extra["lower"],
+                                   getattr(res, "theta_internal", None))
         self.sigma_ = 1.0
         self.loglik_ = float(res.loglik)
         self.deviance_ = -2.0 * self.loglik_
@@ -272,7 +279,8 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         self.coef_ = coef.reshape(1, -1)
 
     def _warn_problems(self, res):
-        beta, se = self.fixed_effects_.to_numpy(), self.fixed_effects_se_.to_numpy()
+        beta = res.extra.get("beta_internal", self.fixed_effects_.to_numpy())
+        se = res.extra.get("se_internal", self.fixed_effects_se_.to_numpy())
         separated = np.any(np.abs(beta) > 15) or np.any(~np.isfinite(se)) or np.any(se > 100)
         if separated:
             bad = list(self.fixed_effects_.index[(np.abs(beta) > 15) | ~np.isfinite(se) | (se > 100)])
