@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -57,6 +58,14 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         plain ``cross_val_score`` / ``GridSearchCV`` without metadata routing.
     max_iter : int, default=500
         Maximum optimiser iterations.
+    weights : {"frequency", "precision"}, default="frequency"
+        What ``sample_weight`` means. ``"frequency"``: a weight of 2 is the
+        same row twice (the number of observations is the sum of the weights).
+        ``"precision"``: lme4's ``lmer(weights=)``, row i has residual variance
+        ``sigma^2 / w_i`` and counts once; the log-likelihood includes lme4's
+        ``0.5 * sum(log w_i)``. The two agree for unit weights. Precision
+        weights need every weight > 0 and are not accumulated by
+        :meth:`partial_fit` (use :meth:`fit`).
 
     Attributes
     ----------
@@ -96,14 +105,39 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
     >>> m2 = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", df)
     >>> round(m2.sigma_, 3)
     25.592
+
+    Precision weights (``lmer(..., weights = w)``) against frequency weights:
+
+    >>> w = 1.0 + (df["Days"] % 3)
+    >>> mp = MixedLinearRegressor(weights="precision").fit(df[["Days"]], df["Reaction"],
+    ...                                                     groups=df["Subject"], sample_weight=w)
+    >>> mp.n_obs_, MixedLinearRegressor().fit(df[["Days"]], df["Reaction"], groups=df["Subject"],
+    ...                                        sample_weight=w).n_obs_
+    (180.0, 342.0)
     """
 
-    def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500):
+    def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500,
+                 weights="frequency"):
         self.reml = reml
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.group_column = group_column
         self.max_iter = max_iter
+        self.weights = weights
+
+    def _precision(self) -> bool:
+        if self.weights not in ("frequency", "precision"):
+            raise ValueError(f"weights must be 'frequency' or 'precision', got {self.weights!r}")
+        return self.weights == "precision"
+
+    @staticmethod
+    def _as_precision(fd: FitData) -> FitData:
+        """Precision weights: each row counts once whatever its weight (lme4's ``nobs``)."""
+        if fd.weights is not None and not (fd.weights > 0).all():
+            raise ValueError("weights='precision' needs every sample_weight > 0 (a zero weight is an infinite "
+                             "residual variance: drop the row instead)")
+        fields = {f.name: getattr(fd, f.name) for f in dataclasses.fields(FitData)}
+        return _TotalsFitData(**fields, total_obs=float(fd.X.shape[0]))
 
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the model.
@@ -115,13 +149,31 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         groups : array-like (n,) or (n, k), or DataFrame, optional
             Group labels, one column per grouping factor.
         sample_weight : array-like, shape (n,), optional
-            Frequency weights (a weight of 2 is the same as a duplicated row).
+            Frequency weights (a weight of 2 is the same as a duplicated row), or
+            with ``weights="precision"`` lme4's precision weights (residual
+            variance ``sigma^2 / w_i``).
 
         Returns
         -------
         self
         """
+        precision = self._precision()
+        scale = 1.0
+        if precision and sample_weight is not None:
+            # the shared checks count observations as the sum of the weights: show them weights
+            # of mean 1 (same aliasing, same row count); the fit uses the weights as given
+            try:
+                w = np.asarray(sample_weight, dtype=np.float64)
+            except (TypeError, ValueError):
+                w = None  # the shared check names the problem
+            if w is not None and w.ndim == 1 and w.size and np.isfinite(w).all() and w.sum() > 0:
+                scale = w.size / float(w.sum())
+                sample_weight = w * scale
         fd = self._prepare_fit(X, y, groups, sample_weight)
+        if precision:
+            if fd.weights is not None:
+                fd.weights = fd.weights / scale
+            fd = self._as_precision(fd)
         self._stats = self._theta_by_factor = None  # a fit ends any partial_fit accumulation
         if not fd.terms:
             self._fit_fixed_only(fd)
@@ -158,6 +210,7 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         if icpt:
             yshift = float(np.average(fd.y, weights=fd.weights))
         cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
+        cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
         self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
 
     def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0, scaling=None):
@@ -232,6 +285,9 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         >>> bool(np.allclose(m.fixed_effects_, full.fixed_effects_, rtol=1e-8))
         True
         """
+        if self._precision() and sample_weight is not None:
+            raise ValueError("partial_fit accumulates frequency weights only; with weights='precision' "
+                             "use fit on all rows")
         first = getattr(self, "_stats", None) is None
         saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_") if k in self.__dict__}
         try:
@@ -375,6 +431,9 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self.n_iter_, self.converged_ = 1, True  # closed form: one 'iteration'
 
     def _set_common(self, fd, beta, vcov, sigma, crit, n_theta):
+        if self.weights == "precision" and fd.weights is not None:
+            # lme4: -2 log L of precision-weighted rows includes -sum(log w_i) (ldW)
+            crit = crit - float(np.log(fd.weights).sum())
         names = fd.feature_names
         self.fixed_effects_ = pd.Series(beta, index=names, name="Estimate")
         self.fixed_effects_se_ = pd.Series(np.sqrt(np.diag(vcov)), index=names, name="Std. Error")
