@@ -12,7 +12,9 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import MixedModelBase
+from ._design.mgcv_formula import SmoothSpec, is_smooth_term, parse_smooth, split_mgcv_formula
 from ._design.smooths import SMOOTHS, make_smooth
+from ._design.tensor import TensorSmooth
 from ._kernels.binned import discretize, index_few_values, remap_codes
 from ._solvers.freml import FAMILIES, Layout, Term, fit_freml
 from ._summary import Summary
@@ -52,11 +54,48 @@ def _compress_rows(Xp):
 
 
 class _SmoothInfo:
-    """What predict / plots need of a fitted smooth (``by``: factor column and level, or None)."""
+    """What predict / plots need of a fitted smooth.
 
-    def __init__(self, name, column, centred, lo, hi, by=None, level=None):
+    ``column``: design column of a 1-D smooth; ``columns``: all of them (tensor products);
+    ``by``: by column with ``level`` (factor by) or ``level=None`` (numeric by: a multiplier).
+    """
+
+    def __init__(self, name, column, centred, lo, hi, by=None, level=None, columns=None):
         self.name, self.column, self.centred, self.lo, self.hi = name, column, centred, lo, hi
         self.by, self.level = by, level
+        self.columns = (column,) if columns is None else tuple(columns)
+
+    @property
+    def tensor(self) -> bool:
+        return hasattr(self.centred, "S_list")
+
+    def rows(self, Xd):
+        """The smooth's block of the design at the rows of ``Xd``."""
+        if hasattr(self.centred, "S_list"):
+            B = self.centred.basis([Xd[:, j] for j in self.columns])
+        else:
+            B = self.centred.basis(Xd[:, self.column])
+        if self.by is not None:
+            B = B * ((Xd[:, self.by] == self.level) if self.level is not None else Xd[:, self.by])[:, None]
+        return B
+
+
+class _Uncentred:
+    """A 1-D smooth without the sum-to-zero constraint (numeric ``by``: mgcv drops it), penalty
+    rescaled as ``smoothCon``."""
+
+    def __init__(self, smooth, X):
+        self.smooth = smooth
+        maXX = np.max(np.abs(X).sum(axis=1)) ** 2
+        S0 = smooth.penalty
+        self.S_scale = float(np.max(np.abs(S0).sum(axis=0)) / maXX)
+        self.S = (S0 + S0.T) / 2 / self.S_scale
+        ev = np.linalg.eigvalsh(self.S)
+        pos = ev[ev > ev.max() * 1e-10]
+        self.rank, self.logdet_S = int(pos.size), float(np.log(pos).sum())
+
+    def basis(self, x):
+        return self.smooth.basis(x)
 
 
 def _fmt_level(v):
@@ -88,11 +127,18 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         Columns of X that get a smooth ``s()`` (names for DataFrames, else positions).
         ``(x, f)`` is mgcv's factor by-smooth ``f + s(x, by=f)``: ``f`` (a column with 2 to 50
         distinct values) enters as treatment dummies and each level gets its own smooth of ``x``.
-        The other columns enter linearly.
-    basis : {"cr", "ps"}, default="cr"
-        Cubic regression spline (mgcv ``bs="cr"``) or P-spline (``bs="ps"``).
-    n_knots : int, default=10
-        Basis dimension k of every smooth (mgcv's ``k``); one is lost to centring.
+        Entries may also be mgcv terms written out: ``"s(x0, k=5, bs='ps')"``,
+        ``"te(x2, x3, k=c(5, 6))"`` (tensor product, one smoothing parameter per margin),
+        ``"ti(x2, x3)"`` (pure interaction), ``"s(x0, by=z)"`` (by a factor column as above, or
+        a numeric column: the smooth multiplied by it, uncentred). The other columns enter linearly.
+    basis : {"cr", "ps"} or dict, default="cr"
+        Cubic regression spline (mgcv ``bs="cr"``) or P-spline (``bs="ps"``); a dict maps column
+        names or term labels (``"te(x2,x3)"``) to a basis, others get ``"cr"``. A term's own
+        ``bs=`` wins.
+    n_knots : int or dict, default=10
+        Basis dimension k of the ``s()`` smooths (mgcv's ``k``; one is lost to centring); a dict
+        maps column names or term labels to k (others get 10). Tensor products take 5 per margin
+        unless the term says ``k=`` or the dict has its label.
     discrete : bool, default=True
         Discretize smooth covariates (``bam(discrete=TRUE)``); ``False`` is the exact fit.
     family : {"gaussian", "binomial", "poisson"}, default="gaussian"
@@ -146,6 +192,12 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
     by a constant (the optimum is the same).  Random slopes apply to every grouping factor and are
     uncorrelated with the intercepts (``s(g, x, bs="re")``).
 
+    fREML can have several local optima along one smoothing parameter (typically a wiggly fit
+    and a near-linear one when a covariate has few distinct values).  After the Newton iteration
+    converges, each smooth's smoothing parameter is scanned over a wide grid on the converged
+    working model, and the fit restarts from any point with a lower score; the best fit is kept.
+    ``reml_score_`` reports the criterion so fits can be compared.
+
     Examples
     --------
     >>> from skmixed import AdditiveMixedRegressor
@@ -170,38 +222,91 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
 
     # ------------------------------------------------------------------ parameters
     def _check_params(self):
-        if self.basis not in SMOOTHS:
-            raise ValueError(f"basis must be one of {sorted(SMOOTHS)}, got {self.basis!r}")
-        if not isinstance(self.n_knots, numbers.Integral) or isinstance(self.n_knots, bool) or self.n_knots < 3:
-            raise ValueError(f"n_knots must be an integer >= 3, got {self.n_knots!r}")
+        bases = self.basis.values() if isinstance(self.basis, dict) else [self.basis]
+        bases = [b for v in bases for b in (v if isinstance(v, tuple) else (v,))]
+        for b in bases:
+            if not isinstance(b, str) or b not in SMOOTHS:
+                raise ValueError(f"basis must be one of {sorted(SMOOTHS)} (or a dict of them), got {b!r}")
+        ks = self.n_knots.values() if isinstance(self.n_knots, dict) else [self.n_knots]
+        for k in ks:
+            if isinstance(k, tuple):
+                bad = [v for v in k if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 3]
+            else:
+                bad = [] if isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 3 else [k]
+            if bad:
+                raise ValueError(f"n_knots must be an integer >= 3 (or a dict of them), got {k!r}")
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
 
-    def _smooth_indices(self, names):
-        """Resolve ``smooth`` to (position, by-position or None) among the non-group columns."""
+    def _term_options(self, spec: SmoothSpec):
+        """(k, bs) of a term: its own, else the dict entry for its label or column, else defaults;
+        tensor products get one of each per margin."""
+        def pick(own, param, default_s, default_te, global_ok):
+            if own is not None:
+                return own
+            if isinstance(param, dict):
+                for key in (spec.label,) + (spec.columns if spec.kind == "s" else ()):
+                    if key in param:
+                        return param[key]
+                return default_s if spec.kind == "s" else default_te
+            return param if (spec.kind == "s" or global_ok) else default_te
+
+        k = pick(spec.k, self.n_knots, 10, 5, False)
+        bs = pick(spec.bs, self.basis, "cr", "cr", True)
+        if spec.kind == "s":
+            if isinstance(k, tuple) or isinstance(bs, tuple):
+                raise ValueError(f"{spec.label}: one k and one basis for an s() term")
+            if bs not in SMOOTHS:
+                raise ValueError(f"{spec.label}: basis must be one of {sorted(SMOOTHS)}, got {bs!r}")
+            return int(k), bs
+        d = len(spec.columns)
+        ks = tuple(k) if isinstance(k, tuple) else (k,) * d
+        bss = tuple(bs) if isinstance(bs, tuple) else (bs,) * d
+        if len(ks) == 1:
+            ks = ks * d
+        if len(bss) == 1:
+            bss = bss * d
+        if len(ks) != d or len(bss) != d:
+            raise ValueError(f"{spec.label}: give one k and one basis per margin ({d})")
+        for b in bss:
+            if b not in SMOOTHS:
+                raise ValueError(f"{spec.label}: basis must be one of {sorted(SMOOTHS)}, got {b!r}")
+        return tuple(int(v) for v in ks), bss
+
+    def _smooth_specs(self, names):
+        """Resolve ``smooth`` to :class:`SmoothSpec` over the input column names."""
         sm = self.smooth
         if sm is None:
             return []
         sm = [sm] if isinstance(sm, (str, numbers.Integral)) else list(sm)
 
-        def pos(c):
+        def name(c):
             if isinstance(c, str) and c in names:
-                return names.index(c)
+                return c
             if isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < len(names):
-                return int(c)
+                return names[int(c)]
             raise ValueError(f"smooth column {c!r} is not a column name or index of X (columns: {names})")
 
         out = []
         for s in sm:
-            if isinstance(s, tuple):
+            if isinstance(s, str) and is_smooth_term(s):
+                spec = parse_smooth(s)
+                if spec.bs == "re":
+                    raise ValueError(f"{s!r}: random effects come from groups (or (1 | g) in a formula), not "
+                                     "from smooth")
+                spec = SmoothSpec(spec.kind, tuple(name(c) for c in spec.columns), spec.k, spec.bs,
+                                  None if spec.by is None else name(spec.by))
+            elif isinstance(s, tuple):
                 if len(s) != 2:
                     raise ValueError(f"a by-smooth is given as (column, by_column), got {s!r}")
-                out.append((pos(s[0]), pos(s[1])))
+                spec = SmoothSpec("s", (name(s[0]),), by=name(s[1]))
             else:
-                out.append((pos(s), None))
-        if len(set(out)) != len(out):
+                spec = SmoothSpec("s", (name(s),))
+            out.append(spec)
+        keys = [(sp.kind, sp.columns, sp.by) for sp in out]
+        if len(set(keys)) != len(keys):
             raise ValueError("smooth lists a term twice")
-        if {j for j, _ in out} & {b for _, b in out if b is not None}:
+        if {c for sp in out for c in sp.columns} & {sp.by for sp in out if sp.by is not None}:
             raise ValueError("a by column cannot also be smoothed")
         return out
 
@@ -243,60 +348,41 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         icpt = int(bool(self.fit_intercept))
         # smooth columns are named/indexed among the input columns (before aliased ones are dropped)
         names_all = self._input_names(X, fd.n_design - icpt)
-        spec = [(names_all[i], None if b is None else names_all[b]) for i, b in self._smooth_indices(names_all)]
-        missing = [c for pair in spec for c in pair if c is not None and c not in fd.feature_names]
+        specs = self._smooth_specs(names_all)
+        for sp in specs:
+            self._term_options(sp)  # validate every term's k / bs before any work
+        missing = sorted({c for sp in specs for c in sp.columns + ((sp.by,) if sp.by else ())
+                          if c not in fd.feature_names})
         if missing:
             raise ValueError(f"smooth column(s) {missing} are aliased with other columns")
-        spec = [(fd.feature_names.index(a), None if b is None else fd.feature_names.index(b)) for a, b in spec]
-        sm_cols = [a for a, _ in spec]
+        col = fd.feature_names.index
+        sm_cols = sorted({col(c) for sp in specs for c in sp.columns})
         n = fd.X.shape[0]
         # ---- design (all validation before any fitted attribute is set)
         terms, smooths = [], []
-        # by-factor columns enter the parametric part as treatment dummies (mgcv: y ~ f + s(x, by=f))
-        by_cols = sorted({b for _, b in spec if b is not None})
+        # by columns: a factor (2 to 50 distinct values) enters the parametric part as treatment
+        # dummies (mgcv: y ~ f + s(x, by=f)); a numeric by multiplies its smooth and is not parametric
+        by_cols = sorted({col(sp.by) for sp in specs if sp.by is not None})
         by_levels = {}
         for b in by_cols:
             lev, _ = index_few_values(np.ascontiguousarray(fd.X[:, b]), 50)
-            if lev.size < 2:
-                raise ValueError(f"by column {fd.feature_names[b]!r} needs 2 to 50 distinct values (a factor)")
+            if lev.size == 1:
+                raise ValueError(f"by column {fd.feature_names[b]!r} is constant")
             by_levels[b] = lev
+        fac_by = [b for b in by_cols if by_levels[b].size > 0]
         par_cols = [j for j in range(fd.X.shape[1]) if j not in sm_cols and j not in by_cols]
-        by_dummies = [(b, by_levels[b][1:] if icpt else by_levels[b]) for b in by_cols]
+        by_dummies = [(b, by_levels[b][1:] if icpt else by_levels[b]) for b in fac_by]
         par_names = [fd.feature_names[j] for j in par_cols] + [
             f"{fd.feature_names[b]}{_fmt_level(v)}" for b, lv in by_dummies for v in lv]
         Xpar = _parametric_matrix(fd.X, par_cols, by_dummies)
         if Xpar.shape[1]:
             Xbar, idx = _compress_rows(Xpar)
             terms.append(Term("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
-        for j, byc in spec:
-            name = fd.feature_names[j]
-            x = fd.X[:, j]
-            vals, k = discretize(x, _MAX_BINS, exact=not self.discrete)
-            if vals.size < 2:
-                raise ValueError(f"smooth column {name!r} is constant: a smooth needs varying values")
-            try:
-                sm = make_smooth(self.basis, vals, self.n_knots)
-            except ValueError as e:
-                raise ValueError(f"smooth column {name!r}: {e}") from None
-            B = sm.basis(vals)
-            if byc is None:
-                # centre over the data rows (exact) or the distinct values (discrete, as bam)
-                c = sm.centred(B, None if self.discrete else np.bincount(k, minlength=vals.size))
-                terms.append(Term(f"s({name})", k, np.ascontiguousarray(B @ c.Z), vals.size, S=c.S,
-                                  rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
-                smooths.append(_SmoothInfo(f"s({name})", j, c, float(x.min()), float(x.max())))
-                continue
-            # by-factor: one smooth per level on the shared basis, X_l = 1{f = l} B, each with its own
-            # smoothing parameter; mgcv centres each level's curve over all rows (not the level's)
-            fcol = fd.X[:, byc]
-            for lev in by_levels[byc]:
-                ind = (fcol == lev).astype(np.float64)
-                c = sm.centred(B, None if self.discrete else np.bincount(k, minlength=vals.size))
-                tname = f"s({name}):{fd.feature_names[byc]}{_fmt_level(lev)}"
-                terms.append(Term(tname, k, np.ascontiguousarray(B @ c.Z), vals.size, z=ind, S=c.S,
-                                  rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
-                sel = ind > 0
-                smooths.append(_SmoothInfo(tname, j, c, float(x[sel].min()), float(x[sel].max()), byc, lev))
+        for sp in specs:
+            if sp.kind == "s":
+                self._add_smooth(fd, sp, terms, smooths, by_levels)
+            else:
+                self._add_tensor(fd, sp, terms, smooths)
         # random effects: one identity-penalized term per (factor, column), as mgcv's re smooths
         re_info = []
         if fd.factors:
@@ -319,6 +405,91 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         res = fit_freml(lay, fd.y, pw, self.family)
         self._store(fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies)
         return self
+
+    def _add_smooth(self, fd, sp, terms, smooths, by_levels):
+        """Terms of an ``s()`` smooth (with a factor by: one per level)."""
+        k_, bs = self._term_options(sp)
+        j = fd.feature_names.index(sp.columns[0])
+        name = sp.columns[0]
+        x = fd.X[:, j]
+        vals, k = discretize(x, _MAX_BINS, exact=not self.discrete)
+        if vals.size < 2:
+            raise ValueError(f"smooth column {name!r} is constant: a smooth needs varying values")
+        try:
+            sm = make_smooth(bs, vals, k_)
+        except ValueError as e:
+            raise ValueError(f"smooth column {name!r}: {e}") from None
+        B = sm.basis(vals)
+        # centre over the data rows (exact) or the distinct values (discrete, as bam)
+        cw = None if self.discrete else np.bincount(k, minlength=vals.size)
+        if sp.by is None:
+            c = sm.centred(B, cw)
+            terms.append(Term(f"s({name})", k, np.ascontiguousarray(B @ c.Z), vals.size, S=c.S,
+                              rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
+            smooths.append(_SmoothInfo(f"s({name})", j, c, float(x.min()), float(x.max())))
+            return
+        byc = fd.feature_names.index(sp.by)
+        if by_levels[byc].size == 0:
+            # numeric by: f(x) * z, no centring constraint (mgcv drops it for a non-constant by)
+            c = _Uncentred(sm, B)
+            tname = f"s({name}):{sp.by}"
+            terms.append(Term(tname, k, np.ascontiguousarray(B), vals.size, z=np.ascontiguousarray(fd.X[:, byc]),
+                              S=c.S, rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
+            smooths.append(_SmoothInfo(tname, j, c, float(x.min()), float(x.max()), byc, None))
+            return
+        # by-factor: one smooth per level on the shared basis, X_l = 1{f = l} B, each with its own
+        # smoothing parameter; mgcv centres each level's curve over all rows (not the level's)
+        fcol = fd.X[:, byc]
+        for lev in by_levels[byc]:
+            ind = (fcol == lev).astype(np.float64)
+            c = sm.centred(B, cw)
+            tname = f"s({name}):{sp.by}{_fmt_level(lev)}"
+            terms.append(Term(tname, k, np.ascontiguousarray(B @ c.Z), vals.size, z=ind, S=c.S,
+                              rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
+            sel = ind > 0
+            smooths.append(_SmoothInfo(tname, j, c, float(x[sel].min()), float(x[sel].max()), byc, lev))
+
+    def _add_tensor(self, fd, sp, terms, smooths):
+        """The term of a ``te()``/``ti()`` tensor product: margins discretized one by one (as bam),
+        the term indexed by the distinct combinations that occur."""
+        if sp.by is not None:
+            raise ValueError(f"{sp.label}: by= is supported for s() terms only")
+        ks, bss = self._term_options(sp)
+        js = [fd.feature_names.index(c) for c in sp.columns]
+        margin_vals, code, radix = [], np.zeros(fd.X.shape[0], dtype=np.int64), 1
+        for jj, c in zip(js, sp.columns):
+            vals, k = discretize(fd.X[:, jj], _MAX_BINS, exact=not self.discrete)
+            if vals.size < 2:
+                raise ValueError(f"smooth column {c!r} is constant: a smooth needs varying values")
+            margin_vals.append((vals, k))
+            code = code * vals.size + k
+            radix *= vals.size
+        if radix < 2 ** 62:
+            index, kept = remap_codes(code, radix)
+        else:  # pragma: no cover - astronomically many combinations
+            uniq, index = np.unique(code, return_inverse=True)
+            kept, index = uniq, index.astype(np.int64)
+        # per-margin value of each distinct combination (last margin fastest in the code)
+        rem = kept.copy()
+        xs = [None] * len(js)
+        for m in range(len(js) - 1, -1, -1):
+            vals = margin_vals[m][0]
+            xs[m] = vals[rem % vals.size]
+            rem //= vals.size
+        counts = np.bincount(index, minlength=kept.size).astype(np.float64)
+        # ti: each margin centred over the data rows, so built on them (knots use unique values)
+        build = [v[kk] for v, kk in margin_vals] if sp.kind == "ti" else [v for v, _ in margin_vals]
+        try:
+            ts = TensorSmooth(build, ks, bss, interaction=sp.kind == "ti")
+        except ValueError as e:
+            raise ValueError(f"{sp.label}: {e}") from None
+        B = ts.basis(xs)
+        c = ts.centred(B, counts)
+        terms.append(Term(sp.label, index, np.ascontiguousarray(B @ c.Z), kept.size, S=sum(c.S_list),
+                          rank=c.rank, kind="smooth", S_list=c.S_list))
+        lo = [float(fd.X[:, jj].min()) for jj in js]
+        hi = [float(fd.X[:, jj].max()) for jj in js]
+        smooths.append(_SmoothInfo(sp.label, js[0], c, lo, hi, columns=js))
 
     def _store(self, fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies):
         phi = res.phi
@@ -364,8 +535,13 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         # with the row-abs-sum norm of the one-hot x z basis); report sp on that scale
         re_scale = np.array([1.0 if t.kind != "re" or t.z is None else float(np.max(np.abs(t.z))) ** 2
                              for t in pen_terms])
+        # a multi-penalty term's smoothing parameters are named like mgcv's: te(x2,x3)1, te(x2,x3)2
+        sp_names, seen = [], {}
+        for t in pen_terms:
+            seen[t.name] = seen.get(t.name, 0) + 1
+            sp_names.append(f"{t.name}{seen[t.name]}" if t.S_list is not None else t.name)
         self.smoothing_params_ = pd.Series(np.exp(res.rho) / np.where(re_scale > 0, re_scale, 1.0),
-                                           index=[t.name for t in pen_terms], name="sp")
+                                           index=sp_names, name="sp")
         self.edf_ = pd.Series({t.name: e for t, e in zip(terms, res.edf) if t.kind != "parametric"},
                               name="edf", dtype=float)
         self._edf_total = float(np.sum(res.edf))
@@ -409,6 +585,60 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.r2_adj_ = float(1 - np.var(r, ddof=1) * (n - 1) / (vy * self.residual_df_)) if vy > 0 else np.nan
         self._n = n
 
+    # ------------------------------------------------------------------ formulas
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, sample_weight=None, **params):
+        """Fit from an mgcv formula with lme4 bars.
+
+        ``"y ~ s(x0, k=10, bs='cr') + s(x1, bs='ps') + te(x2, x3) + s(fac, bs='re') + z + (1 | g)"``:
+        ``s()``/``te()``/``ti()`` terms (arguments ``k``, ``bs``, ``by``) are read without
+        evaluating anything; ``s(g, bs='re')`` is ``(1 | g)`` and ``s(g, x, bs='re')`` is
+        ``(0 + x | g)``; the parametric part and the bars go to the lme4 formula reader.
+        Smooth covariates and ``by`` variables must be numeric columns (a factor ``by`` coded
+        as numbers, 2 to 50 values; as for ``smooth=[(x, f)]`` its treatment dummies enter the
+        parametric part).
+
+        Parameters
+        ----------
+        formula : str
+        data : pandas.DataFrame
+        sample_weight : array-like, optional
+        **params
+            Other constructor parameters (``basis``/``n_knots`` dicts give defaults for terms
+            that do not say ``bs=``/``k=``).
+
+        Returns
+        -------
+        AdditiveMixedRegressor
+            The fitted estimator; ``predict(data)`` takes a frame with the formula's columns.
+
+        Examples
+        --------
+        >>> from skmixed import AdditiveMixedRegressor
+        >>> from skmixed.datasets import load_gamsim_re
+        >>> df = load_gamsim_re()
+        >>> m = AdditiveMixedRegressor.from_formula(
+        ...     "y ~ s(x0, k=8) + s(x1, bs='ps') + te(x2, x3) + s(fac, bs='re')", df)
+        >>> list(m.edf_.index)
+        ['s(x0)', 's(x1)', 'te(x2,x3)', 's(fac)']
+        """
+        if "smooth" in params:
+            raise ValueError("from_formula takes the smooth terms from the formula: do not pass smooth=")
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError("from_formula needs a pandas DataFrame")
+        specs, lme4_formula = split_mgcv_formula(formula)
+        for sp in specs:
+            for c in sp.columns + ((sp.by,) if sp.by else ()):
+                if c not in data.columns:
+                    raise ValueError(f"{sp.label}: column {c!r} not in data")
+                if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]):
+                    raise ValueError(f"{sp.label}: column {c!r} must be numeric (code a by factor's levels as "
+                                     "numbers)")
+        smooth = [_spec_text(sp) for sp in specs] or None
+        est = super().from_formula(lme4_formula, data, sample_weight=sample_weight, smooth=smooth, **params)
+        est.formula_ = formula
+        return est
+
     # ------------------------------------------------------------------ prediction
     def _inv_link(self, eta):
         if self.family == "binomial":
@@ -425,10 +655,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         if "parametric" in self._lay_cols:
             D[:, self._lay_cols["parametric"]] = _parametric_matrix(Xd, self._par_cols, self._by_dummies)
         for s in self._smooths:
-            Bx = s.centred.basis(Xd[:, s.column])
-            if s.by is not None:
-                Bx *= (Xd[:, s.by] == s.level)[:, None]
-            D[:, self._lay_cols[s.name]] = Bx
+            D[:, self._lay_cols[s.name]] = s.rows(Xd)
         q = len(self._sparse_slot)
         Zu = np.zeros((n, q))
         gcode = np.full(n, -1, dtype=np.int64)
@@ -573,6 +800,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         """
         check_is_fitted(self)
         s = self._find_smooth(term)
+        if s.tensor:
+            raise ValueError(f"{s.name} is a tensor product of {len(s.columns)} covariates: partial_effect "
+                             "draws 1-D smooths (evaluate it on a grid with predict)")
         x = np.linspace(s.lo, s.hi, n_points)
         B = s.centred.basis(x)
         c = self._lay_cols[s.name]
@@ -619,6 +849,18 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _spec_text(sp: SmoothSpec) -> str:
+    """A parsed smooth term written back as text (what ``smooth=`` stores)."""
+    args = list(sp.columns)
+    for key in ("k", "bs"):
+        v = getattr(sp, key)
+        if v is not None:
+            args.append(f"{key}={v!r}")
+    if sp.by is not None:
+        args.append(f"by={sp.by}")
+    return f"{sp.kind}({', '.join(args)})"
 
 
 def _unit_deviance(family, y, mu):

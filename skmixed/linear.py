@@ -16,8 +16,10 @@ from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
 from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
-from ._solvers.lmm import LMMProblem, cross_products, warn_not_converged
+from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats
+from .inference._mixin import InferenceMixin, variance_parts
+from .inference._state import LMMRows, LMMState
 
 __all__ = ["MixedLinearRegressor"]
 
@@ -33,7 +35,15 @@ class _TotalsFitData(FitData):
         return self.total_obs
 
 
-class MixedLinearRegressor(RegressorMixin, MixedModelBase):
+def _basis(p, shift):
+    """``T`` with ``beta = T beta_centred`` for fixed columns centred by ``shift`` (None: identity)."""
+    T = np.eye(p)
+    if shift is not None:
+        T[0, 1:] = -np.asarray(shift)[1:]
+    return T
+
+
+class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     """Linear mixed model fitted by profiled REML or ML, as ``lme4::lmer``.
 
     ``y = X beta + Z b + e``, ``b ~ N(0, Sigma)``, ``e ~ N(0, sigma^2 I)``. The
@@ -195,11 +205,11 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
         layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
-        # the optimiser sees every column at unit spread (fd.X is this fit's own design),
-        # so the answer is equivariant to the units of the columns (undone in _fit_blocks)
+        # the optimiser sees every column at unit spread (a scaled copy: inference keeps the
+        # user's rows), so the answer is equivariant to the units of the columns (undone in _fit_blocks)
         check_scales(fd.X, fd.feature_names, fd.weights)
         scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms, center=False)
-        X = scaling.apply(fd.X, out=fd.X)
+        X = fd.X if scaling.identity else scaling.apply(fd.X)
         # centre X's other columns and y on the intercept (exact: a unit-triangular
         # change of basis of the fixed part, undone below) so the Gram blocks keep
         # their digits when means are large against spreads
@@ -212,6 +222,9 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
         cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
         self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
+        self._lmm_state.rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
+        self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
+                                                           self.fixed_effects_.to_numpy())
 
     def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0, scaling=None):
         """Optimise theta on the cross-products and set the fitted attributes.
@@ -234,11 +247,29 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         if scaling is not None:
             scaling.unscale(res, blocks, reml=bool(self.reml))
         covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
+        problem, shift = self._user_problem(problem, layout, cp, shift, scaling)
+        self._lmm_state = LMMState(problem, _basis(fd.X.shape[1], shift), float(yshift), res.theta,
+                                   bool(self.reml), float(fd.n_obs), extra={"ldw": self._log_weights(fd)})
         self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower,
                                    getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
         return res.theta
+
+    @staticmethod
+    def _user_problem(problem, layout, cp, shift, scaling):
+        """The fitted problem on the user's columns (for inference), and its centring.
+
+        The optimiser's problem is on internally scaled columns; inference (degrees of
+        freedom, profiles, refits) works with the user's theta, so it gets the same blocks
+        scaled back (cheap: independent of the number of rows).
+        """
+        if scaling is None or scaling.identity:
+            return problem, shift
+        inv = ColumnScaling(np.zeros_like(scaling.scale), 1.0 / scaling.scale)
+        cpu = scale_cross_products(layout, CrossProducts(cp.A11.copy(), cp.A21.copy(), cp.A22.copy(), cp.n_obs),
+                                   inv)
+        return LMMProblem(layout, cpu, reml=problem.reml), (None if shift is None else shift / scaling.scale)
 
     # ----------------------------------------------------------------- chunked fitting
     def partial_fit(self, X, y, groups=None, sample_weight=None):
@@ -406,6 +437,8 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True
+        self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
+                                   extra={"rss": rss, "ldw": self._log_weights(fd)})
 
     def _fit_fixed_only(self, fd: FitData):
         w = np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
@@ -429,6 +462,15 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True  # closed form: one 'iteration'
+        self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
+                                   rows=LMMRows(fd.X, fd.y, fd.weights, [], fd),
+                                   extra={"rss": rss, "ldw": self._log_weights(fd)})
+
+    def _log_weights(self, fd) -> float:
+        """lme4's ``ldW`` (sum of log precision weights; 0 for frequency weights)."""
+        if self.weights == "precision" and fd.weights is not None:
+            return float(np.log(fd.weights).sum())
+        return 0.0
 
     def _set_common(self, fd, beta, vcov, sigma, crit, n_theta):
         if self.weights == "precision" and fd.weights is not None:
@@ -455,7 +497,7 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self.intercept_, self.coef_ = self._sklearn_coefs(fd, self.fixed_effects_.to_numpy())
 
     # ----------------------------------------------------------------- prediction
-    def predict(self, X, groups=None):
+    def predict(self, X, groups=None, return_std=False):
         """Predict: conditional on the BLUPs for known groups, population (random effects 0) otherwise.
 
         Parameters
@@ -464,36 +506,82 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         groups : array-like or DataFrame, optional
             Group labels; levels unseen in training and ``groups=None`` give
             the population prediction.
+        return_std : bool, default=False
+            Also return the standard error of the fixed part, ``sqrt(x' V x)``
+            (see :meth:`predict_interval` for intervals with the random effects).
 
         Returns
         -------
-        ndarray of shape (n,)
+        ndarray of shape (n,), or (prediction, std) with ``return_std``
         """
         pdata = self._prepare_predict(X, groups)
-        return pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
+        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
+        if not return_std:
+            return pred
+        from .inference._mixin import prediction_std
+
+        return pred, prediction_std(self, pdata.X, pdata.codes)[0]
+
+    def predict_interval(self, X, groups=None, level=0.95, kind="prediction"):
+        """Intervals around :meth:`predict`.
+
+        ``kind="confidence"``: the fixed part's uncertainty only. ``kind="prediction"``:
+        an interval for a new observation — the fixed part's variance, the random
+        effects' (their full variance ``z' Sigma z`` for levels not seen in training,
+        the BLUPs' conditional variances for known ones) and the residual variance.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``fit, lower, upper, std``.
+
+        Examples
+        --------
+        >>> from skmixed import MixedLinearRegressor
+        >>> from skmixed.datasets import load_sleepstudy
+        >>> df = load_sleepstudy()
+        >>> m = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", df)
+        >>> new = df.head(2).assign(Subject="new")
+        >>> m.predict_interval(new).shape
+        (2, 4)
+        """
+        from .inference._mixin import normal_quantile, prediction_std
+
+        if kind not in ("prediction", "confidence"):
+            raise ValueError(f"kind must be 'prediction' or 'confidence', got {kind!r}")
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        pdata = self._prepare_predict(X, groups)
+        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
+        sd_fixed, sd_all = prediction_std(self, pdata.X, pdata.codes)
+        sd = sd_fixed if kind == "confidence" else np.sqrt(sd_all**2 + self.sigma_**2)
+        z = normal_quantile(level)
+        return pd.DataFrame({"fit": pred, "lower": pred - z * sd, "upper": pred + z * sd, "std": sd})
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""
         return r2_score(y, self.predict(X, groups), sample_weight=sample_weight)
 
     # ----------------------------------------------------------------- reporting
-    def summary(self) -> Summary:
-        """A ``summary(lmer(...))``-style report."""
+    def summary(self, ddf="Satterthwaite") -> Summary:
+        """A ``summary(lmer(...))``-style report with lmerTest's t-tests.
+
+        Parameters
+        ----------
+        ddf : {"Satterthwaite", "Kenward-Roger"}
+            Denominator degrees of freedom of the t-tests.
+
+        Returns
+        -------
+        Summary
+            Prints as R does; ``.to_frame()`` gives the coefficient table.
+        """
         from sklearn.utils.validation import check_is_fitted
 
+        from .inference._api import lmm_summary
+
         check_is_fitted(self)
-        method = "REML" if self.reml else "maximum likelihood"
-        lines = [f"Linear mixed model fit by {method} [MixedLinearRegressor]"]
-        if getattr(self, "formula_", None):
-            lines.append(f"Formula: {self.formula_}")
-        crit = (f"REML criterion at convergence: {self.reml_criterion_:.4f}" if self.reml else
-                f"     AIC      BIC   logLik deviance\n{self.aic_:8.1f} {self.bic_:8.1f} {self.loglik_:8.1f} "
-                f"{self.deviance_:8.1f}")
-        lines += [crit, "", format_varcorr(self.cov_re_, self.sigma_)]
-        nobs = int(self.n_obs_) if float(self.n_obs_).is_integer() else self.n_obs_
-        head, flags = format_groups_and_flags(self, nobs)
-        lines += [head, "", format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "t value")] + flags
-        return Summary("\n".join(lines))
+        return lmm_summary(self, ddf)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 
@@ -195,12 +196,12 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         if self.nagq > 1 and blocks and (len(blocks) > 1 or blocks[0].q > 1):
             raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects "
                              "term (one grouping factor, random intercept or one random slope)")
-        # the optimiser sees centred, unit-spread columns (fd.X is this fit's own design), so the
+        # the optimiser sees centred, unit-spread columns (a copy of the design), so the
         # answer is equivariant to the columns' units and origins; mapped back below
         check_scales(fd.X, fd.feature_names, fd.weights)
         scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms)
-        scaling.apply(fd.X, out=fd.X)
-        res = self._fit_mixed(fd, blocks) if blocks else self._fit_fixed_only(fd)
+        fd_int = fd if scaling.identity else dataclasses.replace(fd, X=scaling.apply(fd.X))
+        res = self._fit_mixed(fd_int, blocks) if blocks else self._fit_fixed_only(fd_int)
         # divergence is judged on the internal (unit-spread) scale, where it does not depend on units
         res.extra["beta_internal"] = np.asarray(res.beta, dtype=float).copy()
         res.extra["se_internal"] = np.sqrt(np.clip(np.diag(np.asarray(res.vcov_beta, dtype=float)), 0, None))
