@@ -323,6 +323,8 @@ class MixedModelBase(BaseEstimator):
 
     def _encode_groups(self, groups, n):
         factors = getattr(self, "factors_", [])
+        if groups is not None and not isinstance(groups, (pd.DataFrame, pd.Series)) and np.ndim(groups) == 0:
+            raise ValueError(f"groups must hold one label per row, got the scalar {groups!r}")
         if groups is None or not factors:
             return [np.full(n, -1, dtype=np.int64) for _ in factors]
         if isinstance(groups, pd.DataFrame):

@@ -18,6 +18,7 @@ from ._design.tensor import TensorSmooth
 from ._kernels.binned import discretize, index_few_values, remap_codes
 from ._solvers.freml import FAMILIES, Layout, Term, fit_freml
 from ._summary import Summary
+from ._transaction import transactional
 
 __all__ = ["AdditiveMixedRegressor"]
 
@@ -326,6 +327,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             raise ValueError("family='poisson' needs non-negative y")
 
     # ------------------------------------------------------------------ fit
+    @transactional
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the additive mixed model.
 

@@ -18,6 +18,7 @@ from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cr
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
 from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats
+from ._transaction import transactional
 from .inference._mixin import InferenceMixin, variance_parts
 from .inference._state import LMMRows, LMMState
 
@@ -149,6 +150,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         fields = {f.name: getattr(fd, f.name) for f in dataclasses.fields(FitData)}
         return _TotalsFitData(**fields, total_obs=float(fd.X.shape[0]))
 
+    @transactional
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the model.
 
@@ -221,6 +223,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             yshift = float(np.average(fd.y, weights=fd.weights))
         cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
         cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
+        _require_finite([cp.A11, cp.A21, cp.A22], "the cross-products of the data")
         self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
         self._lmm_state.rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
         self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
@@ -272,6 +275,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         return LMMProblem(layout, cpu, reml=problem.reml), (None if shift is None else shift / scaling.scale)
 
     # ----------------------------------------------------------------- chunked fitting
+    @transactional
     def partial_fit(self, X, y, groups=None, sample_weight=None):
         """Add a chunk of rows and refit on all rows seen so far (exactly).
 
@@ -319,23 +323,17 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         if self._precision() and sample_weight is not None:
             raise ValueError("partial_fit accumulates frequency weights only; with weights='precision' "
                              "use fit on all rows")
+        # all or nothing (@transactional): a rejected, failed or interrupted chunk is not counted
         first = getattr(self, "_stats", None) is None
-        saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_") if k in self.__dict__}
-        try:
-            fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
-            # every chunk is centred like the first one (close to the means, so the sums keep
-            # their digits); the totals are re-centred on their own means for the fit
-            shift = None if first else self._stats.shift
-            stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
-            total = stats if first else GroupedStats.merge([self._stats, stats])
-        except Exception:
-            # nothing half-updated: undo what validate_data set on a first call
-            for k in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(k, None)
-            self.__dict__.update(saved)
-            raise
-        self._stats = total
+        fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
+        # every chunk is centred like the first one (close to the means, so the sums keep
+        # their digits); the totals are re-centred on their own means for the fit
+        shift = None if first else self._stats.shift
+        stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
+        total = stats if first else GroupedStats.merge([self._stats, stats])
+        _require_finite([total.G, *total.D, *total.F], "the accumulated statistics")
         self._fit_stats(total)
+        self._stats = total
         return self
 
     def _fit_stats(self, stats: GroupedStats, unfit="warn"):
@@ -587,3 +585,10 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _require_finite(arrays, what):
+    """A clear error where sums of squares overflow (|X| or |y| above ~1e154) instead of NaN estimates."""
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise ValueError(f"{what} are not finite: values too large to square (|X| or |y| above ~1e154?); "
+                         "rescale the data")

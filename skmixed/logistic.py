@@ -17,9 +17,11 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import FitData, MixedModelBase
 from ._design.layout import amalgamate
 from ._design.scaling import ColumnScaling, check_scales
+from ._separation import group_separation
 from ._kernels import glmm as kg
 from ._solvers import glmm as sg
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
+from ._transaction import transactional
 
 __all__ = ["MixedLogisticRegressor", "SeparationWarning", "SingularFitWarning"]
 
@@ -168,6 +170,7 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
 
     # ----------------------------------------------------------------- fitting
+    @transactional
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the model.
 
@@ -208,7 +211,7 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         scaling.unscale(res, blocks)
         self._store(fd, blocks, res)
         self.classes_ = classes
-        self._warn_problems(res)
+        self._warn_problems(res, fd)
         return self
 
     def _weights(self, fd):
@@ -279,7 +282,11 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         self.intercept_ = np.array([icpt])
         self.coef_ = coef.reshape(1, -1)
 
-    def _warn_problems(self, res):
+    def _re_sds(self):
+        """Largest random-effect SD per grouping factor (logit scale)."""
+        return {f: float(np.sqrt(np.max(np.diag(c.to_numpy())))) for f, c in self.cov_re_.items() if c.size}
+
+    def _warn_problems(self, res, fd=None):
         beta = res.extra.get("beta_internal", self.fixed_effects_.to_numpy())
         se = res.extra.get("se_internal", self.fixed_effects_se_.to_numpy())
         separated = np.any(np.abs(beta) > 15) or np.any(~np.isfinite(se)) or np.any(se > 100)
@@ -288,6 +295,10 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
             warnings.warn(f"fixed effects {bad} diverge: the data are (quasi-)separated by them; estimates and "
                           "standard errors of these coefficients are not meaningful", SeparationWarning,
                           stacklevel=3)
+        if fd is not None and fd.factors:
+            for msg in group_separation(fd.y, fd.weights, fd.factors, self._re_sds()):
+                separated = True
+                warnings.warn(msg, SeparationWarning, stacklevel=3)
         if res.extra.get("hessian_failed") and not (separated or self.is_singular_):
             warnings.warn("the Hessian of the deviance is not positive definite at the optimum; standard errors "
                           "are conditional on the variance parameters (glmer's RX-based vcov)", UserWarning,
