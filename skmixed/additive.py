@@ -402,6 +402,11 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                                  rank=f.n_levels, kind="re")
                     terms.append(t)
                     re_info.append((tname, rt.factor, col, cname))
+        seen = set()
+        for t in terms:
+            if t.name in seen:
+                raise ValueError(f"term {t.name!r} appears twice in the model (a duplicated random-effect term?)")
+            seen.add(t.name)
         lay = Layout(terms, n)
         pw = np.ones(n) if fd.weights is None else fd.weights
         res = fit_freml(lay, fd.y, pw, self.family)

@@ -208,6 +208,8 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         # divergence is judged on the internal (unit-spread) scale, where it does not depend on units
         res.extra["beta_internal"] = np.asarray(res.beta, dtype=float).copy()
         res.extra["se_internal"] = np.sqrt(np.clip(np.diag(np.asarray(res.vcov_beta, dtype=float)), 0, None))
+        res.extra["re_sd_internal"] = {fd.factors[blk.factor].name: float(np.sqrt(np.max(np.sum(lam**2, axis=1))))
+                                       for blk, lam in zip(blocks, res.lambdas)}
         scaling.unscale(res, blocks)
         self._store(fd, blocks, res)
         self.classes_ = classes
@@ -296,7 +298,8 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
                           "standard errors of these coefficients are not meaningful", SeparationWarning,
                           stacklevel=3)
         if fd is not None and fd.factors:
-            for msg in group_separation(fd.y, fd.weights, fd.factors, self._re_sds()):
+            sds = res.extra.get("re_sd_internal") or self._re_sds()
+            for msg in group_separation(fd.y, fd.weights, fd.factors, sds):
                 separated = True
                 warnings.warn(msg, SeparationWarning, stacklevel=3)
         if res.extra.get("hessian_failed") and not (separated or self.is_singular_):

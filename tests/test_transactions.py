@@ -113,3 +113,15 @@ def test_fixed_effect_separation_is_named_whatever_the_units():
         Xs[:, 0] *= c
         with pytest.warns(SeparationWarning, match="x0"):
             MixedLogisticRegressor().fit(Xs, y, groups=g)
+
+
+def test_duplicated_random_term_is_a_clear_error():
+    import pandas as pd
+
+    from skmixed import AdditiveMixedRegressor
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=60), "y": rng.normal(size=60), "S": np.repeat(np.arange(10), 6)})
+    for cls in (AdditiveMixedRegressor, MixedLinearRegressor):
+        with pytest.raises(ValueError, match="twice"):
+            cls.from_formula("y ~ x + (1|S) + (1|S)", df)

@@ -75,9 +75,12 @@ def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None, z_so
     threads = numba.get_num_threads() if n_threads is None else n_threads
     # small problems are not worth the per-thread buffers
     n_chunks = int(max(1, min(threads, n // 20_000)))
-    A11, A21, A22 = gram.accumulate(layout.codes1, Z1, layout.dense_codes, layout.row_slot, Zd, zoff,
-                                    layout.dense_q, layout.dense_off, layout.Q2, X, xs, y, float(y_shift), w,
-                                    layout.ptr, layout.J1, n_chunks)
+    args = (layout.codes1, Z1, layout.dense_codes, layout.row_slot, Zd, zoff, layout.dense_q, layout.dense_off,
+            layout.Q2, X, xs, y, float(y_shift), w, layout.ptr, layout.J1)
+    if n_chunks == 1:  # no parallel region to start for one chunk (partial_fit's small chunks)
+        A11, A21, A22 = gram.accumulate_serial(*args)
+    else:
+        A11, A21, A22 = gram.accumulate(*args, n_chunks)
     return CrossProducts(A11, A21, A22, float(n if weights is None else w.sum()))
 
 
