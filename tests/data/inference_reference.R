@@ -51,3 +51,13 @@ out$sleepstudy_lrt_fixed <- list(model = rownames(a2), npar = a2$npar, AIC = a2$
 out$versions <- list(lme4 = as.character(packageVersion("lme4")), lmerTest = as.character(packageVersion("lmerTest")),
                      pbkrtest = as.character(packageVersion("pbkrtest")))
 write_json(out, "inference_reference.json", digits = NA, auto_unbox = FALSE, pretty = TRUE)
+# logistic GLMM: likelihood-ratio test between two glmer fits (Laplace) on the 0/1 cbpp rows
+cb <- read.csv(file.path(dd, "cbpp_bernoulli.csv"), stringsAsFactors = TRUE)
+cb$period <- factor(cb$period)
+gctl <- glmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10, maxfun = 1e5))
+g0 <- glmer(y ~ 1 + (1 | herd), cb, family = binomial, control = gctl)
+g1 <- glmer(y ~ period + (1 | herd), cb, family = binomial, control = gctl)
+a3 <- anova(g0, g1)
+out2 <- list(cbpp_lrt = list(npar = a3$npar, AIC = a3$AIC, BIC = a3$BIC, logLik = a3$logLik, deviance = a3$deviance,
+                             Chisq = a3$Chisq, Df = a3$Df, p = a3[["Pr(>Chisq)"]]))
+write_json(out2, "inference_reference_glmm.json", digits = NA, auto_unbox = FALSE, pretty = TRUE)
