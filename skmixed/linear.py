@@ -187,6 +187,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                 fd.weights = fd.weights / scale
             fd = self._as_precision(fd)
         self._stats = self._theta_by_factor = None  # a fit ends any partial_fit accumulation
+        self._pending = False
         if not fd.terms:
             self._fit_fixed_only(fd)
         else:
@@ -276,7 +277,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
 
     # ----------------------------------------------------------------- chunked fitting
     @transactional
-    def partial_fit(self, X, y, groups=None, sample_weight=None):
+    def partial_fit(self, X, y, groups=None, sample_weight=None, refit=True):
         """Add a chunk of rows and refit on all rows seen so far (exactly).
 
         The chunk's per-level cross-products are added to the running totals,
@@ -301,6 +302,12 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             Group labels of the chunk (same grouping factors in every chunk).
         sample_weight : array-like, shape (n,), optional
             Frequency weights.
+        refit : bool, default=True
+            Refit on the totals now. With ``refit=False`` the chunk is only
+            accumulated (its cost is that of reading its rows) and the estimates
+            are dropped; they are computed once, on the totals, at the first
+            access to a fitted attribute (``fixed_effects_``, ``predict``,
+            ``summary()``, ...). Feed many small chunks this way.
 
         Returns
         -------
@@ -332,9 +339,40 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
         total = stats if first else GroupedStats.merge([self._stats, stats])
         _require_finite([total.G, *total.D, *total.F], "the accumulated statistics")
-        self._fit_stats(total)
-        self._stats = total
+        if refit:
+            self._fit_stats(total)
+            self.__dict__.update(_stats=total, _pending=False)
+        else:
+            # estimates of fewer rows must not be read as the totals': drop them, refit on access
+            new = {k: v for k, v in self.__dict__.items() if not _is_estimate(k)}
+            new.update(_stats=total, _pending=True)
+            self.__dict__ = new
         return self
+
+    # ----------------------------------------------------------------- lazy estimates
+    def __getattr__(self, name):
+        # only reached for attributes that are not set: after partial_fit(refit=False)
+        # the estimates are computed from the accumulated statistics on first access
+        d = self.__dict__
+        if d.get("_pending") and _is_estimate(name) and name not in _VALIDATION_ATTRS:
+            self._refit_pending()
+            if name in self.__dict__:
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __sklearn_is_fitted__(self):
+        d = self.__dict__
+        return bool(d.get("_pending")) or any(_is_estimate(k) and k not in _VALIDATION_ATTRS for k in d)
+
+    def _refit_pending(self):
+        """Fit on the accumulated statistics (all or nothing)."""
+        saved = dict(self.__dict__)
+        try:
+            self.__dict__["_pending"] = False
+            self._fit_stats(self._stats)
+        except BaseException:
+            self.__dict__ = saved
+            raise
 
     def _fit_stats(self, stats: GroupedStats, unfit="warn"):
         """Fit on accumulated statistics (partial_fit and the distributed fits).
@@ -592,3 +630,15 @@ def _require_finite(arrays, what):
     if not all(np.isfinite(a).all() for a in arrays):
         raise ValueError(f"{what} are not finite: values too large to square (|X| or |y| above ~1e154?); "
                          "rescale the data")
+
+
+# set by validation (never stale) / what prediction reads besides the trailing-underscore estimates
+_VALIDATION_ATTRS = ("n_features_in_", "feature_names_in_")
+_PRIVATE_ESTIMATES = ("_keep", "_re_blocks", "_re_values", "_re_patterns", "_lmm_state")
+
+
+def _is_estimate(name):
+    """Whether an attribute holds an estimate (stale once more chunks are accumulated)."""
+    if name.startswith("__"):
+        return False
+    return (name.endswith("_") and name not in _VALIDATION_ATTRS) or name in _PRIVATE_ESTIMATES

@@ -125,3 +125,39 @@ def test_duplicated_random_term_is_a_clear_error():
     for cls in (AdditiveMixedRegressor, MixedLinearRegressor):
         with pytest.raises(ValueError, match="twice"):
             cls.from_formula("y ~ x + (1|S) + (1|S)", df)
+
+
+def test_partial_fit_without_refit_is_lazy_and_exact():
+    from sklearn.utils.validation import check_is_fitted
+
+    import skmixed._solvers.lmm as slmm
+
+    X, y, g = _data()
+    m = MixedLinearRegressor()
+    calls = {"n": 0}
+    optimize = slmm.LMMProblem.optimize
+
+    def counted(self, *a, **k):
+        calls["n"] += 1
+        return optimize(self, *a, **k)
+
+    slmm.LMMProblem.optimize = counted
+    try:
+        for rows in np.array_split(np.arange(400), 8):
+            m.partial_fit(X[rows], y[rows], groups=g[rows], refit=False)
+        assert calls["n"] == 0  # nothing refitted while accumulating
+        check_is_fitted(m)
+        blob = pickle.dumps(m)  # a pending model pickles and refits after loading
+        full = MixedLinearRegressor().fit(X, y, groups=g)
+        n_fit = calls["n"]
+        np.testing.assert_allclose(m.fixed_effects_, full.fixed_effects_, rtol=1e-8)
+        assert calls["n"] == n_fit + 1  # one refit, on first access
+        np.testing.assert_allclose(m.theta_, full.theta_, rtol=1e-7)
+        assert calls["n"] == n_fit + 1
+        np.testing.assert_allclose(pickle.loads(blob).predict(X, groups=g), full.predict(X, groups=g), rtol=1e-8)
+    finally:
+        slmm.LMMProblem.optimize = optimize
+    # a later chunk with refit=False drops the now stale estimates again
+    m.partial_fit(X[:10], y[:10], groups=g[:10], refit=False)
+    assert "fixed_effects_" not in vars(m)
+    assert m._stats.n_rows == 410
