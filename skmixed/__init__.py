@@ -5,7 +5,9 @@ Estimators
 MixedLinearRegressor
     Linear mixed models by profiled REML/ML (``lme4::lmer``).
 MixedLogisticRegressor
-    Binary GLMMs by Laplace / adaptive Gauss-Hermite (``lme4::glmer``).
+    Binary and binomial-proportion GLMMs by Laplace / adaptive Gauss-Hermite (``lme4::glmer``).
+MixedPoissonRegressor
+    Count GLMMs (log link, offset) by Laplace / adaptive Gauss-Hermite (``glmer(family = poisson)``).
 AdditiveMixedRegressor
     Additive mixed models by fREML, discretized covariates (``mgcv::bam``).
 StreamingMixed
@@ -25,10 +27,11 @@ from .additive import AdditiveMixedRegressor
 from .inference import BootstrapResult, RefitWarning, anova, bootstrap, coef_table, confint, tidy
 from .linear import MixedLinearRegressor
 from .logistic import MixedLogisticRegressor
+from .poisson import MixedPoissonRegressor
 from .split_sample import SplitSampleMixed
 from .streaming import StreamingMixed
 
 __version__ = "0.1.0"
 __all__ = ["AdditiveMixedRegressor", "BootstrapResult", "MixedLinearRegressor", "MixedLogisticRegressor",
-           "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed", "anova", "bootstrap",
-           "coef_table", "confint", "tidy"]
+           "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed", "anova",
+           "bootstrap", "coef_table", "confint", "tidy"]

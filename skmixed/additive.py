@@ -375,6 +375,12 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         par_names = [fd.feature_names[j] for j in par_cols] + [
             f"{fd.feature_names[b]}{_fmt_level(v)}" for b, lv in by_dummies for v in lv]
         Xpar = _parametric_matrix(fd.X, par_cols, by_dummies)
+        # parametric columns enter on a unit root-mean-square scale (coefficients are unscaled in
+        # _store): the fREML Newton steps then do not depend on the columns' units
+        par_scale = np.sqrt(np.mean(Xpar * Xpar, axis=0)) if Xpar.shape[1] else np.zeros(0)
+        par_scale = np.where(par_scale > 0, par_scale, 1.0)
+        Xpar = Xpar / par_scale
+        self_par_scale = par_scale
         if Xpar.shape[1]:
             Xbar, idx = _compress_rows(Xpar)
             terms.append(Term("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
@@ -385,6 +391,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 self._add_tensor(fd, sp, terms, smooths)
         # random effects: one identity-penalized term per (factor, column), as mgcv's re smooths
         re_info = []
+        zscale = {}
         if fd.factors:
             primary = int(np.argmax([f.n_levels for f in fd.factors]))
             for rt in fd.terms:
@@ -392,7 +399,14 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 cols = ([None] if rt.intercept else []) + list(rt.slopes)
                 for col, cname in zip(cols, rt.names):
                     tname = f"s({f.name})" if col is None else f"s({f.name},{fd.feature_names[col]})"
-                    z = None if col is None else np.ascontiguousarray(fd.X[:, col])
+                    z = None
+                    if col is not None:
+                        # slopes enter on a unit root-mean-square scale (undone in _store) so that the
+                        # fit does not depend on the column's units: starts and steps are scale-free
+                        z = np.ascontiguousarray(fd.X[:, col])
+                        rms = float(np.sqrt(np.mean(z * z)))
+                        zscale[tname] = rms if rms > 0 else 1.0
+                        z = z / zscale[tname]
                     if rt.factor == primary:
                         t = Term(tname, f.codes, None, f.n_levels, z=z, kind="re")
                     else:  # small factors join the dense block (explicit identity basis)
@@ -403,6 +417,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         lay = Layout(terms, n)
         pw = np.ones(n) if fd.weights is None else fd.weights
         res = fit_freml(lay, fd.y, pw, self.family)
+        self._re_zscale = zscale
+        self._par_scale = self_par_scale
         self._store(fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies)
         return self
 
@@ -491,6 +507,29 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         hi = [float(fd.X[:, jj].max()) for jj in js]
         smooths.append(_SmoothInfo(sp.label, js[0], c, lo, hi, columns=js))
 
+    @staticmethod
+    def _reference_df(lay, res):
+        """mgcv's Ref.df per dense term, min(p_t, edf1_t) with edf1 = tr(2F - FF) over the term,
+        F = (X'WX + S)^-1 X'WX; and the term blocks of X'WX (for the tests' R factors)."""
+        Fd = res.factor
+        Hinv = Fd.Hinv
+        HS = Hinv @ Fd.Sd
+        F = np.eye(Hinv.shape[0]) - HS
+        FF = F @ F
+        if lay.q and res.lam_u is not None and res.lam_u.size:
+            # F_du F_ud = Hinv (sum_g M_g' diag(lambda_u) M_g) Hinv S_dd
+            K = np.einsum("gqp,q,gqr->pr", Fd.M, res.lam_u, Fd.M)
+            FF = FF + Hinv @ K @ HS
+        ref, blocks = {}, {}
+        for i, t in enumerate(lay.terms):
+            if t.Xbar is None:
+                continue
+            c = lay.cols[i]
+            e1 = 2 * np.trace(F[c, c]) - np.trace(FF[c, c])
+            ref[t.name] = float(min(t.p, e1))
+            blocks[t.name] = res.xtwx_dd[c, c].copy()
+        return ref, blocks
+
     def _store(self, fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies):
         phi = res.phi
         Hinv = res.factor.Hinv
@@ -502,6 +541,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self._res_beta_d = res.beta_d
         self._res_u = res.u
         self._Hinv = Hinv
+        self._ref_df, self._xtwx_blocks = self._reference_df(lay, res)
         self._Uinv = res.factor.Uinv
         self._M = res.factor.M
         self._primary = None
@@ -511,7 +551,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.family_ = self.family
         self.scale_ = float(phi)
         self.sigma_ = float(np.sqrt(phi))
-        self.reml_score_ = res.reml
+        # the fit ran on unit-rms parametric columns: add back the Jacobian so the score is bam's
+        self.reml_score_ = res.reml + float(np.sum(np.log(self._par_scale)))
         self.deviance_ = res.deviance
         self.n_iter_ = res.n_iter
         self.converged_ = res.converged
@@ -520,8 +561,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pnames = par_names
         if pnames:
             c = self._lay_cols["parametric"]
-            b = res.beta_d[c]
-            se = np.sqrt(np.diag(Hinv[c, c]) * phi)
+            b = res.beta_d[c] / self._par_scale
+            se = np.sqrt(np.diag(Hinv[c, c]) * phi) / self._par_scale
         else:
             b = se = np.zeros(0)
         self.fixed_effects_ = pd.Series(b, index=pnames, name="Estimate")
@@ -547,7 +588,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self._edf_total = float(np.sum(res.edf))
         self.smooth_coef_ = {s.name: res.beta_d[self._lay_cols[s.name]] for s in smooths}
         lam = dict(zip([t.name for t in pen_terms], np.exp(res.rho)))
-        self.re_sd_ = pd.Series({name: float(np.sqrt(phi / lam[name])) for name, *_ in re_info},
+        zs = getattr(self, "_re_zscale", {})
+        self.re_sd_ = pd.Series({name: float(np.sqrt(phi / lam[name])) / zs.get(name, 1.0) for name, *_ in re_info},
                                 name="sd", dtype=float)
         self.random_effects_, self.cov_re_ = {}, {}
         self._re_values = {}
@@ -557,9 +599,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 v = res.u[:, self._sparse_slot[name]]
             else:
                 v = res.beta_d[self._lay_cols[name]]
-            self._re_values[name] = v
+            self._re_values[name] = v  # on the internal (unit-rms) scale of the slope column
             df = self.random_effects_.setdefault(f.name, pd.DataFrame(index=f.levels))
-            df[cname] = v
+            df[cname] = v / zs.get(name, 1.0)
             cov = self.cov_re_.setdefault(f.name, {})
             cov[cname] = self.re_sd_[name] ** 2
         self.cov_re_ = {k: pd.DataFrame(np.diag(list(v.values())), index=list(v), columns=list(v))
@@ -653,7 +695,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pd_ = self._Hinv.shape[0]
         D = np.zeros((n, pd_))
         if "parametric" in self._lay_cols:
-            D[:, self._lay_cols["parametric"]] = _parametric_matrix(Xd, self._par_cols, self._by_dummies)
+            D[:, self._lay_cols["parametric"]] = (_parametric_matrix(Xd, self._par_cols, self._by_dummies)
+                                                  / self._par_scale)
         for s in self._smooths:
             D[:, self._lay_cols[s.name]] = s.rows(Xd)
         q = len(self._sparse_slot)
@@ -661,7 +704,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         gcode = np.full(n, -1, dtype=np.int64)
         for name, fi, col, _ in self._re_info:
             c = codes[fi] if codes else np.full(n, -1, dtype=np.int64)
-            z = np.ones(n) if col is None else Xd[:, col]
+            z = np.ones(n) if col is None else Xd[:, col] / self._re_zscale.get(name, 1.0)
             if name in self._sparse_slot:
                 Zu[:, self._sparse_slot[name]] = z
                 gcode = c
@@ -728,31 +771,80 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         return r2_score(y, self.predict(X, groups), sample_weight=sample_weight)
 
     # ------------------------------------------------------------------ reporting
+    def _term_R(self, name):
+        """R with R'R = the term's block of X'WX (pivot-free Cholesky, eigen-floored)."""
+        A = self._xtwx_blocks[name]
+        ev, U = np.linalg.eigh((A + A.T) / 2)
+        return (U * np.sqrt(np.maximum(ev, 0))).T
+
     def _smooth_tests(self):
-        """Approximate Wald tests of smooth terms (rank-truncated, Wood 2013's simpler variant)."""
+        """Wald tests of the smooth and random-effect terms, as ``summary.gam``.
+
+        Smooths: mgcv's ``testStat`` (Wood 2013, ``p.type=0``) with the fractional reference df.
+        Random-effect terms: the Wald statistic on the rank of the term's covariance, referred
+        to F (or chi-squared) with that rank (mgcv's ``reTest`` uses a chi-squared mixture;
+        its statistic is the same quadratic form).
+        """
+        from ._gam_stats import smooth_test
+
+        res_df = self.residual_df_ if self.family == "gaussian" else -1.0
         rows = {}
         for s in self._smooths:
             c = self._lay_cols[s.name]
             b = self._res_beta_d[c]
             V = self._Hinv[c, c] * self.scale_
-            edf = float(self.edf_[s.name])
-            r = int(max(1, min(len(b), np.ceil(edf - 0.05))))
-            ev, U = np.linalg.eigh(V)
-            ev, U = ev[::-1][:r], U[:, ::-1][:, :r]
-            stat = float(np.sum((U.T @ b) ** 2 / ev))
-            if self.family == "gaussian":
-                F = stat / r
-                p = float(stats.f.sf(F, r, self.residual_df_))
-                rows[s.name] = (edf, r, F, p)
+            ref = self._ref_df.get(s.name, float(self.edf_[s.name]))
+            stat, p, _ = smooth_test(b, V, self._term_R(s.name), ref, res_df)
+            st = stat / ref if self.family == "gaussian" else stat
+            rows[s.name] = (float(self.edf_[s.name]), ref, st, p)
+        for name, *_ in self._re_info:
+            v = self._re_values[name]
+            if name in self._sparse_slot:
+                sl = self._sparse_slot[name]
+                # posterior covariance of one factor's effects: U^-1 + M H^-1 M' (G x G, block form)
+                Ms = self._M[:, sl, :]
+                V = np.diag(self._Uinv[:, sl, sl]) + Ms @ self._Hinv @ Ms.T
             else:
-                rows[s.name] = (edf, r, stat, float(stats.chi2.sf(stat, r)))
+                c = self._lay_cols[name]
+                V = self._Hinv[c, c]
+            V = V * self.scale_
+            ev, U = np.linalg.eigh((V + V.T) / 2)
+            keep = ev > ev.max() * np.finfo(float).eps ** 0.8
+            r = int(keep.sum())
+            stat = float(np.sum((U[:, keep].T @ v) ** 2 / ev[keep]))
+            if self.family == "gaussian":
+                rows[name] = (float(self.edf_[name]), float(r), stat / r, float(stats.f.sf(stat / r, r, res_df)))
+            else:
+                rows[name] = (float(self.edf_[name]), float(r), stat, float(stats.chi2.sf(stat, r)))
         return rows
 
+    def smooth_table(self) -> pd.DataFrame:
+        """``summary.gam``'s table of smooth terms: edf, Ref.df, F (or Chi.sq) and p-value.
+
+        Returns
+        -------
+        pandas.DataFrame indexed by term
+        """
+        check_is_fitted(self)
+        tests = self._smooth_tests()
+        head = "F" if self.family == "gaussian" else "Chi.sq"
+        rows = [(name, *tests[name]) for name in self.edf_.index]
+        tab = pd.DataFrame(rows, columns=["term", "edf", "Ref.df", head, "p-value"]).set_index("term")
+        tab.index.name = None
+        return tab
+
     def summary(self) -> Summary:
-        """A ``summary(bam(...))``-style report."""
+        """A ``summary(bam(...))``-style report: the formula, parametric coefficients, smooth-term
+        tests (edf, Ref.df, F/Chi.sq, p-value printed as R does), R-sq.(adj), deviance explained."""
+        from ._gam_stats import format_pval, signif_stars
+
         check_is_fitted(self)
         link = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}[self.family]
-        lines = [f"Family: {self.family}", f"Link function: {link}", "", "Parametric coefficients:"]
+        lines = [f"Family: {self.family}", f"Link function: {link}", ""]
+        formula = getattr(self, "formula_", None)
+        if formula:
+            lines += ["Formula:", formula, ""]
+        lines.append("Parametric coefficients:")
         stat = "t value" if self.family == "gaussian" else "z value"
         est, se = self.fixed_effects_, self.fixed_effects_se_
         tval = est / se
@@ -760,30 +852,172 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             p = 2 * stats.t.sf(np.abs(tval), self.residual_df_)
         else:
             p = 2 * stats.norm.sf(np.abs(tval))
-        tab = pd.DataFrame({"Estimate": est, "Std. Error": se, stat: tval, f"Pr(>|{stat[0]}|)": p})
-        with pd.option_context("display.float_format", "{:.5g}".format, "display.width", 120):
-            lines.append(tab.to_string())
-            lines += ["", "Approximate significance of smooth terms:"]
-            tests = self._smooth_tests()
-            rows = []
-            for name, edf in self.edf_.items():
-                if name in tests:
-                    _, r, st, pv = tests[name]
-                    rows.append((name, edf, r, st, pv))
-                else:
-                    rows.append((name, edf, np.nan, np.nan, np.nan))
-            head = "F" if self.family == "gaussian" else "Chi.sq"
-            st = pd.DataFrame(rows, columns=["term", "edf", "Ref.df", head, "p-value"]).set_index("term")
-            st.index.name = None
-            lines.append(st.to_string())
+        pname = f"Pr(>|{stat[0]}|)"
+        tab = pd.DataFrame({"Estimate": est.map("{:.5g}".format), "Std. Error": se.map("{:.5g}".format),
+                            stat: tval.map("{:.3f}".format), pname: [format_pval(v) for v in p],
+                            "": [signif_stars(v) for v in p]}, index=est.index)
+        lines.append(tab.to_string() if len(tab) else "(none)")
+        st = self.smooth_table()
+        if len(st):
+            head = st.columns[2]
+            out = pd.DataFrame({"edf": st["edf"].map("{:.3f}".format), "Ref.df": st["Ref.df"].map("{:.3f}".format),
+                                head: st[head].map("{:.3f}".format),
+                                "p-value": [format_pval(v) for v in st["p-value"]],
+                                "": [signif_stars(v) for v in st["p-value"]]}, index=st.index)
+            lines += ["", "Approximate significance of smooth terms:", out.to_string()]
+        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
         if len(self.re_sd_):
             lines += ["", "Random-effect standard deviations (re terms):"]
             lines += [f"  {k}: {v:.5g}" for k, v in self.re_sd_.items()]
-        lines += ["", f"R-sq.(adj) = {self.r2_adj_:.4f}   Deviance explained = {100 * self.deviance_explained_:.1f}%",
+        lines += ["", f"R-sq.(adj) = {self.r2_adj_:.3g}   Deviance explained = {100 * self.deviance_explained_:.3g}%",
                   f"fREML = {self.reml_score_:.5g}  Scale est. = {self.scale_:.5g}  n = {self._n}"]
         if not self.converged_:
             lines += ["", "fREML did not converge: see converged_"]
         return Summary("\n".join(lines))
+
+    def gam_check(self, X, y, groups=None, n_rep=400, subsample=5000, random_state=None, plot=False):
+        """Basis-dimension check and residual plots, as mgcv's ``gam.check``.
+
+        For each smooth, the k-index compares the mean squared difference of residuals of
+        neighbouring points in the smooth's covariates (ordered for 1-D smooths; 3 nearest
+        neighbours after mgcv's gradient scaling for tensor products) with the residual
+        variance; the p-value is the share of ``n_rep`` random orderings giving a smaller
+        difference (mgcv's ``k.check``).  A k-index clearly below 1 with a small p-value, and an
+        edf close to k', suggest the basis dimension k is too low.
+
+        Parameters
+        ----------
+        X, y, groups
+            The training data (residuals are ``y`` minus the conditional prediction).
+        n_rep : int, default=400
+        subsample : int, default=5000
+            At most this many rows (drawn at random) are used, as mgcv.
+        random_state : int or Generator, optional
+        plot : bool, default=False
+            Also draw mgcv's four residual plots (QQ plot, residuals against the linear
+            predictor, histogram, response against fitted values) with matplotlib.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``k'``, ``edf``, ``k-index``, ``p-value`` per smooth (NaN for random effects).
+        """
+        from ._gam_stats import k_index
+
+        check_is_fitted(self)
+        rng = np.random.default_rng(random_state)
+        y = self._check_y_shape(y, len(X))
+        y = np.asarray(y, dtype=np.float64)
+        mu = self.predict(X, groups)
+        resid = np.sign(y - mu) * np.sqrt(np.maximum(_unit_deviance(self.family, y, mu), 0))
+        Xd = np.ascontiguousarray(self._prepare_predict(X, groups).X[:, self._keep])
+        n = y.shape[0]
+        ind = rng.choice(n, subsample, replace=False) if n > subsample else np.arange(n)
+        rows = []
+        for sm in self._smooths:
+            cols = Xd[np.ix_(ind, sm.columns)]
+            f_eval = None
+            if sm.tensor:
+                c = self._lay_cols[sm.name]
+                beta = self._res_beta_d[c]
+
+                def f_eval(M, sm=sm, beta=beta):
+                    return sm.centred.basis([M[:, i] for i in range(M.shape[1])]) @ beta
+            kx, pv = k_index(resid[ind], cols, f_eval, n_rep=n_rep, rng=rng)
+            rows.append((sm.name, self._lay_cols[sm.name].stop - self._lay_cols[sm.name].start,
+                         float(self.edf_[sm.name]), kx, pv))
+        for name, *_ in self._re_info:
+            rows.append((name, float(len(self._re_values[name])), float(self.edf_[name]), np.nan, np.nan))
+        out = pd.DataFrame(rows, columns=["term", "k'", "edf", "k-index", "p-value"]).set_index("term")
+        out.index.name = None
+        if plot:
+            import matplotlib.pyplot as plt  # optional dependency: imported only when plotting
+
+            eta = self._predict_eta(X, groups, False)[0]
+            fig, ax = plt.subplots(2, 2, figsize=(8, 7))
+            q = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+            ax[0, 0].plot(q, np.sort(resid), ".", ms=2)
+            ax[0, 0].plot(q, q * np.std(resid), color="r")
+            ax[0, 0].set(xlabel="theoretical quantiles", ylabel="deviance residuals")
+            ax[0, 1].plot(eta, resid, ".", ms=2)
+            ax[0, 1].set(title="Resids vs. linear pred.", xlabel="linear predictor", ylabel="residuals")
+            ax[1, 0].hist(resid, bins=30)
+            ax[1, 0].set(title="Histogram of residuals", xlabel="Residuals")
+            ax[1, 1].plot(mu, y, ".", ms=2)
+            ax[1, 1].set(title="Response vs. Fitted Values", xlabel="Fitted Values", ylabel="Response")
+            fig.tight_layout()
+            out.attrs["figure"] = fig
+        return out
+
+    def concurvity(self, X, groups=None, max_columns=3000):
+        """mgcv's ``concurvity(b, full=TRUE)``: how far each term is a function of the others.
+
+        For each term (``para`` for the parametric part, then smooths and random-effect terms)
+        with model-matrix columns X_j and the rest X_i: ``worst`` is the largest share of a
+        function in X_j's span that X_i reproduces, ``observed`` the share for the fitted
+        term, ``estimate`` the average share (trace ratio); 0 none, 1 total concurvity.
+
+        Parameters
+        ----------
+        X, groups
+            The training data (the model matrix is rebuilt from them, in chunks).
+        max_columns : int, default=3000
+            The measures need the model's dense Gram matrix (random effects included): refused
+            with a ValueError above this many columns.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows ``worst``, ``observed``, ``estimate``; one column per term.
+        """
+        check_is_fitted(self)
+        pdata = self._prepare_predict(X, groups)
+        Xd = np.ascontiguousarray(pdata.X[:, self._keep])
+        G_u = self._res_u.shape[0] if self._res_u.ndim == 2 else 0
+        q = len(self._sparse_slot)
+        pd_ = self._Hinv.shape[0]
+        ptot = pd_ + G_u * q
+        if ptot > max_columns:
+            raise ValueError(f"concurvity needs a dense {ptot} x {ptot} Gram matrix (more than max_columns="
+                             f"{max_columns})")
+        Gm = np.zeros((ptot, ptot))
+        n = Xd.shape[0]
+        for s0 in range(0, n, _PRED_CHUNK):
+            sl = slice(s0, min(n, s0 + _PRED_CHUNK))
+            D, Zu, g = self._design_rows(Xd[sl], [c[sl] for c in pdata.codes])
+            full = np.zeros((D.shape[0], ptot))
+            full[:, :pd_] = D
+            known = np.flatnonzero(g >= 0)
+            for r in range(q):
+                full[known, pd_ + g[known] * q + r] = Zu[known, r]
+            Gm += full.T @ full
+        beta = np.zeros(ptot)
+        beta[:pd_] = self._res_beta_d
+        if q:
+            beta[pd_:] = self._res_u.ravel()
+        blocks = []
+        if "parametric" in self._lay_cols:
+            blocks.append(("para", np.arange(pd_)[self._lay_cols["parametric"]]))
+        for name in self.edf_.index:
+            if name in self._lay_cols and self._lay_cols[name] is not None:
+                blocks.append((name, np.arange(pd_)[self._lay_cols[name]]))
+            elif name in self._sparse_slot:
+                blocks.append((name, pd_ + np.arange(G_u) * q + self._sparse_slot[name]))
+        out = {}
+        allc = np.arange(ptot)
+        for name, jc in blocks:
+            ic = np.setdiff1d(allc, jc)
+            Gjj = Gm[np.ix_(jc, jc)]
+            Gij = Gm[np.ix_(ic, jc)]
+            P = Gij.T @ np.linalg.lstsq(Gm[np.ix_(ic, ic)], Gij, rcond=None)[0]  # Xj'Xi (Xi'Xi)^- Xi'Xj
+            P = (P + P.T) / 2
+            L = np.linalg.cholesky(Gjj + 1e-12 * np.trace(Gjj) / len(jc) * np.eye(len(jc)))
+            Li = np.linalg.inv(L)
+            worst = float(np.linalg.eigvalsh(Li @ P @ Li.T).max())
+            b = beta[jc]
+            observed = float(b @ P @ b / (b @ Gjj @ b)) if b @ Gjj @ b > 0 else np.nan
+            out[name] = (worst, observed, float(np.trace(P) / np.trace(Gjj)))
+        return pd.DataFrame(out, index=["worst", "observed", "estimate"])
 
     def partial_effect(self, term, n_points=100):
         """Partial effect of a smooth on a grid with its standard error.
@@ -816,7 +1050,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 return s
         raise ValueError(f"{term!r} is not a smooth term; smooth terms: {[s.name for s in self._smooths]}")
 
-    def plot_partial(self, term, ax=None, n_points=100, level=0.95):
+    def plot_partial(self, term, ax=None, n_points=100, level=0.95, rug=None):
         """Plot a smooth's partial effect with a pointwise confidence band (as ``plot.gam``).
 
         Parameters
@@ -827,6 +1061,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         n_points : int, default=100
         level : float, default=0.95
             Coverage of the band.
+        rug : array-like, optional
+            Covariate values to mark along the x axis (``plot.gam``'s rug), e.g. ``df["x0"]``.
 
         Returns
         -------
@@ -841,6 +1077,11 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         ax.plot(pe["x"], pe["fit"], color="k")
         ax.fill_between(pe["x"], pe["fit"] - z * pe["se"], pe["fit"] + z * pe["se"], alpha=0.3)
         s = self._find_smooth(term)
+        if rug is not None:
+            r = np.asarray(rug, dtype=np.float64).ravel()
+            if r.size > 10_000:  # a rug of distinct values says the same
+                r = np.unique(r)
+            ax.plot(r, np.zeros_like(r), "|", color="k", ms=8, transform=ax.get_xaxis_transform())
         ax.set_xlabel(s.name[2:s.name.index(")")])
         ax.set_ylabel(f"{s.name}, edf={self.edf_[s.name]:.2f}")
         return ax

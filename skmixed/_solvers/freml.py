@@ -344,6 +344,8 @@ class FremlResult:
     eta: np.ndarray
     scale_estimated: bool
     n_starts: int = 1
+    xtwx_dd: np.ndarray | None = None
+    lam_u: np.ndarray | None = None
 
 
 def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
@@ -622,5 +624,8 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
     edf = [float(t.p) for t in lay.terms]
     for j, i in enumerate(lay.pen):
         edf[i] -= lam[j] * tr[j]
-    return FremlResult(beta_d, u, rho, phi, np.array(edf), float(reml), it, converged, float(dev), F,
-                       lay, eta, not scale_known)
+    res = FremlResult(beta_d, u, rho, phi, np.array(edf), float(reml), it, converged, float(dev), F,
+                      lay, eta, not scale_known)
+    res.xtwx_dd = Add  # X'WX of the dense part (the smooth tests' R factors)
+    res.lam_u = np.array([lam[j] for j, i in enumerate(lay.pen) if lay.terms[i].Xbar is None])
+    return res
