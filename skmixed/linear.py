@@ -15,7 +15,7 @@ from sklearn.metrics import r2_score
 from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
 from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
-from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
+from ._summary import Summary, varcorr_table
 from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats
 from ._transaction import transactional
