@@ -231,6 +231,10 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
                               UserWarning, stacklevel=2)
         offset = check_offset(offset, fd.X.shape[0])
         res = self._fit_glmm(fd, offset)
+        if offset is not None or trials:
+            # the simulation code draws Bernoulli rows without an offset: refuse rather than mislead
+            self._glmm_state.extra["not_simulable"] = "a fit with an offset" if offset is not None \
+                else "binomial proportions with trials"
         self.classes_ = classes
         self._warn_problems(res, fd)
         return self
