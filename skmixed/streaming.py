@@ -23,6 +23,7 @@ from ._design.formula import group_frame
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 from ._solvers.lmm import drop_aliased
+from ._transaction import transactional
 
 __all__ = ["StreamingMixed"]
 
@@ -146,6 +147,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         self.trace_every = trace_every
 
     # ================================================================ public API
+    @transactional
     def fit(self, X, y, groups=None):
         """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`).
 
@@ -163,6 +165,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """
         return self._consume(X, y, groups, reset=True)
 
+    @transactional
     def partial_fit(self, X, y=None, groups=None):
         """Consume a batch of rows in order, updating the estimates after every row.
 
@@ -190,6 +193,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             X, y, groups = self._formula_batch(X, y, groups)
         return self._consume(X, y, groups, reset=not fitted)
 
+    @transactional
     def sweep(self, n=1, tol=None, method="em"):
         """Run ``n`` SEMA-Update sweeps: full EM iterations over the stored group statistics.
 
@@ -217,10 +221,12 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         check_is_fitted(self)
         if not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        k = _sema.run_sweeps(self._state, int(n), tol=tol, alpha=self._alpha(), method=method)
+        st = self._state.copy()  # the sweeps update in place: the model's state changes only on success
+        k = _sema.run_sweeps(st, int(n), tol=tol, alpha=self._alpha(), method=method)
         if k < 0:
             raise ValueError("X'X is not invertible yet (too few or collinear rows): cannot sweep")
-        self.n_iter_ = self._state.n_sweeps
+        _check_finite_state(st)
+        self.__dict__.update(_state=st, n_iter_=st.n_sweeps)
         return self
 
     def predict(self, X, groups=None):
@@ -482,46 +488,46 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         return Z
 
     def _consume(self, X, y, groups, reset):
-        snapshot = dict(self.__dict__)
-        try:
-            Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
-        except BaseException:
-            # validation may have set n_features_in_ etc.: put everything back
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
-        # ---- the batch is valid: from here on only state changes
+        """Validate the batch, run it through a copy of the state, then commit in one assignment.
+
+        A rejected batch, a numerical failure or an interrupt (``KeyboardInterrupt``) anywhere
+        before the commit leaves the model as it was, so a batch is counted once or not at all.
+        """
+        Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
+        # ---- the batch is valid: stage the new state on copies
         if reset:
-            for name in _FITTED:
-                if name not in ("n_features_in_", "feature_names_in_"):
-                    self.__dict__.pop(name, None)
-            for k, v in setup.items():
-                setattr(self, k, v)
-        st = self._state
-        if self._no_groups:
+            new = {k: v for k, v in self.__dict__.items()
+                   if k not in _FITTED or k in ("n_features_in_", "feature_names_in_")}
+            new.update(setup)
+            st = setup["_state"]
+        else:
+            new = dict(self.__dict__)
+            st = self._state.copy()
+        if new["_no_groups"]:
             codes = np.zeros(Xd.shape[0], dtype=np.int64)
             n_levels = 1
         else:
             # batch-local levels -> stream codes; new levels get the next codes
-            levels = self.factors_[0].levels
+            levels = new["factors_"][0].levels
             where = levels.get_indexer(factor.levels)
-            new = where < 0
-            if new.any():
-                where[new] = np.arange(len(levels), len(levels) + int(new.sum()))
-                levels = levels.append(pd.Index(factor.levels[new], dtype=object))
-                self.factors_ = [GroupingFactor(factor.name if reset else self.factors_[0].name,
-                                                np.empty(0, dtype=np.int64), levels)]
+            unseen = where < 0
+            if unseen.any():
+                where[unseen] = np.arange(len(levels), len(levels) + int(unseen.sum()))
+                levels = levels.append(pd.Index(factor.levels[unseen], dtype=object))
+                new["factors_"] = [GroupingFactor(factor.name if reset else new["factors_"][0].name,
+                                                  np.empty(0, dtype=np.int64), levels)]
             codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
             n_levels = len(levels)
         st.ensure_capacity(n_levels)
-        trace = _sema.consume(st, Xd, yv, codes, self._zidx, n_train=self.n_train,
+        trace = _sema.consume(st, Xd, yv, codes, new["_zidx"], n_train=self.n_train,
                               alpha=self._alpha(), update_every=self.update_every,
                               trace_every=self.trace_every)
+        _check_finite_state(st)
         if trace.shape[0]:
-            self._trace_rows.append(trace)
-        self.n_seen_ = st.n_rows
-        self.n_groups_ = 0 if self._no_groups else n_levels
-        self.n_iter_ = st.n_sweeps
+            new["_trace_rows"] = list(new["_trace_rows"]) + [trace]
+        new.update(_state=st, n_seen_=st.n_rows, n_groups_=0 if new["_no_groups"] else n_levels,
+                   n_iter_=st.n_sweeps)
+        self.__dict__ = new  # the commit: one assignment
         self._warn_if_aliased(reset)
         return self
 
@@ -619,3 +625,11 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             if not self._no_groups and factor is None:
                 raise ValueError("groups are required: the model was fitted with groups")
         return Xd, yv, factor, setup
+
+
+def _check_finite_state(st):
+    """A clear error instead of NaN estimates when the stream's sums overflow (|y| or |X| ~1e155)."""
+    if not (np.isfinite(st.beta).all() and np.isfinite(st.Phi).all() and np.isfinite(st.sc).all()
+            and np.isfinite(st.XtX).all()):
+        raise ValueError("the batch makes the stream's statistics non-finite (values too large to square, "
+                         "|X| or |y| above ~1e154?): rescale the data; the model is unchanged")
