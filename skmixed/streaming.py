@@ -24,6 +24,7 @@ from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 from ._solvers import sema_exact as _exact
 from ._solvers.lmm import drop_aliased
+from ._transaction import transactional
 
 __all__ = ["StreamOrderWarning", "StreamingMixed"]
 
@@ -199,6 +200,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         self.callback = callback
 
     # ================================================================ public API
+    @transactional
     def fit(self, X, y, groups=None):
         """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`).
 
@@ -216,6 +218,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """
         return self._consume(X, y, groups, reset=True)
 
+    @transactional
     def partial_fit(self, X, y=None, groups=None):
         """Consume a batch of rows in order, updating the estimates after every row.
 
@@ -243,6 +246,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             X, y, groups = self._formula_batch(X, y, groups)
         return self._consume(X, y, groups, reset=not fitted)
 
+    @transactional
     def sweep(self, n=1, tol=None, method="em"):
         """Run ``n`` SEMA-Update sweeps: full EM iterations over the stored group statistics.
 
@@ -270,10 +274,12 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         check_is_fitted(self)
         if not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        k = _sema.run_sweeps(self._state, int(n), tol=tol, alpha=self._alpha(), method=method)
+        st = self._state.copy()  # the sweeps update in place: the model's state changes only on success
+        k = _sema.run_sweeps(st, int(n), tol=tol, alpha=self._alpha(), method=method)
         if k < 0:
             raise ValueError("X'X is not invertible yet (too few or collinear rows): cannot sweep")
-        self.n_iter_ = self._state.n_sweeps
+        _check_finite_state(st)
+        self.__dict__.update(_state=st, n_iter_=st.n_sweeps)
         return self
 
     def predict(self, X, groups=None):
@@ -539,40 +545,38 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         return Z
 
     def _consume(self, X, y, groups, reset):
-        snapshot = dict(self.__dict__)
-        try:
-            Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
-        except BaseException:
-            # validation may have set n_features_in_ etc.: put everything back
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
-        # ---- the batch is valid: from here on only state changes
+        """Validate the batch, run it through a copy of the state, then commit in one assignment.
+
+        A rejected batch, a numerical failure or an interrupt (``KeyboardInterrupt``) anywhere
+        before the commit leaves the model as it was, so a batch is counted once or not at all.
+        """
+        Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
+        # ---- the batch is valid: stage the new state on copies
         if reset:
-            for name in _FITTED:
-                if name not in ("n_features_in_", "feature_names_in_"):
-                    self.__dict__.pop(name, None)
-            for k, v in setup.items():
-                setattr(self, k, v)
-        st = self._state
-        if self._no_groups:
+            new = {k: v for k, v in self.__dict__.items()
+                   if k not in _FITTED or k in ("n_features_in_", "feature_names_in_")}
+            new.update(setup)
+            st = setup["_state"]
+        else:
+            new = dict(self.__dict__)
+            st = self._state.copy()
+        if new["_no_groups"]:
             codes = np.zeros(Xd.shape[0], dtype=np.int64)
             n_levels = 1
         else:
             # batch-local levels -> stream codes; new levels get the next codes
-            levels = self.factors_[0].levels
+            levels = new["factors_"][0].levels
             where = levels.get_indexer(factor.levels)
-            new = where < 0
-            if new.any():
-                where[new] = np.arange(len(levels), len(levels) + int(new.sum()))
-                levels = levels.append(pd.Index(factor.levels[new], dtype=object))
-                self.factors_ = [GroupingFactor(factor.name if reset else self.factors_[0].name,
-                                                np.empty(0, dtype=np.int64), levels)]
+            unseen = where < 0
+            if unseen.any():
+                where[unseen] = np.arange(len(levels), len(levels) + int(unseen.sum()))
+                levels = levels.append(pd.Index(factor.levels[unseen], dtype=object))
+                new["factors_"] = [GroupingFactor(factor.name if reset else new["factors_"][0].name,
+                                                  np.empty(0, dtype=np.int64), levels)]
             codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
             n_levels = len(levels)
         st.ensure_capacity(n_levels)
-        self.n_groups_ = 0 if self._no_groups else n_levels
-        correcting = self._correcting()
+        correcting = self.refit_every is not None and not new["_no_groups"]
         if not correcting:
             _exact.record_order(st, Xd, codes, st.n_rows)
         bar = None
@@ -581,21 +585,22 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
             bar = tqdm(total=Xd.shape[0], unit="rows", desc="StreamingMixed", leave=False)
         try:
-            self._run(st, Xd, yv, codes, correcting, bar)
+            traces = self._run(new, st, Xd, yv, codes, correcting, bar)
         finally:
             if bar is not None:
                 bar.close()
-        self.n_seen_ = st.n_rows
-        self.n_iter_ = st.n_sweeps
+        _check_finite_state(st)
+        if traces:
+            new["_trace_rows"] = list(new["_trace_rows"]) + traces
+        new.update(_state=st, n_seen_=st.n_rows, n_groups_=0 if new["_no_groups"] else n_levels,
+                   n_iter_=st.n_sweeps)
+        self.__dict__ = new  # the commit: one assignment
         self._warn_if_aliased(reset)
         if not correcting:
             self._warn_if_order_sensitive()
         return self
 
     # ---------------------------------------------------------------- exact corrections
-    def _correcting(self):
-        return self.refit_every is not None and not self._no_groups
-
     def _next_correction(self, last):
         """The row of the next scheduled correction after one at row ``last`` (0: none yet)."""
         if self.refit_every == "auto":
@@ -604,8 +609,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         k = int(self.refit_every)
         return (last // k + 1) * k
 
-    def _run(self, st, Xd, yv, codes, correcting, bar):
-        """Feed the batch to SEMA with the scheduled corrections; progress bar and callback.
+    def _run(self, new, st, Xd, yv, codes, correcting, bar):
+        """Feed the batch to the staged state ``st`` with the scheduled corrections; returns the trace rows.
 
         With ``refit_every="auto"`` the batch also ends with a correction.  Long stretches
         without one are cut every 100,000 rows for the progress bar and the callback.
@@ -613,42 +618,42 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         n = Xd.shape[0]
         start = st.n_rows
         pos = 0
+        traces = []
         show = bool(self.verbose) or self.callback is not None
         while pos < n:
             stop, scheduled = n, self.refit_every == "auto"
             if correcting:
-                due = self._next_correction(int(st.xc[0])) - start
-                due = max(due, pos + 1)
+                due = max(self._next_correction(int(st.xc[0])) - start, pos + 1)
                 if due <= n:
                     stop, scheduled = due, True
             else:
                 scheduled = False
             if show and stop - pos > _PROGRESS_STEP:
                 stop, scheduled = pos + _PROGRESS_STEP, False
-            trace = _sema.consume(st, Xd[pos:stop], yv[pos:stop], codes[pos:stop], self._zidx,
+            trace = _sema.consume(st, Xd[pos:stop], yv[pos:stop], codes[pos:stop], new["_zidx"],
                                   n_train=self.n_train, alpha=self._alpha(), update_every=self.update_every,
                                   trace_every=self.trace_every, ecme=correcting)
             done, pos = stop - pos, stop
-            corrected = correcting and scheduled and self._correct()
+            corrected = correcting and scheduled and self._correct(new, st)
             if corrected and trace.shape[0] and trace[-1, 0] == st.n_rows:
                 trace[-1] = _sema.trace_row(st)  # a trace row falling on a correction shows it
             if trace.shape[0]:
-                self._trace_rows.append(trace)
+                traces.append(trace)
             if bar is not None:
                 bar.update(done)
             if self.callback is not None and (corrected or pos == n):
-                self.callback(self._progress_info(corrected))
+                self.callback(self._progress_info(new, st, corrected))
+        return traces
 
-    def _correct(self):
-        """Replace SEMA's estimates by the exact ML fit of the rows seen (if it can be fitted yet)."""
-        st = self._state
+    def _correct(self, new, st):
+        """Replace SEMA's estimates in ``st`` by the exact ML fit of the rows seen (if it can be fitted yet)."""
         st.xc[0] = st.n_rows  # the schedule counts from the last attempt
         if not st.trained or not st.has_P:
             return False
         # warm start from the last correction; the first one runs the batch optimiser
         theta0 = st.xtheta if st.xtheta.size else None
         H0 = st.xhess if st.xhess.size else None
-        fit = _exact.exact_fit(st, self._zidx, self.feature_names_, self.re_names_, alpha=self._alpha(),
+        fit = _exact.exact_fit(st, new["_zidx"], new["feature_names_"], new["re_names_"], alpha=self._alpha(),
                                theta0=theta0, H0=H0, intercept=bool(self.fit_intercept))
         if fit is None:
             return False
@@ -658,10 +663,13 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         st.xc[1] += 1
         return True
 
-    def _progress_info(self, corrected):
-        return {"n_rows": self._state.n_rows, "fixed_effects": self.fixed_effects_,
-                "cov_re": next(iter(self.cov_re_.values()), None), "sigma2": self._state.s2,
-                "corrected": bool(corrected)}
+    @staticmethod
+    def _progress_info(new, st, corrected):
+        names = new["re_names_"]
+        return {"n_rows": st.n_rows,
+                "fixed_effects": pd.Series(st.beta.copy(), index=new["feature_names_"], name="fixed_effects"),
+                "cov_re": pd.DataFrame(st.Phi.copy(), index=names, columns=names) if names else None,
+                "sigma2": st.s2, "corrected": bool(corrected)}
 
     def _warn_if_order_sensitive(self):
         """Without corrections, say (once per stream) when the order of the rows looks unsafe."""
@@ -775,3 +783,11 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             if not self._no_groups and factor is None:
                 raise ValueError("groups are required: the model was fitted with groups")
         return Xd, yv, factor, setup
+
+
+def _check_finite_state(st):
+    """A clear error instead of NaN estimates when the stream's sums overflow (|y| or |X| ~1e155)."""
+    if not (np.isfinite(st.beta).all() and np.isfinite(st.Phi).all() and np.isfinite(st.sc).all()
+            and np.isfinite(st.XtX).all()):
+        raise ValueError("the batch makes the stream's statistics non-finite (values too large to square, "
+                         "|X| or |y| above ~1e154?): rescale the data; the model is unchanged")
