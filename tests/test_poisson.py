@@ -157,3 +157,17 @@ def test_formula_offset_and_cbind_equal_glmer(nagq):
     c = load_cbpp()
     b = MixedLogisticRegressor(nagq=nagq, formula="cbind(incidence, size - incidence) ~ period + (1 | herd)").fit(c)
     _check(b, REFS["cbpp_trials_laplace" if nagq == 1 else "cbpp_trials_agq9"], ll_tol=1e-5, se_rtol=1e-4)
+
+
+def test_inference_helpers_refuse_what_they_cannot_simulate():
+    from skmixed import bootstrap
+
+    X, ep = _epil()
+    m = MixedPoissonRegressor().fit(X, ep["y"], groups=ep["subject"])
+    with pytest.raises(ValueError, match="not available for the Poisson model"):
+        bootstrap(m, n_boot=2)
+    c = load_cbpp()
+    Xc = pd.get_dummies(c["period"], prefix="period", drop_first=True, dtype=float)
+    mt = MixedLogisticRegressor().fit(Xc, c["incidence"] / c["size"], groups=c["herd"], sample_weight=c["size"])
+    with pytest.raises(ValueError, match="binomial proportions with trials"):
+        mt.simulate(1)
