@@ -12,16 +12,37 @@ StreamingMixed
     Linear mixed models fitted online, row by row (SEMA, ``partial_fit``).
 SplitSampleMixed
     Split-sample fitting of any of them: subsamples in parallel, combined.
+
+``import skmixed`` itself is quick: each estimator's module (and with it
+scikit-learn, pandas and numba) is imported on first access, as in
+``from skmixed import MixedLinearRegressor``.
 """
 
-from . import _threads  # noqa: F401  (registers numba with threadpoolctl)
-from ._base import NoGroupsWarning
-from .additive import AdditiveMixedRegressor
-from .linear import MixedLinearRegressor
-from .logistic import MixedLogisticRegressor
-from .split_sample import SplitSampleMixed
-from .streaming import StreamingMixed
+import importlib
 
 __version__ = "0.1.0"
 __all__ = ["AdditiveMixedRegressor", "MixedLinearRegressor", "MixedLogisticRegressor", "NoGroupsWarning",
            "SplitSampleMixed", "StreamingMixed"]
+
+# public name -> module holding it (imported on first access, PEP 562)
+_LAZY = {
+    "AdditiveMixedRegressor": ".additive",
+    "MixedLinearRegressor": ".linear",
+    "MixedLogisticRegressor": ".logistic",
+    "NoGroupsWarning": "._base",
+    "SplitSampleMixed": ".split_sample",
+    "StreamingMixed": ".streaming",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        importlib.import_module("._threads", __name__)  # numba obeys threadpoolctl from here on
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skmixed' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

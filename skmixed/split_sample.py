@@ -17,6 +17,7 @@ from sklearn.utils._indexing import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import NoGroupsWarning
+from ._progress import track
 from ._threads import effective_n_threads
 from ._design.layout import amalgamate
 from ._solvers import split as ssplit
@@ -257,10 +258,7 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
                     n_threads)
 
         out = Parallel(n_jobs=self.n_jobs, return_as="generator")(tasks())
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            out = tqdm(out, total=n_tasks, desc=f"SplitSampleMixed ({self.strategy})")
+        out = track(out, self.verbose, total=n_tasks, desc=f"SplitSampleMixed ({self.strategy})", unit="fit")
         self.estimators_ = list(out)
         self._combine(fd, proto, part, parts, row_sets)
         return self
