@@ -13,6 +13,11 @@ StreamingMixed
 SplitSampleMixed
     Split-sample fitting of any of them: subsamples in parallel, combined.
 
+Inference
+---------
+coef_table, tidy, confint, anova, bootstrap
+    lmerTest's t-tests, broom.mixed's tidy frame, lme4's confint / anova / bootMer.
+
 ``import skmixed`` itself is quick: each estimator's module (and with it
 scikit-learn, pandas and numba) is imported on first access, as in
 ``from skmixed import MixedLinearRegressor``.
@@ -21,8 +26,9 @@ scikit-learn, pandas and numba) is imported on first access, as in
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["AdditiveMixedRegressor", "MixedLinearRegressor", "MixedLogisticRegressor", "NoGroupsWarning",
-           "SplitSampleMixed", "StreamingMixed"]
+__all__ = ["AdditiveMixedRegressor", "BootstrapResult", "MixedLinearRegressor", "MixedLogisticRegressor",
+           "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed", "anova", "bootstrap",
+           "coef_table", "confint", "tidy"]
 
 # public name -> module holding it (imported on first access, PEP 562)
 _LAZY = {
@@ -32,6 +38,8 @@ _LAZY = {
     "NoGroupsWarning": "._base",
     "SplitSampleMixed": ".split_sample",
     "StreamingMixed": ".streaming",
+    **{name: ".inference" for name in ("BootstrapResult", "RefitWarning", "anova", "bootstrap", "coef_table",
+                                       "confint", "tidy")},
 }
 
 

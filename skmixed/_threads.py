@@ -86,14 +86,35 @@ def single_threaded_blas():
                 _BLAS_LIMIT = None
 
 
-def blas_for_dense(m: int):
-    """The BLAS setting for a loop that factors an ``m``-row dense part again and again.
+@contextlib.contextmanager
+def single_threaded_loop():
+    """One BLAS thread (:func:`single_threaded_blas`) and one numba thread in the calling thread.
 
-    One thread (:func:`single_threaded_blas`) for a few hundred to a few thousand
-    rows; the caller's setting below that (calls too small to thread) and above
-    (where the second thread pays).
+    For optimiser loops whose every step is a few milliseconds to a fraction of a
+    second of dense and sparse work: a second thread there gains at most 2x on an
+    idle machine, while on a busy one each parallel region waits for a descheduled
+    thread (BLAS spin-waits, numba's ``prange`` barriers) and a fit slows down 10-20x.
+    Single-threaded, a fit keeps its speed when another process holds one core.
+    numba's count is thread-local, so other threads' kernels are not affected;
+    a tighter ``threadpool_limits`` set by the caller stays in force.
     """
-    return single_threaded_blas() if 200 < m <= 4000 else contextlib.nullcontext()
+    with single_threaded_blas():
+        prev = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(prev)
+
+
+def blas_for_dense(m: int):
+    """The thread setting for a loop that factors an ``m``-row dense part again and again.
+
+    One BLAS and one numba thread (:func:`single_threaded_loop`) for a few hundred
+    to a few thousand rows; the caller's setting below that (calls too small to
+    thread) and above (where the second thread pays).
+    """
+    return single_threaded_loop() if 200 < m <= 4000 else contextlib.nullcontext()
 
 
 def effective_n_threads() -> int:

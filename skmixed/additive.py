@@ -12,7 +12,9 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import MixedModelBase
+from ._design.mgcv_formula import SmoothSpec, is_smooth_term, parse_smooth, split_mgcv_formula
 from ._design.smooths import SMOOTHS, make_smooth
+from ._design.tensor import TensorSmooth
 from ._kernels.binned import discretize, index_few_values, remap_codes
 from ._solvers.freml import FAMILIES, Layout, Term, fit_freml
 from ._summary import Summary
@@ -52,11 +54,48 @@ def _compress_rows(Xp):
 
 
 class _SmoothInfo:
-    """What predict / plots need of a fitted smooth (``by``: factor column and level, or None)."""
+    """What predict / plots need of a fitted smooth.
 
-    def __init__(self, name, column, centred, lo, hi, by=None, level=None):
+    ``column``: design column of a 1-D smooth; ``columns``: all of them (tensor products);
+    ``by``: by column with ``level`` (factor by) or ``level=None`` (numeric by: a multiplier).
+    """
+
+    def __init__(self, name, column, centred, lo, hi, by=None, level=None, columns=None):
         self.name, self.column, self.centred, self.lo, self.hi = name, column, centred, lo, hi
         self.by, self.level = by, level
+        self.columns = (column,) if columns is None else tuple(columns)
+
+    @property
+    def tensor(self) -> bool:
+        return hasattr(self.centred, "S_list")
+
+    def rows(self, Xd):
+        """The smooth's block of the design at the rows of ``Xd``."""
+        if hasattr(self.centred, "S_list"):
+            B = self.centred.basis([Xd[:, j] for j in self.columns])
+        else:
+            B = self.centred.basis(Xd[:, self.column])
+        if self.by is not None:
+            B = B * ((Xd[:, self.by] == self.level) if self.level is not None else Xd[:, self.by])[:, None]
+        return B
+
+
+class _Uncentred:
+    """A 1-D smooth without the sum-to-zero constraint (numeric ``by``: mgcv drops it), penalty
+    rescaled as ``smoothCon``."""
+
+    def __init__(self, smooth, X):
+        self.smooth = smooth
+        maXX = np.max(np.abs(X).sum(axis=1)) ** 2
+        S0 = smooth.penalty
+        self.S_scale = float(np.max(np.abs(S0).sum(axis=0)) / maXX)
+        self.S = (S0 + S0.T) / 2 / self.S_scale
+        ev = np.linalg.eigvalsh(self.S)
+        pos = ev[ev > ev.max() * 1e-10]
+        self.rank, self.logdet_S = int(pos.size), float(np.log(pos).sum())
+
+    def basis(self, x):
+        return self.smooth.basis(x)
 
 
 def _fmt_level(v):
@@ -88,11 +127,18 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         Columns of X that get a smooth ``s()`` (names for DataFrames, else positions).
         ``(x, f)`` is mgcv's factor by-smooth ``f + s(x, by=f)``: ``f`` (a column with 2 to 50
         distinct values) enters as treatment dummies and each level gets its own smooth of ``x``.
-        The other columns enter linearly.
-    basis : {"cr", "ps"}, default="cr"
-        Cubic regression spline (mgcv ``bs="cr"``) or P-spline (``bs="ps"``).
-    n_knots : int, default=10
-        Basis dimension k of every smooth (mgcv's ``k``); one is lost to centring.
+        Entries may also be mgcv terms written out: ``"s(x0, k=5, bs='ps')"``,
+        ``"te(x2, x3, k=c(5, 6))"`` (tensor product, one smoothing parameter per margin),
+        ``"ti(x2, x3)"`` (pure interaction), ``"s(x0, by=z)"`` (by a factor column as above, or
+        a numeric column: the smooth multiplied by it, uncentred). The other columns enter linearly.
+    basis : {"cr", "ps"} or dict, default="cr"
+        Cubic regression spline (mgcv ``bs="cr"``) or P-spline (``bs="ps"``); a dict maps column
+        names or term labels (``"te(x2,x3)"``) to a basis, others get ``"cr"``. A term's own
+        ``bs=`` wins.
+    n_knots : int or dict, default=10
+        Basis dimension k of the ``s()`` smooths (mgcv's ``k``; one is lost to centring); a dict
+        maps column names or term labels to k (others get 10). Tensor products take 5 per margin
+        unless the term says ``k=`` or the dict has its label.
     discrete : bool, default=True
         Discretize smooth covariates (``bam(discrete=TRUE)``); ``False`` is the exact fit.
     family : {"gaussian", "binomial", "poisson"}, default="gaussian"
@@ -146,6 +192,12 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
     by a constant (the optimum is the same).  Random slopes apply to every grouping factor and are
     uncorrelated with the intercepts (``s(g, x, bs="re")``).
 
+    fREML can have several local optima along one smoothing parameter (typically a wiggly fit
+    and a near-linear one when a covariate has few distinct values).  After the Newton iteration
+    converges, each smooth's smoothing parameter is scanned over a wide grid on the converged
+    working model, and the fit restarts from any point with a lower score; the best fit is kept.
+    ``reml_score_`` reports the criterion so fits can be compared.
+
     Examples
     --------
     >>> from skmixed import AdditiveMixedRegressor
@@ -170,38 +222,91 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
 
     # ------------------------------------------------------------------ parameters
     def _check_params(self):
-        if self.basis not in SMOOTHS:
-            raise ValueError(f"basis must be one of {sorted(SMOOTHS)}, got {self.basis!r}")
-        if not isinstance(self.n_knots, numbers.Integral) or isinstance(self.n_knots, bool) or self.n_knots < 3:
-            raise ValueError(f"n_knots must be an integer >= 3, got {self.n_knots!r}")
+        bases = self.basis.values() if isinstance(self.basis, dict) else [self.basis]
+        bases = [b for v in bases for b in (v if isinstance(v, tuple) else (v,))]
+        for b in bases:
+            if not isinstance(b, str) or b not in SMOOTHS:
+                raise ValueError(f"basis must be one of {sorted(SMOOTHS)} (or a dict of them), got {b!r}")
+        ks = self.n_knots.values() if isinstance(self.n_knots, dict) else [self.n_knots]
+        for k in ks:
+            if isinstance(k, tuple):
+                bad = [v for v in k if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 3]
+            else:
+                bad = [] if isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 3 else [k]
+            if bad:
+                raise ValueError(f"n_knots must be an integer >= 3 (or a dict of them), got {k!r}")
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
 
-    def _smooth_indices(self, names):
-        """Resolve ``smooth`` to (position, by-position or None) among the non-group columns."""
+    def _term_options(self, spec: SmoothSpec):
+        """(k, bs) of a term: its own, else the dict entry for its label or column, else defaults;
+        tensor products get one of each per margin."""
+        def pick(own, param, default_s, default_te, global_ok):
+            if own is not None:
+                return own
+            if isinstance(param, dict):
+                for key in (spec.label,) + (spec.columns if spec.kind == "s" else ()):
+                    if key in param:
+                        return param[key]
+                return default_s if spec.kind == "s" else default_te
+            return param if (spec.kind == "s" or global_ok) else default_te
+
+        k = pick(spec.k, self.n_knots, 10, 5, False)
+        bs = pick(spec.bs, self.basis, "cr", "cr", True)
+        if spec.kind == "s":
+            if isinstance(k, tuple) or isinstance(bs, tuple):
+                raise ValueError(f"{spec.label}: one k and one basis for an s() term")
+            if bs not in SMOOTHS:
+                raise ValueError(f"{spec.label}: basis must be one of {sorted(SMOOTHS)}, got {bs!r}")
+            return int(k), bs
+        d = len(spec.columns)
+        ks = tuple(k) if isinstance(k, tuple) else (k,) * d
+        bss = tuple(bs) if isinstance(bs, tuple) else (bs,) * d
+        if len(ks) == 1:
+            ks = ks * d
+        if len(bss) == 1:
+            bss = bss * d
+        if len(ks) != d or len(bss) != d:
+            raise ValueError(f"{spec.label}: give one k and one basis per margin ({d})")
+        for b in bss:
+            if b not in SMOOTHS:
+                raise ValueError(f"{spec.label}: basis must be one of {sorted(SMOOTHS)}, got {b!r}")
+        return tuple(int(v) for v in ks), bss
+
+    def _smooth_specs(self, names):
+        """Resolve ``smooth`` to :class:`SmoothSpec` over the input column names."""
         sm = self.smooth
         if sm is None:
             return []
         sm = [sm] if isinstance(sm, (str, numbers.Integral)) else list(sm)
 
-        def pos(c):
+        def name(c):
             if isinstance(c, str) and c in names:
-                return names.index(c)
+                return c
             if isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < len(names):
-                return int(c)
+                return names[int(c)]
             raise ValueError(f"smooth column {c!r} is not a column name or index of X (columns: {names})")
 
         out = []
         for s in sm:
-            if isinstance(s, tuple):
+            if isinstance(s, str) and is_smooth_term(s):
+                spec = parse_smooth(s)
+                if spec.bs == "re":
+                    raise ValueError(f"{s!r}: random effects come from groups (or (1 | g) in a formula), not "
+                                     "from smooth")
+                spec = SmoothSpec(spec.kind, tuple(name(c) for c in spec.columns), spec.k, spec.bs,
+                                  None if spec.by is None else name(spec.by))
+            elif isinstance(s, tuple):
                 if len(s) != 2:
                     raise ValueError(f"a by-smooth is given as (column, by_column), got {s!r}")
-                out.append((pos(s[0]), pos(s[1])))
+                spec = SmoothSpec("s", (name(s[0]),), by=name(s[1]))
             else:
-                out.append((pos(s), None))
-        if len(set(out)) != len(out):
+                spec = SmoothSpec("s", (name(s),))
+            out.append(spec)
+        keys = [(sp.kind, sp.columns, sp.by) for sp in out]
+        if len(set(keys)) != len(keys):
             raise ValueError("smooth lists a term twice")
-        if {j for j, _ in out} & {b for _, b in out if b is not None}:
+        if {c for sp in out for c in sp.columns} & {sp.by for sp in out if sp.by is not None}:
             raise ValueError("a by column cannot also be smoothed")
         return out
 
@@ -243,62 +348,50 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         icpt = int(bool(self.fit_intercept))
         # smooth columns are named/indexed among the input columns (before aliased ones are dropped)
         names_all = self._input_names(X, fd.n_design - icpt)
-        spec = [(names_all[i], None if b is None else names_all[b]) for i, b in self._smooth_indices(names_all)]
-        missing = [c for pair in spec for c in pair if c is not None and c not in fd.feature_names]
+        specs = self._smooth_specs(names_all)
+        for sp in specs:
+            self._term_options(sp)  # validate every term's k / bs before any work
+        missing = sorted({c for sp in specs for c in sp.columns + ((sp.by,) if sp.by else ())
+                          if c not in fd.feature_names})
         if missing:
             raise ValueError(f"smooth column(s) {missing} are aliased with other columns")
-        spec = [(fd.feature_names.index(a), None if b is None else fd.feature_names.index(b)) for a, b in spec]
-        sm_cols = [a for a, _ in spec]
+        col = fd.feature_names.index
+        sm_cols = sorted({col(c) for sp in specs for c in sp.columns})
         n = fd.X.shape[0]
         # ---- design (all validation before any fitted attribute is set)
         terms, smooths = [], []
-        # by-factor columns enter the parametric part as treatment dummies (mgcv: y ~ f + s(x, by=f))
-        by_cols = sorted({b for _, b in spec if b is not None})
+        # by columns: a factor (2 to 50 distinct values) enters the parametric part as treatment
+        # dummies (mgcv: y ~ f + s(x, by=f)); a numeric by multiplies its smooth and is not parametric
+        by_cols = sorted({col(sp.by) for sp in specs if sp.by is not None})
         by_levels = {}
         for b in by_cols:
             lev, _ = index_few_values(np.ascontiguousarray(fd.X[:, b]), 50)
-            if lev.size < 2:
-                raise ValueError(f"by column {fd.feature_names[b]!r} needs 2 to 50 distinct values (a factor)")
+            if lev.size == 1:
+                raise ValueError(f"by column {fd.feature_names[b]!r} is constant")
             by_levels[b] = lev
+        fac_by = [b for b in by_cols if by_levels[b].size > 0]
         par_cols = [j for j in range(fd.X.shape[1]) if j not in sm_cols and j not in by_cols]
-        by_dummies = [(b, by_levels[b][1:] if icpt else by_levels[b]) for b in by_cols]
+        by_dummies = [(b, by_levels[b][1:] if icpt else by_levels[b]) for b in fac_by]
         par_names = [fd.feature_names[j] for j in par_cols] + [
             f"{fd.feature_names[b]}{_fmt_level(v)}" for b, lv in by_dummies for v in lv]
         Xpar = _parametric_matrix(fd.X, par_cols, by_dummies)
+        # parametric columns enter on a unit root-mean-square scale (coefficients are unscaled in
+        # _store): the fREML Newton steps then do not depend on the columns' units
+        par_scale = np.sqrt(np.mean(Xpar * Xpar, axis=0)) if Xpar.shape[1] else np.zeros(0)
+        par_scale = np.where(par_scale > 0, par_scale, 1.0)
+        Xpar = Xpar / par_scale
+        self_par_scale = par_scale
         if Xpar.shape[1]:
             Xbar, idx = _compress_rows(Xpar)
             terms.append(Term("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
-        for j, byc in spec:
-            name = fd.feature_names[j]
-            x = fd.X[:, j]
-            vals, k = discretize(x, _MAX_BINS, exact=not self.discrete)
-            if vals.size < 2:
-                raise ValueError(f"smooth column {name!r} is constant: a smooth needs varying values")
-            try:
-                sm = make_smooth(self.basis, vals, self.n_knots)
-            except ValueError as e:
-                raise ValueError(f"smooth column {name!r}: {e}") from None
-            B = sm.basis(vals)
-            if byc is None:
-                # centre over the data rows (exact) or the distinct values (discrete, as bam)
-                c = sm.centred(B, None if self.discrete else np.bincount(k, minlength=vals.size))
-                terms.append(Term(f"s({name})", k, np.ascontiguousarray(B @ c.Z), vals.size, S=c.S,
-                                  rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
-                smooths.append(_SmoothInfo(f"s({name})", j, c, float(x.min()), float(x.max())))
-                continue
-            # by-factor: one smooth per level on the shared basis, X_l = 1{f = l} B, each with its own
-            # smoothing parameter; mgcv centres each level's curve over all rows (not the level's)
-            fcol = fd.X[:, byc]
-            for lev in by_levels[byc]:
-                ind = (fcol == lev).astype(np.float64)
-                c = sm.centred(B, None if self.discrete else np.bincount(k, minlength=vals.size))
-                tname = f"s({name}):{fd.feature_names[byc]}{_fmt_level(lev)}"
-                terms.append(Term(tname, k, np.ascontiguousarray(B @ c.Z), vals.size, z=ind, S=c.S,
-                                  rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
-                sel = ind > 0
-                smooths.append(_SmoothInfo(tname, j, c, float(x[sel].min()), float(x[sel].max()), byc, lev))
+        for sp in specs:
+            if sp.kind == "s":
+                self._add_smooth(fd, sp, terms, smooths, by_levels)
+            else:
+                self._add_tensor(fd, sp, terms, smooths)
         # random effects: one identity-penalized term per (factor, column), as mgcv's re smooths
         re_info = []
+        zscale = {}
         if fd.factors:
             primary = int(np.argmax([f.n_levels for f in fd.factors]))
             for rt in fd.terms:
@@ -306,7 +399,14 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 cols = ([None] if rt.intercept else []) + list(rt.slopes)
                 for col, cname in zip(cols, rt.names):
                     tname = f"s({f.name})" if col is None else f"s({f.name},{fd.feature_names[col]})"
-                    z = None if col is None else np.ascontiguousarray(fd.X[:, col])
+                    z = None
+                    if col is not None:
+                        # slopes enter on a unit root-mean-square scale (undone in _store) so that the
+                        # fit does not depend on the column's units: starts and steps are scale-free
+                        z = np.ascontiguousarray(fd.X[:, col])
+                        rms = float(np.sqrt(np.mean(z * z)))
+                        zscale[tname] = rms if rms > 0 else 1.0
+                        z = z / zscale[tname]
                     if rt.factor == primary:
                         t = Term(tname, f.codes, None, f.n_levels, z=z, kind="re")
                     else:  # small factors join the dense block (explicit identity basis)
@@ -317,8 +417,118 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         lay = Layout(terms, n)
         pw = np.ones(n) if fd.weights is None else fd.weights
         res = fit_freml(lay, fd.y, pw, self.family)
+        self._re_zscale = zscale
+        self._par_scale = self_par_scale
         self._store(fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies)
         return self
+
+    def _add_smooth(self, fd, sp, terms, smooths, by_levels):
+        """Terms of an ``s()`` smooth (with a factor by: one per level)."""
+        k_, bs = self._term_options(sp)
+        j = fd.feature_names.index(sp.columns[0])
+        name = sp.columns[0]
+        x = fd.X[:, j]
+        vals, k = discretize(x, _MAX_BINS, exact=not self.discrete)
+        if vals.size < 2:
+            raise ValueError(f"smooth column {name!r} is constant: a smooth needs varying values")
+        try:
+            sm = make_smooth(bs, vals, k_)
+        except ValueError as e:
+            raise ValueError(f"smooth column {name!r}: {e}") from None
+        B = sm.basis(vals)
+        # centre over the data rows (exact) or the distinct values (discrete, as bam)
+        cw = None if self.discrete else np.bincount(k, minlength=vals.size)
+        if sp.by is None:
+            c = sm.centred(B, cw)
+            terms.append(Term(f"s({name})", k, np.ascontiguousarray(B @ c.Z), vals.size, S=c.S,
+                              rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
+            smooths.append(_SmoothInfo(f"s({name})", j, c, float(x.min()), float(x.max())))
+            return
+        byc = fd.feature_names.index(sp.by)
+        if by_levels[byc].size == 0:
+            # numeric by: f(x) * z, no centring constraint (mgcv drops it for a non-constant by)
+            c = _Uncentred(sm, B)
+            tname = f"s({name}):{sp.by}"
+            terms.append(Term(tname, k, np.ascontiguousarray(B), vals.size, z=np.ascontiguousarray(fd.X[:, byc]),
+                              S=c.S, rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
+            smooths.append(_SmoothInfo(tname, j, c, float(x.min()), float(x.max()), byc, None))
+            return
+        # by-factor: one smooth per level on the shared basis, X_l = 1{f = l} B, each with its own
+        # smoothing parameter; mgcv centres each level's curve over all rows (not the level's)
+        fcol = fd.X[:, byc]
+        for lev in by_levels[byc]:
+            ind = (fcol == lev).astype(np.float64)
+            c = sm.centred(B, cw)
+            tname = f"s({name}):{sp.by}{_fmt_level(lev)}"
+            terms.append(Term(tname, k, np.ascontiguousarray(B @ c.Z), vals.size, z=ind, S=c.S,
+                              rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
+            sel = ind > 0
+            smooths.append(_SmoothInfo(tname, j, c, float(x[sel].min()), float(x[sel].max()), byc, lev))
+
+    def _add_tensor(self, fd, sp, terms, smooths):
+        """The term of a ``te()``/``ti()`` tensor product: margins discretized one by one (as bam),
+        the term indexed by the distinct combinations that occur."""
+        if sp.by is not None:
+            raise ValueError(f"{sp.label}: by= is supported for s() terms only")
+        ks, bss = self._term_options(sp)
+        js = [fd.feature_names.index(c) for c in sp.columns]
+        margin_vals, code, radix = [], np.zeros(fd.X.shape[0], dtype=np.int64), 1
+        for jj, c in zip(js, sp.columns):
+            vals, k = discretize(fd.X[:, jj], _MAX_BINS, exact=not self.discrete)
+            if vals.size < 2:
+                raise ValueError(f"smooth column {c!r} is constant: a smooth needs varying values")
+            margin_vals.append((vals, k))
+            code = code * vals.size + k
+            radix *= vals.size
+        if radix < 2 ** 62:
+            index, kept = remap_codes(code, radix)
+        else:  # pragma: no cover - astronomically many combinations
+            uniq, index = np.unique(code, return_inverse=True)
+            kept, index = uniq, index.astype(np.int64)
+        # per-margin value of each distinct combination (last margin fastest in the code)
+        rem = kept.copy()
+        xs = [None] * len(js)
+        for m in range(len(js) - 1, -1, -1):
+            vals = margin_vals[m][0]
+            xs[m] = vals[rem % vals.size]
+            rem //= vals.size
+        counts = np.bincount(index, minlength=kept.size).astype(np.float64)
+        # ti: each margin centred over the data rows, so built on them (knots use unique values)
+        build = [v[kk] for v, kk in margin_vals] if sp.kind == "ti" else [v for v, _ in margin_vals]
+        try:
+            ts = TensorSmooth(build, ks, bss, interaction=sp.kind == "ti")
+        except ValueError as e:
+            raise ValueError(f"{sp.label}: {e}") from None
+        B = ts.basis(xs)
+        c = ts.centred(B, counts)
+        terms.append(Term(sp.label, index, np.ascontiguousarray(B @ c.Z), kept.size, S=sum(c.S_list),
+                          rank=c.rank, kind="smooth", S_list=c.S_list))
+        lo = [float(fd.X[:, jj].min()) for jj in js]
+        hi = [float(fd.X[:, jj].max()) for jj in js]
+        smooths.append(_SmoothInfo(sp.label, js[0], c, lo, hi, columns=js))
+
+    @staticmethod
+    def _reference_df(lay, res):
+        """mgcv's Ref.df per dense term, min(p_t, edf1_t) with edf1 = tr(2F - FF) over the term,
+        F = (X'WX + S)^-1 X'WX; and the term blocks of X'WX (for the tests' R factors)."""
+        Fd = res.factor
+        Hinv = Fd.Hinv
+        HS = Hinv @ Fd.Sd
+        F = np.eye(Hinv.shape[0]) - HS
+        FF = F @ F
+        if lay.q and res.lam_u is not None and res.lam_u.size:
+            # F_du F_ud = Hinv (sum_g M_g' diag(lambda_u) M_g) Hinv S_dd
+            K = np.einsum("gqp,q,gqr->pr", Fd.M, res.lam_u, Fd.M)
+            FF = FF + Hinv @ K @ HS
+        ref, blocks = {}, {}
+        for i, t in enumerate(lay.terms):
+            if t.Xbar is None:
+                continue
+            c = lay.cols[i]
+            e1 = 2 * np.trace(F[c, c]) - np.trace(FF[c, c])
+            ref[t.name] = float(min(t.p, e1))
+            blocks[t.name] = res.xtwx_dd[c, c].copy()
+        return ref, blocks
 
     def _store(self, fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies):
         phi = res.phi
@@ -331,6 +541,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self._res_beta_d = res.beta_d
         self._res_u = res.u
         self._Hinv = Hinv
+        self._ref_df, self._xtwx_blocks = self._reference_df(lay, res)
         self._Uinv = res.factor.Uinv
         self._M = res.factor.M
         self._primary = None
@@ -340,7 +551,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.family_ = self.family
         self.scale_ = float(phi)
         self.sigma_ = float(np.sqrt(phi))
-        self.reml_score_ = res.reml
+        # the fit ran on unit-rms parametric columns: add back the Jacobian so the score is bam's
+        self.reml_score_ = res.reml + float(np.sum(np.log(self._par_scale)))
         self.deviance_ = res.deviance
         self.n_iter_ = res.n_iter
         self.converged_ = res.converged
@@ -349,8 +561,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pnames = par_names
         if pnames:
             c = self._lay_cols["parametric"]
-            b = res.beta_d[c]
-            se = np.sqrt(np.diag(Hinv[c, c]) * phi)
+            b = res.beta_d[c] / self._par_scale
+            se = np.sqrt(np.diag(Hinv[c, c]) * phi) / self._par_scale
         else:
             b = se = np.zeros(0)
         self.fixed_effects_ = pd.Series(b, index=pnames, name="Estimate")
@@ -364,14 +576,20 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         # with the row-abs-sum norm of the one-hot x z basis); report sp on that scale
         re_scale = np.array([1.0 if t.kind != "re" or t.z is None else float(np.max(np.abs(t.z))) ** 2
                              for t in pen_terms])
+        # a multi-penalty term's smoothing parameters are named like mgcv's: te(x2,x3)1, te(x2,x3)2
+        sp_names, seen = [], {}
+        for t in pen_terms:
+            seen[t.name] = seen.get(t.name, 0) + 1
+            sp_names.append(f"{t.name}{seen[t.name]}" if t.S_list is not None else t.name)
         self.smoothing_params_ = pd.Series(np.exp(res.rho) / np.where(re_scale > 0, re_scale, 1.0),
-                                           index=[t.name for t in pen_terms], name="sp")
+                                           index=sp_names, name="sp")
         self.edf_ = pd.Series({t.name: e for t, e in zip(terms, res.edf) if t.kind != "parametric"},
                               name="edf", dtype=float)
         self._edf_total = float(np.sum(res.edf))
         self.smooth_coef_ = {s.name: res.beta_d[self._lay_cols[s.name]] for s in smooths}
         lam = dict(zip([t.name for t in pen_terms], np.exp(res.rho)))
-        self.re_sd_ = pd.Series({name: float(np.sqrt(phi / lam[name])) for name, *_ in re_info},
+        zs = getattr(self, "_re_zscale", {})
+        self.re_sd_ = pd.Series({name: float(np.sqrt(phi / lam[name])) / zs.get(name, 1.0) for name, *_ in re_info},
                                 name="sd", dtype=float)
         self.random_effects_, self.cov_re_ = {}, {}
         self._re_values = {}
@@ -381,9 +599,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 v = res.u[:, self._sparse_slot[name]]
             else:
                 v = res.beta_d[self._lay_cols[name]]
-            self._re_values[name] = v
+            self._re_values[name] = v  # on the internal (unit-rms) scale of the slope column
             df = self.random_effects_.setdefault(f.name, pd.DataFrame(index=f.levels))
-            df[cname] = v
+            df[cname] = v / zs.get(name, 1.0)
             cov = self.cov_re_.setdefault(f.name, {})
             cov[cname] = self.re_sd_[name] ** 2
         self.cov_re_ = {k: pd.DataFrame(np.diag(list(v.values())), index=list(v), columns=list(v))
@@ -409,6 +627,60 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.r2_adj_ = float(1 - np.var(r, ddof=1) * (n - 1) / (vy * self.residual_df_)) if vy > 0 else np.nan
         self._n = n
 
+    # ------------------------------------------------------------------ formulas
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, sample_weight=None, **params):
+        """Fit from an mgcv formula with lme4 bars.
+
+        ``"y ~ s(x0, k=10, bs='cr') + s(x1, bs='ps') + te(x2, x3) + s(fac, bs='re') + z + (1 | g)"``:
+        ``s()``/``te()``/``ti()`` terms (arguments ``k``, ``bs``, ``by``) are read without
+        evaluating anything; ``s(g, bs='re')`` is ``(1 | g)`` and ``s(g, x, bs='re')`` is
+        ``(0 + x | g)``; the parametric part and the bars go to the lme4 formula reader.
+        Smooth covariates and ``by`` variables must be numeric columns (a factor ``by`` coded
+        as numbers, 2 to 50 values; as for ``smooth=[(x, f)]`` its treatment dummies enter the
+        parametric part).
+
+        Parameters
+        ----------
+        formula : str
+        data : pandas.DataFrame
+        sample_weight : array-like, optional
+        **params
+            Other constructor parameters (``basis``/``n_knots`` dicts give defaults for terms
+            that do not say ``bs=``/``k=``).
+
+        Returns
+        -------
+        AdditiveMixedRegressor
+            The fitted estimator; ``predict(data)`` takes a frame with the formula's columns.
+
+        Examples
+        --------
+        >>> from skmixed import AdditiveMixedRegressor
+        >>> from skmixed.datasets import load_gamsim_re
+        >>> df = load_gamsim_re()
+        >>> m = AdditiveMixedRegressor.from_formula(
+        ...     "y ~ s(x0, k=8) + s(x1, bs='ps') + te(x2, x3) + s(fac, bs='re')", df)
+        >>> list(m.edf_.index)
+        ['s(x0)', 's(x1)', 'te(x2,x3)', 's(fac)']
+        """
+        if "smooth" in params:
+            raise ValueError("from_formula takes the smooth terms from the formula: do not pass smooth=")
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError("from_formula needs a pandas DataFrame")
+        specs, lme4_formula = split_mgcv_formula(formula)
+        for sp in specs:
+            for c in sp.columns + ((sp.by,) if sp.by else ()):
+                if c not in data.columns:
+                    raise ValueError(f"{sp.label}: column {c!r} not in data")
+                if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]):
+                    raise ValueError(f"{sp.label}: column {c!r} must be numeric (code a by factor's levels as "
+                                     "numbers)")
+        smooth = [_spec_text(sp) for sp in specs] or None
+        est = super().from_formula(lme4_formula, data, sample_weight=sample_weight, smooth=smooth, **params)
+        est.formula_ = formula
+        return est
+
     # ------------------------------------------------------------------ prediction
     def _inv_link(self, eta):
         if self.family == "binomial":
@@ -423,18 +695,16 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pd_ = self._Hinv.shape[0]
         D = np.zeros((n, pd_))
         if "parametric" in self._lay_cols:
-            D[:, self._lay_cols["parametric"]] = _parametric_matrix(Xd, self._par_cols, self._by_dummies)
+            D[:, self._lay_cols["parametric"]] = (_parametric_matrix(Xd, self._par_cols, self._by_dummies)
+                                                  / self._par_scale)
         for s in self._smooths:
-            Bx = s.centred.basis(Xd[:, s.column])
-            if s.by is not None:
-                Bx *= (Xd[:, s.by] == s.level)[:, None]
-            D[:, self._lay_cols[s.name]] = Bx
+            D[:, self._lay_cols[s.name]] = s.rows(Xd)
         q = len(self._sparse_slot)
         Zu = np.zeros((n, q))
         gcode = np.full(n, -1, dtype=np.int64)
         for name, fi, col, _ in self._re_info:
             c = codes[fi] if codes else np.full(n, -1, dtype=np.int64)
-            z = np.ones(n) if col is None else Xd[:, col]
+            z = np.ones(n) if col is None else Xd[:, col] / self._re_zscale.get(name, 1.0)
             if name in self._sparse_slot:
                 Zu[:, self._sparse_slot[name]] = z
                 gcode = c
@@ -501,31 +771,80 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         return r2_score(y, self.predict(X, groups), sample_weight=sample_weight)
 
     # ------------------------------------------------------------------ reporting
+    def _term_R(self, name):
+        """R with R'R = the term's block of X'WX (pivot-free Cholesky, eigen-floored)."""
+        A = self._xtwx_blocks[name]
+        ev, U = np.linalg.eigh((A + A.T) / 2)
+        return (U * np.sqrt(np.maximum(ev, 0))).T
+
     def _smooth_tests(self):
-        """Approximate Wald tests of smooth terms (rank-truncated, Wood 2013's simpler variant)."""
+        """Wald tests of the smooth and random-effect terms, as ``summary.gam``.
+
+        Smooths: mgcv's ``testStat`` (Wood 2013, ``p.type=0``) with the fractional reference df.
+        Random-effect terms: the Wald statistic on the rank of the term's covariance, referred
+        to F (or chi-squared) with that rank (mgcv's ``reTest`` uses a chi-squared mixture;
+        its statistic is the same quadratic form).
+        """
+        from ._gam_stats import smooth_test
+
+        res_df = self.residual_df_ if self.family == "gaussian" else -1.0
         rows = {}
         for s in self._smooths:
             c = self._lay_cols[s.name]
             b = self._res_beta_d[c]
             V = self._Hinv[c, c] * self.scale_
-            edf = float(self.edf_[s.name])
-            r = int(max(1, min(len(b), np.ceil(edf - 0.05))))
-            ev, U = np.linalg.eigh(V)
-            ev, U = ev[::-1][:r], U[:, ::-1][:, :r]
-            stat = float(np.sum((U.T @ b) ** 2 / ev))
-            if self.family == "gaussian":
-                F = stat / r
-                p = float(stats.f.sf(F, r, self.residual_df_))
-                rows[s.name] = (edf, r, F, p)
+            ref = self._ref_df.get(s.name, float(self.edf_[s.name]))
+            stat, p, _ = smooth_test(b, V, self._term_R(s.name), ref, res_df)
+            st = stat / ref if self.family == "gaussian" else stat
+            rows[s.name] = (float(self.edf_[s.name]), ref, st, p)
+        for name, *_ in self._re_info:
+            v = self._re_values[name]
+            if name in self._sparse_slot:
+                sl = self._sparse_slot[name]
+                # posterior covariance of one factor's effects: U^-1 + M H^-1 M' (G x G, block form)
+                Ms = self._M[:, sl, :]
+                V = np.diag(self._Uinv[:, sl, sl]) + Ms @ self._Hinv @ Ms.T
             else:
-                rows[s.name] = (edf, r, stat, float(stats.chi2.sf(stat, r)))
+                c = self._lay_cols[name]
+                V = self._Hinv[c, c]
+            V = V * self.scale_
+            ev, U = np.linalg.eigh((V + V.T) / 2)
+            keep = ev > ev.max() * np.finfo(float).eps ** 0.8
+            r = int(keep.sum())
+            stat = float(np.sum((U[:, keep].T @ v) ** 2 / ev[keep]))
+            if self.family == "gaussian":
+                rows[name] = (float(self.edf_[name]), float(r), stat / r, float(stats.f.sf(stat / r, r, res_df)))
+            else:
+                rows[name] = (float(self.edf_[name]), float(r), stat, float(stats.chi2.sf(stat, r)))
         return rows
 
+    def smooth_table(self) -> pd.DataFrame:
+        """``summary.gam``'s table of smooth terms: edf, Ref.df, F (or Chi.sq) and p-value.
+
+        Returns
+        -------
+        pandas.DataFrame indexed by term
+        """
+        check_is_fitted(self)
+        tests = self._smooth_tests()
+        head = "F" if self.family == "gaussian" else "Chi.sq"
+        rows = [(name, *tests[name]) for name in self.edf_.index]
+        tab = pd.DataFrame(rows, columns=["term", "edf", "Ref.df", head, "p-value"]).set_index("term")
+        tab.index.name = None
+        return tab
+
     def summary(self) -> Summary:
-        """A ``summary(bam(...))``-style report."""
+        """A ``summary(bam(...))``-style report: the formula, parametric coefficients, smooth-term
+        tests (edf, Ref.df, F/Chi.sq, p-value printed as R does), R-sq.(adj), deviance explained."""
+        from ._gam_stats import format_pval, signif_stars
+
         check_is_fitted(self)
         link = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}[self.family]
-        lines = [f"Family: {self.family}", f"Link function: {link}", "", "Parametric coefficients:"]
+        lines = [f"Family: {self.family}", f"Link function: {link}", ""]
+        formula = getattr(self, "formula_", None)
+        if formula:
+            lines += ["Formula:", formula, ""]
+        lines.append("Parametric coefficients:")
         stat = "t value" if self.family == "gaussian" else "z value"
         est, se = self.fixed_effects_, self.fixed_effects_se_
         tval = est / se
@@ -533,30 +852,102 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             p = 2 * stats.t.sf(np.abs(tval), self.residual_df_)
         else:
             p = 2 * stats.norm.sf(np.abs(tval))
-        tab = pd.DataFrame({"Estimate": est, "Std. Error": se, stat: tval, f"Pr(>|{stat[0]}|)": p})
-        with pd.option_context("display.float_format", "{:.5g}".format, "display.width", 120):
-            lines.append(tab.to_string())
-            lines += ["", "Approximate significance of smooth terms:"]
-            tests = self._smooth_tests()
-            rows = []
-            for name, edf in self.edf_.items():
-                if name in tests:
-                    _, r, st, pv = tests[name]
-                    rows.append((name, edf, r, st, pv))
-                else:
-                    rows.append((name, edf, np.nan, np.nan, np.nan))
-            head = "F" if self.family == "gaussian" else "Chi.sq"
-            st = pd.DataFrame(rows, columns=["term", "edf", "Ref.df", head, "p-value"]).set_index("term")
-            st.index.name = None
-            lines.append(st.to_string())
+        pname = f"Pr(>|{stat[0]}|)"
+        tab = pd.DataFrame({"Estimate": est.map("{:.5g}".format), "Std. Error": se.map("{:.5g}".format),
+                            stat: tval.map("{:.3f}".format), pname: [format_pval(v) for v in p],
+                            "": [signif_stars(v) for v in p]}, index=est.index)
+        lines.append(tab.to_string() if len(tab) else "(none)")
+        st = self.smooth_table()
+        if len(st):
+            head = st.columns[2]
+            out = pd.DataFrame({"edf": st["edf"].map("{:.3f}".format), "Ref.df": st["Ref.df"].map("{:.3f}".format),
+                                head: st[head].map("{:.3f}".format),
+                                "p-value": [format_pval(v) for v in st["p-value"]],
+                                "": [signif_stars(v) for v in st["p-value"]]}, index=st.index)
+            lines += ["", "Approximate significance of smooth terms:", out.to_string()]
+        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
         if len(self.re_sd_):
             lines += ["", "Random-effect standard deviations (re terms):"]
             lines += [f"  {k}: {v:.5g}" for k, v in self.re_sd_.items()]
-        lines += ["", f"R-sq.(adj) = {self.r2_adj_:.4f}   Deviance explained = {100 * self.deviance_explained_:.1f}%",
+        lines += ["", f"R-sq.(adj) = {self.r2_adj_:.3g}   Deviance explained = {100 * self.deviance_explained_:.3g}%",
                   f"fREML = {self.reml_score_:.5g}  Scale est. = {self.scale_:.5g}  n = {self._n}"]
         if not self.converged_:
             lines += ["", "fREML did not converge: see converged_"]
         return Summary("\n".join(lines))
+
+    def gam_check(self, X, y, groups=None, n_rep=400, subsample=5000, random_state=None, plot=False):
+        """Basis-dimension check and residual plots, as mgcv's ``gam.check``.
+
+        For each smooth, the k-index compares the mean squared difference of residuals of
+        neighbouring points in the smooth's covariates (ordered for 1-D smooths; 3 nearest
+        neighbours after mgcv's gradient scaling for tensor products) with the residual
+        variance; the p-value is the share of ``n_rep`` random orderings giving a smaller
+        difference (mgcv's ``k.check``).  A k-index clearly below 1 with a small p-value, and an
+        edf close to k', suggest the basis dimension k is too low.
+
+        Parameters
+        ----------
+        X, y, groups
+            The training data (residuals are ``y`` minus the conditional prediction).
+        n_rep : int, default=400
+        subsample : int, default=5000
+            At most this many rows (drawn at random) are used, as mgcv.
+        random_state : int or Generator, optional
+        plot : bool, default=False
+            Also draw mgcv's four residual plots (QQ plot, residuals against the linear
+            predictor, histogram, response against fitted values) with matplotlib.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``k'``, ``edf``, ``k-index``, ``p-value`` per smooth (NaN for random effects).
+        """
+        from ._gam_stats import k_index
+
+        check_is_fitted(self)
+        rng = np.random.default_rng(random_state)
+        y = self._check_y_shape(y, len(X))
+        y = np.asarray(y, dtype=np.float64)
+        mu = self.predict(X, groups)
+        resid = np.sign(y - mu) * np.sqrt(np.maximum(_unit_deviance(self.family, y, mu), 0))
+        Xd = np.ascontiguousarray(self._prepare_predict(X, groups).X[:, self._keep])
+        n = y.shape[0]
+        ind = rng.choice(n, subsample, replace=False) if n > subsample else np.arange(n)
+        rows = []
+        for sm in self._smooths:
+            cols = Xd[np.ix_(ind, sm.columns)]
+            f_eval = None
+            if sm.tensor:
+                c = self._lay_cols[sm.name]
+                beta = self._res_beta_d[c]
+
+                def f_eval(M, sm=sm, beta=beta):
+                    return sm.centred.basis([M[:, i] for i in range(M.shape[1])]) @ beta
+            kx, pv = k_index(resid[ind], cols, f_eval, n_rep=n_rep, rng=rng)
+            rows.append((sm.name, self._lay_cols[sm.name].stop - self._lay_cols[sm.name].start,
+                         float(self.edf_[sm.name]), kx, pv))
+        for name, *_ in self._re_info:
+            rows.append((name, float(len(self._re_values[name])), float(self.edf_[name]), np.nan, np.nan))
+        out = pd.DataFrame(rows, columns=["term", "k'", "edf", "k-index", "p-value"]).set_index("term")
+        out.index.name = None
+        if plot:
+            import matplotlib.pyplot as plt  # optional dependency: imported only when plotting
+
+            eta = self._predict_eta(X, groups, False)[0]
+            fig, ax = plt.subplots(2, 2, figsize=(8, 7))
+            q = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+            ax[0, 0].plot(q, np.sort(resid), ".", ms=2)
+            ax[0, 0].plot(q, q * np.std(resid), color="r")
+            ax[0, 0].set(xlabel="theoretical quantiles", ylabel="deviance residuals")
+            ax[0, 1].plot(eta, resid, ".", ms=2)
+            ax[0, 1].set(title="Resids vs. linear pred.", xlabel="linear predictor", ylabel="residuals")
+            ax[1, 0].hist(resid, bins=30)
+            ax[1, 0].set(title="Histogram of residuals", xlabel="Residuals")
+            ax[1, 1].plot(mu, y, ".", ms=2)
+            ax[1, 1].set(title="Response vs. Fitted Values", xlabel="Fitted Values", ylabel="Response")
+            fig.tight_layout()
+            out.attrs["figure"] = fig
+        return out
 
     def partial_effect(self, term, n_points=100):
         """Partial effect of a smooth on a grid with its standard error.
@@ -573,6 +964,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         """
         check_is_fitted(self)
         s = self._find_smooth(term)
+        if s.tensor:
+            raise ValueError(f"{s.name} is a tensor product of {len(s.columns)} covariates: partial_effect "
+                             "draws 1-D smooths (evaluate it on a grid with predict)")
         x = np.linspace(s.lo, s.hi, n_points)
         B = s.centred.basis(x)
         c = self._lay_cols[s.name]
@@ -586,7 +980,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 return s
         raise ValueError(f"{term!r} is not a smooth term; smooth terms: {[s.name for s in self._smooths]}")
 
-    def plot_partial(self, term, ax=None, n_points=100, level=0.95):
+    def plot_partial(self, term, ax=None, n_points=100, level=0.95, rug=None):
         """Plot a smooth's partial effect with a pointwise confidence band (as ``plot.gam``).
 
         Parameters
@@ -597,6 +991,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         n_points : int, default=100
         level : float, default=0.95
             Coverage of the band.
+        rug : array-like, optional
+            Covariate values to mark along the x axis (``plot.gam``'s rug), e.g. ``df["x0"]``.
 
         Returns
         -------
@@ -611,6 +1007,11 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         ax.plot(pe["x"], pe["fit"], color="k")
         ax.fill_between(pe["x"], pe["fit"] - z * pe["se"], pe["fit"] + z * pe["se"], alpha=0.3)
         s = self._find_smooth(term)
+        if rug is not None:
+            r = np.asarray(rug, dtype=np.float64).ravel()
+            if r.size > 10_000:  # a rug of distinct values says the same
+                r = np.unique(r)
+            ax.plot(r, np.zeros_like(r), "|", color="k", ms=8, transform=ax.get_xaxis_transform())
         ax.set_xlabel(s.name[2:s.name.index(")")])
         ax.set_ylabel(f"{s.name}, edf={self.edf_[s.name]:.2f}")
         return ax
@@ -619,6 +1020,18 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _spec_text(sp: SmoothSpec) -> str:
+    """A parsed smooth term written back as text (what ``smooth=`` stores)."""
+    args = list(sp.columns)
+    for key in ("k", "bs"):
+        v = getattr(sp, key)
+        if v is not None:
+            args.append(f"{key}={v!r}")
+    if sp.by is not None:
+        args.append(f"by={sp.by}")
+    return f"{sp.kind}({', '.join(args)})"
 
 
 def _unit_deviance(family, y, mu):

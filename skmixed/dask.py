@@ -215,6 +215,8 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
         raise ValueError("split_every must be at least 2")
     est = clone(estimator)
     weights = sample_weight
+    if weights is not None and getattr(est, "weights", "frequency") == "precision":
+        raise ValueError("the distributed fit accumulates frequency weights only; weights='precision' needs fit")
     if weights is not None and weights not in ddf.columns:
         raise ValueError(f"sample_weight column {weights!r} not in the dask DataFrame")
     if formula is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from ._design.layout import BlockLayout, amalgamate
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
 from ._solvers.lmm import LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats
+from .inference._mixin import InferenceMixin, variance_parts
+from .inference._state import LMMRows, LMMState
 
 __all__ = ["MixedLinearRegressor"]
 
@@ -31,7 +34,15 @@ class _TotalsFitData(FitData):
         return self.total_obs
 
 
-class MixedLinearRegressor(RegressorMixin, MixedModelBase):
+def _basis(p, shift):
+    """``T`` with ``beta = T beta_centred`` for fixed columns centred by ``shift`` (None: identity)."""
+    T = np.eye(p)
+    if shift is not None:
+        T[0, 1:] = -np.asarray(shift)[1:]
+    return T
+
+
+class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     """Linear mixed model fitted by profiled REML or ML, as ``lme4::lmer``.
 
     ``y = X beta + Z b + e``, ``b ~ N(0, Sigma)``, ``e ~ N(0, sigma^2 I)``. The
@@ -56,6 +67,14 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         plain ``cross_val_score`` / ``GridSearchCV`` without metadata routing.
     max_iter : int, default=500
         Maximum optimiser iterations.
+    weights : {"frequency", "precision"}, default="frequency"
+        What ``sample_weight`` means. ``"frequency"``: a weight of 2 is the
+        same row twice (the number of observations is the sum of the weights).
+        ``"precision"``: lme4's ``lmer(weights=)``, row i has residual variance
+        ``sigma^2 / w_i`` and counts once; the log-likelihood includes lme4's
+        ``0.5 * sum(log w_i)``. The two agree for unit weights. Precision
+        weights need every weight > 0 and are not accumulated by
+        :meth:`partial_fit` (use :meth:`fit`).
 
     Attributes
     ----------
@@ -95,14 +114,39 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
     >>> m2 = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", df)
     >>> round(m2.sigma_, 3)
     25.592
+
+    Precision weights (``lmer(..., weights = w)``) against frequency weights:
+
+    >>> w = 1.0 + (df["Days"] % 3)
+    >>> mp = MixedLinearRegressor(weights="precision").fit(df[["Days"]], df["Reaction"],
+    ...                                                     groups=df["Subject"], sample_weight=w)
+    >>> mp.n_obs_, MixedLinearRegressor().fit(df[["Days"]], df["Reaction"], groups=df["Subject"],
+    ...                                        sample_weight=w).n_obs_
+    (180.0, 342.0)
     """
 
-    def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500):
+    def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500,
+                 weights="frequency"):
         self.reml = reml
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.group_column = group_column
         self.max_iter = max_iter
+        self.weights = weights
+
+    def _precision(self) -> bool:
+        if self.weights not in ("frequency", "precision"):
+            raise ValueError(f"weights must be 'frequency' or 'precision', got {self.weights!r}")
+        return self.weights == "precision"
+
+    @staticmethod
+    def _as_precision(fd: FitData) -> FitData:
+        """Precision weights: each row counts once whatever its weight (lme4's ``nobs``)."""
+        if fd.weights is not None and not (fd.weights > 0).all():
+            raise ValueError("weights='precision' needs every sample_weight > 0 (a zero weight is an infinite "
+                             "residual variance: drop the row instead)")
+        fields = {f.name: getattr(fd, f.name) for f in dataclasses.fields(FitData)}
+        return _TotalsFitData(**fields, total_obs=float(fd.X.shape[0]))
 
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the model.
@@ -114,13 +158,31 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         groups : array-like (n,) or (n, k), or DataFrame, optional
             Group labels, one column per grouping factor.
         sample_weight : array-like, shape (n,), optional
-            Frequency weights (a weight of 2 is the same as a duplicated row).
+            Frequency weights (a weight of 2 is the same as a duplicated row), or
+            with ``weights="precision"`` lme4's precision weights (residual
+            variance ``sigma^2 / w_i``).
 
         Returns
         -------
         self
         """
+        precision = self._precision()
+        scale = 1.0
+        if precision and sample_weight is not None:
+            # the shared checks count observations as the sum of the weights: show them weights
+            # of mean 1 (same aliasing, same row count); the fit uses the weights as given
+            try:
+                w = np.asarray(sample_weight, dtype=np.float64)
+            except (TypeError, ValueError):
+                w = None  # the shared check names the problem
+            if w is not None and w.ndim == 1 and w.size and np.isfinite(w).all() and w.sum() > 0:
+                scale = w.size / float(w.sum())
+                sample_weight = w * scale
         fd = self._prepare_fit(X, y, groups, sample_weight)
+        if precision:
+            if fd.weights is not None:
+                fd.weights = fd.weights / scale
+            fd = self._as_precision(fd)
         self._stats = self._theta_by_factor = None  # a fit ends any partial_fit accumulation
         if not fd.terms:
             self._fit_fixed_only(fd)
@@ -151,7 +213,11 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             shift[1:] = fd.xtwx[0, 1:] / fd.xtwx[0, 0]
             yshift = float(np.average(fd.y, weights=fd.weights))
         cp = cross_products(layout, fd.X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
+        cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
         self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift)
+        self._lmm_state.rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
+        self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
+                                                           self.fixed_effects_.to_numpy())
 
     def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0):
         """Optimise theta on the cross-products and set the fitted attributes.
@@ -171,6 +237,8 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
             res.beta[0] += yshift
             res.vcov_beta = T @ res.vcov_beta @ T.T
         covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
+        self._lmm_state = LMMState(problem, _basis(fd.X.shape[1], shift), float(yshift), res.theta,
+                                   bool(self.reml), float(fd.n_obs), extra={"ldw": self._log_weights(fd)})
         self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower)
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
@@ -221,6 +289,9 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         >>> bool(np.allclose(m.fixed_effects_, full.fixed_effects_, rtol=1e-8))
         True
         """
+        if self._precision() and sample_weight is not None:
+            raise ValueError("partial_fit accumulates frequency weights only; with weights='precision' "
+                             "use fit on all rows")
         first = getattr(self, "_stats", None) is None
         saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_") if k in self.__dict__}
         try:
@@ -335,6 +406,8 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True
+        self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
+                                   extra={"rss": rss, "ldw": self._log_weights(fd)})
 
     def _fit_fixed_only(self, fd: FitData):
         w = np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
@@ -358,8 +431,20 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True  # closed form: one 'iteration'
+        self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
+                                   rows=LMMRows(fd.X, fd.y, fd.weights, [], fd),
+                                   extra={"rss": rss, "ldw": self._log_weights(fd)})
+
+    def _log_weights(self, fd) -> float:
+        """lme4's ``ldW`` (sum of log precision weights; 0 for frequency weights)."""
+        if self.weights == "precision" and fd.weights is not None:
+            return float(np.log(fd.weights).sum())
+        return 0.0
 
     def _set_common(self, fd, beta, vcov, sigma, crit, n_theta):
+        if self.weights == "precision" and fd.weights is not None:
+            # lme4: -2 log L of precision-weighted rows includes -sum(log w_i) (ldW)
+            crit = crit - float(np.log(fd.weights).sum())
         names = fd.feature_names
         self.fixed_effects_ = pd.Series(beta, index=names, name="Estimate")
         self.fixed_effects_se_ = pd.Series(np.sqrt(np.diag(vcov)), index=names, name="Std. Error")
@@ -381,7 +466,7 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         self.intercept_, self.coef_ = self._sklearn_coefs(fd, self.fixed_effects_.to_numpy())
 
     # ----------------------------------------------------------------- prediction
-    def predict(self, X, groups=None):
+    def predict(self, X, groups=None, return_std=False):
         """Predict: conditional on the BLUPs for known groups, population (random effects 0) otherwise.
 
         Parameters
@@ -390,36 +475,82 @@ class MixedLinearRegressor(RegressorMixin, MixedModelBase):
         groups : array-like or DataFrame, optional
             Group labels; levels unseen in training and ``groups=None`` give
             the population prediction.
+        return_std : bool, default=False
+            Also return the standard error of the fixed part, ``sqrt(x' V x)``
+            (see :meth:`predict_interval` for intervals with the random effects).
 
         Returns
         -------
-        ndarray of shape (n,)
+        ndarray of shape (n,), or (prediction, std) with ``return_std``
         """
         pdata = self._prepare_predict(X, groups)
-        return pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
+        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
+        if not return_std:
+            return pred
+        from .inference._mixin import prediction_std
+
+        return pred, prediction_std(self, pdata.X, pdata.codes)[0]
+
+    def predict_interval(self, X, groups=None, level=0.95, kind="prediction"):
+        """Intervals around :meth:`predict`.
+
+        ``kind="confidence"``: the fixed part's uncertainty only. ``kind="prediction"``:
+        an interval for a new observation — the fixed part's variance, the random
+        effects' (their full variance ``z' Sigma z`` for levels not seen in training,
+        the BLUPs' conditional variances for known ones) and the residual variance.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``fit, lower, upper, std``.
+
+        Examples
+        --------
+        >>> from skmixed import MixedLinearRegressor
+        >>> from skmixed.datasets import load_sleepstudy
+        >>> df = load_sleepstudy()
+        >>> m = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", df)
+        >>> new = df.head(2).assign(Subject="new")
+        >>> m.predict_interval(new).shape
+        (2, 4)
+        """
+        from .inference._mixin import normal_quantile, prediction_std
+
+        if kind not in ("prediction", "confidence"):
+            raise ValueError(f"kind must be 'prediction' or 'confidence', got {kind!r}")
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        pdata = self._prepare_predict(X, groups)
+        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
+        sd_fixed, sd_all = prediction_std(self, pdata.X, pdata.codes)
+        sd = sd_fixed if kind == "confidence" else np.sqrt(sd_all**2 + self.sigma_**2)
+        z = normal_quantile(level)
+        return pd.DataFrame({"fit": pred, "lower": pred - z * sd, "upper": pred + z * sd, "std": sd})
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""
         return r2_score(y, self.predict(X, groups), sample_weight=sample_weight)
 
     # ----------------------------------------------------------------- reporting
-    def summary(self) -> Summary:
-        """A ``summary(lmer(...))``-style report."""
+    def summary(self, ddf="Satterthwaite") -> Summary:
+        """A ``summary(lmer(...))``-style report with lmerTest's t-tests.
+
+        Parameters
+        ----------
+        ddf : {"Satterthwaite", "Kenward-Roger"}
+            Denominator degrees of freedom of the t-tests.
+
+        Returns
+        -------
+        Summary
+            Prints as R does; ``.to_frame()`` gives the coefficient table.
+        """
         from sklearn.utils.validation import check_is_fitted
 
+        from .inference._api import lmm_summary
+
         check_is_fitted(self)
-        method = "REML" if self.reml else "maximum likelihood"
-        lines = [f"Linear mixed model fit by {method} [MixedLinearRegressor]"]
-        if getattr(self, "formula_", None):
-            lines.append(f"Formula: {self.formula_}")
-        crit = (f"REML criterion at convergence: {self.reml_criterion_:.4f}" if self.reml else
-                f"     AIC      BIC   logLik deviance\n{self.aic_:8.1f} {self.bic_:8.1f} {self.loglik_:8.1f} "
-                f"{self.deviance_:8.1f}")
-        lines += [crit, "", format_varcorr(self.cov_re_, self.sigma_)]
-        nobs = int(self.n_obs_) if float(self.n_obs_).is_integer() else self.n_obs_
-        head, flags = format_groups_and_flags(self, nobs)
-        lines += [head, "", format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "t value")] + flags
-        return Summary("\n".join(lines))
+        return lmm_summary(self, ddf)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

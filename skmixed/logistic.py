@@ -18,6 +18,8 @@ from ._design.layout import amalgamate
 from ._kernels import glmm as kg
 from ._solvers import glmm as sg
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
+from .inference._mixin import InferenceMixin, variance_parts
+from .inference._state import GLMMState, LMMRows
 
 __all__ = ["MixedLogisticRegressor", "SeparationWarning", "SingularFitWarning"]
 
@@ -46,7 +48,7 @@ def _binary_numeric(y):
     return np.array([lo, hi], dtype=y.dtype), upper.astype(np.float64)
 
 
-class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
+class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
     """Binary logistic mixed model (GLMM, logit link), as ``lme4::glmer(family = binomial)``.
 
     ``P(y = 1 | b) = logistic(X beta + Z b)``, ``b ~ N(0, Sigma)``. The
@@ -267,6 +269,9 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         self.vcov_method_ = res.vcov_method
         self.nagq_ = int(self.nagq) if blocks else 0
         self._set_factor_attrs(fd)
+        self._glmm_state = GLMMState(list(blocks), LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors],
+                                                           fd),
+                                     extra={"r2_parts": variance_parts(fd.X, fd.weights, blocks, beta)})
         icpt, coef = self._sklearn_coefs(fd, beta)
         self.intercept_ = np.array([icpt])
         self.coef_ = coef.reshape(1, -1)
@@ -314,18 +319,29 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
                                pdata.codes[blk.factor], np.ascontiguousarray(b), eta)
         return eta
 
-    def predict_proba(self, X, groups=None):
+    def predict_proba(self, X, groups=None, marginal=False):
         """Class probabilities, columns in the order of ``classes_``.
 
         Parameters
         ----------
         X : array-like or DataFrame
         groups : array-like or DataFrame, optional
+        marginal : bool, default=False
+            For levels not seen in training (and ``groups=None``): ``False`` gives
+            the probability at random effect 0, ``True`` averages the probability
+            over the random effects' fitted distribution (Gauss-Hermite quadrature)
+            — the calibrated prediction for a new group. Known levels use their
+            conditional modes either way.
 
         Returns
         -------
         ndarray of shape (n, 2)
         """
+        if marginal:
+            from .inference._predict import marginal_proba
+
+            p1 = marginal_proba(self, X, groups)
+            return np.column_stack([1.0 - p1, p1])
         eta = self.decision_function(X, groups)
         p1 = np.empty_like(eta)
         pos = eta >= 0
@@ -378,7 +394,9 @@ class MixedLogisticRegressor(ClassifierMixin, MixedModelBase):
         head, flags = format_groups_and_flags(self, nobs)
         lines += [head, "", format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "z value",
                                               p_values=self.fixed_effects_pvalue_)] + flags
-        return Summary("\n".join(lines))
+        from .inference._api import glmm_summary
+
+        return glmm_summary(self, "\n".join(lines))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

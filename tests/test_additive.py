@@ -118,8 +118,9 @@ def test_by_factor_smooth_against_bam(gamsim):
     # discrete fit of the same model is close
     md = AdditiveMixedRegressor(smooth=[("x2", "f"), "x0"]).fit(X, df["y"], groups=df["fac"])
     np.testing.assert_allclose(md.edf_.to_numpy(), edf, atol=0.3)
-    with pytest.raises(ValueError, match="by column"):
-        AdditiveMixedRegressor(smooth=[("x2", "x0")]).fit(X, df["y"], groups=df["fac"])
+    # a by column with many values is numeric (mgcv's s(x2, by=x0): the smooth times x0, uncentred)
+    mn = AdditiveMixedRegressor(smooth=[("x2", "x0")]).fit(X, df["y"], groups=df["fac"])
+    assert list(mn.edf_.index) == ["s(x2):x0", "s(fac)"] and "x0" not in mn.fixed_effects_.index
 
 
 def test_crossed_factors_against_bam():
@@ -346,3 +347,25 @@ def test_pickle_and_plot(gamsim, tmp_path):
     # the partial effect of a centred smooth averages ~0 over the data and has positive SEs
     assert np.all(pe["se"] > 0)
     assert isinstance(pe, pd.DataFrame)
+
+
+def test_scale_equivariance_and_no_spurious_warning():
+    # a column in other units (x 1e3) moves nothing but its own coefficient / slope SD (issue 19)
+    from skmixed.datasets import load_sleepstudy
+
+    df = load_sleepstudy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning on a well-posed model
+        a = AdditiveMixedRegressor(random_slopes=["Days"]).fit(df[["Days"]], df["Reaction"], groups=df["Subject"])
+        b = AdditiveMixedRegressor(random_slopes=["Days"]).fit(df[["Days"]] * 1e3, df["Reaction"],
+                                                                groups=df["Subject"])
+    assert b.re_sd_["s(Subject)"] == pytest.approx(a.re_sd_["s(Subject)"], rel=1e-6)
+    assert b.re_sd_["s(Subject,Days)"] * 1e3 == pytest.approx(a.re_sd_["s(Subject,Days)"], rel=1e-6)
+    assert b.fixed_effects_["Days"] * 1e3 == pytest.approx(a.fixed_effects_["Days"], rel=1e-6)
+    assert b.scale_ == pytest.approx(a.scale_, rel=1e-8)
+    np.testing.assert_allclose(b.predict(df[["Days"]] * 1e3, groups=df["Subject"]),
+                               a.predict(df[["Days"]], groups=df["Subject"]), rtol=1e-7)
+    # lmer(Reaction ~ Days + (Days || Subject)): sd 25.0513, 5.98817, sigma 25.5653
+    assert a.re_sd_["s(Subject)"] == pytest.approx(25.0513, rel=1e-4)
+    assert a.re_sd_["s(Subject,Days)"] == pytest.approx(5.98817, rel=1e-4)
+    assert a.sigma_ == pytest.approx(25.5653, rel=1e-4)

@@ -56,6 +56,9 @@ class Term:
     rank: int = 0
     logdet_S: float = 0.0
     kind: str = "parametric"  # "parametric", "smooth", "re"
+    # several penalties, each with its own smoothing parameter (tensor products: mgcv's te);
+    # ``S`` is then their sum and ``rank`` the rank of the sum (lambda-independent)
+    S_list: tuple | None = None
 
     @property
     def p(self) -> int:
@@ -89,11 +92,32 @@ class Layout:
             off += terms[i].p
         self.pd = off
         self.slot = {i: r for r, i in enumerate(self.sparse)}
-        # penalties: dense penalized terms and sparse terms, in term order
-        self.pen = [i for i, t in enumerate(terms) if t.penalized]
-        self.rank = np.array([terms[i].rank if terms[i].Xbar is not None else terms[i].m for i in self.pen])
-        self.logdet_S = np.array([terms[i].logdet_S for i in self.pen])
-        self.Mp = self.pd + self.G * self.q - int(self.rank.sum())
+        # penalties in term order (a multi-penalty term contributes one per S_list entry): pen[j] is
+        # the term of penalty j, pen_S[j] its matrix (None: identity of a sparse re term)
+        self.pen, self.pen_S = [], []
+        for i, t in enumerate(terms):
+            if not t.penalized:
+                continue
+            for S in (t.S_list if t.S_list is not None else (t.S,)):
+                self.pen.append(i)
+                self.pen_S.append(S)
+        single = [j for j, i in enumerate(self.pen) if terms[i].S_list is None]
+        self._single = np.array(single, dtype=np.int64)
+        self.rank = np.array([terms[self.pen[j]].rank if terms[self.pen[j]].Xbar is not None
+                              else terms[self.pen[j]].m for j in single], dtype=float)
+        self._logdet_single = float(sum(terms[self.pen[j]].logdet_S for j in single))
+        # multi-penalty terms: log|sum_j lambda_j S_j|+ on the (fixed) range space of the sum
+        self._groups = []
+        for i, t in enumerate(terms):
+            if t.penalized and t.S_list is not None:
+                js = [j for j, ii in enumerate(self.pen) if ii == i]
+                ev, U = np.linalg.eigh(t.S)
+                keep = ev > ev.max() * 1e-10
+                Ur = U[:, keep]
+                self._groups.append((js, [Ur.T @ S @ Ur for S in t.S_list]))
+        total_rank = int(self.rank.sum()) + sum(B[0].shape[0] for _, B in self._groups)
+        self.Mp = self.pd + self.G * self.q - total_rank
+        self.total_rank = total_rank
 
         T = len(terms)
         self.K = np.empty((T, n), dtype=np.int64)
@@ -147,6 +171,29 @@ class Layout:
         self.pinfo[:, POFF] = offs[:-1]
         self.boff = offs
         self.btot = int(offs[-1])
+
+    def log_det_S(self, rho):
+        """log|S_lambda|+ with its gradient and Hessian in rho = log lambda."""
+        npen = len(self.pen)
+        g = np.zeros(npen)
+        H = np.zeros((npen, npen))
+        val = self._logdet_single
+        if self._single.size:
+            val += float(np.sum(self.rank * rho[self._single]))
+            g[self._single] = self.rank
+        for js, Bs in self._groups:
+            lam = np.exp(rho[js])
+            A = sum(l * B for l, B in zip(lam, Bs))
+            cho = linalg.cho_factor(A, lower=True)
+            val += 2 * float(np.log(np.diag(cho[0])).sum())
+            AiB = [linalg.cho_solve(cho, B) for B in Bs]
+            for a, ja in enumerate(js):
+                ga = lam[a] * np.trace(AiB[a])
+                g[ja] = ga
+                H[ja, ja] += ga
+                for b, jb in enumerate(js):
+                    H[ja, jb] -= lam[a] * lam[b] * np.sum(AiB[a] * AiB[b].T)
+        return val, g, H
 
     # -- one pass ---------------------------------------------------------------------------
     def pass_(self, y, pw, fam, beta_d=None, u=None):
@@ -243,7 +290,7 @@ class _Factor:
                 lam_u[lay.slot[i]] = lam[j]
             else:
                 c = lay.cols[i]
-                Sd[c, c] += lam[j] * t.S
+                Sd[c, c] += lam[j] * lay.pen_S[j]
         self.Sd = Sd
         U = Auu + lam_u[None, :] * np.eye(lay.q)[None] if lay.q else Auu
         if lay.q == 1:
@@ -296,6 +343,9 @@ class FremlResult:
     layout: Layout
     eta: np.ndarray
     scale_estimated: bool
+    n_starts: int = 1
+    xtwx_dd: np.ndarray | None = None
+    lam_u: np.ndarray | None = None
 
 
 def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
@@ -323,9 +373,9 @@ def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
             xd, xu = F.solve(np.zeros(lay.pd), v_u)
         else:
             c = lay.cols[i]
-            tr[j] = np.sum(Hinv[c, c] * t.S)
+            tr[j] = np.sum(Hinv[c, c] * lay.pen_S[j])
             v_d = np.zeros(lay.pd)
-            v_d[c] = t.S @ beta_d[c]
+            v_d[c] = lay.pen_S[j] @ beta_d[c]
             bSb[j] = beta_d[c] @ v_d[c]
             xd, xu = F.solve(v_d, np.zeros_like(u))
         PSb_d.append(xd)
@@ -337,7 +387,7 @@ def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
             if ti.Xbar is not None and tk.Xbar is not None:
                 cj, ck = lay.cols[i], lay.cols[pen[k]]
                 Fjk = Hinv[cj, ck]
-                T[j, k] = np.sum((ti.S @ Fjk) * (Fjk @ tk.S))
+                T[j, k] = np.sum((lay.pen_S[j] @ Fjk) * (Fjk @ lay.pen_S[k]))
             elif ti.Xbar is None and tk.Xbar is None:
                 r, s = lay.slot[i], lay.slot[pen[k]]
                 D = F.Uinv[:, r, s]
@@ -348,7 +398,7 @@ def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
                 jd, ks = (j, k) if ti.Xbar is not None else (k, j)
                 c = lay.cols[pen[jd]]
                 HK = Hinv[c, :] @ Kr[ks] @ Hinv[:, c]
-                T[j, k] = np.sum(lay.terms[pen[jd]].S * HK)
+                T[j, k] = np.sum(lay.pen_S[jd] * HK)
             T[k, j] = T[j, k]
     # b' S_j P S_k b
     bSPSb = np.zeros((npen, npen))
@@ -361,7 +411,7 @@ def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
                 bSPSb[j, k] = vj_u @ PSb_u[k][:, s]
         else:
             c = lay.cols[i]
-            vj = t.S @ beta_d[c]
+            vj = lay.pen_S[j] @ beta_d[c]
             for k in range(npen):
                 bSPSb[j, k] = vj @ PSb_d[k][c]
     bSPSb = (bSPSb + bSPSb.T) / 2
@@ -372,11 +422,12 @@ def _reml_parts(lay, F, lam, rho, beta_d, u, fd, fu, zWz, phi, n, scale_known):
     tr, T, bSb, bSPSb = _derivs(lay, F, lam, beta_d, u, phi)
     D = zWz - beta_d @ fd - np.sum(u * fu)  # ||z - Xb||_W^2 + b'Sb at the minimizer
     D = max(D, 1e-300)
-    ldS = float(np.sum(lay.rank * rho) + lay.logdet_S.sum())
+    ldS, gS, HS = lay.log_det_S(rho)
     t = lam * tr
     bS = lam * bSb
-    g = 0.5 * (bS / phi + t - lay.rank)
-    Hh = 0.5 * (np.diag(bS) / phi - 2 * np.outer(lam, lam) * bSPSb / phi + np.diag(t) - np.outer(lam, lam) * T)
+    g = 0.5 * (bS / phi + t - gS)
+    Hh = 0.5 * (np.diag(bS) / phi - 2 * np.outer(lam, lam) * bSPSb / phi + np.diag(t) - np.outer(lam, lam) * T
+                - HS)
     nMp = n - lay.Mp
     reml = 0.5 * (D / phi + nMp * (_LOG2PI + np.log(phi)) + F.logdet - ldS)
     if not scale_known:
@@ -398,7 +449,95 @@ def _newton_step(g, Hh):
     return step
 
 
-def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
+# log smoothing parameters probed, one coordinate at a time, for a better basin than the Newton
+# iteration's (fREML can have two minima along one smoothing parameter: a wiggly fit and a
+# near-linear one); mgcv's default start sits between, so a local method lands on either
+_SCAN = np.linspace(-8.0, 22.0, 11)
+
+
+def _profile_reml(lay, Add, Aud, Auu, fd, fu, zWz, rho, n, scale_known):
+    """Working fREML at ``rho`` with the scale profiled out (Gaussian) or 1; inf if singular."""
+    try:
+        F = _Factor(lay, Add, Aud, Auu, np.exp(rho))
+    except (linalg.LinAlgError, ValueError, FloatingPointError):
+        return np.inf
+    bd, u = F.solve(fd, fu)
+    D = max(zWz - bd @ fd - np.sum(u * fu), 1e-300)
+    nMp = n - lay.Mp
+    phi = D / nMp if not scale_known else 1.0
+    ldS = lay.log_det_S(rho)[0]
+    v = 0.5 * (D / phi + nMp * (_LOG2PI + np.log(phi)) + F.logdet - ldS)
+    return v if np.isfinite(v) else np.inf
+
+
+def _better_start(res, y, pw, fam, n, tol=1e-3):
+    """A log-sp vector whose working fREML beats ``res``'s by more than ``tol``, or None.
+
+    Scans each smooth's smoothing parameter over ``_SCAN`` with the others at the optimum found,
+    on the working model of the converged fit (exact for the Gaussian family).  Random-effect
+    variances (identity penalties) are not scanned.
+    """
+    lay = res.layout
+    scan = [j for j, i in enumerate(lay.pen) if lay.terms[i].kind == "smooth"]
+    if not scan:
+        return None
+    scale_known = fam != GAUSSIAN
+    buf, r, _, _, zWz = lay.pass_(y, pw, fam, res.beta_d, res.u)
+    Add, Aud, Auu, fd, fu = lay.assemble(buf, r)
+    base = _profile_reml(lay, Add, Aud, Auu, fd, fu, zWz, res.rho, n, scale_known)
+    best, best_rho = base, None
+    for j in scan:
+        for v in _SCAN:
+            if abs(v - res.rho[j]) < 1.0:
+                continue
+            rho = res.rho.copy()
+            rho[j] = v
+            val = _profile_reml(lay, Add, Aud, Auu, fd, fu, zWz, rho, n, scale_known)
+            if val < best - tol:
+                best, best_rho = val, rho
+    return best_rho
+
+
+def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None, global_search=True):
+    """Fit by fREML; with ``global_search`` restart from any better basin a scan finds.
+
+    The local fit (:func:`fit_freml_local`) is followed by a scan of each smoothing parameter
+    over a wide grid on the converged working model; if some point has a lower fREML score,
+    the fit is restarted there and the better of the fits is kept (at most 3 restarts).
+
+    Parameters
+    ----------
+    lay, y, pw, family, max_iter, tol, rho0
+        As :func:`fit_freml_local`.
+    global_search : bool, default=True
+
+    Returns
+    -------
+    FremlResult
+        ``n_starts`` says how many local fits were run.
+    """
+    fam = FAMILIES[family]
+    n = y.shape[0]
+    res = fit_freml_local(lay, y, pw, family, max_iter, tol, rho0)
+    starts = 1
+    if global_search:
+        for _ in range(3):
+            rho1 = _better_start(res, y, pw, fam, n)
+            if rho1 is None:
+                break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                alt = fit_freml_local(lay, y, pw, family, max_iter, tol, rho1)
+            starts += 1
+            if alt.reml < res.reml - 1e-8 * max(1.0, abs(res.reml)) and (alt.converged or not res.converged):
+                res = alt
+            else:
+                break
+    res.n_starts = starts
+    return res
+
+
+def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
     """Fit by PIRLS with one fREML Newton step per iteration (mgcv ``bgam.fitd``).
 
     Parameters
@@ -451,7 +590,7 @@ def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho
                 F_t = _Factor(lay, Add, Aud, Auu, np.exp(rho_t))
                 bd_t, u_t = F_t.solve(fd, fu)
                 D_t = max(zWz - bd_t @ fd - np.sum(u_t * fu), 1e-300)
-                ldS = float(np.sum(lay.rank * rho_t) + lay.logdet_S.sum())
+                ldS = lay.log_det_S(rho_t)[0]
                 reml_t = 0.5 * (D_t / np.exp(lp_t) + (n - lay.Mp) * (_LOG2PI + lp_t) + F_t.logdet - ldS)
                 if reml_t <= reml + 1e-10 * abs(reml):
                     break
@@ -482,13 +621,11 @@ def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho
     if fam == GAUSSIAN:
         dev = float(np.sum(pw * (y - eta) ** 2))
     # edf per term: p_t - lambda_t tr(P S_t) (unpenalized terms: p_t)
-    edf = []
-    j = 0
-    for i, t in enumerate(lay.terms):
-        if t.penalized:
-            edf.append(t.p - lam[j] * tr[j])
-            j += 1
-        else:
-            edf.append(float(t.p))
-    return FremlResult(beta_d, u, rho, phi, np.array(edf), float(reml), it, converged, float(dev), F,
-                       lay, eta, not scale_known)
+    edf = [float(t.p) for t in lay.terms]
+    for j, i in enumerate(lay.pen):
+        edf[i] -= lam[j] * tr[j]
+    res = FremlResult(beta_d, u, rho, phi, np.array(edf), float(reml), it, converged, float(dev), F,
+                      lay, eta, not scale_known)
+    res.xtwx_dd = Add  # X'WX of the dense part (the smooth tests' R factors)
+    res.lam_u = np.array([lam[j] for j, i in enumerate(lay.pen) if lay.terms[i].Xbar is None])
+    return res

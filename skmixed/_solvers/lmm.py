@@ -26,6 +26,7 @@ from .._design.layout import BlockLayout
 from .._kernels import gram
 from .._kernels import lmm as klmm
 from .._threads import blas_for_dense
+from .lmm_newton import ScalarNewton, scalar_terms
 
 __all__ = ["CrossProducts", "LMMProblem", "LMMResult", "cross_products"]
 
@@ -129,6 +130,7 @@ class LMMProblem:
         self._a11 = np.ascontiguousarray(cp.A11[:, 0, 0]) if layout.q1 == 1 else None
         self._a21 = np.ascontiguousarray(cp.A21[:, 0]) if layout.q1 == 1 else None
         self.n_eval = 0
+        self._at_optimum = None  # a ScalarNewton holding the factor at the optimum, if any
 
     # -- theta <-> Lambda ---------------------------------------------------------------
     def start(self) -> np.ndarray:
@@ -257,6 +259,15 @@ class LMMProblem:
         M[idx, idx] += 1.0
         return M
 
+    @property
+    def first_block_factors(self):
+        """``(L11, L21)`` of the last :meth:`factor` call: the first block's factors and coupling rows."""
+        return self._L11, self._L21
+
+    def criterion(self, ldL2, ldRX2, r2) -> float:
+        """REML criterion or deviance from the pieces :meth:`factor` returns."""
+        return self._criterion(ldL2, ldRX2, r2)
+
     def _criterion(self, ldL2, ldRX2, r2):
         N = self.cp.n_obs
         if self.reml:
@@ -312,6 +323,8 @@ class LMMProblem:
         successor of lme4's BOBYQA, which needs about half the evaluations.
         """
         large = self.layout.m > 200
+        if large and len(self.layout.blocks) > 1 and scalar_terms(self.layout):
+            return self._optimize_newton(theta0, max_iter)
         radius = 0.5
         if theta0 is None:
             theta0 = self.start()
@@ -370,6 +383,30 @@ class LMMProblem:
             theta, at_optimum = self.polish(theta)
             converged = converged or at_optimum
         return theta, n_iter, converged, str(res.message)
+
+    def _optimize_newton(self, theta0, max_iter):
+        """Large dense parts with scalar terms only: Newton on the exact gradient (:mod:`.lmm_newton`).
+
+        A zero variance the iteration ends on is probed off the bound (:meth:`_escape_boundary`)
+        and the iteration resumed from a better point if there is one.
+        """
+        newton = ScalarNewton(self)
+        theta = self.moment_start() if theta0 is None else np.asarray(theta0, dtype=float)
+        n_iter = 0
+        for _ in range(4):
+            theta, it, converged = newton.minimize(theta, max_iter=max_iter)
+            n_iter += it
+            if not np.any(theta == 0):
+                break
+            start = self._escape_boundary(theta, self.objective(theta))
+            if start is None:
+                break
+            theta = start
+        # the factor and inverse at the optimum serve the results (no second factorisation)
+        self._at_optimum = newton if newton.last is not None and np.array_equal(newton.last["theta"], theta) \
+            else None
+        msg = "gradient vanishes (Newton decrement below 1e-9)" if converged else "Newton iteration stalled"
+        return theta, n_iter, converged, msg
 
     def polish(self, theta, max_steps=5):
         """Newton steps on central-difference derivatives, from the optimiser's result.
@@ -498,7 +535,14 @@ class LMMProblem:
 
     def result(self, theta, n_iter=0, converged=True, message="") -> LMMResult:
         lay = self.layout
-        f = self.factor(theta)
+        done = self._at_optimum
+        if done is not None and np.array_equal(done.last["theta"], theta):
+            f = done.last["fac"]
+            self._L11[...] = done.last["L11"]
+            self._L21[...] = done.last["L21"]
+        else:
+            done = None
+            f = self.factor(theta)
         if f is None:
             raise ValueError("the model matrix is rank deficient at the optimum; cannot compute estimates")
         L, ldL2, ldRX2, r2 = f
@@ -507,7 +551,10 @@ class LMMProblem:
         N = self.cp.n_obs
         # dense solution v = [u2; beta] from the y row of the factor
         c = L[m - 1, :m - 1]
-        v = sla.solve_triangular(L[:m - 1, :m - 1], c, lower=True, trans="T", check_finite=False)
+        if done is not None:
+            v = done.last["Minv"].T @ c
+        else:
+            v = sla.solve_triangular(L[:m - 1, :m - 1], c, lower=True, trans="T", check_finite=False)
         u1 = self.first_block_modes(v)
         beta = v[Q2:Q2 + p]
         sigma2 = r2 / (N - p) if self.reml else r2 / N
@@ -516,7 +563,7 @@ class LMMProblem:
         RXinv = sla.solve_triangular(RX, np.eye(p), lower=True, check_finite=False)
         vcov = sigma2 * (RXinv.T @ RXinv)
         lams = self.lambdas(theta)
-        cvu = self.conditional_u_cov(L)
+        cvu = done.conditional_u_cov() if done is not None else self.conditional_u_cov(L)
         us, bs, cvs = [u1], [], []
         for k, blk in enumerate(lay.blocks[1:]):
             o, q, J = lay.dense_off[k], blk.q, blk.n_levels
