@@ -19,7 +19,9 @@ Use :func:`track` to wrap an iterable and :func:`progress_bar` for manual update
 
 from __future__ import annotations
 
-__all__ = ["progress_bar", "track"]
+import contextlib
+
+__all__ = ["dask_progress", "progress_bar", "track"]
 
 
 class _NoBar:
@@ -125,3 +127,27 @@ def track(iterable, verbose, total=None, desc=None, unit="it", delay=0.0, **kwar
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, delay=delay, **kwargs)
+
+
+def dask_progress(verbose, desc=None):
+    """Context manager showing a tqdm bar over the Dask tasks computed inside it.
+
+    tqdm's own Dask callback (:class:`tqdm.dask.TqdmCallback`), so it follows the
+    local schedulers (threads, processes); on a ``dask.distributed`` cluster the
+    dashboard shows progress instead. A no-op when ``verbose`` is false.
+
+    Parameters
+    ----------
+    verbose : bool or int
+    desc : str, optional
+        Label in front of the bar.
+
+    Returns
+    -------
+    context manager
+    """
+    if not _on(verbose):
+        return contextlib.nullcontext()
+    from tqdm.dask import TqdmCallback
+
+    return TqdmCallback(desc=desc)

@@ -15,6 +15,7 @@ from sklearn.metrics import r2_score
 from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
+from ._progress import progress_bar
 from ._solvers.lmm import LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats
 from .inference._mixin import InferenceMixin, variance_parts
@@ -75,6 +76,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         ``0.5 * sum(log w_i)``. The two agree for unit weights. Precision
         weights need every weight > 0 and are not accumulated by
         :meth:`partial_fit` (use :meth:`fit`).
+    verbose : bool, default=False
+        Show a progress bar (tqdm) of the optimiser's criterion evaluations and the
+        current criterion, for fits that run longer than two seconds.
 
     Attributes
     ----------
@@ -126,13 +130,14 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     """
 
     def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500,
-                 weights="frequency"):
+                 weights="frequency", verbose=False):
         self.reml = reml
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.group_column = group_column
         self.max_iter = max_iter
         self.weights = weights
+        self.verbose = verbose
 
     def _precision(self) -> bool:
         if self.weights not in ("frequency", "precision"):
@@ -226,7 +231,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         cross-products were formed with (None: none), undone on beta here.
         """
         problem = LMMProblem(layout, cp, reml=bool(self.reml))
-        theta, n_iter, converged, message = problem.optimize(theta0=theta0, max_iter=self.max_iter)
+        with progress_bar(self.verbose, desc="REML" if self.reml else "ML", unit="eval", delay=2.0) as bar:
+            problem.progress = bar if self.verbose else None
+            theta, n_iter, converged, message = problem.optimize(theta0=theta0, max_iter=self.max_iter)
         if not converged:
             warn_not_converged(message, n_iter)
         res = problem.result(theta, n_iter, converged, message)
