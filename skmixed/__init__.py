@@ -5,7 +5,9 @@ Estimators
 MixedLinearRegressor
     Linear mixed models by profiled REML/ML (``lme4::lmer``).
 MixedLogisticRegressor
-    Binary GLMMs by Laplace / adaptive Gauss-Hermite (``lme4::glmer``).
+    Binary and binomial-proportion GLMMs by Laplace / adaptive Gauss-Hermite (``lme4::glmer``).
+MixedPoissonRegressor
+    Count GLMMs (log link, offset) by Laplace / adaptive Gauss-Hermite (``glmer(family = poisson)``).
 AdditiveMixedRegressor
     Additive mixed models by fREML, discretized covariates (``mgcv::bam``).
 StreamingMixed
@@ -27,14 +29,15 @@ import importlib
 
 __version__ = "0.1.0"
 __all__ = ["AdditiveMixedRegressor", "BootstrapResult", "MixedLinearRegressor", "MixedLogisticRegressor",
-           "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed", "anova", "bootstrap",
-           "coef_table", "confint", "tidy"]
+           "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed", "anova",
+           "bootstrap", "coef_table", "confint", "tidy"]
 
 # public name -> module holding it (imported on first access, PEP 562)
 _LAZY = {
     "AdditiveMixedRegressor": ".additive",
     "MixedLinearRegressor": ".linear",
     "MixedLogisticRegressor": ".logistic",
+    "MixedPoissonRegressor": ".poisson",
     "NoGroupsWarning": "._base",
     "SplitSampleMixed": ".split_sample",
     "StreamingMixed": ".streaming",

@@ -37,8 +37,10 @@ def _tiny_data(n_groups=12, per_group=8, seed=0):
 
 def _steps():
     """(label, callable) for every path a fit, a prediction or a summary can take."""
-    from skmixed import (AdditiveMixedRegressor, MixedLinearRegressor, MixedLogisticRegressor, SplitSampleMixed,
-                         StreamingMixed)
+    from skmixed import (AdditiveMixedRegressor, MixedLinearRegressor, MixedLogisticRegressor, MixedPoissonRegressor,
+                         SplitSampleMixed, StreamingMixed)
+
+    import numpy as np
 
     df = _tiny_data()
     X, Xb, g = df[["x"]], df[["x", "b"]], df["g"]
@@ -55,6 +57,8 @@ def _steps():
             MixedLogisticRegressor(**kw).fit(Xb, df["y_bin"], groups=g).predict_proba(Xb, groups=g)
         MixedLogisticRegressor(random_slopes=["x"]).fit(X, df["y_bin"], groups=g)
         MixedLogisticRegressor().fit(Xb, df["y_bin"], groups=df[["g", "h"]])
+        counts = np.random.default_rng(1).poisson(np.exp(0.3 * df["x"].to_numpy()))
+        MixedPoissonRegressor().fit(Xb, counts, groups=g).predict(Xb, groups=g)
 
     def additive():
         big = _tiny_data(n_groups=20, per_group=20)

@@ -37,6 +37,9 @@ from ._kernels import glmm as _real_kg
 from ._solvers import glmm as sg
 from ._solvers.lmm import drop_aliased
 
+# the distributed fit is the binomial-logit model without an offset (kernel family 0, empty offset)
+_NO_OFFSET = np.empty(0)
+
 # ----------------------------------------------------------------- worker side
 class _PartitionProblem:
     """One partition's rows, grouped, ready for the GLMM kernels."""
@@ -74,7 +77,7 @@ class _PartitionProblem:
             gl = np.empty((G, q, q) if want_grad else (1, q, q))
             jac = np.empty((G, q, k) if want_grad else (1, q, k))
             _real_kg.laplace_single(beta, self.X, self.zcols, self.y, self.kw, self.perm, self.gptr, Lam, u,
-                                    tol, maxit, want_grad, h, ld, it, gb, gl, t_rows, t_cols, jac)
+                                    tol, maxit, want_grad, h, ld, it, gb, gl, t_rows, t_cols, jac, 0, _NO_OFFSET)
             return u, (h, ld, it, gb, gl, jac)
         if name == "joint_stats":
             solve_u, tol = extra
@@ -82,13 +85,13 @@ class _PartitionProblem:
             A, B, s, h = np.empty((G, q, q)), np.empty((G, q, p)), np.empty((G, q)), np.empty(G)
             C, xr = np.empty((nck, p, p)), np.empty((nck, p))
             _real_kg.joint_stats(beta, self.X, self.zcols, self.y, self.kw, self.perm, self.gptr, self.chunks,
-                                 Lam, u, solve_u, tol, A, B, s, h, C, xr)
+                                 Lam, u, solve_u, tol, A, B, s, h, C, xr, 0, _NO_OFFSET)
             return u, (A, B, s, h, C.sum(axis=0), xr.sum(axis=0))
         if name == "agq_single":
             lam, nodes, weights = extra
             out = np.empty(G)
             _real_kg.agq_single(beta, self.X, self.zcols, self.y, self.kw, self.perm, self.gptr, lam, u,
-                                nodes, weights, out)
+                                nodes, weights, out, 0, _NO_OFFSET)
             return u, (out,)
         raise ValueError(name)
 
@@ -175,7 +178,7 @@ class _RemoteKernels:
         return [o[1] for o in out]
 
     def laplace_single(self, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_grad,
-                       h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out):
+                       h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam=0, off=None):
         res = self._run("laplace_single", beta, Lam, u, (tol, maxit, want_grad, t_rows, t_cols, jac_out.shape[2]))
         for i, (h, ld, it, gb, gl, jac) in zip(self.gidx, res):
             h_out[i], ld_out[i], it_out[i] = h, ld, it
@@ -183,7 +186,7 @@ class _RemoteKernels:
                 gbeta_out[i], glam_out[i], jac_out[i] = gb, gl, jac
 
     def joint_stats(self, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
-                    A_out, B_out, s_out, h_out, C_out, xr_out):
+                    A_out, B_out, s_out, h_out, C_out, xr_out, fam=0, off=None):
         res = self._run("joint_stats", beta, Lam, u, (solve_u, tol))
         C_out[:] = 0.0
         xr_out[:] = 0.0
@@ -192,7 +195,7 @@ class _RemoteKernels:
             C_out[0] += C
             xr_out[0] += xr
 
-    def agq_single(self, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out):
+    def agq_single(self, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out, fam=0, off=None):
         res = self._run("agq_single", beta, None, u, (lam, nodes, weights))
         for i, (o,) in zip(self.gidx, res):
             out[i] = o

@@ -949,6 +949,76 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             out.attrs["figure"] = fig
         return out
 
+    def concurvity(self, X, groups=None, max_columns=3000):
+        """mgcv's ``concurvity(b, full=TRUE)``: how far each term is a function of the others.
+
+        For each term (``para`` for the parametric part, then smooths and random-effect terms)
+        with model-matrix columns X_j and the rest X_i: ``worst`` is the largest share of a
+        function in X_j's span that X_i reproduces, ``observed`` the share for the fitted
+        term, ``estimate`` the average share (trace ratio); 0 none, 1 total concurvity.
+
+        Parameters
+        ----------
+        X, groups
+            The training data (the model matrix is rebuilt from them, in chunks).
+        max_columns : int, default=3000
+            The measures need the model's dense Gram matrix (random effects included): refused
+            with a ValueError above this many columns.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows ``worst``, ``observed``, ``estimate``; one column per term.
+        """
+        check_is_fitted(self)
+        pdata = self._prepare_predict(X, groups)
+        Xd = np.ascontiguousarray(pdata.X[:, self._keep])
+        G_u = self._res_u.shape[0] if self._res_u.ndim == 2 else 0
+        q = len(self._sparse_slot)
+        pd_ = self._Hinv.shape[0]
+        ptot = pd_ + G_u * q
+        if ptot > max_columns:
+            raise ValueError(f"concurvity needs a dense {ptot} x {ptot} Gram matrix (more than max_columns="
+                             f"{max_columns})")
+        Gm = np.zeros((ptot, ptot))
+        n = Xd.shape[0]
+        for s0 in range(0, n, _PRED_CHUNK):
+            sl = slice(s0, min(n, s0 + _PRED_CHUNK))
+            D, Zu, g = self._design_rows(Xd[sl], [c[sl] for c in pdata.codes])
+            full = np.zeros((D.shape[0], ptot))
+            full[:, :pd_] = D
+            known = np.flatnonzero(g >= 0)
+            for r in range(q):
+                full[known, pd_ + g[known] * q + r] = Zu[known, r]
+            Gm += full.T @ full
+        beta = np.zeros(ptot)
+        beta[:pd_] = self._res_beta_d
+        if q:
+            beta[pd_:] = self._res_u.ravel()
+        blocks = []
+        if "parametric" in self._lay_cols:
+            blocks.append(("para", np.arange(pd_)[self._lay_cols["parametric"]]))
+        for name in self.edf_.index:
+            if name in self._lay_cols and self._lay_cols[name] is not None:
+                blocks.append((name, np.arange(pd_)[self._lay_cols[name]]))
+            elif name in self._sparse_slot:
+                blocks.append((name, pd_ + np.arange(G_u) * q + self._sparse_slot[name]))
+        out = {}
+        allc = np.arange(ptot)
+        for name, jc in blocks:
+            ic = np.setdiff1d(allc, jc)
+            Gjj = Gm[np.ix_(jc, jc)]
+            Gij = Gm[np.ix_(ic, jc)]
+            P = Gij.T @ np.linalg.lstsq(Gm[np.ix_(ic, ic)], Gij, rcond=None)[0]  # Xj'Xi (Xi'Xi)^- Xi'Xj
+            P = (P + P.T) / 2
+            L = np.linalg.cholesky(Gjj + 1e-12 * np.trace(Gjj) / len(jc) * np.eye(len(jc)))
+            Li = np.linalg.inv(L)
+            worst = float(np.linalg.eigvalsh(Li @ P @ Li.T).max())
+            b = beta[jc]
+            observed = float(b @ P @ b / (b @ Gjj @ b)) if b @ Gjj @ b > 0 else np.nan
+            out[name] = (worst, observed, float(np.trace(P) / np.trace(Gjj)))
+        return pd.DataFrame(out, index=["worst", "observed", "estimate"])
+
     def partial_effect(self, term, n_points=100):
         """Partial effect of a smooth on a grid with its standard error.
 

@@ -14,7 +14,7 @@ from sklearn.metrics import r2_score
 
 from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
-from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
+from ._summary import Summary, varcorr_table
 from ._progress import progress_bar
 from ._solvers.lmm import LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats

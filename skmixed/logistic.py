@@ -17,6 +17,8 @@ from ._base import FitData, MixedModelBase
 from ._design.layout import amalgamate
 from ._kernels import glmm as kg
 from ._solvers import glmm as sg
+from ._solvers._optim import boundary_names
+from ._families import BINOMIAL, check_offset
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
 from .inference._mixin import InferenceMixin, variance_parts
 from .inference._state import GLMMState, LMMRows
@@ -111,6 +113,14 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
     sigma_ : float
         1.0 (the binomial family has no scale parameter).
     is_singular_, converged_, n_iter_ : bool, bool, int
+        ``converged_`` only after a final check found no improving feasible
+        direction (projected gradient and probes off every bound).
+    boundary_params_ : list of str
+        Names (as in ``theta_``) of the parameters on their bound 0: a variance
+        at 0 or, in a correlated term, a correlation at +-1.
+    fit_log_ : FitLog or None
+        What the optimiser met: ``started_on_boundary``, ``touched_boundary``,
+        ``n_escapes`` (restarts off a bound), ``final_check``.
 
     Examples
     --------
@@ -148,6 +158,11 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
             # the common case (0/1 labels, millions of rows): two passes instead of a sort
             self._pending_classes, codes = fast
             return codes
+        if y_arr.dtype.kind == "f" and y_arr.size and np.all((y_arr >= 0) & (y_arr <= 1)) \
+                and np.any((y_arr > 0) & (y_arr < 1)):
+            # binomial proportions (the trials come as sample_weight): glmer's weights= form
+            self._pending_classes, self._pending_trials = np.array([0.0, 1.0]), True
+            return y_arr.astype(np.float64)
         y_type = type_of_target(y_arr, input_name="y", raise_unknown=True)
         classes, codes = np.unique(y_arr, return_inverse=True)
         if classes.size < 2:
@@ -168,19 +183,26 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, X, y, groups=None, sample_weight=None):
+    _family = BINOMIAL
+
+    def fit(self, X, y, groups=None, sample_weight=None, offset=None):
         """Fit the model.
 
         Parameters
         ----------
         X : array-like or DataFrame, shape (n, p)
         y : array-like, shape (n,)
-            Two class labels (any dtype).
+            Two class labels (any dtype), or binomial proportions in [0, 1]
+            with the numbers of trials as ``sample_weight`` (glmer's
+            ``cbind(successes, failures)`` or ``weights=`` with a proportion).
         groups : array-like (n,) or (n, k), or DataFrame, optional
             Group labels, one column per grouping factor.
         sample_weight : array-like, shape (n,), optional
             Frequency weights: a row with weight 3 counts as three identical
-            rows, so aggregated binomial data can be fitted as weighted 0/1 rows.
+            rows, so aggregated binomial data can be fitted as weighted 0/1 rows;
+            with proportions in y, the numbers of trials.
+        offset : array-like, shape (n,), optional
+            A known term added to the linear predictor (log-odds scale).
 
         Returns
         -------
@@ -190,32 +212,55 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         try:
             fd = self._prepare_fit(X, y, groups, sample_weight)
             classes = self._pending_classes
+            trials = self.__dict__.get("_pending_trials", False)
         finally:
             self.__dict__.pop("_pending_classes", None)
+            self.__dict__.pop("_pending_trials", None)
+        if trials:
+            if fd.weights is None:
+                raise ValueError("y holds proportions (values strictly between 0 and 1): pass the numbers of "
+                                 "trials as sample_weight, as glmer's weights=")
+            k = fd.y * fd.weights
+            if np.any(np.abs(k - np.round(k)) > 1e-6 * np.maximum(1.0, np.abs(k))):
+                warnings.warn("non-integer numbers of successes (y * sample_weight) in a binomial model",
+                              UserWarning, stacklevel=2)
+        offset = check_offset(offset, fd.X.shape[0])
+        res = self._fit_glmm(fd, offset)
+        self.classes_ = classes
+        self._warn_problems(res)
+        return self
+
+    def _fit_glmm(self, fd, offset):
+        """Fit the validated data (shared with MixedPoissonRegressor); stores everything but the classes."""
         if fd.terms:
             blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
             if self.nagq > 1 and (len(blocks) > 1 or blocks[0].q > 1):
                 raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects "
                                  "term (one grouping factor, random intercept or one random slope)")
-            res = self._fit_mixed(fd, blocks)
+            res = self._fit_mixed(fd, blocks, offset)
         else:
             blocks = []
-            res = self._fit_fixed_only(fd)
+            res = self._fit_fixed_only(fd, offset)
+        # the kernels leave out the log-likelihood's constant (log binomial coefficients, log y!);
+        # glmer's nAGQ > 1 deviance is on the unit-deviance scale instead (equal for 0/1 rows)
+        const = self._family.saturated_constant if fd.terms and self.nagq > 1 else self._family.loglik_constant
+        res.deviance = float(res.deviance) + const(fd.y, self._weights(fd))
+        res.loglik = -0.5 * res.deviance
         self._store(fd, blocks, res)
-        self.classes_ = classes
-        self._warn_problems(res)
-        return self
+        self._glmm_state.extra["has_offset"] = offset is not None
+        return res
 
     def _weights(self, fd):
         return np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
 
-    def _fit_mixed(self, fd: FitData, blocks):
+    def _fit_mixed(self, fd: FitData, blocks, offset=None):
         X = np.ascontiguousarray(fd.X)
         w = self._weights(fd)
         if len(blocks) == 1:
             blk = blocks[0]
             prob = sg.SingleFactorGLMM(X, fd.y, w, fd.factors[blk.factor].codes, blk.n_levels,
-                                       np.asarray(blk.intercept_slopes, dtype=np.int64), blk.pattern)
+                                       np.asarray(blk.intercept_slopes, dtype=np.int64), blk.pattern,
+                                       family=self._family, offset=offset)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"), sg.serial_if_small(X.shape[0]):
                 res = sg.fit_single_factor(prob, nagq=int(self.nagq), tol=float(self.tol),
                                            max_iter=int(self.max_iter))
@@ -223,17 +268,19 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         else:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"), sg.serial_if_small(X.shape[0]):
                 res = sg.fit_multi_factor(X, fd.y, w, fd.factors, blocks, nagq=int(self.nagq),
-                                          tol=float(self.tol), max_iter=int(self.max_iter))
+                                          tol=float(self.tol), max_iter=int(self.max_iter), family=self._family,
+                                          offset=offset)
         return res
 
-    def _fit_fixed_only(self, fd: FitData):
+    def _fit_fixed_only(self, fd: FitData, offset=None):
         X = np.ascontiguousarray(fd.X)
         w = self._weights(fd)
         # a plain GLM: the joint PIRLS with a single dummy group and theta = 0
         prob = sg.SingleFactorGLMM(X, fd.y, w, np.zeros(X.shape[0], dtype=np.int64), 1,
-                                   np.array([-1], dtype=np.int64), np.ones((1, 1), dtype=bool))
+                                   np.array([-1], dtype=np.int64), np.ones((1, 1), dtype=bool),
+                                   family=self._family, offset=offset)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), sg.serial_if_small(X.shape[0]):
-            dev, _, beta, _, S = prob.joint_pirls(np.zeros(1), sg._start_beta(X, fd.y, w), prob.u,
+            dev, _, beta, _, S = prob.joint_pirls(np.zeros(1), sg._start_beta(X, fd.y, w, self._family, offset), prob.u,
                                                   tol=1e-9, maxit=100)
         try:
             V = np.linalg.inv(S)
@@ -266,6 +313,10 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.bic_ = self.deviance_ + k * np.log(fd.n_obs)
         self.varcorr_ = varcorr_table(self.cov_re_, None, self._re_patterns)
         self.n_iter_, self.converged_ = int(res.n_iter), bool(res.converged)
+        # which parameters sit on their bound (a diagonal theta at 0: a variance 0 or, for a
+        # later term of a correlated block, correlations +-1); lme4's isSingular per parameter
+        self.boundary_params_ = boundary_names(res.theta, res.extra["lower"], self.theta_.index)
+        self.fit_log_ = res.extra.get("fit_log")
         self.vcov_method_ = res.vcov_method
         self.nagq_ = int(self.nagq) if blocks else 0
         self._set_factor_attrs(fd)
@@ -289,14 +340,15 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
                           "are conditional on the variance parameters (glmer's RX-based vcov)", UserWarning,
                           stacklevel=3)
         if self.is_singular_:
-            warnings.warn("boundary (singular) fit: a random-effects variance is estimated at 0 (see "
-                          "is_singular_ and theta_); the model is usable", SingularFitWarning, stacklevel=3)
+            warnings.warn(f"boundary (singular) fit: theta {self.boundary_params_} at 0 (a random-effects variance "
+                          "0, or correlations +-1 within a term); see is_singular_, boundary_params_ and theta_; "
+                          "the model is usable", SingularFitWarning, stacklevel=3)
         if not self.converged_:
             warnings.warn(f"the optimiser did not converge after {self.n_iter_} iterations ({res.message}); "
                           "estimates are the last iterate", ConvergenceWarning, stacklevel=3)
 
     # ----------------------------------------------------------------- prediction
-    def decision_function(self, X, groups=None):
+    def decision_function(self, X, groups=None, offset=None):
         """Linear predictor (log-odds of ``classes_[1]``).
 
         Conditional on the random effects for known groups; population
@@ -306,6 +358,8 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         ----------
         X : array-like or DataFrame
         groups : array-like or DataFrame, optional
+        offset : array-like of shape (n,), optional
+            Added to the linear predictor (as the ``offset`` of :meth:`fit`).
 
         Returns
         -------
@@ -317,9 +371,10 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         for blk, b in zip(self._re_blocks, self._re_values):
             kg.add_random_part(np.ascontiguousarray(pdata.X), np.asarray(blk.intercept_slopes, dtype=np.int64),
                                pdata.codes[blk.factor], np.ascontiguousarray(b), eta)
-        return eta
+        off = check_offset(offset, eta.shape[0])
+        return eta if off is None else eta + off
 
-    def predict_proba(self, X, groups=None, marginal=False):
+    def predict_proba(self, X, groups=None, marginal=False, offset=None):
         """Class probabilities, columns in the order of ``classes_``.
 
         Parameters
@@ -332,17 +387,21 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
             over the random effects' fitted distribution (Gauss-Hermite quadrature)
             — the calibrated prediction for a new group. Known levels use their
             conditional modes either way.
+        offset : array-like of shape (n,), optional
+            Added to the linear predictor (as the ``offset`` of :meth:`fit`).
 
         Returns
         -------
         ndarray of shape (n, 2)
         """
         if marginal:
+            if offset is not None:
+                raise ValueError("marginal=True does not take an offset")
             from .inference._predict import marginal_proba
 
             p1 = marginal_proba(self, X, groups)
             return np.column_stack([1.0 - p1, p1])
-        eta = self.decision_function(X, groups)
+        eta = self.decision_function(X, groups, offset)
         p1 = np.empty_like(eta)
         pos = eta >= 0
         p1[pos] = 1.0 / (1.0 + np.exp(-eta[pos]))

@@ -70,3 +70,28 @@ def test_pvalue_helpers():
     assert psum_chisq_sf(5.0, [1.0, 1.0]) == pytest.approx(stats.chi2.sf(5.0, 2), abs=1e-7)
     # F-type mixture: P(chi2_2 > (d/k) chi2_k) is an F tail
     assert psum_chisq_sf(0.0, [1.0, 1.0, -6.0 / 30], [1, 1, 30]) == pytest.approx(stats.f.sf(3.0, 2, 30), abs=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_concurvity_against_mgcv():
+    # R: b2 <- bam(y ~ s(x0, k=6, bs="cr") + s(x1, k=12, bs="ps") + te(x2, x3, k=c(4, 6), bs=c("cr", "ps")) + z,
+    #              data=d, discrete=FALSE); concurvity(b2)      (mgcv 1.8-41)
+    ref = {"s(x0)": (0.017749185231, 0.009056598683, 0.010224583256),
+           "s(x1)": (0.02308260590, 0.01152853281, 0.01083843146),
+           "te(x2,x3)": (0.023949966186, 0.007832445836, 0.004953177876)}
+    d = pd.read_csv(DATA / "gamsim_mgcv_formula.csv")
+    m = AdditiveMixedRegressor.from_formula(
+        "y ~ s(x0, k=6, bs='cr') + s(x1, k=12, bs='ps') + te(x2, x3, k=c(4, 6), bs=c('cr', 'ps')) + z", d,
+        discrete=False)
+    c = m.concurvity(d)
+    for name, (worst, obs, est) in ref.items():
+        assert c.loc["worst", name] == pytest.approx(worst, rel=1e-6)
+        assert c.loc["observed", name] == pytest.approx(obs, rel=1e-5)
+        assert c.loc["estimate", name] == pytest.approx(est, rel=0.02)
+    # "para" is the whole parametric part here (mgcv 1.8-41 takes its first column only)
+    assert list(c.columns) == ["para", "s(x0)", "s(x1)", "te(x2,x3)"]
+    # random-effect term (mgcv: observed 0.01477329604, estimate 0.06349680832 on the main model)
+    m2, _ = AdditiveMixedRegressor.from_formula(FORMULA, d), None
+    c2 = m2.concurvity(d)
+    assert c2.loc["observed", "s(fac)"] == pytest.approx(0.01477329604, rel=1e-5)
+    assert c2.loc["estimate", "s(fac)"] == pytest.approx(0.06349680832, rel=1e-6)

@@ -30,6 +30,7 @@ from docutils.statemachine import StringList
 ESTIMATORS = [
     "MixedLinearRegressor",
     "MixedLogisticRegressor",
+    "MixedPoissonRegressor",
     "AdditiveMixedRegressor",
     "StreamingMixed",
     "SplitSampleMixed",

@@ -1,4 +1,4 @@
-"""numba kernels for the binomial-logit GLMM (MixedLogisticRegressor).
+"""numba kernels for the GLMMs with a canonical link (binomial-logit, Poisson-log).
 
 All kernels work on rows bucketed by group through a CSR-like pointer:
 ``perm[gptr[g]:gptr[g + 1]]`` are the row indices of group ``g`` (computed once
@@ -9,11 +9,12 @@ random-effects covariates of a row are ``z_a = 1`` when ``zcols[a] < 0``
 (random intercept) else ``X[row, zcols[a]]`` (random slope), so no Z matrix is
 ever built.
 
-Notation (lme4's): b_g = Lam u_g, eta = X beta + z' Lam u_g, mu = logistic(eta),
-frequency weights w; the penalized deviance of group g is
-``h_g(u) = sum_i w_i d_i + u'u`` with d_i the Bernoulli deviance residual, and
-``H_g = Lam' A_g Lam + I`` with ``A_g = sum_i w_i mu_i (1 - mu_i) z_i z_i'``
-is half its Hessian (exactly, the logit link being canonical). The Laplace
+Notation (lme4's): b_g = Lam u_g, eta = offset + X beta + z' Lam u_g, mu = g^-1(eta)
+(``fam`` selects the family, see :func:`_row_eval`; an empty ``off`` means no offset),
+weights w; the penalized deviance of group g is
+``h_g(u) = sum_i w_i d_i + u'u`` with d_i the deviance term of the row, and
+``H_g = Lam' A_g Lam + I`` with ``A_g = sum_i w_i var(mu_i) z_i z_i'``
+is half its Hessian (exactly, the link being canonical). The Laplace
 deviance is ``sum_g h_g(u_g*) + log det H_g(u_g*)``.
 """
 
@@ -24,38 +25,56 @@ from numba import njit, prange
 
 from ._jit import prange_only, run_in_threads
 
+# error_model="numpy": a division by zero gives inf/nan (which the solvers treat as a failed
+# evaluation and step back from) instead of raising inside a parallel region. A Poisson mean
+# can overflow for wild trial points.
 
-@njit(cache=True, inline="always")
-def _row_eval(eta, y, w):
-    """mu and the weighted Bernoulli deviance residual of one row.
 
-    One exp and one log of ``1 + exp(-|eta|)``, so nothing overflows, and no
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_eval(eta, y, w, fam):
+    """mu, the weighted deviance term, the variance and its derivative in eta of one row.
+
+    ``fam`` is the family's kernel id (:mod:`skmixed._families`): 0 binomial-logit, 1 Poisson-log;
+    both canonical, so the working weight is ``w var`` and its derivative in eta ``w dvar``.
+    The deviance term is ``-2 w (y eta - b(eta))``, the log-likelihood without its constant.
+
+    Binomial: one exp and one log of ``1 + exp(-|eta|)``, so nothing overflows, and no
     data-dependent branch (eta's sign is a coin flip: a branch would mispredict
     half the time). log1p would also be exact for |eta| > 37, but costs three
     times as much and changes the deviance by less than 1e-16 per row.
-    ``d = 2 w (log(1 + exp(eta)) - y eta)``.
+    ``d = 2 w (log(1 + exp(eta)) - y eta)``. (The branch on ``fam`` is the same for every row.)
     """
+    if fam == 1:
+        mu = np.exp(eta)
+        return mu, 2.0 * w * (mu - y * eta), mu, mu
     e = np.exp(-abs(eta))
     inv = 1.0 / (1.0 + e)
     mu = inv if eta >= 0.0 else e * inv
     sp_pos = max(eta, 0.0) + np.log(1.0 + e)  # log(1 + exp(eta))
     d = 2.0 * w * (sp_pos - y * eta)
-    return mu, d
+    var = mu * (1.0 - mu)
+    return mu, d, var, var * (1.0 - 2.0 * mu)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _row(perm, i):
     # an empty perm means the rows are already sorted by group: read them in place
     return i if perm.shape[0] == 0 else perm[i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _wt(w, r):
     # an empty weight vector means unit weights (saves reading n doubles per pass)
     return 1.0 if w.shape[0] == 0 else w[r]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
+def _offv(off, r):
+    # an empty offset vector means no offset
+    return 0.0 if off.shape[0] == 0 else off[r]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _xbeta(X, r, beta):
     # the fixed part of eta is recomputed in every pass: X's row is read anyway,
     # and it saves writing and re-reading an n-vector
@@ -65,14 +84,14 @@ def _xbeta(X, r, beta):
     return t
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _load_z(X, r, zcols, z):
     for a in range(zcols.shape[0]):
         c = zcols[a]
         z[a] = 1.0 if c < 0 else X[r, c]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _chol(H, L):
     """Lower Cholesky factor of a small SPD matrix into L; returns log det H (nan if not PD)."""
     q = H.shape[0]
@@ -96,7 +115,7 @@ def _chol(H, L):
     return ld
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _chol_solve(L, b, x):
     """Solve L L' x = b for a small lower-triangular L."""
     q = L.shape[0]
@@ -112,8 +131,8 @@ def _chol_solve(L, b, x):
         x[i] = t / L[i, i]
 
 
-@njit(cache=True)
-def _group_pass(beta, X, zcols, y, w, perm, start, stop, bvec, z, A, s):
+@njit(cache=True, error_model="numpy")
+def _group_pass(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s):
     """One pass over a group's rows at b = Lam u: fills A, s; returns sum of w d."""
     q = zcols.shape[0]
     for a in range(q):
@@ -124,13 +143,13 @@ def _group_pass(beta, X, zcols, y, w, perm, start, stop, bvec, z, A, s):
     for i in range(start, stop):
         r = _row(perm, i)
         _load_z(X, r, zcols, z)
-        eta = _xbeta(X, r, beta)
+        eta = _xbeta(X, r, beta) + _offv(off, r)
         for a in range(q):
             eta += z[a] * bvec[a]
         wr = _wt(w, r)
-        mu, d = _row_eval(eta, y[r], wr)
+        mu, d, vr, dv = _row_eval(eta, y[r], wr, fam)
         h += d
-        v = wr * mu * (1.0 - mu)
+        v = wr * vr
         res = wr * (y[r] - mu)
         for a in range(q):
             s[a] += res * z[a]
@@ -143,25 +162,25 @@ def _group_pass(beta, X, zcols, y, w, perm, start, stop, bvec, z, A, s):
     return h
 
 
-@njit(cache=True)
-def _group_dev(beta, X, zcols, y, w, perm, start, stop, bvec, z):
+@njit(cache=True, error_model="numpy")
+def _group_dev(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z):
     """Sum of w d over a group's rows at b (no derivatives)."""
     q = zcols.shape[0]
     h = 0.0
     for i in range(start, stop):
         r = _row(perm, i)
         _load_z(X, r, zcols, z)
-        eta = _xbeta(X, r, beta)
+        eta = _xbeta(X, r, beta) + _offv(off, r)
         for a in range(q):
             eta += z[a] * bvec[a]
         wr = _wt(w, r)
-        mu, d = _row_eval(eta, y[r], wr)
+        mu, d, vr, dv = _row_eval(eta, y[r], wr, fam)
         h += d
     return h
 
 
-@njit(cache=True)
-def _group_pass_full(beta, X, zcols, y, w, perm, start, stop, bvec, z, A, s, B, wrx, Tx, Tz, Cg):
+@njit(cache=True, error_model="numpy")
+def _group_pass_full(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s, B, wrx, Tx, Tz, Cg):
     """Like :func:`_group_pass`, also accumulating what the Laplace gradient needs.
 
     B = sum v z x', wrx = sum w (y - mu) x, and the third-derivative moments
@@ -189,14 +208,14 @@ def _group_pass_full(beta, X, zcols, y, w, perm, start, stop, bvec, z, A, s, B, 
     for i in range(start, stop):
         r = _row(perm, i)
         _load_z(X, r, zcols, z)
-        eta = _xbeta(X, r, beta)
+        eta = _xbeta(X, r, beta) + _offv(off, r)
         for a in range(q):
             eta += z[a] * bvec[a]
         wr = _wt(w, r)
-        mu, d = _row_eval(eta, y[r], wr)
+        mu, d, vr, dv = _row_eval(eta, y[r], wr, fam)
         h += d
-        v = wr * mu * (1.0 - mu)
-        v1 = v * (1.0 - 2.0 * mu)
+        v = wr * vr
+        v1 = wr * dv
         res = wr * (y[r] - mu)
         for j in range(p):
             xj = X[r, j]
@@ -234,8 +253,8 @@ def _group_pass_full(beta, X, zcols, y, w, perm, start, stop, bvec, z, A, s, B, 
     return h
 
 
-@njit(cache=True)
-def _group_pass_q1(beta, X, zc, y, w, perm, start, stop, b, A, s, full, B, wrx, Tx, Tz, Cg):
+@njit(cache=True, error_model="numpy")
+def _group_pass_q1(beta, X, zc, y, w, fam, off, perm, start, stop, b, A, s, full, B, wrx, Tx, Tz, Cg):
     """:func:`_group_pass` / :func:`_group_pass_full` for one random-effect column.
 
     The common case (random intercept, or one random slope) with scalar
@@ -256,18 +275,18 @@ def _group_pass_q1(beta, X, zc, y, w, perm, start, stop, b, A, s, full, B, wrx, 
     for i in range(start, stop):
         r = _row(perm, i)
         zi = 1.0 if zc < 0 else X[r, zc]
-        eta = _xbeta(X, r, beta) + zi * b
+        eta = _xbeta(X, r, beta) + _offv(off, r) + zi * b
         wr = 1.0 if unit else w[r]
         yr = y[r]
-        mu, d = _row_eval(eta, yr, wr)
+        mu, d, vr, dv = _row_eval(eta, yr, wr, fam)
         h += d
-        v = wr * mu * (1.0 - mu)
+        v = wr * vr
         res = wr * (yr - mu)
         s_ += res * zi
         vz = v * zi
         a_ += vz * zi
         if full:
-            v1z2 = vz * zi * (1.0 - 2.0 * mu)
+            v1z2 = wr * dv * zi * zi
             t3 += v1z2 * zi
             for j in range(p):
                 xj = X[r, j]
@@ -287,8 +306,8 @@ def _group_pass_q1(beta, X, zc, y, w, perm, start, stop, b, A, s, full, B, wrx, 
     return h
 
 
-@njit(cache=True)
-def _group_mode(beta, X, zcols, y, w, perm, start, stop, Lam, ug, tol, maxit, A, s, H, L, z, bvec, step, rhs,
+@njit(cache=True, error_model="numpy")
+def _group_mode(beta, X, zcols, y, w, fam, off, perm, start, stop, Lam, ug, tol, maxit, A, s, H, L, z, bvec, step, rhs,
                 uold, full, B, wrx, Tx, Tz, Cg):
     """Penalized IRLS (Newton with step halving) for one group's u; A, s, H, L end at the mode.
 
@@ -310,15 +329,15 @@ def _group_mode(beta, X, zcols, y, w, perm, start, stop, Lam, ug, tol, maxit, A,
                 t += Lam[a, c] * ug[c]
             bvec[a] = t
         if q == 1:
-            h = _group_pass_q1(beta, X, zcols[0], y, w, perm, start, stop, bvec[0], A, s, full, B, wrx, Tx, Tz,
-                               Cg)
+            h = _group_pass_q1(beta, X, zcols[0], y, w, fam, off, perm, start, stop, bvec[0], A, s, full, B, wrx,
+                               Tx, Tz, Cg)
         elif full:
-            h = _group_pass_full(beta, X, zcols, y, w, perm, start, stop, bvec, z, A, s, B, wrx, Tx, Tz, Cg)
+            h = _group_pass_full(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s, B, wrx, Tx, Tz, Cg)
         else:
-            h = _group_pass(beta, X, zcols, y, w, perm, start, stop, bvec, z, A, s)
+            h = _group_pass(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s)
         for a in range(q):
             h += ug[a] * ug[a]
-        if h > hprev + 1e-13 * abs(hprev) and n_half < 40:
+        if not (h <= hprev + 1e-13 * abs(hprev)) and n_half < 40:  # (a nan h, e.g. exp overflow, too)
             # the full Newton step overshot: halve it back towards the last accepted point
             for a in range(q):
                 ug[a] = 0.5 * (ug[a] + uold[a])
@@ -353,18 +372,18 @@ def _group_mode(beta, X, zcols, y, w, perm, start, stop, Lam, ug, tol, maxit, A,
 
 
 def laplace_single(beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_grad,
-                   h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out):
+                   h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam, off):
     """Conditional modes, Laplace deviance pieces and their gradient, one grouping factor.
 
     Runs :func:`_laplace_groups` over the groups in parallel threads; see there.
     """
     run_in_threads(_laplace_groups, gptr.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit,
-                   want_grad, h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out)
+                   want_grad, h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam, off)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _laplace_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_grad,
-                    h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out):
+                    h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam, off):
     """Conditional modes, Laplace deviance pieces and their gradient, one grouping factor.
 
     Parameters
@@ -406,7 +425,7 @@ def _laplace_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit
         Tz = np.empty((q, q, q))
         Cg = np.empty((p, p))
         ug = u[g]
-        h, ld, it = _group_mode(beta, X, zcols, y, w, perm, gptr[g], gptr[g + 1], Lam, ug, tol, maxit,
+        h, ld, it = _group_mode(beta, X, zcols, y, w, fam, off, perm, gptr[g], gptr[g + 1], Lam, ug, tol, maxit,
                                 A, s, H, L, z, bvec, step, rhs, uold, want_grad, B, wrx, Tx, Tz, Cg)
         h_out[g] = h
         ld_out[g] = ld
@@ -503,13 +522,14 @@ def _laplace_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit
                 jac_out[g, a, m] = col[a]
 
 
-def agq_single(beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out):
+def agq_single(beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out, fam, off):
     """Adaptive Gauss-Hermite deviance per group (:func:`_agq_groups`, groups in parallel threads)."""
-    run_in_threads(_agq_groups, gptr.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out)
+    run_in_threads(_agq_groups, gptr.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out,
+                   fam, off)
 
 
-@njit(cache=True, nogil=True)
-def _agq_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out):
+@njit(cache=True, nogil=True, error_model="numpy")
+def _agq_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out, fam, off):
     """Adaptive Gauss-Hermite deviance per group for one scalar random effect (lme4's nAGQ > 1).
 
     ``u`` must hold the conditional modes; ``nodes``/``weights`` integrate against
@@ -527,7 +547,7 @@ def _agq_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights
         stop = gptr[g + 1]
         u0 = u[g, 0]
         bvec[0] = lam * u0
-        h0 = _group_pass(beta, X, zcols, y, w, perm, start, stop, bvec, z, A, s) + u0 * u0
+        h0 = _group_pass(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s) + u0 * u0
         Hg = lam * lam * A[0, 0] + 1.0
         sd = 1.0 / np.sqrt(Hg)
         mult = 0.0
@@ -538,21 +558,21 @@ def _agq_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights
                 continue
             uk = u0 + zk * sd
             bvec[0] = lam * uk
-            hk = _group_dev(beta, X, zcols, y, w, perm, start, stop, bvec, z) + uk * uk
+            hk = _group_dev(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z) + uk * uk
             mult += weights[k] * np.exp(-0.5 * (hk - h0) + 0.5 * zk * zk)
         out[g] = h0 + np.log(Hg) - 2.0 * np.log(mult)
 
 
 def joint_stats(beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
-                A_out, B_out, s_out, h_out, C_out, xr_out):
+                A_out, B_out, s_out, h_out, C_out, xr_out, fam, off):
     """Blocks of the joint (u, beta) PIRLS system (:func:`_joint_stats_chunks`, chunks in parallel threads)."""
     run_in_threads(_joint_stats_chunks, chunks.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u,
-                   solve_u, tol, A_out, B_out, s_out, h_out, C_out, xr_out)
+                   solve_u, tol, A_out, B_out, s_out, h_out, C_out, xr_out, fam, off)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _joint_stats_chunks(c0, c1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
-                        A_out, B_out, s_out, h_out, C_out, xr_out):
+                        A_out, B_out, s_out, h_out, C_out, xr_out, fam, off):
     """Blocks of the joint (u, beta) penalized IRLS system, one grouping factor.
 
     Per group: A_g = sum v z z', B_g = sum v z x', s_g = sum w (y - mu) z and
@@ -591,8 +611,8 @@ def _joint_stats_chunks(c0, c1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u
             if solve_u:
                 # Newton to the mode; the last sweep (at the returned u) also
                 # accumulated B, X'WX and X'W(y - mu): no separate pass needed
-                hg, _, _ = _group_mode(beta, X, zcols, y, w, perm, gptr[g], gptr[g + 1], Lam, u[g], tol, maxit,
-                                       A_out[g], s_out[g], H, L, z, bvec, step, rhs, uold, solve_u, B_out[g],
+                hg, _, _ = _group_mode(beta, X, zcols, y, w, fam, off, perm, gptr[g], gptr[g + 1], Lam, u[g], tol,
+                                       maxit, A_out[g], s_out[g], H, L, z, bvec, step, rhs, uold, solve_u, B_out[g],
                                        wrx, Tx, Tz, Cg)
                 uu = 0.0
                 for a in range(q):
@@ -621,13 +641,13 @@ def _joint_stats_chunks(c0, c1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u
             for i in range(gptr[g], gptr[g + 1]):
                 r = _row(perm, i)
                 _load_z(X, r, zcols, z)
-                eta = _xbeta(X, r, beta)
+                eta = _xbeta(X, r, beta) + _offv(off, r)
                 for a in range(q):
                     eta += z[a] * bvec[a]
                 wr = _wt(w, r)
-                mu, d = _row_eval(eta, y[r], wr)
+                mu, d, vr, dv = _row_eval(eta, y[r], wr, fam)
                 h += d
-                v = wr * mu * (1.0 - mu)
+                v = wr * vr
                 res = wr * (y[r] - mu)
                 for a in range(q):
                     s[a] += res * z[a]
@@ -650,7 +670,7 @@ def _joint_stats_chunks(c0, c1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u
                 C[k, j] = C[j, k]
 
 
-@njit(cache=True, parallel=prange_only())
+@njit(cache=True, parallel=prange_only(), error_model="numpy")
 def linear_predictor(X, beta, out):
     """out = X beta, parallel over rows (used at every objective evaluation)."""
     n, p = X.shape
@@ -661,7 +681,7 @@ def linear_predictor(X, beta, out):
         out[i] = t
 
 
-@njit(cache=True, parallel=prange_only())
+@njit(cache=True, parallel=prange_only(), error_model="numpy")
 def add_random_part(X, zcols, codes, blup, out):
     """out += z_i' b_{codes_i} for rows with a known level (code >= 0); unseen levels add 0."""
     n = out.shape[0]

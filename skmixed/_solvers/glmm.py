@@ -1,7 +1,8 @@
-"""Binomial-logit GLMM by Laplace, adaptive Gauss-Hermite and nAGQ=0 (glmer's three modes).
+"""GLMMs with a canonical link by Laplace, adaptive Gauss-Hermite and nAGQ=0 (glmer's three modes).
 
-Model (lme4's notation): ``eta = X beta + Z Lambda(theta) u``, ``u ~ N(0, I)``,
-``y ~ Bernoulli(logistic(eta))`` with frequency weights ``w``. For fixed
+Model (lme4's notation): ``eta = offset + X beta + Z Lambda(theta) u``, ``u ~ N(0, I)``,
+``y ~ Bernoulli(logistic(eta))`` (or binomial proportions with the trials as
+weights, or ``Poisson(exp(eta))``: :mod:`skmixed._families`) with weights ``w``. For fixed
 ``(theta, beta)`` the conditional modes ``u*`` minimise the penalized deviance
 ``sum_i w_i d_i + ||u||^2`` (penalized IRLS, PIRLS) and the Laplace
 approximation of ``-2 log L`` is
@@ -38,6 +39,8 @@ from scipy import optimize
 
 from .._kernels import glmm as kg
 from .._threads import blas_for_dense
+from .._families import BINOMIAL
+from ._optim import FitLog, minimize_bounded
 
 __all__ = ["GLMMResult", "SingleFactorGLMM", "MultiFactorGLMM", "group_pointer", "gauss_hermite",
            "fit_single_factor", "fit_multi_factor", "serial_if_small"]
@@ -120,6 +123,8 @@ class SingleFactorGLMM:
     codes : (n,) int64 level codes, ``n_levels`` levels.
     zcols : int64 array, per random-effect column: -1 intercept, else column of X.
     pattern : (q, q) bool lower-triangular mask of the free entries of Lambda.
+    family : :class:`skmixed._families.Family`, default binomial-logit.
+    offset : (n,) float64 or None, a known term of the linear predictor.
 
     The per-group kernels are called through ``self.kernels`` (the numba module
     :mod:`skmixed._kernels.glmm`); the Dask fit gives its problem a stand-in with
@@ -128,9 +133,13 @@ class SingleFactorGLMM:
 
     kernels = kg
 
-    def __init__(self, X, y, w, codes, n_levels, zcols, pattern):
+    def __init__(self, X, y, w, codes, n_levels, zcols, pattern, family=BINOMIAL, offset=None):
         self.X = X
         self.y = y
+        self.family = family
+        self.fam_id = int(family.kernel_id)
+        # an empty offset is read as 0 by the kernels (no n-vector to stream)
+        self.off = np.empty(0) if offset is None or not np.any(offset) else np.ascontiguousarray(offset, dtype=float)
         self.w_full = w
         self.n_obs = float(w.sum())
         # unit weights are not passed to the kernels (one n-vector less to read per pass)
@@ -211,7 +220,7 @@ class SingleFactorGLMM:
         jac = np.empty((G, self.q, k) if want_grad else (1, self.q, k))
         self.kernels.laplace_single(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, Lam, u,
                                     self.tol_u, self.maxit_u, want_grad, h, ld, it, gb, gl, self.t_rows,
-                                    self.t_cols, jac)
+                                    self.t_cols, jac, self.fam_id, self.off)
         F = float(h.sum() + ld.sum())
         grad = None
         if want_grad:
@@ -233,7 +242,7 @@ class SingleFactorGLMM:
         lam = float(params[0])
         out = np.empty(self.G)
         self.kernels.agq_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y, self.w,
-                                self.perm, self.gptr, lam, self.u, nodes, weights, out)
+                                self.perm, self.gptr, lam, self.u, nodes, weights, out, self.fam_id, self.off)
         return float(out.sum())
 
     # -- nAGQ = 0: beta inside PIRLS -------------------------------------------------------
@@ -260,10 +269,12 @@ class SingleFactorGLMM:
         prev = np.inf
         old = None
         eye = np.eye(q)
+        ld, S = np.inf, None
         for it in range(maxit):
             self.n_joint += 1
             self.kernels.joint_stats(beta, self.X, self.zcols, self.y, self.w, self.perm, self.gptr, self.chunks,
-                                     Lam, u, True, self.tol_u if tol_u is None else tol_u, A, B, s, h, C, xr)
+                                     Lam, u, True, self.tol_u if tol_u is None else tol_u, A, B, s, h, C, xr,
+                                     self.fam_id, self.off)
             pwrss = h.sum() + np.einsum("gq,gq->", u, u)
             if (not np.isfinite(pwrss) or pwrss > prev * (1 + 1e-12)) and old is not None:
                 # step halving towards the last accepted point
@@ -273,7 +284,16 @@ class SingleFactorGLMM:
                     break
                 continue
             H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + eye
-            Lc = np.linalg.cholesky(H)
+            try:
+                Lc = np.linalg.cholesky(H)
+            except np.linalg.LinAlgError:
+                Lc = None  # non-finite working weights (a mean overflowed at this beta)
+            if Lc is None:
+                if old is None:
+                    return np.inf, np.inf, beta, u, None
+                beta = 0.5 * (beta + old[0])
+                u = old[1].copy()
+                continue
             LB = np.einsum("ka,gkj->gaj", Lam, B)
             HinvLB = np.linalg.solve(H, LB)
             S = C.sum(axis=0) - np.einsum("gap,gar->pr", LB, HinvLB)
@@ -312,12 +332,23 @@ class SingleFactorGLMM:
             # step leaves an O(dbeta^2) error that biases Brent's parabolic steps)
             pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=ptol,
                                                maxit=2 if final else 1, tol_u=None if final else 1e-4)
+            val = pw + ld
+            if not (np.isfinite(val) and val <= state["best"][0] + 50.0 and np.all(np.isfinite(b))):
+                # the warm (beta, u) came from an unchecked Newton step that overshot (a nearly
+                # singular Schur complement, e.g. quasi-separation at this theta): converge
+                # afresh, with step halving, from the best state seen so far
+                pw, ld, b, u, S = self.joint_pirls(theta, state["best"][1], state["best"][2], tol=ptol,
+                                                   maxit=50, tol_u=None if final else 1e-4)
+                val = pw + ld
+            if np.isfinite(val) and val < state["best"][0]:
+                state["best"] = (val, b, u)
             state["beta"], state["u"] = b, u
-            return pw + ld
+            return val
 
         # converge (beta, u) once at the start, later evaluations are warm
         pw, ld, state["beta"], state["u"], _ = self.joint_pirls(np.atleast_1d(theta0), beta0, state["u"], tol=ptol,
                                                                 tol_u=None if final else 1e-4)
+        state["best"] = (pw + ld if np.isfinite(pw + ld) else np.inf, state["beta"], state["u"])
         if not search:
             theta = np.asarray(theta0, dtype=float)
         elif self.n_theta == 1:
@@ -333,6 +364,8 @@ class SingleFactorGLMM:
                                              "maxiter": 200})
             theta = np.asarray(res.x)
         pw, ld, b, u, S = self.joint_pirls(theta, state["beta"], state["u"], tol=1e-8)
+        if not (np.isfinite(pw + ld) and pw + ld <= state["best"][0] + 50.0 and np.all(np.isfinite(b))):
+            pw, ld, b, u, S = self.joint_pirls(theta, state["best"][1], state["best"][2], tol=1e-8)
         return theta, b, u, S, pw + ld, state["n"]
 
 
@@ -391,13 +424,12 @@ def _vcov_from_hessian(Hdev, n_theta):
     return 0.5 * (V + V.T)
 
 
-def _start_beta(X, y, w):
-    """Intercept at the logit of the weighted mean when X has a constant column, else zeros."""
+def _start_beta(X, y, w, family=BINOMIAL, offset=None):
+    """Intercept at the link of the weighted mean when X has a constant column, else zeros."""
     beta = np.zeros(X.shape[1])
     const = np.flatnonzero(np.all(X[:10] == 1.0, axis=0))
     if const.size and np.all(X[:, const[0]] == 1.0):
-        m = np.clip(np.average(y, weights=w), 1e-6, 1 - 1e-6)
-        beta[const[0]] = np.log(m / (1 - m))
+        beta[const[0]] = float(family.linkfun(family.start_mean(y, w, offset)))
     return beta
 
 
@@ -443,7 +475,7 @@ def _start_subset(prob, max_groups=400, min_rows=100_000):
     codes = np.repeat(np.arange(groups.size, dtype=np.int64), counts)
     w = prob.w_full[rows]
     sp = SingleFactorGLMM(np.ascontiguousarray(prob.X[rows]), prob.y[rows], w, codes, groups.size, prob.zcols,
-                          prob.pattern)
+                          prob.pattern, family=prob.family, offset=prob.off[rows] if prob.off.size else None)
     return sp, groups
 
 
@@ -478,7 +510,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     """
     X, y, w = prob.X, prob.y, prob.w_full
     nt = prob.n_theta
-    beta0 = _start_beta(X, y, w)
+    beta0 = _start_beta(X, y, w, prob.family, prob.off)
     theta0 = (prob.t_rows == prob.t_cols).astype(float)
     prob.u[:] = 0.0
     sub = _start_subset(prob) if nagq != 0 else None
@@ -497,6 +529,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     converged = True
     diag = prob.t_rows == prob.t_cols
     hessian_failed = False
+    fit_log = None
     if nagq == 0:
         # nAGQ=0 reports the penalized deviance at the joint mode and the
         # conditional vcov of beta, as glmer does
@@ -508,17 +541,26 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
         x0 = np.concatenate([theta, beta])
         # theta = 0 is a stationary point of F (it is even in theta), so a
         # start exactly on the boundary would never leave it
+        fit_log = FitLog(started_on_boundary=bool(np.any(diag & (x0[:nt] < 1e-4))))
         x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
         sc = _Scaled(x0, _make_scaling(prob, x0, S), prob.lower_theta)
+        # probes off a bound at theta = lower + d for d in _optim.PROBES: one theta unit is 1 / T_ii in xi
+        lo_xi = np.concatenate([sc.lo, np.full(x0.size - nt, -np.inf)])
+        xi_scale = np.concatenate([1.0 / np.diag(sc.T)[:nt], np.ones(x0.size - nt)])
         if nagq == 1:
             def fg(xi):
                 F, g = prob.laplace(sc.x(xi))
                 if not np.isfinite(F):
                     return 1e300, np.zeros_like(xi)
                 return F, sc.T.T @ g
-            res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B",
-                                    bounds=sc.bounds(x0.size),
-                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+
+            def f_probe(xi):
+                u_save = prob.u.copy()
+                F = prob.laplace(sc.x(xi), want_grad=False)
+                prob.u[:] = u_save
+                return F
+            res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
+                                            maxiter=max_iter, gtol=tol, log=fit_log)
         else:
             nodes, weights = gauss_hermite(nagq)
 
@@ -538,14 +580,18 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                     prob.u[:] = u_save
                 return f0, g
 
-            res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B",
-                                    bounds=sc.bounds(x0.size),
-                                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+            def f_probe(xi):
+                u_save = prob.u.copy()
+                F = fa(sc.x(xi))
+                prob.u[:] = u_save
+                return F
+            res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
+                                            maxiter=max_iter, gtol=tol, log=fit_log)
         x = sc.x(np.asarray(res.x, dtype=float))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter = int(res.nit)
-        gmax = float(np.max(np.abs(res.jac))) if res.jac is not None else np.inf
-        converged = bool(res.success) or gmax < 100 * tol
+        # converged only when the final check (projected gradient, probes off every bound) passed
+        converged = bool(res.success)
         message = str(res.message)
         # snap a near-zero standard deviation onto the boundary if that does not hurt
         near = diag & (x[:nt] < 1e-6)
@@ -591,7 +637,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=[u], b=[b], condvar=[condvar], lambdas=[Lam],
                       deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
                       converged=converged, message=message, vcov_method=vmethod,
-                      extra={"hessian_failed": hessian_failed})
+                      extra={"hessian_failed": hessian_failed, "fit_log": fit_log})
 
 
 def _condvar_single(prob, Lam, u, beta):
@@ -602,7 +648,8 @@ def _condvar_single(prob, Lam, u, beta):
     h = np.empty(G)
     nck = prob.chunks.size - 1
     prob.kernels.joint_stats(np.ascontiguousarray(beta), prob.X, prob.zcols, prob.y, prob.w, prob.perm, prob.gptr,
-                             prob.chunks, Lam, u, False, 1.0, A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)))
+                             prob.chunks, Lam, u, False, 1.0, A, B, s, h, np.empty((nck, p, p)), np.empty((nck, p)),
+                             prob.fam_id, prob.off)
     H = np.einsum("ka,gkm,mc->gac", Lam, A, Lam) + np.eye(q)
     Hinv = np.linalg.inv(H)
     return np.einsum("ab,gbc,dc->gad", Lam, Hinv, Lam)
@@ -622,10 +669,12 @@ class MultiFactorGLMM:
     ``[u; beta]`` gives the joint step (nAGQ = 0). ``log|L|^2`` is the Z-part of the factor.
     """
 
-    def __init__(self, X, y, w, factors, blocks):
+    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None):
         from .._design.layout import BlockLayout
 
         self.X, self.y, self.w = X, y, w
+        self.family = family
+        self.off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
         self.blocks = blocks
         self.codes = [np.asarray(f.codes, dtype=np.int64) for f in factors]
         self.layout = BlockLayout.build(blocks, self.codes, X.shape[1])
@@ -658,9 +707,9 @@ class MultiFactorGLMM:
 
         lams = self.lambdas(theta)
         zb = self._re_eta(lams, u)
-        eta = self.X @ beta + zb
-        mu = 1.0 / (1.0 + np.exp(-eta))
-        var = np.maximum(mu * (1.0 - mu), 1e-300)
+        eta = self.X @ beta + zb + self.off
+        mu = self.family.linkinv(eta)
+        var = np.maximum(self.family.variance(mu), 1e-300)  # = dmu/deta (canonical link)
         W = self.w * var
         # working response; for the u-only step the offset X beta is left out
         yw = zb + (self.y - mu) / var + (self.X @ beta if joint else 0.0)
@@ -690,8 +739,8 @@ class MultiFactorGLMM:
         return un, bn, ldL2, (L, prob)
 
     def _pwrss(self, theta, beta, u):
-        eta = self.X @ beta + self._re_eta(self.lambdas(theta), u)
-        dev = 2.0 * self.w * (self.y * np.logaddexp(0, -eta) + (1 - self.y) * np.logaddexp(0, eta))
+        eta = self.X @ beta + self._re_eta(self.lambdas(theta), u) + self.off
+        dev = self.family.kernel_deviance(self.y, eta, self.w)
         return float(dev.sum() + sum(float((uk * uk).sum()) for uk in u))
 
     def pirls(self, theta, beta, joint=False, tol=1e-9, maxit=60):
@@ -752,14 +801,14 @@ def _fd_grad(fun, x, lower, h=1e-5, f0=None, central=True):
     return g
 
 
-def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
+def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None):
     """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
 
     Every PIRLS step factors the LMM's dense part: from a few hundred rows on
     (crossed factors with many levels) that runs with one BLAS thread, as in
     :meth:`skmixed._solvers.lmm.LMMProblem.optimize`.
     """
-    prob = MultiFactorGLMM(X, y, w, factors, blocks)
+    prob = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset)
     with blas_for_dense(prob.layout.m):
         return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
 
@@ -767,7 +816,7 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500):
 def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     nt, p = prob.n_theta, prob.p
     theta0 = np.concatenate([(r == c).astype(float) for (r, c) in prob.theta_pos])
-    beta0 = _start_beta(X, y, w)
+    beta0 = _start_beta(X, y, w, prob.family, prob.off)
     # nAGQ=0 stage: beta inside PIRLS, theta by L-BFGS-B on finite differences
     state = {"beta": beta0}
 
@@ -793,6 +842,7 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     RX = L[Q2:Q2 + p, Q2:Q2 + p]
     S = RX @ RX.T
     diag = np.concatenate([r == c for (r, c) in prob.theta_pos])
+    fit_log = None
     if nagq == 0:
         x = np.concatenate([theta, beta])
         dev, V, vmethod, n_iter, converged, message = F0, np.linalg.inv(S), "conditional", r0.nit, True, "nAGQ=0"
@@ -819,12 +869,19 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
             prob.u = u_save
             return F, g
 
-        res = optimize.minimize(fg, np.zeros(x0.size), jac=True, method="L-BFGS-B", bounds=sc.bounds(x0.size),
-                                options={"maxiter": max_iter, "ftol": 1e-15, "gtol": tol, "maxls": 50})
+        def f_probe(xi):
+            u_save = [uk.copy() for uk in prob.u]
+            F = fxi(xi)
+            prob.u = u_save
+            return F
+        fit_log = FitLog(started_on_boundary=bool(np.any(diag & (theta < 1e-4))))
+        xi_scale = np.concatenate([1.0 / np.diag(T)[:nt], np.ones(p)])
+        res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
+                                        maxiter=max_iter, gtol=tol, log=fit_log)
         x = sc.x(np.asarray(res.x))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter, message = int(res.nit), str(res.message)
-        converged = bool(res.success) or float(np.max(np.abs(res.jac))) < 100 * tol
+        converged = bool(res.success)
         u_save = [uk.copy() for uk in prob.u]
 
         def ff(z):
@@ -848,4 +905,4 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     return GLMMResult(theta=theta, beta=beta, vcov_beta=V, u=u, b=b, condvar=condvar, lambdas=lams,
                       deviance=float(dev), loglik=-0.5 * float(dev), n_iter=n_iter, n_eval=prob.n_eval,
                       converged=converged, message=message, vcov_method=vmethod,
-                      extra={"lower": prob.lower_theta, "hessian_failed": hessian_failed})
+                      extra={"lower": prob.lower_theta, "hessian_failed": hessian_failed, "fit_log": fit_log})

@@ -26,6 +26,7 @@ from .._design.layout import BlockLayout
 from .._kernels import gram
 from .._kernels import lmm as klmm
 from .._threads import blas_for_dense
+from ._optim import probe_boundary
 from .lmm_newton import ScalarNewton, scalar_terms
 
 __all__ = ["CrossProducts", "LMMProblem", "LMMResult", "cross_products"]
@@ -500,14 +501,7 @@ class LMMProblem:
     def _escape_boundary(self, theta, f0):
         """A better point off the zero bound, or None when the boundary point is a minimum."""
         at = np.flatnonzero((self.lower == 0) & (theta < 1e-4))
-        if not at.size:
-            return None
-        for delta in (0.1, 0.01, 0.5, 0.003):
-            t = theta.copy()
-            t[at] = delta
-            if self.objective(t) < f0 - 1e-9 * max(1.0, abs(f0)):
-                return t
-        return None
+        return probe_boundary(self.objective, theta, self.lower, f0, at=at)
 
     # -- results ---------------------------------------------------------------------------
     def first_block_modes(self, v) -> np.ndarray:

@@ -107,7 +107,6 @@ def coef_table(est, ddf="Satterthwaite") -> pd.DataFrame:
 def _varpar_info(est):
     """Per variance parameter (theta order, then the residual): (group, term, kind)."""
     out = []
-    names = {f.name: f for f in est.factors_}
     for blk in est._re_blocks:
         g = est.factors_[blk.factor].name
         r, c = blk.theta_index()
@@ -116,7 +115,6 @@ def _varpar_info(est):
                 out.append((g, f"sd__{blk.names[a]}", "sd"))
             else:
                 out.append((g, f"cor__{blk.names[b]}.{blk.names[a]}", "cor"))
-    del names
     return out
 
 

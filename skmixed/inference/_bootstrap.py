@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy import stats
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -32,6 +31,10 @@ def training_rows(est):
     if rows is None:
         raise ValueError("this needs the training rows, which fit() keeps but partial_fit(), the distributed "
                          "fits and unpickled estimators do not: refit with fit()")
+    if not hasattr(est, "_lmm_state"):
+        if st.extra.get("has_offset") or not np.all((rows.y == 0) | (rows.y == 1)):
+            raise ValueError("simulate / bootstrap of a logistic fit with an offset or binomial proportions is "
+                             "not implemented (0/1 rows without offset only)")
     return rows
 
 
@@ -172,8 +175,6 @@ class _LMMReplicator:
         # sparse W Z (n x (J1 q1 + Q2)): columns = first block (level-major), then the dense part's
         blocks = lay.blocks
         data, rows_idx, cols_idx = [], [], []
-        ncol = 0
-        offs = [0]
         for k, blk in enumerate(blocks):
             Z = blk.z_rows(X)
             c = np.asarray(self.rows.codes[blk.factor], dtype=np.int64)
@@ -182,8 +183,6 @@ class _LMMReplicator:
                 data.append(Z[:, a] * self.w)
                 rows_idx.append(np.arange(n))
                 cols_idx.append(base + c * blk.q + a)
-            ncol = max(ncol, base + blk.n_levels * blk.q)
-        del offs
         self.WZt = sp.csr_matrix((np.concatenate(data), (np.concatenate(cols_idx), np.concatenate(rows_idx))),
                                  shape=(lay.J1 * lay.q1 + lay.Q2, n))
         self.WXc_t = np.ascontiguousarray(((X - shift) * self.w[:, None]).T)
@@ -221,6 +220,170 @@ class _LMMReplicator:
 
     def statistic(self, res, beta):
         return np.r_[_sdcor_from(self.prob.layout.blocks, res.lambdas, res.sigma), res.sigma, beta]
+
+    # -- one grouping factor: all replicates optimised together (batched Newton on a numba criterion)
+    @property
+    def batchable(self) -> bool:
+        return len(self.prob.layout.blocks) == 1
+
+    def refit_batch(self, zy, xy, yy, ysh, max_iter=40):
+        """Statistics of a batch of replicates; rows of replicates the Newton iteration could not
+        settle (a parameter at its bound, an indefinite Hessian) are refitted one by one."""
+        from .._kernels.lmm_batch import criterion_batch, criterion_batch_serial
+
+        lay, cp, st = self.prob.layout, self.prob.cp, self.st
+        J, q, p = lay.J1, lay.q1, lay.p
+        B = yy.shape[0]
+        A21 = cp.A21.reshape(J, p + 1, q)
+        A21x = np.ascontiguousarray(A21[:, :p, :])
+        A21y = np.ascontiguousarray(zy.T.reshape(B, J, q))
+        A22xx = np.ascontiguousarray(cp.A22[:p, :p])
+        A22xy = np.ascontiguousarray(xy.T)
+        A22yy = np.ascontiguousarray(yy)
+        tr, tc = (np.asarray(a, dtype=np.int64) for a in lay.blocks[0].theta_index())
+        k = tr.size
+        N = float(cp.n_obs)
+        lower = self.prob.lower
+
+        def evaluate(thetas, reps):
+            crit = np.empty(thetas.shape[0])
+            beta = np.empty((thetas.shape[0], p + 1))
+            # a call is worth threads only when it has work: points x levels x q^2 well above ~1e6
+            kernel = criterion_batch if thetas.shape[0] * J * q * q > 2_000_000 else criterion_batch_serial
+            kernel(np.ascontiguousarray(thetas), np.ascontiguousarray(reps, dtype=np.int64), tr, tc,
+                            cp.A11, A21x, A21y, A22xx, A22xy, A22yy, bool(st.reml), N, crit, beta)
+            return crit, beta
+
+        theta = np.tile(np.asarray(st.theta, dtype=float), (B, 1))
+        f, _ = evaluate(theta, np.arange(B))
+        active = np.isfinite(f)
+        done = np.zeros(B, dtype=bool)
+        # finite-difference stencil: centre, +-h e_i, +-h e_i +-h e_j (i < j)
+        E = np.eye(k)
+        offs = [np.zeros(k)] + [s * E[i] for i in range(k) for s in (1, -1)]
+        pairs = [(i, j) for i in range(k) for j in range(i)]
+        offs += [si * E[i] + sj * E[j] for (i, j) in pairs for si in (1, -1) for sj in (1, -1)]
+        offs = np.array(offs)
+        for _ in range(max_iter):
+            idx = np.flatnonzero(active & ~done)
+            if idx.size == 0:
+                break
+            th = theta[idx]
+            h = 1e-4 * np.maximum(1.0, np.abs(th))  # (n, k)
+            pts = th[:, None, :] + offs[None, :, :] * h[:, None, :]
+            vals, _ = evaluate(pts.reshape(-1, k), np.repeat(idx, len(offs)))
+            vals = vals.reshape(idx.size, len(offs))
+            f0 = vals[:, 0]
+            g = np.empty((idx.size, k))
+            H = np.empty((idx.size, k, k))
+            for i in range(k):
+                fp, fm = vals[:, 1 + 2 * i], vals[:, 2 + 2 * i]
+                g[:, i] = (fp - fm) / (2 * h[:, i])
+                H[:, i, i] = (fp - 2 * f0 + fm) / h[:, i] ** 2
+            base = 1 + 2 * k
+            for n_, (i, j) in enumerate(pairs):
+                fpp, fpm, fmp, fmm = (vals[:, base + 4 * n_ + t] for t in range(4))
+                H[:, i, j] = H[:, j, i] = (fpp - fpm - fmp + fmm) / (4 * h[:, i] * h[:, j])
+            # projected Newton: a standard deviation on its bound whose gradient points outwards
+            # stays there (it must curve upwards: the bound is then a minimum along it)
+            fixed = (lower == 0)[None, :] & (th <= 0) & (g >= 0)
+            diagH = np.einsum("nii->ni", H)
+            ok = np.all(np.isfinite(H), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)
+            # on the bound the criterion is flat (it is even in a standard deviation): the bound is a
+            # minimum along it where it curves upwards, required at convergence
+            curved = ~np.any(fixed & ~(diagH > 0), axis=1)
+            # a bound that is not a minimum along it (the criterion curves downwards off it, a
+            # step overshot onto it): step off it, as the fit's optimiser does, and go on from there
+            esc = fixed & ~(diagH > 0)
+            rows_esc = np.flatnonzero(esc.any(axis=1) & np.all(np.isfinite(H), axis=(1, 2)))
+            if rows_esc.size:
+                moved = th[rows_esc].copy()
+                moved[esc[rows_esc]] = 0.05
+                theta[idx[rows_esc]] = moved
+                ok[rows_esc] = False
+                escaped = np.zeros(idx.size, dtype=bool)
+                escaped[rows_esc] = True
+            else:
+                escaped = np.zeros(idx.size, dtype=bool)
+            free = (~fixed).astype(float)
+            scale = np.abs(H).max(axis=(1, 2))
+            scale[~np.isfinite(scale)] = 1.0
+            H = H * free[:, :, None] * free[:, None, :] + np.einsum("ni,ij->nij", (1.0 - free) * scale[:, None],
+                                                                    np.eye(k))
+            g = g * free
+            ev = np.full((idx.size, k), 1.0)
+            ev[ok] = np.linalg.eigvalsh(H[ok])
+            active[idx[~ok & ~escaped]] = False  # non-finite: refit one by one
+            idx, th, g, H, f0, ev, curved = idx[ok], th[ok], g[ok], H[ok], f0[ok], ev[ok], curved[ok]
+            fixed, diagH = fixed[ok], diagH[ok]
+            if idx.size == 0:
+                continue
+            # away from the optimum the Hessian can be indefinite: shift it (Levenberg-Marquardt)
+            shift = np.maximum(0.0, 1e-8 * np.abs(ev).max(axis=1) - ev.min(axis=1))
+            shift[shift > 0] += 1e-3 * np.abs(ev[shift > 0]).max(axis=1)
+            H = H + shift[:, None, None] * np.eye(k)[None]
+            d = -np.linalg.solve(H, g[..., None])[..., 0]
+            t = np.ones(idx.size)
+            accepted = np.zeros(idx.size, dtype=bool)
+            new = th.copy()
+            fnew = f0.copy()
+            for _ls in range(12):
+                todo = np.flatnonzero(~accepted)
+                if todo.size == 0:
+                    break
+                cand = np.maximum(th[todo] + t[todo, None] * d[todo], lower)
+                cand[(cand < 1e-7) & (lower == 0)[None, :]] = 0.0
+                fc, _ = evaluate(cand, idx[todo])
+                good = fc <= f0[todo] + 1e-12 * np.abs(f0[todo])
+                accepted[todo[good]] = True
+                new[todo[good]] = cand[good]
+                fnew[todo[good]] = fc[good]
+                t[todo[~good]] *= 0.5
+            theta[idx[accepted]] = new[accepted]
+            f[idx[accepted]] = fnew[accepted]
+            rel = np.max(np.abs(d) / np.maximum(1.0, np.abs(th)), axis=1)
+            pd_h = (shift == 0) & curved
+            # converged: a negligible Newton step on a positive definite Hessian (a step the line
+            # search cannot improve on is within the criterion's rounding when it is this small)
+            small = (accepted & (rel < 1e-9)) | (~accepted & (rel < 1e-7))
+            done[idx[pd_h & small]] = True
+            # settled on the free parameters with a bound that is not a minimum (the criterion
+            # curves downwards off it): step off the bound, as the fit's optimiser does
+            stuck = np.flatnonzero(small & (shift == 0) & ~curved)
+            if stuck.size:
+                bad = fixed[stuck] & ~(diagH[stuck] > 0)
+                cand = theta[idx[stuck]].copy()
+                cand[bad] = 0.05
+                fc, _ = evaluate(cand, idx[stuck])
+                better = fc < f[idx[stuck]] - 1e-10 * np.abs(f[idx[stuck]])
+                theta[idx[stuck[better]]] = cand[better]
+                f[idx[stuck[better]]] = fc[better]
+                active[idx[stuck[~better]]] = False
+                accepted[stuck] = True  # keep iterating from the new point
+            active[idx[~accepted]] = False
+        good = done
+
+        out = np.full((B, k + 1 + p), np.nan)
+        gi = np.flatnonzero(good)
+        if gi.size:
+            _, bet = evaluate(theta[gi], gi)
+            r2 = bet[:, p]
+            sigma = np.sqrt(r2 / (N - p if st.reml else N))
+            beta = bet[:, :p] @ st.T.T
+            if self.centred:
+                beta[:, 0] += ysh[gi]
+            for n_, b in enumerate(gi):
+                lam = np.zeros((q, q))
+                lam[tr, tc] = theta[b]
+                out[b] = np.r_[_sdcor_from(lay.blocks, [lam], sigma[n_]), sigma[n_], beta[n_]]
+        for b in np.flatnonzero(~good):
+            try:
+                res, beta = self.refit(zy[:, b], xy[:, b], yy[b], ysh[b])
+                out[b] = self.statistic(res, beta)
+            except (ValueError, np.linalg.LinAlgError):
+                pass
+        self.n_fallback = getattr(self, "n_fallback", 0) + int((~good).sum())
+        return [None if np.isnan(r).all() else r for r in out]
 
 
 def _chunks(n, size):
@@ -277,7 +440,7 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
     rows = training_rows(est)
     n = rows.X.shape[0]
     if batch_size is None:
-        batch_size = int(max(1, min(n_boot, 64, 2e8 // max(8 * n, 1))))
+        batch_size = int(max(1, min(n_boot, 256, 2e8 // max(8 * n, 1))))
     seeds = rng.randint(0, 2**31 - 1, size=len(_chunks(n_boot, batch_size)))
     names = _default_statistic_names(est)
     est0 = _statistic_of(est, statistic, names)
@@ -291,6 +454,8 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
         out = []
         if lmm:
             parts = rep.y_parts(sims)
+            if statistic is None and rep.batchable:
+                return rep.refit_batch(*parts)
             for s in range(b1 - b0):
                 try:
                     res, beta = rep.refit(parts[0][:, s], parts[1][:, s], parts[2][s], parts[3][s])

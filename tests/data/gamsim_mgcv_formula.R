@@ -24,8 +24,8 @@ fitone <- function(f, discrete, data = d) {
 }
 f1 <- y ~ s(x0, k = 10, bs = "cr") + s(x1, bs = "ps") + te(x2, x3) + s(fac, bs = "re") + z
 f2 <- y ~ s(x0, k = 6, bs = "cr") + s(x1, k = 12, bs = "ps") + te(x2, x3, k = c(4, 6), bs = c("cr", "ps")) + z
-f3 <- y ~ fF + s(x1, by = fF, k = 8) + s(x0) + s(fac, bs = "re")
-f4 <- y ~ s(x2) + s(x3) + ti(x2, x3, k = 5) + s(x0, by = z) + s(fac, bs = "re")
+f3 <- y ~ fF + s(x1, by = fF, k = 8, bs = "cr") + s(x0, bs = "cr") + s(fac, bs = "re")
+f4 <- y ~ s(x2, bs = "cr") + s(x3, bs = "cr") + ti(x2, x3, k = 5) + s(x0, by = z, bs = "cr") + s(fac, bs = "re")
 out <- list(main_discrete = fitone(f1, TRUE), main_exact = fitone(f1, FALSE),
             margins_discrete = fitone(f2, TRUE), by_factor_discrete = fitone(f3, TRUE, df),
             ti_numeric_by_discrete = fitone(f4, TRUE))
