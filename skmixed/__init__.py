@@ -29,8 +29,8 @@ import importlib
 
 __version__ = "0.1.0"
 __all__ = ["AdditiveMixedRegressor", "BootstrapResult", "MixedLinearRegressor", "MixedLogisticRegressor",
-           "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed", "anova",
-           "bootstrap", "coef_table", "confint", "tidy"]
+           "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed",
+           "StreamOrderWarning", "anova", "bootstrap", "coef_table", "confint", "tidy"]
 
 # public name -> module holding it (imported on first access, PEP 562)
 _LAZY = {
@@ -41,6 +41,7 @@ _LAZY = {
     "NoGroupsWarning": "._base",
     "SplitSampleMixed": ".split_sample",
     "StreamingMixed": ".streaming",
+    "StreamOrderWarning": ".streaming",
     **{name: ".inference" for name in ("BootstrapResult", "RefitWarning", "anova", "bootstrap", "coef_table",
                                        "confint", "tidy")},
 }
