@@ -217,7 +217,7 @@ def test_bootstrap_refit_equals_fit_on_simulated_response():
     # the same simulated responses, refitted from scratch through from_formula
     from skmixed.inference._bootstrap import simulate_batch, training_rows
 
-    rng = np.random.RandomState(np.random.RandomState(5).randint(0, 2**31 - 1, size=1)[0])
+    rng = np.random.default_rng(np.random.RandomState(5).randint(0, 2**31 - 1, size=1)[0])
     Y = simulate_batch(m, training_rows(m), rng, 2)
     for s in range(2):
         f = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", df.assign(Reaction=Y[:, s]))
