@@ -5,10 +5,13 @@ Stream of 50,000 rows, 1,000 individuals drawn uniformly, 15 fixed effects (100,
 condition B: + 4 uncorrelated random slopes (variances 0.2, 0.6, 1.8, 5.0).  For every
 replication the same stream is fitted by
 
-* SEMA  -- ``StreamingMixed(n_train=2000)``, one pass;
-* SU    -- SEMA Update, ``update_every=1000`` (the paper's setting);
+* SEMA  -- the paper's algorithm, ``StreamingMixed(n_train=2000, refit_every=None)``, one pass;
+* SU    -- SEMA Update, ``update_every=1000`` (the paper's setting, no corrections);
 * SEMA+ECME -- SEMA followed by one ``sweep(method="ecme")`` at the end of the stream (GLS fixed
   effects at SEMA's variance estimates, from the stored group statistics);
+* corrected -- the default ``StreamingMixed(n_train=2000)``: SEMA with exact corrections
+  (``refit_every="auto"``: the ML fit from the group statistics each time the rows double, then
+  every 20,000 rows, and at the end of the batch) and GLS fixed effects between them;
 * ML    -- the full-data ML fit, ``MixedLinearRegressor(reml=False)``.
 
 Printed (Markdown): mean estimates at n = 50,000 next to the paper's Table 1/2 SEMA values, the
@@ -49,7 +52,7 @@ PAPER = {
     "A": {"beta0": 100.001, "beta1": 0.100, "phi0": 49.730, "phi1": None, "s2": None},
     "B": {"beta0": 99.992, "beta1": 0.100, "phi0": 49.626, "phi1": 0.199, "s2": None},
 }
-METHODS = ("SEMA", "SU", "SEMA+ECME", "ML")
+METHODS = ("SEMA", "SU", "SEMA+ECME", "corrected", "ML")
 PAPER_R_ROWS_PER_S = 50_000 / 147.6  # condition A, SEMA in R incl. training (paper, sec. 5.3)
 
 
@@ -59,13 +62,19 @@ def one_replication(cond, rep, args):
     X, y, g, _ = make_sema_stream(args.rows, args.groups, n_random=nr, seed=1000 * (nr) + rep)
     out = {}
     with threadpool_limits(1):
-        m = StreamingMixed(random_slopes=slopes, n_train=args.train)
+        m = StreamingMixed(random_slopes=slopes, n_train=args.train, refit_every=None)
         t0 = time.perf_counter()
         m.partial_fit(X[: args.train], y[: args.train], groups=g[: args.train])
         t1 = time.perf_counter()
         m.partial_fit(X[args.train:], y[args.train:], groups=g[args.train:])
         t2 = time.perf_counter()
-        su = StreamingMixed(random_slopes=slopes, n_train=args.train, update_every=1000).fit(X, y, groups=g)
+        c = StreamingMixed(random_slopes=slopes, n_train=args.train)
+        c.partial_fit(X[: args.train], y[: args.train], groups=g[: args.train])
+        t5 = time.perf_counter()
+        c.partial_fit(X[args.train:], y[args.train:], groups=g[args.train:])
+        t6 = time.perf_counter()
+        su = StreamingMixed(random_slopes=slopes, n_train=args.train, update_every=1000,
+                            refit_every=None).fit(X, y, groups=g)
         t3 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # counted below via converged_
@@ -75,9 +84,11 @@ def one_replication(cond, rep, args):
     out["ml_converged"] = bool(ml.converged_)
     out["rate_stream"] = (args.rows - args.train) / (t2 - t1)
     out["rate_total"] = args.rows / (t2 - t0)
-    out["rate_su"] = args.rows / (t3 - t2)
+    out["rate_su"] = args.rows / (t3 - t6)
+    out["rate_corrected"] = (args.rows - args.train) / (t6 - t5)
+    out["n_corrections"] = c.n_corrections_
     out["t_ml"] = t4 - t3
-    for name, est in (("SEMA", m), ("SU", su), ("SEMA+ECME", ecme), ("ML", ml)):
+    for name, est in (("SEMA", m), ("SU", su), ("SEMA+ECME", ecme), ("corrected", c), ("ML", ml)):
         phi = np.diag(est.cov_re_["group"].to_numpy())
         out[name] = {"beta0": est.fixed_effects_.iloc[0], "beta1": est.fixed_effects_.iloc[1],
                      "phi0": phi[0], "phi1": phi[1] if nr > 1 else np.nan,
@@ -158,8 +169,8 @@ def main(argv=None):
                  "s2": 5.0}
         label = "A (random intercept)" if cond == "A" else "B (5 random effects, cor 0)"
         print(f"## Condition {label}  ({elapsed:.0f} s)\n")
-        print("| parameter | truth | SEMA | SU | SEMA+ECME | ML (MixedLinearRegressor) | paper SEMA |")
-        print("|---|---|---|---|---|---|---|")
+        print("| parameter | truth | SEMA | SU | SEMA+ECME | corrected | ML (MixedLinearRegressor) | paper SEMA |")
+        print("|---|---|---|---|---|---|---|---|")
         keys = ["beta0", "beta1", "phi0", "s2"] + (["phi1"] if cond == "B" else [])
         names = {"beta0": "beta0 (intercept)", "beta1": "beta1", "phi0": "phi2 intercept",
                  "phi1": "phi2 slope (0.2)", "s2": "sigma2"}
@@ -167,7 +178,7 @@ def main(argv=None):
             mean = {mth: np.mean([r[mth][k] for r in runs]) for mth in METHODS}
             pv = PAPER[cond][k]
             print(f"| {names[k]} | {truth[k]:g} | {mean['SEMA']:.3f} | {mean['SU']:.3f} | "
-                  f"{mean['SEMA+ECME']:.3f} | {mean['ML']:.3f} | "
+                  f"{mean['SEMA+ECME']:.3f} | {mean['corrected']:.3f} | {mean['ML']:.3f} | "
                   f"{'' if pv is None else f'{pv:.3f}'} |")
         mae = {mth: np.mean([abs(r[mth]["beta0"] - 100.0) for r in runs]) for mth in METHODS}
         dev = np.mean([abs(r["SEMA"]["beta0"] - r["ML"]["beta0"]) for r in runs])
@@ -189,9 +200,14 @@ def main(argv=None):
         rt = np.max([r["rate_total"] for r in runs])
         rsu = np.max([r["rate_su"] for r in runs])
         tml = np.min([r["t_ml"] for r in runs])
-        target = 300_000 if cond == "A" else 100_000
+        target = 500_000 if cond == "A" else 100_000
         print(f"| single thread, best of {args.reps} | rows/s | vs SEMA stream |\n|---|---|---|")
         print(f"| SEMA partial_fit after training (median {rs_med:,.0f}) | {rs:,.0f} | 1 |")
+        rc = np.max([r["rate_corrected"] for r in runs])
+        rc_med = np.median([r["rate_corrected"] for r in runs])
+        n_corr = int(np.median([r["n_corrections"] for r in runs]))
+        print(f"| corrected (default, {n_corr} exact corrections) partial_fit after training "
+              f"(median {rc_med:,.0f}) | {rc:,.0f} | {rc / rs:.3f} |")
         print(f"| SEMA whole stream incl. training EM | {rt:,.0f} | {rt / rs:.3f} |")
         print(f"| SU (update_every=1000) whole stream | {rsu:,.0f} | {rsu / rs:.3f} |")
         print(f"| MixedLinearRegressor(reml=False) full refit | {args.rows / tml:,.0f} | {args.rows / tml / rs:.4f} |")
@@ -201,7 +217,8 @@ def main(argv=None):
         if cond == "A":
             print(f"| paper's R SEMA (quoted, not measured) | {PAPER_R_ROWS_PER_S:,.0f} | "
                   f"{PAPER_R_ROWS_PER_S / rs:.5f} |")
-        print(f"\nthroughput target {target:,} rows/s: {'PASS' if rs >= target else 'FAIL'}\n")
+        print(f"\nthroughput target {target:,} rows/s with the corrections on: "
+              f"{'PASS' if rc >= target else 'FAIL'}\n")
 
 
 if __name__ == "__main__":

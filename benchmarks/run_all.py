@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Arguments per benchmark and mode. Full-mode departures from a script's defaults say why.
 QUICK = {
+    "crossed": ["--rows", "6000", "--levels-a", "300", "--levels-b", "200", "--skip-instEval"],
     "linear": ["--rows", "100000", "--groups", "500", "--crossed-rows", "10000"],
     "logistic": ["--sm-rows", "2000", "--rows", "20000", "--full-rows", "0", "--groups", "200"],
     "additive": ["--rows", "20000", "--groups", "200", "--no-big"],
@@ -40,6 +41,7 @@ QUICK = {
     "out_of_core": ["--rows", "1000000", "--check-rows", "200000", "--chunk-rows", "250000"],
 }
 FULL = {
+    "crossed": [],
     "linear": [],
     # statsmodels' variational-Bayes GLMM needs ~10 min at its default 20,000 rows: 5,000 here
     "logistic": ["--sm-rows", "5000"],

@@ -29,9 +29,9 @@ from .linear import MixedLinearRegressor
 from .logistic import MixedLogisticRegressor
 from .poisson import MixedPoissonRegressor
 from .split_sample import SplitSampleMixed
-from .streaming import StreamingMixed
+from .streaming import StreamingMixed, StreamOrderWarning
 
 __version__ = "0.1.0"
 __all__ = ["AdditiveMixedRegressor", "BootstrapResult", "MixedLinearRegressor", "MixedLogisticRegressor",
-           "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed", "anova",
-           "bootstrap", "coef_table", "confint", "tidy"]
+           "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed",
+           "StreamOrderWarning", "anova", "bootstrap", "coef_table", "confint", "tidy"]

@@ -63,13 +63,13 @@ class PredictData:
 
 
 def _reduce_columns(fd: FitData) -> FitData:
-    """Drop aliased fixed-effects columns (with a warning), as lme4 does."""
-    from ._solvers.lmm import drop_aliased
+    """Drop aliased fixed-effects columns (with a warning), as lme4 does (pivoted QR, relative 1e-7)."""
+    from ._solvers.lmm import aliased_keep, rows_factor
 
     p = fd.X.shape[1]
-    Xw = fd.X if fd.weights is None else fd.X * fd.weights[:, None]
-    xtwx = Xw.T @ fd.X
-    keep = drop_aliased(xtwx) if p else np.arange(0)
+    R = rows_factor(fd.X, fd.weights) if p else np.zeros((0, 0))
+    xtwx = R.T @ R
+    keep = aliased_keep(R) if p else np.arange(0)
     if keep.size == p:
         return FitData(np.ascontiguousarray(fd.X), fd.y, fd.weights, fd.feature_names, fd.factors, fd.terms,
                        np.arange(p), p, xtwx)
@@ -323,6 +323,8 @@ class MixedModelBase(BaseEstimator):
 
     def _encode_groups(self, groups, n):
         factors = getattr(self, "factors_", [])
+        if groups is not None and not isinstance(groups, (pd.DataFrame, pd.Series)) and np.ndim(groups) == 0:
+            raise ValueError(f"groups must hold one label per row, got the scalar {groups!r}")
         if groups is None or not factors:
             return [np.full(n, -1, dtype=np.int64) for _ in factors]
         if isinstance(groups, pd.DataFrame):
@@ -423,12 +425,13 @@ class MixedModelBase(BaseEstimator):
             out[known] += np.einsum("ij,ij->i", Z, b[c[known]])
         return out
 
-    def _store_random_effects(self, fd: FitData, blocks, b_values, condvars, covs, theta, lower):
+    def _store_random_effects(self, fd: FitData, blocks, b_values, condvars, covs, theta, lower, theta_internal=None):
         """Set ``random_effects_``, ``random_effects_sd_``, ``cov_re_``, ``theta_``, ``is_singular_``.
 
         ``blocks`` are the amalgamated ReBlocks (one per factor, solver order),
         ``b_values[k]`` the (J, q) random effects, ``condvars[k]`` their (J, q, q)
-        conditional covariances, ``covs[k]`` the (q, q) covariance matrix.
+        conditional covariances, ``covs[k]`` the (q, q) covariance matrix. ``theta_internal``:
+        theta on the optimiser's (unit-spread) columns, where singularity is judged (default ``theta``).
         """
         self._re_blocks = list(blocks)
         self._re_values = [np.asarray(b) for b in b_values]
@@ -447,5 +450,6 @@ class MixedModelBase(BaseEstimator):
                                    else f"{f.name}.{blk.names[r]}.{blk.names[c]}")
         self.theta_ = pd.Series(np.asarray(theta, dtype=float), index=theta_names, name="theta")
         # lme4's isSingular: a parameter bounded at zero that sits (numerically) on it
-        self.is_singular_ = bool(np.any(np.asarray(theta)[np.asarray(lower) == 0] < 1e-4))
+        th = np.asarray(theta if theta_internal is None else theta_internal)
+        self.is_singular_ = bool(np.any(th[np.asarray(lower) == 0] < 1e-4))
         self.n_groups_ = {f.name: f.n_levels for f in fd.factors}

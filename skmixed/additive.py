@@ -18,6 +18,7 @@ from ._design.tensor import TensorSmooth
 from ._kernels.binned import discretize, index_few_values, remap_codes
 from ._solvers.freml import FAMILIES, Layout, Term, fit_freml
 from ._summary import Summary
+from ._transaction import transactional
 
 __all__ = ["AdditiveMixedRegressor"]
 
@@ -326,6 +327,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             raise ValueError("family='poisson' needs non-negative y")
 
     # ------------------------------------------------------------------ fit
+    @transactional
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the additive mixed model.
 
@@ -414,6 +416,11 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                                  rank=f.n_levels, kind="re")
                     terms.append(t)
                     re_info.append((tname, rt.factor, col, cname))
+        seen = set()
+        for t in terms:
+            if t.name in seen:
+                raise ValueError(f"term {t.name!r} appears twice in the model (a duplicated random-effect term?)")
+            seen.add(t.name)
         lay = Layout(terms, n)
         pw = np.ones(n) if fd.weights is None else fd.weights
         res = fit_freml(lay, fd.y, pw, self.family)
@@ -716,7 +723,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
 
     def _predict_eta(self, X, groups, return_std):
         pdata = self._prepare_predict(X, groups)
-        Xd = np.ascontiguousarray(pdata.X[:, self._keep])
+        Xd = np.ascontiguousarray(pdata.X)  # _prepare_predict kept the fitted columns
         n = Xd.shape[0]
         eta = np.empty(n)
         se = np.empty(n) if return_std else None

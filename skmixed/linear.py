@@ -14,9 +14,11 @@ from sklearn.metrics import r2_score
 
 from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
+from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, varcorr_table
-from ._solvers.lmm import LMMProblem, cross_products, warn_not_converged
+from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats
+from ._transaction import transactional
 from .inference._mixin import InferenceMixin, variance_parts
 from .inference._state import LMMRows, LMMState
 
@@ -148,6 +150,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         fields = {f.name: getattr(fd, f.name) for f in dataclasses.fields(FitData)}
         return _TotalsFitData(**fields, total_obs=float(fd.X.shape[0]))
 
+    @transactional
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the model.
 
@@ -184,6 +187,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                 fd.weights = fd.weights / scale
             fd = self._as_precision(fd)
         self._stats = self._theta_by_factor = None  # a fit ends any partial_fit accumulation
+        self._pending = False
         if not fd.terms:
             self._fit_fixed_only(fd)
         else:
@@ -204,26 +208,34 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
         layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
+        # the optimiser sees every column at unit spread (a scaled copy: inference keeps the
+        # user's rows), so the answer is equivariant to the units of the columns (undone in _fit_blocks)
+        check_scales(fd.X, fd.feature_names, fd.weights)
+        scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms, center=False)
+        X = fd.X if scaling.identity else scaling.apply(fd.X)
         # centre X's other columns and y on the intercept (exact: a unit-triangular
         # change of basis of the fixed part, undone below) so the Gram blocks keep
         # their digits when means are large against spreads
-        shift, yshift = np.zeros(fd.X.shape[1]), 0.0
+        shift, yshift = np.zeros(X.shape[1]), 0.0
         icpt = bool(self.fit_intercept) and fd.feature_names[0] == "(Intercept)"
+        if icpt and X.shape[1] > 1:
+            shift[1:] = np.average(X[:, 1:], axis=0, weights=fd.weights)
         if icpt:
-            shift[1:] = fd.xtwx[0, 1:] / fd.xtwx[0, 0]
             yshift = float(np.average(fd.y, weights=fd.weights))
-        cp = cross_products(layout, fd.X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
+        cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
         cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
-        self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift)
+        _require_finite([cp.A11, cp.A21, cp.A22], "the cross-products of the data")
+        self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
         self._lmm_state.rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
         self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
                                                            self.fixed_effects_.to_numpy())
 
-    def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0):
+    def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0, scaling=None):
         """Optimise theta on the cross-products and set the fitted attributes.
 
         ``shift`` / ``yshift``: the centring of the fixed columns and y the
-        cross-products were formed with (None: none), undone on beta here.
+        cross-products were formed with (None: none), undone on beta here;
+        ``scaling``: the internal column scaling (a ColumnScaling), undone after.
         """
         problem = LMMProblem(layout, cp, reml=bool(self.reml))
         theta, n_iter, converged, message = problem.optimize(theta0=theta0, max_iter=self.max_iter)
@@ -236,16 +248,36 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             res.beta = T @ res.beta
             res.beta[0] += yshift
             res.vcov_beta = T @ res.vcov_beta @ T.T
+        if scaling is not None:
+            scaling.unscale(res, blocks, reml=bool(self.reml))
         covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
+        problem, shift = self._user_problem(problem, layout, cp, shift, scaling)
         self._lmm_state = LMMState(problem, _basis(fd.X.shape[1], shift), float(yshift), res.theta,
                                    bool(self.reml), float(fd.n_obs), extra={"ldw": self._log_weights(fd)})
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower)
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower,
+                                   getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
         return res.theta
 
+    @staticmethod
+    def _user_problem(problem, layout, cp, shift, scaling):
+        """The fitted problem on the user's columns (for inference), and its centring.
+
+        The optimiser's problem is on internally scaled columns; inference (degrees of
+        freedom, profiles, refits) works with the user's theta, so it gets the same blocks
+        scaled back (cheap: independent of the number of rows).
+        """
+        if scaling is None or scaling.identity:
+            return problem, shift
+        inv = ColumnScaling(np.zeros_like(scaling.scale), 1.0 / scaling.scale)
+        cpu = scale_cross_products(layout, CrossProducts(cp.A11.copy(), cp.A21.copy(), cp.A22.copy(), cp.n_obs),
+                                   inv)
+        return LMMProblem(layout, cpu, reml=problem.reml), (None if shift is None else shift / scaling.scale)
+
     # ----------------------------------------------------------------- chunked fitting
-    def partial_fit(self, X, y, groups=None, sample_weight=None):
+    @transactional
+    def partial_fit(self, X, y, groups=None, sample_weight=None, refit=True):
         """Add a chunk of rows and refit on all rows seen so far (exactly).
 
         The chunk's per-level cross-products are added to the running totals,
@@ -270,6 +302,12 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             Group labels of the chunk (same grouping factors in every chunk).
         sample_weight : array-like, shape (n,), optional
             Frequency weights.
+        refit : bool, default=True
+            Refit on the totals now. With ``refit=False`` the chunk is only
+            accumulated (its cost is that of reading its rows) and the estimates
+            are dropped; they are computed once, on the totals, at the first
+            access to a fitted attribute (``fixed_effects_``, ``predict``,
+            ``summary()``, ...). Feed many small chunks this way.
 
         Returns
         -------
@@ -292,24 +330,49 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         if self._precision() and sample_weight is not None:
             raise ValueError("partial_fit accumulates frequency weights only; with weights='precision' "
                              "use fit on all rows")
+        # all or nothing (@transactional): a rejected, failed or interrupted chunk is not counted
         first = getattr(self, "_stats", None) is None
-        saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_") if k in self.__dict__}
-        try:
-            fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
-            # every chunk is centred like the first one (close to the means, so the sums keep
-            # their digits); the totals are re-centred on their own means for the fit
-            shift = None if first else self._stats.shift
-            stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
-            total = stats if first else GroupedStats.merge([self._stats, stats])
-        except Exception:
-            # nothing half-updated: undo what validate_data set on a first call
-            for k in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(k, None)
-            self.__dict__.update(saved)
-            raise
-        self._stats = total
-        self._fit_stats(total)
+        fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
+        # every chunk is centred like the first one (close to the means, so the sums keep
+        # their digits); the totals are re-centred on their own means for the fit
+        shift = None if first else self._stats.shift
+        stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
+        total = stats if first else GroupedStats.merge([self._stats, stats])
+        _require_finite([total.G, *total.D, *total.F], "the accumulated statistics")
+        if refit:
+            self._fit_stats(total)
+            self.__dict__.update(_stats=total, _pending=False)
+        else:
+            # estimates of fewer rows must not be read as the totals': drop them, refit on access
+            new = {k: v for k, v in self.__dict__.items() if not _is_estimate(k)}
+            new.update(_stats=total, _pending=True)
+            self.__dict__ = new
         return self
+
+    # ----------------------------------------------------------------- lazy estimates
+    def __getattr__(self, name):
+        # only reached for attributes that are not set: after partial_fit(refit=False)
+        # the estimates are computed from the accumulated statistics on first access
+        d = self.__dict__
+        if d.get("_pending") and _is_estimate(name) and name not in _VALIDATION_ATTRS:
+            self._refit_pending()
+            if name in self.__dict__:
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __sklearn_is_fitted__(self):
+        d = self.__dict__
+        return bool(d.get("_pending")) or any(_is_estimate(k) and k not in _VALIDATION_ATTRS for k in d)
+
+    def _refit_pending(self):
+        """Fit on the accumulated statistics (all or nothing)."""
+        saved = dict(self.__dict__)
+        try:
+            self.__dict__["_pending"] = False
+            self._fit_stats(self._stats)
+        except BaseException:
+            self.__dict__ = saved
+            raise
 
     def _fit_stats(self, stats: GroupedStats, unfit="warn"):
         """Fit on accumulated statistics (partial_fit and the distributed fits).
@@ -361,12 +424,16 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         if not sp.terms:
             self._fit_fixed_only_gram(fd, sp.gram, sp.x_shift, sp.y_shift)
         else:
+            # the optimiser sees the columns at unit spread, as in fit (from the totals' spreads)
+            scaling = gram_scaling(sp.gram, stats.n_obs, sp.feature_names, sp.terms)
+            scale_cross_products(sp.layout, sp.cp, scaling)
             prev = getattr(self, "_theta_by_factor", None) or {}
             theta0 = None
             if all(b.factor in prev for b in sp.blocks):
-                theta0 = np.concatenate([prev[b.factor] for b in sp.blocks])
-            theta = self._fit_blocks(fd, sp.blocks, sp.layout, sp.cp, theta0=theta0, shift=sp.x_shift,
-                                     yshift=sp.y_shift)
+                theta0 = scaling.theta_internal(np.concatenate([prev[b.factor] for b in sp.blocks]), sp.blocks)
+            shift = None if sp.x_shift is None else sp.x_shift * scaling.scale
+            theta = self._fit_blocks(fd, sp.blocks, sp.layout, sp.cp, theta0=theta0, shift=shift,
+                                     yshift=sp.y_shift, scaling=scaling)
             by, k = {}, 0
             for b in sp.blocks:
                 by[b.factor] = np.asarray(theta[k:k + b.n_theta], dtype=float)
@@ -556,3 +623,22 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _require_finite(arrays, what):
+    """A clear error where sums of squares overflow (|X| or |y| above ~1e154) instead of NaN estimates."""
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise ValueError(f"{what} are not finite: values too large to square (|X| or |y| above ~1e154?); "
+                         "rescale the data")
+
+
+# set by validation (never stale) / what prediction reads besides the trailing-underscore estimates
+_VALIDATION_ATTRS = ("n_features_in_", "feature_names_in_")
+_PRIVATE_ESTIMATES = ("_keep", "_re_blocks", "_re_values", "_re_patterns", "_lmm_state")
+
+
+def _is_estimate(name):
+    """Whether an attribute holds an estimate (stale once more chunks are accumulated)."""
+    if name.startswith("__"):
+        return False
+    return (name.endswith("_") and name not in _VALIDATION_ATTRS) or name in _PRIVATE_ESTIMATES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 
@@ -15,11 +16,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import FitData, MixedModelBase
 from ._design.layout import amalgamate
+from ._design.scaling import ColumnScaling, check_scales
+from ._separation import group_separation
 from ._kernels import glmm as kg
 from ._solvers import glmm as sg
 from ._solvers._optim import boundary_names
 from ._families import BINOMIAL, check_offset
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
+from ._transaction import transactional
 from .inference._mixin import InferenceMixin, variance_parts
 from .inference._state import GLMMState, LMMRows
 
@@ -185,6 +189,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
     # ----------------------------------------------------------------- fitting
     _family = BINOMIAL
 
+    @transactional
     def fit(self, X, y, groups=None, sample_weight=None, offset=None):
         """Fit the model.
 
@@ -226,21 +231,32 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
                               UserWarning, stacklevel=2)
         offset = check_offset(offset, fd.X.shape[0])
         res = self._fit_glmm(fd, offset)
+        if offset is not None or trials:
+            # the simulation code draws Bernoulli rows without an offset: refuse rather than mislead
+            self._glmm_state.extra["not_simulable"] = "a fit with an offset" if offset is not None \
+                else "binomial proportions with trials"
         self.classes_ = classes
-        self._warn_problems(res)
+        self._warn_problems(res, fd)
         return self
 
     def _fit_glmm(self, fd, offset):
         """Fit the validated data (shared with MixedPoissonRegressor); stores everything but the classes."""
-        if fd.terms:
-            blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
-            if self.nagq > 1 and (len(blocks) > 1 or blocks[0].q > 1):
-                raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects "
-                                 "term (one grouping factor, random intercept or one random slope)")
-            res = self._fit_mixed(fd, blocks, offset)
-        else:
-            blocks = []
-            res = self._fit_fixed_only(fd, offset)
+        blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors]) if fd.terms else []
+        if self.nagq > 1 and blocks and (len(blocks) > 1 or blocks[0].q > 1):
+            raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects "
+                             "term (one grouping factor, random intercept or one random slope)")
+        # the optimiser sees centred, unit-spread columns (a copy of the design), so the
+        # answer is equivariant to the columns' units and origins; mapped back below
+        check_scales(fd.X, fd.feature_names, fd.weights)
+        scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms)
+        fd_int = fd if scaling.identity else dataclasses.replace(fd, X=scaling.apply(fd.X))
+        res = self._fit_mixed(fd_int, blocks, offset) if blocks else self._fit_fixed_only(fd_int, offset)
+        # divergence is judged on the internal (unit-spread) scale, where it does not depend on units
+        res.extra["beta_internal"] = np.asarray(res.beta, dtype=float).copy()
+        res.extra["se_internal"] = np.sqrt(np.clip(np.diag(np.asarray(res.vcov_beta, dtype=float)), 0, None))
+        res.extra["re_sd_internal"] = {fd.factors[blk.factor].name: float(np.sqrt(np.max(np.sum(lam**2, axis=1))))
+                                       for blk, lam in zip(blocks, res.lambdas)}
+        scaling.unscale(res, blocks)
         # the kernels leave out the log-likelihood's constant (log binomial coefficients, log y!);
         # glmer's nAGQ > 1 deviance is on the unit-deviance scale instead (equal for 0/1 rows)
         const = self._family.saturated_constant if fd.terms and self.nagq > 1 else self._family.loglik_constant
@@ -303,7 +319,8 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.fixed_effects_pvalue_ = pd.Series(2 * stats.norm.sf(np.abs(z)), index=names, name="Pr(>|z|)")
         self.vcov_ = pd.DataFrame(V, index=names, columns=names)
         covs = [lam @ lam.T for lam in res.lambdas]  # binomial: sigma = 1
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, res.extra["lower"])
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, res.extra["lower"],
+                                   getattr(res, "theta_internal", None))
         self.sigma_ = 1.0
         self.loglik_ = float(res.loglik)
         self.deviance_ = -2.0 * self.loglik_
@@ -327,14 +344,24 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.intercept_ = np.array([icpt])
         self.coef_ = coef.reshape(1, -1)
 
-    def _warn_problems(self, res):
-        beta, se = self.fixed_effects_.to_numpy(), self.fixed_effects_se_.to_numpy()
+    def _re_sds(self):
+        """Largest random-effect SD per grouping factor (logit scale)."""
+        return {f: float(np.sqrt(np.max(np.diag(c.to_numpy())))) for f, c in self.cov_re_.items() if c.size}
+
+    def _warn_problems(self, res, fd=None):
+        beta = res.extra.get("beta_internal", self.fixed_effects_.to_numpy())
+        se = res.extra.get("se_internal", self.fixed_effects_se_.to_numpy())
         separated = np.any(np.abs(beta) > 15) or np.any(~np.isfinite(se)) or np.any(se > 100)
         if separated:
             bad = list(self.fixed_effects_.index[(np.abs(beta) > 15) | ~np.isfinite(se) | (se > 100)])
             warnings.warn(f"fixed effects {bad} diverge: the data are (quasi-)separated by them; estimates and "
                           "standard errors of these coefficients are not meaningful", SeparationWarning,
                           stacklevel=3)
+        if fd is not None and fd.factors:
+            sds = res.extra.get("re_sd_internal") or self._re_sds()
+            for msg in group_separation(fd.y, fd.weights, fd.factors, sds):
+                separated = True
+                warnings.warn(msg, SeparationWarning, stacklevel=3)
         if res.extra.get("hessian_failed") and not (separated or self.is_singular_):
             warnings.warn("the Hessian of the deviance is not positive definite at the optimum; standard errors "
                           "are conditional on the variance parameters (glmer's RX-based vcov)", UserWarning,

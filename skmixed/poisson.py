@@ -13,6 +13,7 @@ from ._base import MixedModelBase
 from ._families import POISSON, check_offset
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr
 from .logistic import MixedLogisticRegressor, SingularFitWarning
+from ._transaction import transactional
 
 __all__ = ["MixedPoissonRegressor"]
 
@@ -95,6 +96,7 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         self._family.check_y(y_arr)
         return y_arr
 
+    @transactional
     def fit(self, X, y, groups=None, sample_weight=None, offset=None):
         """Fit the model.
 
@@ -118,6 +120,9 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         fd = self._prepare_fit(X, y, groups, sample_weight)
         offset = check_offset(offset, fd.X.shape[0])
         res = self._fit_glmm(fd, offset)
+        # the inference helpers (bootstrap, simulate, Nakagawa R2) are written for the logistic model
+        self._glmm_state.extra["not_simulable"] = "the Poisson model"
+        self._glmm_state.extra.pop("r2_parts", None)
         # a regressor's shapes (the shared storage sets a binary classifier's (1, p) / (1,))
         self.coef_ = self.coef_.ravel()
         self.intercept_ = float(self.intercept_[0])

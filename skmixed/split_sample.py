@@ -20,6 +20,7 @@ from ._base import NoGroupsWarning
 from ._threads import effective_n_threads
 from ._design.layout import amalgamate
 from ._solvers import split as ssplit
+from ._transaction import transactional
 
 __all__ = ["SplitSampleMixed"]
 
@@ -193,6 +194,7 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
                              f"(got {type(self.estimator).__name__})")
 
     # ------------------------------------------------------------------------------ fit
+    @transactional
     def fit(self, X, y, groups=None, sample_weight=None):
         """Partition, fit the subsamples in parallel, combine.
 
@@ -253,7 +255,7 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
                 yield delayed(_fit_subsample)(
                     clone(self.estimator), _safe_indexing(X, idx), _safe_indexing(y_in, idx),
                     None if groups is None else _safe_indexing(groups, idx),
-                    None if sample_weight is None else _safe_indexing(np.asarray(sample_weight), idx),
+                    None if sample_weight is None else fd.weights[idx],  # validated (a scalar is expanded)
                     n_threads)
 
         out = Parallel(n_jobs=self.n_jobs, return_as="generator")(tasks())
@@ -263,6 +265,15 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
             out = tqdm(out, total=n_tasks, desc=f"SplitSampleMixed ({self.strategy})")
         self.estimators_ = list(out)
         self._combine(fd, proto, part, parts, row_sets)
+        if self._is_logit() and fd.factors:
+            # subsample fits may warn in worker processes: name group-level separation here
+            from ._separation import group_separation
+            from .logistic import SeparationWarning
+
+            sds = {f: float(np.sqrt(np.max(np.diag(np.asarray(c, dtype=float))))) for f, c in self.cov_re_.items()
+                   if np.size(c)}
+            for msg in group_separation(fd.y, fd.weights, fd.factors, sds):
+                warnings.warn(msg, SeparationWarning, stacklevel=2)
         return self
 
     # ------------------------------------------------------------------------------ combination

@@ -22,13 +22,32 @@ from ._base import MixedModelBase, NoGroupsWarning, _finite_or_raise, read_formu
 from ._design.formula import group_frame
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
+from ._solvers import sema_exact as _exact
 from ._solvers.lmm import drop_aliased
+from ._transaction import transactional
 
-__all__ = ["StreamingMixed"]
+__all__ = ["StreamOrderWarning", "StreamingMixed"]
+
+#: rows between exact corrections inside a batch with ``refit_every="auto"``
+AUTO_REFIT_EVERY = 20_000
+#: ... and, before that, each time the rows seen double from this many
+AUTO_FIRST = 500
+#: rows per progress-bar / callback step within a long segment
+_PROGRESS_STEP = 100_000
+
+
+class StreamOrderWarning(UserWarning):
+    """SEMA without exact corrections on a stream whose order makes its estimates unreliable.
+
+    SEMA's per-row update is one partial EM step: on a shuffled stream it lands near the
+    maximum-likelihood fit, on a stream whose rows arrive group by group or sorted by a
+    covariate it can be far from it.  Turn the corrections on (``refit_every``).
+    """
 
 # attributes a fit creates (removed by a reset); parameters and sklearn's own
 # bookkeeping (e.g. metadata-routing requests) are left alone
 _FITTED = ("_state", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep", "_aliased_warned",
+           "_order_warned",
            "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
            "n_groups_", "n_iter_")
 
@@ -42,6 +61,18 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     estimates once and is never revisited; groups may appear at any time.  :meth:`sweep` (or
     ``update_every``) runs the SEMA-Update pass, one full EM iteration over the stored group
     summaries: repeated sweeps converge to the ML fit of all rows seen.
+
+    SEMA's per-row step depends on the order of the rows: on a stream whose rows arrive group
+    by group, or sorted by a covariate, its estimates can be far from the ML fit of the same
+    rows.  The per-group summaries SEMA keeps are the sufficient statistics of the exact
+    profiled likelihood, so with ``refit_every`` (on by default) the stream is *corrected*:
+    the ML fit of all rows seen is computed from them (Newton steps on ``theta`` warm-started
+    from the previous correction; the cost depends on the number of groups, never on the
+    number of rows) and SEMA continues from it.  Between corrections each row still updates
+    the fixed effects and its group's BLUP (which :meth:`predict` uses) in microseconds: the
+    group's E-step as in SEMA, then one step of the fixed effects towards their GLS estimate
+    at the last correction's variance parameters (ECME; EM's own step lags far behind on
+    grouped streams), with the variance parameters held until the next correction.
 
     Parameters
     ----------
@@ -65,7 +96,24 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         paper's section 7.1, so the estimates track a drifting process.  See
         :mod:`skmixed._solvers.sema` for how it enters each statistic.
     trace_every : int, optional
-        Record the estimates every ``trace_every`` rows in :attr:`trace_`.
+        Record the estimates every ``trace_every`` rows in :attr:`trace_` (a correction
+        falling on such a row is recorded).
+    refit_every : "auto", int or None, default="auto"
+        Exact corrections.  ``"auto"``: after every batch (so the estimates a
+        :meth:`partial_fit` call leaves are the ML fit of all rows seen, whatever their
+        order) and within a batch each time the rows seen double (from 500) and then every
+        20,000 rows.  An int ``k``: every ``k`` rows (the
+        results then do not depend on how the stream is cut into batches).  ``None``: plain
+        SEMA; a :class:`StreamOrderWarning` then says when the stream's order looks grouped or
+        sorted.  With ``forgetting`` the target is the ML fit of the down-weighted rows (each
+        row weighted by ``lam ** (rows after it)``).  A correction costs about a millisecond
+        per thousand groups.
+    verbose : int, default=0
+        Show a tqdm progress bar over the rows of each batch.
+    callback : callable, optional
+        Called as ``callback(info)`` after every correction and at the end of every batch,
+        ``info`` a dict with ``n_rows``, ``fixed_effects`` (Series), ``cov_re`` (DataFrame),
+        ``sigma2`` and ``corrected`` (whether the estimates are the exact fit).
 
     Attributes
     ----------
@@ -96,6 +144,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         Groups seen.
     n_iter_ : int
         SEMA-Update sweeps run so far (training-phase EM iterations included).
+    n_corrections_ : int
+        Exact corrections run so far.
     trace_ : pandas.DataFrame
         Estimates every ``trace_every`` rows (``n_rows``, ``beta[...]``, ``Phi[...]``,
         ``sigma2``).
@@ -136,7 +186,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     _aliased_warned = False
 
     def __init__(self, fit_intercept=True, random_slopes=None, group_column=None, n_train=0,
-                 update_every=None, forgetting=None, trace_every=None):
+                 update_every=None, forgetting=None, trace_every=None, refit_every="auto", verbose=0,
+                 callback=None):
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.group_column = group_column
@@ -144,8 +195,12 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         self.update_every = update_every
         self.forgetting = forgetting
         self.trace_every = trace_every
+        self.refit_every = refit_every
+        self.verbose = verbose
+        self.callback = callback
 
     # ================================================================ public API
+    @transactional
     def fit(self, X, y, groups=None):
         """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`).
 
@@ -163,6 +218,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """
         return self._consume(X, y, groups, reset=True)
 
+    @transactional
     def partial_fit(self, X, y=None, groups=None):
         """Consume a batch of rows in order, updating the estimates after every row.
 
@@ -190,6 +246,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             X, y, groups = self._formula_batch(X, y, groups)
         return self._consume(X, y, groups, reset=not fitted)
 
+    @transactional
     def sweep(self, n=1, tol=None, method="em"):
         """Run ``n`` SEMA-Update sweeps: full EM iterations over the stored group statistics.
 
@@ -217,10 +274,12 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         check_is_fitted(self)
         if not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        k = _sema.run_sweeps(self._state, int(n), tol=tol, alpha=self._alpha(), method=method)
+        st = self._state.copy()  # the sweeps update in place: the model's state changes only on success
+        k = _sema.run_sweeps(st, int(n), tol=tol, alpha=self._alpha(), method=method)
         if k < 0:
             raise ValueError("X'X is not invertible yet (too few or collinear rows): cannot sweep")
-        self.n_iter_ = self._state.n_sweeps
+        _check_finite_state(st)
+        self.__dict__.update(_state=st, n_iter_=st.n_sweeps)
         return self
 
     def predict(self, X, groups=None):
@@ -460,6 +519,10 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         _int("n_train", 0, False)
         _int("update_every", 1, True)
         _int("trace_every", 1, True)
+        if not (isinstance(self.refit_every, str) and self.refit_every == "auto"):
+            _int("refit_every", 1, True)
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"callback must be callable or None, got {self.callback!r}")
         a = self.forgetting
         if a is not None and (isinstance(a, bool) or not isinstance(a, numbers.Real)
                               or not np.isfinite(a) or a <= 1):
@@ -482,48 +545,149 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         return Z
 
     def _consume(self, X, y, groups, reset):
-        snapshot = dict(self.__dict__)
-        try:
-            Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
-        except BaseException:
-            # validation may have set n_features_in_ etc.: put everything back
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
-        # ---- the batch is valid: from here on only state changes
+        """Validate the batch, run it through a copy of the state, then commit in one assignment.
+
+        A rejected batch, a numerical failure or an interrupt (``KeyboardInterrupt``) anywhere
+        before the commit leaves the model as it was, so a batch is counted once or not at all.
+        """
+        Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
+        # ---- the batch is valid: stage the new state on copies
         if reset:
-            for name in _FITTED:
-                if name not in ("n_features_in_", "feature_names_in_"):
-                    self.__dict__.pop(name, None)
-            for k, v in setup.items():
-                setattr(self, k, v)
-        st = self._state
-        if self._no_groups:
+            new = {k: v for k, v in self.__dict__.items()
+                   if k not in _FITTED or k in ("n_features_in_", "feature_names_in_")}
+            new.update(setup)
+            st = setup["_state"]
+        else:
+            new = dict(self.__dict__)
+            st = self._state.copy()
+        if new["_no_groups"]:
             codes = np.zeros(Xd.shape[0], dtype=np.int64)
             n_levels = 1
         else:
             # batch-local levels -> stream codes; new levels get the next codes
-            levels = self.factors_[0].levels
+            levels = new["factors_"][0].levels
             where = levels.get_indexer(factor.levels)
-            new = where < 0
-            if new.any():
-                where[new] = np.arange(len(levels), len(levels) + int(new.sum()))
-                levels = levels.append(pd.Index(factor.levels[new], dtype=object))
-                self.factors_ = [GroupingFactor(factor.name if reset else self.factors_[0].name,
-                                                np.empty(0, dtype=np.int64), levels)]
+            unseen = where < 0
+            if unseen.any():
+                where[unseen] = np.arange(len(levels), len(levels) + int(unseen.sum()))
+                levels = levels.append(pd.Index(factor.levels[unseen], dtype=object))
+                new["factors_"] = [GroupingFactor(factor.name if reset else new["factors_"][0].name,
+                                                  np.empty(0, dtype=np.int64), levels)]
             codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
             n_levels = len(levels)
         st.ensure_capacity(n_levels)
-        trace = _sema.consume(st, Xd, yv, codes, self._zidx, n_train=self.n_train,
-                              alpha=self._alpha(), update_every=self.update_every,
-                              trace_every=self.trace_every)
-        if trace.shape[0]:
-            self._trace_rows.append(trace)
-        self.n_seen_ = st.n_rows
-        self.n_groups_ = 0 if self._no_groups else n_levels
-        self.n_iter_ = st.n_sweeps
+        correcting = self.refit_every is not None and not new["_no_groups"]
+        if not correcting:
+            _exact.record_order(st, Xd, codes, st.n_rows)
+        bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=Xd.shape[0], unit="rows", desc="StreamingMixed", leave=False)
+        try:
+            traces = self._run(new, st, Xd, yv, codes, correcting, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        _check_finite_state(st)
+        if traces:
+            new["_trace_rows"] = list(new["_trace_rows"]) + traces
+        new.update(_state=st, n_seen_=st.n_rows, n_groups_=0 if new["_no_groups"] else n_levels,
+                   n_iter_=st.n_sweeps)
+        self.__dict__ = new  # the commit: one assignment
         self._warn_if_aliased(reset)
+        if not correcting:
+            self._warn_if_order_sensitive()
         return self
+
+    # ---------------------------------------------------------------- exact corrections
+    def _next_correction(self, last):
+        """The row of the next scheduled correction after one at row ``last`` (0: none yet)."""
+        if self.refit_every == "auto":
+            # early rows move the fit most: double the rows seen, then every AUTO_REFIT_EVERY
+            return last + min(AUTO_REFIT_EVERY, max(last, AUTO_FIRST))
+        k = int(self.refit_every)
+        return (last // k + 1) * k
+
+    def _run(self, new, st, Xd, yv, codes, correcting, bar):
+        """Feed the batch to the staged state ``st`` with the scheduled corrections; returns the trace rows.
+
+        With ``refit_every="auto"`` the batch also ends with a correction.  Long stretches
+        without one are cut every 100,000 rows for the progress bar and the callback.
+        """
+        n = Xd.shape[0]
+        start = st.n_rows
+        pos = 0
+        traces = []
+        show = bool(self.verbose) or self.callback is not None
+        while pos < n:
+            stop, scheduled = n, self.refit_every == "auto"
+            if correcting:
+                due = max(self._next_correction(int(st.xc[0])) - start, pos + 1)
+                if due <= n:
+                    stop, scheduled = due, True
+            else:
+                scheduled = False
+            if show and stop - pos > _PROGRESS_STEP:
+                stop, scheduled = pos + _PROGRESS_STEP, False
+            trace = _sema.consume(st, Xd[pos:stop], yv[pos:stop], codes[pos:stop], new["_zidx"],
+                                  n_train=self.n_train, alpha=self._alpha(), update_every=self.update_every,
+                                  trace_every=self.trace_every, ecme=correcting)
+            done, pos = stop - pos, stop
+            corrected = correcting and scheduled and self._correct(new, st)
+            if corrected and trace.shape[0] and trace[-1, 0] == st.n_rows:
+                trace[-1] = _sema.trace_row(st)  # a trace row falling on a correction shows it
+            if trace.shape[0]:
+                traces.append(trace)
+            if bar is not None:
+                bar.update(done)
+            if self.callback is not None and (corrected or pos == n):
+                self.callback(self._progress_info(new, st, corrected))
+        return traces
+
+    def _correct(self, new, st):
+        """Replace SEMA's estimates in ``st`` by the exact ML fit of the rows seen (if it can be fitted yet)."""
+        st.xc[0] = st.n_rows  # the schedule counts from the last attempt
+        if not st.trained or not st.has_P:
+            return False
+        # warm start from the last correction; the first one runs the batch optimiser
+        theta0 = st.xtheta if st.xtheta.size else None
+        H0 = st.xhess if st.xhess.size else None
+        fit = _exact.exact_fit(st, new["_zidx"], new["feature_names_"], new["re_names_"], alpha=self._alpha(),
+                               theta0=theta0, H0=H0, intercept=bool(self.fit_intercept))
+        if fit is None:
+            return False
+        _exact.apply_fit(st, fit, alpha=self._alpha())
+        st.xtheta = fit.theta
+        st.xhess = np.empty((0, 0)) if fit.hessian is None else fit.hessian
+        st.xc[1] += 1
+        return True
+
+    @staticmethod
+    def _progress_info(new, st, corrected):
+        names = new["re_names_"]
+        return {"n_rows": st.n_rows,
+                "fixed_effects": pd.Series(st.beta.copy(), index=new["feature_names_"], name="fixed_effects"),
+                "cov_re": pd.DataFrame(st.Phi.copy(), index=names, columns=names) if names else None,
+                "sigma2": st.s2, "corrected": bool(corrected)}
+
+    def _warn_if_order_sensitive(self):
+        """Without corrections, say (once per stream) when the order of the rows looks unsafe."""
+        if self._no_groups or getattr(self, "_order_warned", False):
+            return
+        why = _exact.order_sensitivity(self._state, self.feature_names_)
+        if why is None:
+            return
+        self._order_warned = True
+        warnings.warn(f"StreamingMixed without exact corrections (refit_every=None) on a stream whose order "
+                      f"makes SEMA's estimates unreliable: {why}. They may be far from the maximum-likelihood "
+                      "fit of the same rows; use refit_every='auto' (or an int), or shuffle the rows",
+                      StreamOrderWarning, stacklevel=4)
+
+    @property
+    def n_corrections_(self):
+        check_is_fitted(self)
+        return int(self._state.xc[1])
 
     def _warn_if_aliased(self, reset):
         """Warn (once per stream) while ``X'X`` of the rows seen is singular.
@@ -619,3 +783,11 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             if not self._no_groups and factor is None:
                 raise ValueError("groups are required: the model was fitted with groups")
         return Xd, yv, factor, setup
+
+
+def _check_finite_state(st):
+    """A clear error instead of NaN estimates when the stream's sums overflow (|y| or |X| ~1e155)."""
+    if not (np.isfinite(st.beta).all() and np.isfinite(st.Phi).all() and np.isfinite(st.sc).all()
+            and np.isfinite(st.XtX).all()):
+        raise ValueError("the batch makes the stream's statistics non-finite (values too large to square, "
+                         "|X| or |y| above ~1e154?): rescale the data; the model is unchanged")

@@ -135,3 +135,19 @@ def test_results_reuse_the_factor_at_the_optimum(weighted):
         for a, b in zip(fast.b, slow.b):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(fast.vcov_beta, slow.vcov_beta, rtol=1e-10)
+
+
+def test_zero_variance_lands_on_the_bound(monkeypatch):
+    """A crossed factor without variance: the Newton path holds it at zero, as low as the derivative-free path."""
+    rng = np.random.default_rng(0)
+    n = 1500
+    a, b = rng.integers(0, 300, n), rng.integers(0, 220, n)
+    x = rng.normal(size=n)
+    y = 1 + 0.5 * x + rng.normal(0, 0.3, 300)[a] + rng.normal(0, 0.05, 220)[b] + rng.normal(size=n)
+    df = pd.DataFrame(dict(y=y, x=x, a=a, b=b))
+    m = MixedLinearRegressor(reml=False).fit(df[["x"]], df["y"], groups=df[["a", "b"]])
+    assert m.converged_ and m.is_singular_ and m.theta_.iloc[1] == 0.0 and m.theta_.iloc[0] > 0.2
+    monkeypatch.setattr(slmm, "scalar_terms", lambda layout: False)
+    m2 = MixedLinearRegressor(reml=False).fit(df[["x"]], df["y"], groups=df[["a", "b"]])
+    assert m.deviance_ <= m2.deviance_ + 1e-9
+    np.testing.assert_allclose(m.theta_, m2.theta_, atol=1e-4)

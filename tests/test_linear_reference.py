@@ -150,7 +150,7 @@ def test_large_crossed_against_lmer(crossed_large, key, monkeypatch):
 
     monkeypatch.setattr(slmm.LMMProblem, "__init__", keep)
     est = MixedLinearRegressor.from_formula(ref["call"], data, reml=ref["REML"])
-    prob = problems[-1]
+    prob = problems[-1]  # the fitted problem on the user's columns (the optimiser's is scaled internally)
     assert prob.layout.m > 200  # the large-dense-part path is the one under test
     theta_ref = pd.Series(ref["theta"])
     # the factorisation itself: our criterion at lme4's theta is lme4's criterion

@@ -127,7 +127,10 @@ def test_metacognition_random_slope_singular():
     vc = {(r["var1"], r["var2"]): r["vcov"] for r in ref["varcorr"]}
     cov = m.cov_re_["id"]
     assert cov.loc["contrast", "contrast"] == pytest.approx(vc[("contrast", "")], rel=1e-2)
-    assert cov.loc["(Intercept)", "(Intercept)"] < 1e-8
+    # glmer stops on the boundary (intercept variance 2e-19); on internally scaled columns the optimiser
+    # finds a point just inside with a higher log-likelihood (measured -3270.05504 vs glmer's -3270.05521)
+    assert m.loglik_ >= ref["logLik"] - 1e-6
+    assert cov.loc["(Intercept)", "(Intercept)"] < 1e-5
     assert m.is_singular_
     # SEs: glmer's Hessian-based; ours fall back to the conditional vcov on the boundary
     np.testing.assert_allclose(m.fixed_effects_se_[list(ref["fixef_se"])], list(ref["fixef_se"].values()),

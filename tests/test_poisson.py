@@ -139,3 +139,17 @@ def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check(estimator)
+
+
+def test_inference_helpers_refuse_what_they_cannot_simulate():
+    from skmixed import bootstrap
+
+    X, ep = _epil()
+    m = MixedPoissonRegressor().fit(X, ep["y"], groups=ep["subject"])
+    with pytest.raises(ValueError, match="not available for the Poisson model"):
+        bootstrap(m, n_boot=2)
+    c = load_cbpp()
+    Xc = pd.get_dummies(c["period"], prefix="period", drop_first=True, dtype=float)
+    mt = MixedLogisticRegressor().fit(Xc, c["incidence"] / c["size"], groups=c["herd"], sample_weight=c["size"])
+    with pytest.raises(ValueError, match="binomial proportions with trials"):
+        mt.simulate(1)

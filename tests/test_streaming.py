@@ -48,8 +48,8 @@ def small_stream():
 @pytest.mark.parametrize("method", ["em", "ecme"])
 def test_sweeps_converge_to_ml_sleepstudy(sleep, reference, method):
     X, y, g = sleep
-    m = StreamingMixed(random_slopes=["Days"]).fit(X, y, groups=g)
-    # the single pass from the default start (rows ordered by subject) is far from ML ...
+    m = StreamingMixed(random_slopes=["Days"], refit_every=None).fit(X, y, groups=g)
+    # the single pass of plain SEMA from the default start (rows ordered by subject) is far from ML ...
     ml = MixedLinearRegressor(reml=False, random_slopes=["Days"]).fit(X, y, groups=g)
     assert abs(m.fixed_effects_["Days"] - ml.fixed_effects_["Days"]) > 1.0
     # ... and repeated SEMA-Update sweeps (= EM on the stored summaries) converge to it
@@ -94,7 +94,7 @@ def _dense_loglik(X, y, groups, zcols, beta, Phi, s2):
 def test_sweeps_converge_to_ml_simulation(small_stream):
     X, y, g = small_stream
     slopes = [0, 1, 2, 3]
-    m = StreamingMixed(random_slopes=slopes, n_train=600).fit(X, y, groups=g)
+    m = StreamingMixed(random_slopes=slopes, n_train=600, refit_every=None).fit(X, y, groups=g)
     m.sweep(20000, tol=1e-12)
     ml = MixedLinearRegressor(reml=False, random_slopes=slopes).fit(X, y, groups=g)
     np.testing.assert_allclose(m.fixed_effects_, ml.fixed_effects_, rtol=1e-5, atol=1e-7)
@@ -120,7 +120,7 @@ def test_one_ecme_sweep_gives_the_gls_fixed_effects():
     # stays near its training value; one ECME sweep replaces beta by its GLS estimate at the
     # current variance parameters, which are already (nearly) ML
     X, y, g, _ = make_sema_stream(20_000, 300, n_random=1, seed=5)
-    m = StreamingMixed(n_train=1000).fit(X, y, groups=g)
+    m = StreamingMixed(n_train=1000, refit_every=None).fit(X, y, groups=g)
     ml = MixedLinearRegressor(reml=False).fit(X, y, groups=g)
     before = abs(m.fixed_effects_.iloc[0] - ml.fixed_effects_.iloc[0])
     m.sweep(1, method="ecme")
@@ -137,7 +137,7 @@ def test_paper_simulation_small(n_random):
     # the paper's design at 1/5 size: 10,000 rows, 200 individuals, training 1,000 rows
     X, y, g, _ = make_sema_stream(10_000, 200, n_random=n_random, seed=11)
     slopes = list(range(n_random - 1)) or None
-    m = StreamingMixed(random_slopes=slopes, n_train=1000).fit(X, y, groups=g)
+    m = StreamingMixed(random_slopes=slopes, n_train=1000, refit_every=None).fit(X, y, groups=g)
     ml = MixedLinearRegressor(reml=False, random_slopes=slopes).fit(X, y, groups=g)
     assert m.n_seen_ == 10_000 and m.n_groups_ == 200
     se = ml.fixed_effects_se_.to_numpy()
@@ -153,17 +153,18 @@ def test_paper_simulation_small(n_random):
     np.testing.assert_allclose(m.sigma_ ** 2, 5.0, rtol=0.05)
     np.testing.assert_allclose(m.fixed_effects_se_, se, rtol=0.02)
     # SEMA-Update every 1,000 rows does not move it away from ML
-    su = StreamingMixed(random_slopes=slopes, n_train=1000, update_every=1000).fit(X, y, groups=g)
+    su = StreamingMixed(random_slopes=slopes, n_train=1000, update_every=1000, refit_every=None).fit(X, y, groups=g)
     assert np.all(np.abs(su.fixed_effects_.to_numpy() - ml.fixed_effects_.to_numpy()) < 0.5 * se)
     assert su.n_iter_ == m.n_iter_ + 10  # rows 1000, 2000, ..., 10000
 
 
 # ---------------------------------------------------------------------------- (c) pickle / resume
-@pytest.mark.parametrize("forgetting", [None, 800.0])
-def test_pickle_mid_stream_resumes_identically(small_stream, forgetting):
+@pytest.mark.parametrize("forgetting,refit_every", [(None, None), (800.0, None), (None, 1000), (800.0, 1000)])
+def test_pickle_mid_stream_resumes_identically(small_stream, forgetting, refit_every):
     X, y, g = small_stream
+    # an int refit_every corrects at fixed rows: the stream does not depend on its batches
     params = dict(random_slopes=[0, 1], n_train=500, update_every=700, trace_every=250,
-                  forgetting=forgetting)
+                  forgetting=forgetting, refit_every=refit_every)
     full = StreamingMixed(**params).fit(X, y, groups=g)
     a = StreamingMixed(**params)
     for k in range(0, 3000, 1000):
@@ -304,8 +305,8 @@ def test_stream_pickled_before_the_aliasing_check_resumes():
 
 def test_update_every_is_a_sweep_every_k_rows(small_stream):
     X, y, g = small_stream
-    a = StreamingMixed(random_slopes=[0], n_train=400, update_every=500)
-    b = StreamingMixed(random_slopes=[0], n_train=400)
+    a = StreamingMixed(random_slopes=[0], n_train=400, update_every=500, refit_every=None)
+    b = StreamingMixed(random_slopes=[0], n_train=400, refit_every=None)
     for k in range(0, 2000, 500):
         a.partial_fit(X[k:k + 500], y[k:k + 500], g[k:k + 500])
         b.partial_fit(X[k:k + 500], y[k:k + 500], g[k:k + 500]).sweep()
@@ -342,7 +343,7 @@ def test_random_slopes_validation(sleep):
 
 def test_solver_consume_matches_estimator(sleep):
     X, y, g = sleep
-    m = StreamingMixed(random_slopes=["Days"]).fit(X, y, groups=g)
+    m = StreamingMixed(random_slopes=["Days"], refit_every=None).fit(X, y, groups=g)
     Xd = np.ascontiguousarray(np.column_stack([np.ones(len(y)), X.to_numpy(float)]))
     codes = pd.Index(m.factors_[0].levels).get_indexer(g.to_numpy()).astype(np.int64)
     st = SemaState.new(2, 2)

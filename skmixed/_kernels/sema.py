@@ -298,6 +298,126 @@ def mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, Rq, update_beta):
 
 
 @njit(cache=True)
+def rebuild_sums(alpha, gA, ga, gs, gB, gD, gc, gn, gtime, glast, XtX, Xy, P, sc, ic):
+    """Bring every seen group's summaries to the current row and rebuild the global sums.
+
+    With forgetting the groups' lazily decayed summaries are scaled to the current row;
+    ``X'X``, ``X'y`` and ``N`` are then summed from the groups (which also removes
+    Sherman-Morrison round-off) and ``P = (X'X)^-1`` recomputed.  Returns False, with
+    ``P`` untouched, while ``X'X`` is not invertible.
+    """
+    G = gA.shape[0]
+    p = XtX.shape[0]
+    now = ic[IC_NROWS]
+    XtX[:, :] = 0.0
+    Xy[:] = 0.0
+    N = 0.0
+    for g in range(G):
+        if glast[g] < 0:
+            continue
+        if alpha > 0.0:
+            f = decay_factor(gtime[g], now, alpha)
+            if f != 1.0:
+                gA[g] *= f
+                ga[g] *= f
+                gs[g] *= f
+                gB[g] *= f
+                gD[g] *= f
+                gc[g] *= f
+                gn[g] *= f
+                gtime[g] = now
+        XtX += gA[g]
+        Xy += ga[g]
+        N += gn[g]
+    if not spd_inverse(XtX, P, np.empty((p, p))):
+        return False
+    sc[SC_N] = N
+    ic[IC_HASP] = 1
+    return True
+
+
+@njit(cache=True)
+def estep_all(alpha, beta, Lphi, Phiinv, gA, ga, gs, gB, gD, gc, gb, gCinv, gt1, gT2w, gt3, gJw, glast,
+              t1, T2, sc, ic):
+    """E-step for every seen group at the current parameters: BLUPs and all contributions.
+
+    Rebuilds ``t1, T2, t3, J`` from scratch (groups weighted by ``lam ** (rows since their
+    last row)`` in ``T2`` and ``J``); the summaries must be at the current row
+    (:func:`rebuild_sums`).  No parameter changes.
+    """
+    G = gA.shape[0]
+    q = Lphi.shape[0]
+    now = ic[IC_NROWS]
+    W1 = np.empty((q, q))
+    W2 = np.empty((q, q))
+    W3 = np.empty((q, q))
+    r = np.empty(q)
+    T2g = np.empty((q, q))
+    t1[:] = 0.0
+    T2[:, :] = 0.0
+    t3 = 0.0
+    J = 0.0
+    s2 = sc[SC_S2]
+    phi_ok = sc[SC_PHIOK] > 0.5
+    for g in range(G):
+        if glast[g] < 0:
+            continue
+        w = decay_factor(glast[g], now, alpha) if alpha > 0.0 else 1.0
+        t3g = estep_group(g, beta, Lphi, Phiinv, phi_ok, s2, gA, ga, gs, gB, gD, gc, gb, gCinv,
+                          gt1[g], T2g, W1, W2, W3, r)
+        gt3[g] = t3g
+        gJw[g] = w
+        for k in range(q):
+            for m in range(q):
+                gT2w[g, k, m] = w * T2g[k, m]
+        t1 += gt1[g]
+        T2 += gT2w[g]
+        t3 += t3g
+        J += w
+    sc[SC_T3] = t3
+    sc[SC_J] = J
+
+
+
+@njit(cache=True)
+def gls_all(gA, ga, gD, gc, gCinv, glast, ginfo, grhs, Info, Rhs):
+    """Every seen group's GLS contributions ``A_j - D_j Cinv_j D_j'``, ``a_j - D_j Cinv_j c_j`` and their sums.
+
+    ``gCinv`` must hold the current parameters' ``Cinv_j`` (:func:`estep_all`); the summaries
+    must refer to the current row.  ``Info^-1 Rhs`` is then the GLS estimate of ``beta``.
+    """
+    G = gA.shape[0]
+    p = gA.shape[1]
+    q = gCinv.shape[1]
+    DC = np.empty((p, q))
+    Info[:, :] = 0.0
+    Rhs[:] = 0.0
+    for g in range(G):
+        if glast[g] < 0:
+            continue
+        D = gD[g]
+        Cg = gCinv[g]
+        for m in range(p):
+            for k in range(q):
+                t = 0.0
+                for l in range(q):
+                    t += D[m, l] * Cg[l, k]
+                DC[m, k] = t
+        for m in range(p):
+            t = ga[g, m]
+            for k in range(q):
+                t -= DC[m, k] * gc[g, k]
+            grhs[g, m] = t
+            Rhs[m] += t
+            for l in range(p):
+                t = gA[g, m, l]
+                for k in range(q):
+                    t -= DC[m, k] * D[l, k]
+                ginfo[g, m, l] = t
+                Info[m, l] += t
+
+
+@njit(cache=True)
 def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3, gJw,
           gtime, glast, XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic):
     """Run up to ``n_sweeps`` SEMA-Update sweeps (= offline EM iterations on the summaries).
@@ -315,13 +435,10 @@ def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1,
     G = gA.shape[0]
     p = beta.shape[0]
     q = Phi.shape[0]
-    now = ic[IC_NROWS]
     W1 = np.empty((q, q))
     W2 = np.empty((q, q))
     W3 = np.empty((q, q))
-    r = np.empty(q)
     Rp = np.empty((p, p))
-    T2g = np.empty((q, q))
     old_beta = np.empty(p)
     old_Phi = np.empty((q, q))
     info = np.empty((p, p))
@@ -329,32 +446,8 @@ def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1,
     rhs = np.empty(p)
     DC = np.empty((p, q))
     Cq = np.empty((q, q))
-    # bring every seen group's summaries to the current row (forgetting) and rebuild the
-    # row-level global sums from them, which also removes Sherman-Morrison round-off
-    XtX[:, :] = 0.0
-    Xy[:] = 0.0
-    N = 0.0
-    for g in range(G):
-        if glast[g] < 0:
-            continue
-        if alpha > 0.0:
-            f = decay_factor(gtime[g], now, alpha)
-            if f != 1.0:
-                gA[g] *= f
-                ga[g] *= f
-                gs[g] *= f
-                gB[g] *= f
-                gD[g] *= f
-                gc[g] *= f
-                gn[g] *= f
-            gtime[g] = now
-        XtX += gA[g]
-        Xy += ga[g]
-        N += gn[g]
-    if not spd_inverse(XtX, P, Rp):
+    if not rebuild_sums(alpha, gA, ga, gs, gB, gD, gc, gn, gtime, glast, XtX, Xy, P, sc, ic):
         return -1
-    sc[SC_N] = N
-    ic[IC_HASP] = 1
     it = 0
     for it in range(1, n_sweeps + 1):
         old_beta[:] = beta
@@ -389,28 +482,8 @@ def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1,
                     for m in range(p):
                         t += info_inv[i, m] * rhs[m]
                     beta[i] = t
-        t1[:] = 0.0
-        T2[:, :] = 0.0
-        t3 = 0.0
-        J = 0.0
-        s2 = sc[SC_S2]
-        for g in range(G):
-            if glast[g] < 0:
-                continue
-            w = decay_factor(glast[g], now, alpha) if alpha > 0.0 else 1.0
-            t3g = estep_group(g, beta, Lphi, Phiinv, sc[SC_PHIOK] > 0.5, s2, gA, ga, gs, gB, gD, gc, gb, gCinv,
-                              gt1[g], T2g, W1, W2, W3, r)
-            gt3[g] = t3g
-            gJw[g] = w
-            for k in range(q):
-                for m in range(q):
-                    gT2w[g, k, m] = w * T2g[k, m]
-            t1 += gt1[g]
-            T2 += gT2w[g]
-            t3 += t3g
-            J += w
-        sc[SC_T3] = t3
-        sc[SC_J] = J
+        estep_all(alpha, beta, Lphi, Phiinv, gA, ga, gs, gB, gD, gc, gb, gCinv, gt1, gT2w, gt3, gJw, glast,
+                  t1, T2, sc, ic)
         old_Phi[:, :] = Phi
         old_s2 = sc[SC_S2]
         mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, not gls)
@@ -458,12 +531,25 @@ def _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc):
 def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                  train_tol, train_maxit,
                  gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3, gJw, gtime, glast,
-                 XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic, trace):
+                 XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic, trace,
+                 ecme, ginfo, grhs, Info, Rhs, K):
     """Consume rows ``X[i], y[i]`` of group ``codes[i]`` in order (the SEMA online step).
 
     ``zidx[k]`` is the column of ``X`` holding random-effect covariate ``k`` (-1: constant 1).
     ``trace`` receives ``[n_rows, beta, vec(Phi), s2]`` every ``trace_every`` rows; the number
     of trace rows written is returned.
+
+    With ``ecme`` (after an exact correction) the variance parameters stay at the last
+    correction's values (SEMA's per-row update of ``Phi`` and ``s2`` is order-sensitive too;
+    the next correction moves them exactly) and the fixed effects follow their GLS estimate
+    at those values instead of EM's update ``P (X'y - t1)``, which lags
+    far behind on streams whose rows arrive group by group (EM's rate for ``beta`` is
+    ``sum_j n_j shrink_j / N``, close to 1): each group keeps its contributions
+    ``info_j = A_j - D_j Cinv_j D_j'`` and ``rhs_j = a_j - D_j Cinv_j c_j`` (in ``ginfo``,
+    ``grhs``; totals ``Info``, ``Rhs``), swapped like ``t1`` when a row arrives, and every
+    row takes one preconditioned step ``beta += K (Rhs - Info beta)`` with ``K`` the inverse
+    of ``Info`` at the last correction, refreshed every 256 rows (an iterative solve of
+    ``Info beta = Rhs`` that the rows keep converged, ``O(p^2 q)`` per row).
     """
     n = X.shape[0]
     p = X.shape[1]
@@ -478,6 +564,8 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
     Rp = np.empty((p, p))
     T2g = np.empty((q, q))
     t1g = np.empty(p)
+    DCw = np.empty((p, q))
+    res = np.empty(p)
     lam = (alpha - 1.0) / alpha if alpha > 0.0 else 1.0
     n_trace = 0
     for i in range(n):
@@ -497,6 +585,9 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
             Xy *= lam
             t1 *= lam
             T2 *= lam
+            if ecme:
+                Info *= lam
+                Rhs *= lam
             sc[SC_N] *= lam
             sc[SC_J] *= lam
             sc[SC_T3] *= lam
@@ -518,6 +609,9 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
             gT2w[g] = 0.0
             gt3[g] = 0.0
             gJw[g] = 0.0
+            if ecme:
+                ginfo[g] = 0.0
+                grhs[g] = 0.0
         elif alpha > 0.0:
             f = decay_factor(gtime[g], now, alpha)
             if f != 1.0:
@@ -586,6 +680,27 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
             gt3[g] = t3g
             sc[SC_J] += 1.0 - f * gJw[g]
             gJw[g] = 1.0
+            if ecme:
+                # the group's GLS contributions at the current parameters, swapped in
+                Cg = gCinv[g]
+                for m in range(p):
+                    for k in range(q):
+                        t = 0.0
+                        for l in range(q):
+                            t += D[m, l] * Cg[l, k]
+                        DCw[m, k] = t
+                for m in range(p):
+                    t = a[m]
+                    for k in range(q):
+                        t -= DCw[m, k] * c[k]
+                    Rhs[m] += t - f * grhs[g, m]
+                    grhs[g, m] = t
+                    for l in range(p):
+                        t = A[m, l]
+                        for k in range(q):
+                            t -= DCw[m, k] * D[l, k]
+                        Info[m, l] += t - f * ginfo[g, m, l]
+                        ginfo[g, m, l] = t
             # ---- 3. P = (X'X)^-1
             if ic[IC_HASP] == 1:
                 # Sherman-Morrison for X'X <- lam X'X + x x'
@@ -603,8 +718,24 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                     um = u[m] / den
                     for l in range(p):
                         P[m, l] = (P[m, l] - um * u[l]) * inv_ld
-                # ---- 4. M-step
-                mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, True)
+                # ---- 4. M-step (ECME: variance parameters held, beta one step towards GLS)
+                if not ecme:
+                    mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, True)
+                else:
+                    if now % 256 == 0:
+                        # keep the preconditioner close to Info^-1 as rows change Info (a
+                        # stale one can make the iteration diverge on a stream sorted by x)
+                        spd_inverse(Info, K, Rp)
+                    for m in range(p):
+                        t = Rhs[m]
+                        for l in range(p):
+                            t -= Info[m, l] * beta[l]
+                        res[m] = t
+                    for m in range(p):
+                        t = 0.0
+                        for l in range(p):
+                            t += K[m, l] * res[l]
+                        beta[m] += t
             elif spd_inverse(XtX, P, Rp):
                 # first invertible X'X: invert it, skip this row's M-step (reference code)
                 ic[IC_HASP] = 1
@@ -747,3 +878,56 @@ def loglik(beta, Lphi, s2, alpha, now, gA, ga, gs, gB, gD, gc, gn, gtime, glast)
         n = f * gn[g]
         total -= 0.5 * (n * (log2pi + np.log(s2)) + logdet + (rr - quad / s2) / s2)
     return total
+
+
+
+@njit(cache=True)
+def profiled_blocks(Lam, B, F, V):
+    """Per-group factors of the profiled LMM at relative covariance factor ``Lam``.
+
+    For each group ``j`` (``B[j] = Z_j'Z_j``, ``F[j] = Z_j'[X y]``, shifted):
+    ``M_j = Lam' B_j Lam + I = R_j R_j'`` and ``V_j = R_j^-1 Lam' F_j`` into ``V[j]``, so that
+    ``[X y]' (I + Z Lam Lam' Z')^-1 [X y] = [X y]'[X y] - sum_j V_j' V_j``.  Returns
+    ``log|L|^2 = sum_j log|M_j|``.  See :class:`skmixed._solvers.sema_exact.Profile`.
+    """
+    J = B.shape[0]
+    q = Lam.shape[0]
+    m = F.shape[2]
+    BL = np.empty((q, q))
+    M = np.empty((q, q))
+    R = np.empty((q, q))
+    ld = 0.0
+    for g in range(J):
+        for a in range(q):
+            for b in range(q):
+                t = 0.0
+                for c in range(q):
+                    t += B[g, a, c] * Lam[c, b]
+                BL[a, b] = t
+        for a in range(q):
+            for b in range(a + 1):
+                t = 0.0
+                for c in range(q):
+                    t += Lam[c, a] * BL[c, b]
+                M[a, b] = t + (1.0 if a == b else 0.0)
+        for j in range(q):
+            s = M[j, j]
+            for k in range(j):
+                s -= R[j, k] * R[j, k]
+            d = np.sqrt(s)
+            R[j, j] = d
+            ld += 2.0 * np.log(d)
+            for i in range(j + 1, q):
+                t = M[i, j]
+                for k in range(j):
+                    t -= R[i, k] * R[j, k]
+                R[i, j] = t / d
+        for a in range(q):
+            for i in range(m):
+                t = 0.0
+                for c in range(a, q):
+                    t += Lam[c, a] * F[g, c, i]
+                for k in range(a):
+                    t -= R[a, k] * V[g, k, i]
+                V[g, a, i] = t / R[a, a]
+    return ld

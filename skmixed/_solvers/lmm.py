@@ -29,7 +29,8 @@ from .._threads import blas_for_dense
 from ._optim import probe_boundary
 from .lmm_newton import ScalarNewton, scalar_terms
 
-__all__ = ["CrossProducts", "LMMProblem", "LMMResult", "cross_products"]
+__all__ = ["CrossProducts", "LMMProblem", "LMMResult", "cross_products", "aliased_keep", "drop_aliased",
+           "rows_factor"]
 
 _LOG2PI = np.log(2.0 * np.pi)
 
@@ -76,9 +77,12 @@ def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None, z_so
     threads = numba.get_num_threads() if n_threads is None else n_threads
     # small problems are not worth the per-thread buffers
     n_chunks = int(max(1, min(threads, n // 20_000)))
-    A11, A21, A22 = gram.accumulate(layout.codes1, Z1, layout.dense_codes, layout.row_slot, Zd, zoff,
-                                    layout.dense_q, layout.dense_off, layout.Q2, X, xs, y, float(y_shift), w,
-                                    layout.ptr, layout.J1, n_chunks)
+    args = (layout.codes1, Z1, layout.dense_codes, layout.row_slot, Zd, zoff, layout.dense_q, layout.dense_off,
+            layout.Q2, X, xs, y, float(y_shift), w, layout.ptr, layout.J1)
+    if n_chunks == 1:  # no parallel region to start for one chunk (partial_fit's small chunks)
+        A11, A21, A22 = gram.accumulate_serial(*args)
+    else:
+        A11, A21, A22 = gram.accumulate(*args, n_chunks)
     return CrossProducts(A11, A21, A22, float(n if weights is None else w.sum()))
 
 
@@ -572,31 +576,86 @@ class LMMProblem:
                          message=message)
 
 
-def drop_aliased(XtX: np.ndarray, tol: float = 1e-7) -> np.ndarray:
-    """Indices of columns to keep: later columns that are linear combinations of earlier ones go.
+def aliased_keep(F: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """Columns to keep of a design whose cross-product matrix is ``F'F``: lme4's rank rule.
 
-    Works on the (weighted) cross-product matrix, column by column, like
-    LINPACK's limited-pivoting QR that lme4 uses: a column is kept when its
-    residual, after projecting on the kept columns, retains more than ``tol`` of
-    its norm.
+    LINPACK's limited-pivoting QR (``dqrdc2``, which lme4's ``chkRank.drop.cols``
+    uses through ``qr(X, tol = 1e-7)``): Householder steps in column order; a column
+    whose residual, after the kept columns are projected out, has a norm at most
+    ``tol`` times its own norm is moved aside (dropped). ``F`` is any matrix with
+    the design's cross-products: the rows themselves or a triangular factor (the
+    residual norms are invariant to an orthogonal transformation of the rows).
     """
-    p = XtX.shape[0]
-    d = np.sqrt(np.clip(np.diag(XtX), 0, None))
+    F = np.asarray(F, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->j", F, F))
+    ok = np.isfinite(norms) & (norms > 0)
+    A = F[:, ok] / norms[ok]
+    cols = np.flatnonzero(ok)
     keep = []
-    for c in range(p):
-        if d[c] == 0:
+    k = 0
+    for i, c in enumerate(cols):
+        if k >= A.shape[0]:
+            break
+        x = A[k:, i]
+        nrm = float(np.sqrt(x @ x))
+        if not nrm > tol:
             continue
-        cand = keep + [c]
-        S = XtX[np.ix_(cand, cand)] / np.outer(d[cand], d[cand])
-        if len(keep):
-            K = S[:-1, :-1]
-            s = S[-1, :-1]
-            resid = S[-1, -1] - s @ np.linalg.solve(K, s)
-        else:
-            resid = S[-1, -1]
-        if resid > tol:
-            keep.append(c)
+        keep.append(int(c))
+        v = x.copy()
+        v[0] += np.copysign(nrm, x[0])
+        vv = float(v @ v)
+        if vv > 0 and i + 1 < A.shape[1]:
+            A[k:, i + 1:] -= np.outer(v, (2.0 / vv) * (v @ A[k:, i + 1:]))
+        k += 1
     return np.array(keep, dtype=np.int64)
+
+
+def rows_factor(X: np.ndarray, weights=None, block: int = 65536) -> np.ndarray:
+    """A ``p x p`` triangular ``R`` with ``R'R = X'WX``, by QR over row blocks (no copy of ``X``).
+
+    Householder QR is backward stable column by column, so the rank rule of
+    :func:`aliased_keep` applied to ``R`` resolves residuals of ~1e-15 of a
+    column's norm (the cross-product matrix itself resolves only ~1e-8).
+    """
+    n, p = X.shape
+    R = np.zeros((0, p))
+    sw = None if weights is None else np.sqrt(np.asarray(weights, dtype=np.float64))
+    for s in range(0, n, block):
+        Xb = X[s:s + block]
+        if sw is not None:
+            Xb = Xb * sw[s:s + block, None]
+        R = sla.qr(np.vstack([R, Xb]), mode="r", check_finite=False)[0][:p]
+    return R
+
+
+def drop_aliased(XtX: np.ndarray, tol: float = 1e-7, shift=None) -> np.ndarray:
+    """Indices of columns to keep from the cross-product matrix ``X'WX``: lme4's rule (:func:`aliased_keep`).
+
+    A factor of ``XtX`` is formed from its eigen-decomposition after scaling to unit
+    diagonal. ``shift`` (optional, ``(p,)``, 0 for an intercept in column 0) says
+    that ``XtX`` is that of ``X - 1 shift'`` (the columns centred, which keeps the
+    digits when means are large against spreads) while the rule must judge the raw
+    ``X``: the factor is mapped back exactly (a unit-triangular change of basis).
+    Prefer :func:`aliased_keep` on :func:`rows_factor` when the rows are at hand.
+    """
+    XtX = np.asarray(XtX, dtype=np.float64)
+    p = XtX.shape[0]
+    if p == 0:
+        return np.arange(0)
+    d = np.sqrt(np.clip(np.diag(XtX), 0, None))
+    ok = np.isfinite(d) & (d > 0)
+    F = np.zeros((p, p))
+    if ok.any():
+        S = XtX[np.ix_(ok, ok)] / np.outer(d[ok], d[ok])
+        lam, V = np.linalg.eigh((S + S.T) / 2)
+        Fo = (np.sqrt(np.clip(lam, 0, None))[:, None] * V.T) * d[ok][None, :]
+        F = np.zeros((Fo.shape[0], p))
+        F[:, ok] = Fo
+    if shift is not None and np.any(shift):
+        Tinv = np.eye(p)
+        Tinv[0, 1:] = np.asarray(shift, dtype=np.float64)[1:p]
+        F = F @ Tinv
+    return aliased_keep(F, tol)
 
 
 def warn_not_converged(message: str, n_iter: int):

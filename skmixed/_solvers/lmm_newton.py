@@ -231,8 +231,8 @@ class ScalarNewton:
         ``converged`` when the Newton decrement ``g' H^{-1} g`` over the free parameters is
         below ``tol`` (the criterion is then within ~``tol`` of its minimum) and parameters
         held at zero have no descent off the bound. A step is halved until the criterion
-        does not increase; a parameter heading below zero shrinks tenfold instead and is
-        held at zero once below 1e-7.
+        does not increase; a parameter heading below zero shrinks a hundredfold instead and
+        is held at zero once below 1e-6 (the caller probes off the bound).
         """
         prob = self.problem
         theta = np.maximum(np.asarray(theta0, dtype=float).copy(), 0.0)
@@ -269,9 +269,9 @@ class ScalarNewton:
             alpha, accepted = 1.0, False
             for _ in range(30):
                 t2 = theta + alpha * step
-                low = t2 < 0.1 * theta
-                t2[low] = 0.1 * theta[low]
-                t2[t2 < 1e-7] = 0.0
+                low = t2 < 0.01 * theta
+                t2[low] = 0.01 * theta[low]
+                t2[t2 < 1e-6] = 0.0
                 f2, fac2 = self.evaluate(t2)
                 if fac2 is not None and f2 <= f + 1e-12 * max(1.0, abs(f)):
                     accepted = True

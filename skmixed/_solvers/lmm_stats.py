@@ -360,8 +360,8 @@ class GroupedStats:
         p = self.p
         if not p:
             return np.arange(0)
-        raw = self.reshifted(np.zeros(p + 1)) if self.has_intercept else self  # fit judges the raw X'WX
-        return drop_aliased(raw.G[:p, :p])
+        # fit judges the raw X; the centred sums keep the digits, the rule maps them back
+        return drop_aliased(self.G[:p, :p], shift=self.shift[:p] if self.has_intercept else None)
 
     def to_problem(self, keep=None) -> StatsProblem:
         """Lay the totals out as ``fit`` would on the concatenated rows.

@@ -24,13 +24,13 @@ all weights are 1 and the algorithm is plain SEMA.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from .._kernels import sema as _k
 
-__all__ = ["SemaState", "consume", "run_sweeps", "beta_covariance", "loglik", "TRACE_COLUMNS"]
+__all__ = ["SemaState", "consume", "trace_row", "run_sweeps", "beta_covariance", "loglik", "TRACE_COLUMNS"]
 
 _GROUP_FIELDS = ("gA", "ga", "gs", "gB", "gD", "gc", "gn", "gb", "gCinv", "gt1", "gT2w",
                  "gt3", "gJw", "gtime", "glast")
@@ -80,6 +80,40 @@ class SemaState:
     Phiinv: np.ndarray
     sc: np.ndarray
     ic: np.ndarray
+    # exact corrections (skmixed._solvers.sema_exact): theta and the criterion's Hessian at the
+    # last one (the next one's warm start; empty before the first) and
+    # xc = [row of the last correction attempted, corrections run, row where order statistics start]
+    xtheta: np.ndarray = field(default_factory=lambda: np.empty(0))
+    xhess: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    xc: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
+    # ECME fixed effects between corrections (see _kernels.sema.process_rows): per-group GLS
+    # contributions, their sums and the preconditioner K = Info^-1 at the last correction
+    ginfo: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    grhs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    Info: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    Rhs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    K: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    # order statistics of the stream (rows counted, sum and sum of squares of the row number,
+    # per group; and per fixed column sum x, sum x^2, sum t x) to tell a grouped or sorted
+    # stream from a shuffled one; kept while corrections are off
+    gord: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    xord: np.ndarray = field(default_factory=lambda: np.zeros((3, 0)))
+
+    def __setstate__(self, d):
+        # streams pickled before the corrections existed
+        self.__dict__.update(d)
+        for f in fields(self):
+            if f.name not in d:
+                setattr(self, f.name, f.default_factory())
+        G, p = self.gA.shape[0], self.beta.shape[0]
+        if "gord" not in d:
+            # order statistics start now
+            self.gord = np.zeros((G, 3))
+            self.xord = np.zeros((3, p))
+            self.xc[2] = self.n_rows
+        if "ginfo" not in d:
+            self.ginfo, self.grhs = np.zeros((G, p, p)), np.zeros((G, p))
+            self.Info, self.Rhs, self.K = np.zeros((p, p)), np.zeros(p), np.zeros((p, p))
 
     @classmethod
     def new(cls, p: int, q: int, *, n_train: int = 0, capacity: int = 16) -> "SemaState":
@@ -101,6 +135,10 @@ class SemaState:
         )
         st.sc[_k.SC_S2] = 1.0
         st.sc[_k.SC_PHIOK] = 1.0
+        st.gord = np.zeros((G, 3))
+        st.xord = np.zeros((3, p))
+        st.ginfo, st.grhs = np.zeros((G, p, p)), np.zeros((G, p))
+        st.Info, st.Rhs, st.K = np.zeros((p, p)), np.zeros(p), np.zeros((p, p))
         st.ic[_k.IC_TRAINED] = 0 if n_train > 0 else 1
         return st
 
@@ -123,7 +161,7 @@ class SemaState:
         if n_groups <= G:
             return
         new = max(2 * G, n_groups)
-        for name in _GROUP_FIELDS:
+        for name in _GROUP_FIELDS + ("gord", "ginfo", "grhs"):
             old = getattr(self, name)
             fill = -1 if name in ("gtime", "glast") else 0
             arr = np.full((new,) + old.shape[1:], fill, dtype=old.dtype)
@@ -134,6 +172,11 @@ class SemaState:
         return SemaState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
     # ------------------------------------------------------------------ readers
+    @property
+    def ecme(self) -> bool:
+        """Fixed effects follow their GLS estimate between corrections (after the first one)."""
+        return int(self.xc[1]) > 0 and self.K.shape == (self.p, self.p)
+
     @property
     def n_rows(self) -> int:
         return int(self.ic[_k.IC_NROWS])
@@ -177,8 +220,13 @@ def TRACE_COLUMNS(feature_names, re_names):
     return cols + ["sigma2"]
 
 
+def trace_row(state: SemaState) -> np.ndarray:
+    """The current estimates as a trace row ``[n_rows, beta, vec(Phi), s2]``."""
+    return np.concatenate([[state.n_rows], state.beta, state.Phi.ravel(), [state.s2]])
+
+
 def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, update_every=None,
-            trace_every=None, train_tol=1e-4, train_maxit=800):
+            trace_every=None, train_tol=1e-4, train_maxit=800, ecme=False):
     """Feed rows to the state in order (mutates ``state``); returns the trace rows recorded.
 
     Parameters
@@ -201,13 +249,23 @@ def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, updat
     train_tol, train_maxit : float, int
         Convergence tolerance (largest absolute parameter change) and iteration cap of the
         training EM (the paper's 1e-4 and 800).
+    ecme : bool
+        After an exact correction, move the fixed effects towards their GLS estimate at the
+        current variance parameters on every row (see :func:`skmixed._kernels.sema.process_rows`)
+        instead of SEMA's EM update.
+
+    Returns
+    -------
+    ndarray
+        The trace rows recorded.
     """
     te = int(trace_every or 0)
     n_trace_max = (state.n_rows + X.shape[0]) // te - state.n_rows // te if te else 0
     trace = np.empty((n_trace_max, 2 + state.p + state.q * state.q))
     k = _k.process_rows(X, y, codes, zidx, int(n_train), float(alpha or 0.0),
                         int(update_every or 0), te, float(train_tol), int(train_maxit),
-                        *state._args(), trace)
+                        *state._args(), trace, bool(ecme and state.ecme), state.ginfo, state.grhs,
+                        state.Info, state.Rhs, state.K)
     return trace[:k]
 
 

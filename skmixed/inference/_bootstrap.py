@@ -28,6 +28,10 @@ def training_rows(est):
     """The rows ``fit`` kept (design, y, weights, codes); a clear error when there are none."""
     st = getattr(est, "_lmm_state", None) or getattr(est, "_glmm_state", None)
     rows = None if st is None else st.rows
+    why = None if st is None else st.extra.get("not_simulable")
+    if why:
+        raise ValueError(f"simulation and the parametric bootstrap are not available for {why}: they draw "
+                         "0/1 responses without an offset")
     if rows is None:
         raise ValueError("this needs the training rows, which fit() keeps but partial_fit(), the distributed "
                          "fits and unpickled estimators do not: refit with fit()")

@@ -1,0 +1,145 @@
+"""Estimates are equivariant to the units and origins of the columns (issue: Trust II).
+
+A column multiplied by ``c`` has its coefficient (and random-slope SD) divided by ``c``;
+a fixed-only column shifted by ``a`` moves the intercept by ``-a beta``; nothing else
+changes. The estimators scale (and, where that is a reparametrisation, centre) the
+columns internally, so these hold to ~1e-8 relative whatever the user's units.
+Aliasing follows lme4's rule (pivoted QR, relative 1e-7 on the norm): a column with a
+small spread around a large mean (a year, a raw longitude) is a real covariate.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from skmixed import (MixedLinearRegressor, MixedLogisticRegressor, SplitSampleMixed, StreamingMixed)
+from skmixed._design.scaling import PredictorScaleWarning
+
+SCALES = [(1e6, 0.0), (1e-6, 0.0), (1e3, 0.0), (1.0, 1e4), (1e-3, 1e4)]
+
+
+def _data(binary=False, seed=0):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(30), 15)
+    X = rng.normal(size=(g.size, 3))
+    eta = X @ [0.5, -0.3, 0.2] + rng.normal(size=30)[g] + 0.4 * X[:, 0] * rng.normal(size=30)[g]
+    if binary:
+        y = (rng.random(g.size) < 1 / (1 + np.exp(-eta))).astype(float)
+    else:
+        y = eta + rng.normal(size=g.size)
+    return X, y, g
+
+
+def _transformed(X, c, a):
+    """Column 0 (the random-slope column when there is one) times c, column 1 (fixed only) plus a."""
+    Xs = X.copy()
+    Xs[:, 0] *= c
+    Xs[:, 1] += a
+    return Xs
+
+
+def _back(fe, c, a):
+    """Fixed effects of the transformed design mapped back to the original columns."""
+    fe = np.asarray(fe, dtype=float).copy()
+    fe[1] *= c
+    fe[0] += fe[2] * a
+    return fe
+
+
+def _fit(make, X, y, g):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PredictorScaleWarning)
+        return make().fit(X, y, groups=g)
+
+
+ESTIMATORS = {
+    "linear": (lambda: MixedLinearRegressor(), False, False),
+    "linear_slope": (lambda: MixedLinearRegressor(random_slopes=[0]), False, True),
+    "linear_ml_slope": (lambda: MixedLinearRegressor(reml=False, random_slopes=[0]), False, True),
+    "logistic": (lambda: MixedLogisticRegressor(), True, False),
+    "logistic_slope": (lambda: MixedLogisticRegressor(random_slopes=[0]), True, True),
+    "logistic_agq": (lambda: MixedLogisticRegressor(nagq=5), True, False),
+    "split_linear": (lambda: SplitSampleMixed(MixedLinearRegressor(), n_subsamples=2, random_state=0), False,
+                     False),
+}
+
+
+@pytest.mark.parametrize("c,a", SCALES)
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_scale_and_shift_equivariance(name, c, a):
+    warnings.simplefilter("error", UserWarning)  # nothing spurious (singular fit, separation, aliasing)
+    make, binary, slope = ESTIMATORS[name]
+    X, y, g = _data(binary)
+    ref = _fit(make, X, y, g)
+    m = _fit(make, _transformed(X, c, a), y, g)
+    np.testing.assert_allclose(_back(m.fixed_effects_, c, a), ref.fixed_effects_, rtol=1e-8, atol=1e-10)
+    if hasattr(ref, "theta_"):
+        th = m.theta_.to_numpy().copy()
+        if slope:
+            th[1:] *= c  # the slope column's rows of Lambda
+        np.testing.assert_allclose(th, ref.theta_.to_numpy(), rtol=1e-8, atol=1e-10)
+    if hasattr(ref, "loglik_") and not (isinstance(ref, MixedLinearRegressor) and ref.reml):
+        assert m.loglik_ == pytest.approx(ref.loglik_, rel=1e-10)
+    if isinstance(ref, MixedLinearRegressor) and ref.reml:
+        # lme4's REML criterion carries log|R_X|^2: the scaled column adds 2 log c
+        assert m.reml_criterion_ == pytest.approx(ref.reml_criterion_ + 2 * np.log(c), rel=1e-10)
+    if hasattr(ref, "sigma_"):
+        assert m.sigma_ == pytest.approx(ref.sigma_, rel=1e-8)
+
+
+@pytest.mark.parametrize("c", [1e6, 1e-6])
+def test_streaming_scale_equivariance(c):
+    X, y, g = _data()
+    ref = StreamingMixed().fit(X, y, groups=g)
+    m = StreamingMixed().fit(_transformed(X, c, 0.0), y, groups=g)
+    np.testing.assert_allclose(_back(m.fixed_effects_, c, 0.0), ref.fixed_effects_, rtol=1e-8)
+
+
+def test_random_slope_on_huge_column_reaches_the_same_optimum():
+    X, y, g = _data()
+    ref = MixedLinearRegressor(random_slopes=[0]).fit(X, y, groups=g)
+    with pytest.warns(PredictorScaleWarning, match="very different scales"):
+        m = MixedLinearRegressor(random_slopes=[0]).fit(_transformed(X, 1e6, 0.0), y, groups=g)
+    assert m.converged_
+    assert m.cov_re_["group"].iloc[1, 1] * 1e12 == pytest.approx(ref.cov_re_["group"].iloc[1, 1], rel=1e-8)
+
+
+def test_partial_fit_is_scaled_like_fit():
+    X, y, g = _data()
+    Xs = _transformed(X, 1e6, 1e4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PredictorScaleWarning)
+        full = MixedLinearRegressor(random_slopes=[0]).fit(Xs, y, groups=g)
+    m = MixedLinearRegressor(random_slopes=[0])
+    for rows in np.array_split(np.arange(g.size), 3):
+        m.partial_fit(Xs[rows], y[rows], groups=g[rows])
+    np.testing.assert_allclose(m.fixed_effects_, full.fixed_effects_, rtol=1e-8)
+    np.testing.assert_allclose(m.theta_, full.theta_, rtol=1e-7)
+
+
+def test_shifted_covariates_are_not_aliased():
+    """lme4 keeps x + 1e4 (residual 1e-4 of the norm); the old squared rule dropped it."""
+    X, y, g = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "rank deficient" warning
+        m = MixedLinearRegressor().fit(X + 1e4, y, groups=g)
+    ref = MixedLinearRegressor().fit(X, y, groups=g)
+    np.testing.assert_allclose(m.fixed_effects_.iloc[1:], ref.fixed_effects_.iloc[1:], rtol=1e-8)
+    # an exact combination is still dropped, by name
+    X3 = np.c_[X, X[:, 0] - 2 * X[:, 1]]
+    with pytest.warns(UserWarning, match=r"dropping 1 column\(s\): \['x3'\]"):
+        MixedLinearRegressor().fit(X3, y, groups=g)
+
+
+def test_aliasing_rule_on_cross_products_matches_rows():
+    from skmixed._solvers.lmm import aliased_keep, drop_aliased, rows_factor
+
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(500, 3))
+    X = np.c_[np.ones(500), Z + 1e4, Z[:, 0] + Z[:, 1], 2000 + 1e-3 * rng.normal(size=500)]
+    keep_rows = aliased_keep(rows_factor(X))
+    assert keep_rows.tolist() == [0, 1, 2, 3, 5]
+    shift = np.r_[0.0, X[:, 1:].mean(axis=0)]
+    Xc = X - shift
+    assert drop_aliased(Xc.T @ Xc, shift=shift).tolist() == keep_rows.tolist()
