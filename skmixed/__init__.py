@@ -19,19 +19,42 @@ Inference
 ---------
 coef_table, tidy, confint, anova, bootstrap
     lmerTest's t-tests, broom.mixed's tidy frame, lme4's confint / anova / bootMer.
+
+``import skmixed`` itself is quick: each estimator's module (and with it
+scikit-learn, pandas and numba) is imported on first access, as in
+``from skmixed import MixedLinearRegressor``.
 """
 
-from . import _threads  # noqa: F401  (registers numba with threadpoolctl)
-from ._base import NoGroupsWarning
-from .additive import AdditiveMixedRegressor
-from .inference import BootstrapResult, RefitWarning, anova, bootstrap, coef_table, confint, tidy
-from .linear import MixedLinearRegressor
-from .logistic import MixedLogisticRegressor
-from .poisson import MixedPoissonRegressor
-from .split_sample import SplitSampleMixed
-from .streaming import StreamingMixed, StreamOrderWarning
+import importlib
 
 __version__ = "0.1.0"
 __all__ = ["AdditiveMixedRegressor", "BootstrapResult", "MixedLinearRegressor", "MixedLogisticRegressor",
            "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed",
            "StreamOrderWarning", "anova", "bootstrap", "coef_table", "confint", "tidy"]
+
+# public name -> module holding it (imported on first access, PEP 562)
+_LAZY = {
+    "AdditiveMixedRegressor": ".additive",
+    "MixedLinearRegressor": ".linear",
+    "MixedLogisticRegressor": ".logistic",
+    "MixedPoissonRegressor": ".poisson",
+    "NoGroupsWarning": "._base",
+    "SplitSampleMixed": ".split_sample",
+    "StreamingMixed": ".streaming",
+    "StreamOrderWarning": ".streaming",
+    **{name: ".inference" for name in ("BootstrapResult", "RefitWarning", "anova", "bootstrap", "coef_table",
+                                       "confint", "tidy")},
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        importlib.import_module("._threads", __name__)  # numba obeys threadpoolctl from here on
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skmixed' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

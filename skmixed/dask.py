@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from ._base import NoGroupsWarning
-
+from ._progress import dask_progress
 from ._design.formula import FormulaSpec, parse_formula
 from ._solvers.lmm_stats import GroupedStats
 from .linear import MixedLinearRegressor
@@ -127,7 +127,7 @@ def _formula_setup(est, formula: str, ddf):
 
 # ----------------------------------------------------------------- public API
 def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sample_weight=None,
-             split_every=8, shuffle=True):
+             split_every=8, shuffle=True, verbose=False):
     """Fit a mixed model exactly on a Dask DataFrame.
 
     ``MixedLinearRegressor``: map-reduce of per-group statistics (partitions in
@@ -159,6 +159,9 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
     shuffle : bool, default=True
         Logistic model: shuffle the rows by group first (pass False when every
         group already lives in one partition).
+    verbose : bool, default=False
+        Linear model: a tqdm progress bar over the pass through the partitions
+        (local Dask schedulers; a distributed cluster shows it on its dashboard).
 
     Returns
     -------
@@ -227,7 +230,8 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
             warnings.warn("fit_dask got no groups (and no group_column): fitting the fixed-effects part only",
                           NoGroupsWarning, stacklevel=2)
     parts = [delayed(_partition_stats)(p, est, how) for p in ddf.to_delayed()]
-    (total,) = dask.compute(_tree_sum(parts, int(split_every)))
+    with dask_progress(verbose, desc="fit_dask: partitions"):
+        (total,) = dask.compute(_tree_sum(parts, int(split_every)))
     if total is None:
         raise ValueError("the dask DataFrame has no rows")
     # what validate_data would have set on the concatenated frame
@@ -255,7 +259,8 @@ def fit_lmm(ddf, formula=None, *, y=None, X=None, groups=None, sample_weight=Non
     y, X, groups, sample_weight : column names, optional
     split_every : int, default=8
     **params
-        ``MixedLinearRegressor`` parameters (``reml``, ``random_slopes``, ...).
+        ``MixedLinearRegressor`` parameters (``reml``, ``random_slopes``, ...);
+        ``verbose=True`` also shows the pass through the partitions.
 
     Returns
     -------
@@ -275,7 +280,7 @@ def fit_lmm(ddf, formula=None, *, y=None, X=None, groups=None, sample_weight=Non
     (180,)
     """
     return fit_dask(MixedLinearRegressor(**params), ddf, formula, y=y, X=X, groups=groups,
-                    sample_weight=sample_weight, split_every=split_every)
+                    sample_weight=sample_weight, split_every=split_every, verbose=params.get("verbose", False))
 
 
 def fit_glmm(ddf, *, y, X, groups, sample_weight=None, shuffle=True, **params):

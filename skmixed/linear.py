@@ -16,6 +16,7 @@ from ._base import FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
 from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, varcorr_table
+from ._progress import progress_bar
 from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_stats import GroupedStats
 from ._transaction import transactional
@@ -77,6 +78,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         ``0.5 * sum(log w_i)``. The two agree for unit weights. Precision
         weights need every weight > 0 and are not accumulated by
         :meth:`partial_fit` (use :meth:`fit`).
+    verbose : bool, default=False
+        Show a progress bar (tqdm) of the optimiser's criterion evaluations and the
+        current criterion, for fits that run longer than two seconds.
     formula : str, optional
         An lme4-style formula, e.g. ``"y ~ x + C(k) + (1 + x | g)"``. Then ``fit``
         takes one DataFrame (pandas, polars, pyarrow) holding the formula's columns,
@@ -141,13 +145,14 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     """
 
     def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500,
-                 weights="frequency", formula=None):
+                 weights="frequency", verbose=False, formula=None):
         self.reml = reml
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.group_column = group_column
         self.max_iter = max_iter
         self.weights = weights
+        self.verbose = verbose
         self.formula = formula
 
     def _precision(self) -> bool:
@@ -253,7 +258,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         ``scaling``: the internal column scaling (a ColumnScaling), undone after.
         """
         problem = LMMProblem(layout, cp, reml=bool(self.reml))
-        theta, n_iter, converged, message = problem.optimize(theta0=theta0, max_iter=self.max_iter)
+        with progress_bar(self.verbose, desc="REML" if self.reml else "ML", unit="eval", delay=2.0) as bar:
+            problem.progress = bar if self.verbose else None
+            theta, n_iter, converged, message = problem.optimize(theta0=theta0, max_iter=self.max_iter)
         if not converged:
             warn_not_converged(message, n_iter)
         res = problem.result(theta, n_iter, converged, message)

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import NoGroupsWarning
 from ._design.formula import as_pandas
+from ._progress import track
 from ._threads import effective_n_threads
 from ._design.layout import amalgamate
 from ._solvers import split as ssplit
@@ -274,10 +275,7 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
                     n_threads)
 
         out = Parallel(n_jobs=self.n_jobs, return_as="generator")(tasks())
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            out = tqdm(out, total=n_tasks, desc=f"SplitSampleMixed ({self.strategy})")
+        out = track(out, self.verbose, total=n_tasks, desc=f"SplitSampleMixed ({self.strategy})", unit="fit")
         self.estimators_ = list(out)
         self._combine(fd, proto, part, parts, row_sets)
         if self._is_logit() and fd.factors:

@@ -217,7 +217,7 @@ def test_bootstrap_refit_equals_fit_on_simulated_response():
     # the same simulated responses, refitted from scratch through from_formula
     from skmixed.inference._bootstrap import simulate_batch, training_rows
 
-    rng = np.random.RandomState(np.random.RandomState(5).randint(0, 2**31 - 1, size=1)[0])
+    rng = np.random.default_rng(np.random.RandomState(5).randint(0, 2**31 - 1, size=1)[0])
     Y = simulate_batch(m, training_rows(m), rng, 2)
     for s in range(2):
         f = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", df.assign(Reaction=Y[:, s]))
@@ -249,12 +249,12 @@ def test_batched_bootstrap_refits_reach_the_optimum():
 
     m = fitted("sleepstudy")
     rep = B._LMMReplicator(m)
-    Y = B.simulate_batch(m, B.training_rows(m), np.random.RandomState(1), 60)
+    Y = B.simulate_batch(m, B.training_rows(m), np.random.default_rng(1), 30)
     parts = rep.y_parts(Y)
     fast = np.array(rep.refit_batch(*parts))
     lay, cp = rep.prob.layout, rep.prob.cp
     J1q1 = lay.J1 * lay.q1
-    for b in range(60):
+    for b in range(30):
         res, beta = rep.refit(parts[0][:, b], parts[1][:, b], parts[2][b], parts[3][b])
         slow = rep.statistic(res, beta)
         if np.allclose(fast[b], slow, rtol=1e-5, atol=1e-6, equal_nan=True):

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._jit import prange_only, run_in_threads
+
 # error_model="numpy": a division by zero gives inf/nan (which the solvers treat as a failed
 # evaluation and step back from) instead of raising inside a parallel region. A Poisson mean
 # can overflow for wild trial points.
@@ -369,9 +371,19 @@ def _group_mode(beta, X, zcols, y, w, fam, off, perm, start, stop, Lam, ug, tol,
     return h, ld, it
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def laplace_single(beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_grad,
                    h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam, off):
+    """Conditional modes, Laplace deviance pieces and their gradient, one grouping factor.
+
+    Runs :func:`_laplace_groups` over the groups in parallel threads; see there.
+    """
+    run_in_threads(_laplace_groups, gptr.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit,
+                   want_grad, h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam, off)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _laplace_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_grad,
+                    h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam, off):
     """Conditional modes, Laplace deviance pieces and their gradient, one grouping factor.
 
     Parameters
@@ -395,10 +407,9 @@ def laplace_single(beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_gr
     dF/dbeta = -2 sum w r x + sum c x - B' Lam k and
     dF/dLam = 2 A Lam H^-1 + (sum c z - 2 s - A Lam k) u' + s k'.
     """
-    G = gptr.shape[0] - 1
     q = zcols.shape[0]
     p = X.shape[1]
-    for g in prange(G):
+    for g in range(g0, g1):
         A = np.empty((q, q))
         s = np.empty(q)
         H = np.empty((q, q))
@@ -511,8 +522,14 @@ def laplace_single(beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_gr
                 jac_out[g, a, m] = col[a]
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def agq_single(beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out, fam, off):
+    """Adaptive Gauss-Hermite deviance per group (:func:`_agq_groups`, groups in parallel threads)."""
+    run_in_threads(_agq_groups, gptr.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out,
+                   fam, off)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _agq_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out, fam, off):
     """Adaptive Gauss-Hermite deviance per group for one scalar random effect (lme4's nAGQ > 1).
 
     ``u`` must hold the conditional modes; ``nodes``/``weights`` integrate against
@@ -520,9 +537,8 @@ def agq_single(beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out, fa
     the group's -2 log marginal likelihood is
     ``h0 + log H_g - 2 log sum_k w_k exp(-(h(u0 + z_k sd) - h0) / 2 + z_k^2 / 2)``.
     """
-    G = gptr.shape[0] - 1
     K = nodes.shape[0]
-    for g in prange(G):
+    for g in range(g0, g1):
         z = np.empty(1)
         A = np.empty((1, 1))
         s = np.empty(1)
@@ -547,9 +563,16 @@ def agq_single(beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out, fa
         out[g] = h0 + np.log(Hg) - 2.0 * np.log(mult)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def joint_stats(beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
                 A_out, B_out, s_out, h_out, C_out, xr_out, fam, off):
+    """Blocks of the joint (u, beta) PIRLS system (:func:`_joint_stats_chunks`, chunks in parallel threads)."""
+    run_in_threads(_joint_stats_chunks, chunks.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u,
+                   solve_u, tol, A_out, B_out, s_out, h_out, C_out, xr_out, fam, off)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _joint_stats_chunks(c0, c1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
+                        A_out, B_out, s_out, h_out, C_out, xr_out, fam, off):
     """Blocks of the joint (u, beta) penalized IRLS system, one grouping factor.
 
     Per group: A_g = sum v z z', B_g = sum v z x', s_g = sum w (y - mu) z and
@@ -563,8 +586,9 @@ def joint_stats(beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
     """
     q = zcols.shape[0]
     p = X.shape[1]
-    nchunk = chunks.shape[0] - 1
-    for c in prange(nchunk):
+    # typed like laplace_single's arguments (literal 50 / True would compile a second _group_mode)
+    maxit = np.int64(50)
+    for c in range(c0, c1):
         z = np.empty(q)
         bvec = np.empty(q)
         if solve_u:
@@ -587,8 +611,8 @@ def joint_stats(beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
             if solve_u:
                 # Newton to the mode; the last sweep (at the returned u) also
                 # accumulated B, X'WX and X'W(y - mu): no separate pass needed
-                hg, _, _ = _group_mode(beta, X, zcols, y, w, fam, off, perm, gptr[g], gptr[g + 1], Lam, u[g], tol, 50,
-                                       A_out[g], s_out[g], H, L, z, bvec, step, rhs, uold, True, B_out[g],
+                hg, _, _ = _group_mode(beta, X, zcols, y, w, fam, off, perm, gptr[g], gptr[g + 1], Lam, u[g], tol,
+                                       maxit, A_out[g], s_out[g], H, L, z, bvec, step, rhs, uold, solve_u, B_out[g],
                                        wrx, Tx, Tz, Cg)
                 uu = 0.0
                 for a in range(q):
@@ -646,7 +670,7 @@ def joint_stats(beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
                 C[k, j] = C[j, k]
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=prange_only(), error_model="numpy")
 def linear_predictor(X, beta, out):
     """out = X beta, parallel over rows (used at every objective evaluation)."""
     n, p = X.shape
@@ -657,7 +681,7 @@ def linear_predictor(X, beta, out):
         out[i] = t
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=prange_only(), error_model="numpy")
 def add_random_part(X, zcols, codes, blup, out):
     """out += z_i' b_{codes_i} for rows with a known level (code >= 0); unseen levels add 0."""
     n = out.shape[0]

@@ -6,13 +6,21 @@ iteration with working weights. Rows are split into one contiguous chunk per
 thread, each thread accumulating into its own buffers, then the buffers are
 summed: no atomics, and the result does not depend on the thread count beyond
 floating-point summation order.
+
+The chunk kernels are serial and release the GIL (``nogil``); the chunks run in
+a small Python thread pool. That parallelises the pass as a ``prange`` loop
+would, but a first fit compiles only the one serial kernel its layout needs
+(about a second) instead of a parallel kernel holding both layouts (several
+seconds on an empty numba cache).
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
                      X, xshift, y, yshift, w, ptr, A11, A21, A22):
     q1 = Z1.shape[1]
@@ -60,7 +68,7 @@ def _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, do
                 A22[ca, vcol[f]] += wv * vval[f]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _accumulate_rows_one_factor(lo, hi, codes1, Z1, X, xshift, y, yshift, w, ptr, Q2, A11, A21, A22):
     """``_accumulate_rows`` for the common case of one grouping factor (no dense terms):
     the row's dense vector is just ``[x - xshift, y - yshift]``, so no index bookkeeping."""
@@ -89,12 +97,12 @@ def _accumulate_rows_one_factor(lo, hi, codes1, Z1, X, xshift, y, yshift, w, ptr
                 A22[Q2 + e, Q2 + f] += wv * v[f]
 
 
-@njit(cache=True, parallel=True)
 def accumulate(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, xshift, y, yshift, w, ptr, J1,
                n_chunks):
     """Cross-product blocks of ``[Z X y]`` in one pass over the rows.
 
-    ``w`` holds frequency weights, or is empty for unit weights.
+    ``w`` holds frequency weights, or is empty for unit weights. The rows are
+    cut into ``n_chunks`` contiguous chunks, accumulated in parallel threads.
 
     The fixed-effects columns and ``y`` enter shifted by ``xshift`` / ``yshift``
     (their means, when the model has an intercept): the products then hold
@@ -109,37 +117,34 @@ def accumulate(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, xsh
     """
     n = codes1.shape[0]
     q1 = Z1.shape[1]
-    p = X.shape[1]
-    m = Q2 + p + 1
-    nnz = ptr[J1]
+    m = Q2 + X.shape[1] + 1
+    nnz = int(ptr[J1])
+    n_chunks = max(1, min(int(n_chunks), n))
     A11s = np.zeros((n_chunks, J1, q1, q1))
     A21s = np.zeros((n_chunks, nnz, q1))
     A22s = np.zeros((n_chunks, m, m))
     step = (n + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
-        lo = c * step
-        hi = min(n, lo + step)
+
+    def chunk(c):
+        lo, hi = c * step, min(n, (c + 1) * step)
         if dq.shape[0] == 0:
             _accumulate_rows_one_factor(lo, hi, codes1, Z1, X, xshift, y, yshift, w, ptr, Q2,
                                         A11s[c], A21s[c], A22s[c])
         else:
             _accumulate_rows(lo, hi, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
                              X, xshift, y, yshift, w, ptr, A11s[c], A21s[c], A22s[c])
-    A11 = A11s[0]
-    A21 = A21s[0]
-    A22 = A22s[0]
-    for c in range(1, n_chunks):
-        A11 += A11s[c]
-        A21 += A21s[c]
-        A22 += A22s[c]
+
+    if n_chunks == 1:
+        chunk(0)
+        A11, A21, A22 = A11s[0], A21s[0], A22s[0]
+    else:
+        with ThreadPoolExecutor(n_chunks) as pool:
+            list(pool.map(chunk, range(n_chunks)))  # list(): re-raise any error here
+        A11, A21, A22 = A11s.sum(axis=0), A21s.sum(axis=0), A22s.sum(axis=0)
     # rows were accumulated into the lower triangle (or diagonal) of A22 when
     # column indices are increasing; mirror whatever landed on either side
-    for a in range(m):
-        for b in range(a):
-            s = A22[a, b] + A22[b, a]
-            A22[a, b] = s
-            A22[b, a] = s
-    return A11, A21, A22
+    off = np.tril(A22, -1) + np.triu(A22, 1).T
+    return A11, A21, off + off.T + np.diag(np.diag(A22))
 
 
 @njit(cache=True)

@@ -5,7 +5,7 @@ sparsity of the coupling block only (MixedModels.jl's ``updateL!``).
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True)
@@ -184,17 +184,19 @@ def downdate_rows(M, L21, ptr, cols, tptr, tpos, tlev):
                     M[r, cols[f]] -= acc
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def solve_first_block(L11, L21, ptr, cols, v, yslot_last):
     """Back-substitute the first block's conditional modes ``u1`` given the dense solution ``v``.
 
     ``v`` holds the dense part's solution (other terms' ``u`` then ``beta``);
-    the ``y`` row of each level's segment is its right-hand side.
+    the ``y`` row of each level's segment is its right-hand side. Once per fit
+    and linear in the stored entries: serial (a parallel kernel's compile
+    would cost more than it ever saves).
     """
     J1, q1 = L11.shape[0], L11.shape[1]
     u = np.empty((J1, q1))
-    for j in prange(J1):
-        rhs = np.empty(q1)
+    rhs = np.empty(q1)
+    for j in range(J1):
         ys = ptr[j + 1] - 1
         for a in range(q1):
             rhs[a] = L21[ys, a]
@@ -211,30 +213,46 @@ def solve_first_block(L11, L21, ptr, cols, v, yslot_last):
     return u
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def first_block_condvar(L11, L21, ptr, cols, Minv, Q2):
     """Diagonal blocks of ``(L_Z L_Z')^{-1}`` for the first term's levels.
 
     ``Minv`` is the inverse of the dense random-effect factor (``Q2 x Q2``,
     lower); the fill-in through the other terms adds ``W_j' W_j`` with
     ``W_j = Minv L21z_j L11_j^{-1}``.
+
+    Called once per fit, so serial and written as plain loops: no ``prange``,
+    ``@`` or array expressions, whose compiles (parallel lowering, BLAS
+    bindings, broadcast-error messages) cost seconds on a cold cache.
     """
     J1, q1 = L11.shape[0], L11.shape[1]
-    out = np.empty((J1, q1, q1))
-    for j in prange(J1):
+    out = np.zeros((J1, q1, q1))
+    Linv = np.zeros((q1, q1))
+    W = np.zeros((Q2, q1))
+    WL = np.zeros((Q2, q1))
+    for j in range(J1):
         Lj = L11[j]
         # Linv = L11_j^{-1}
-        Linv = np.zeros((q1, q1))
         for c in range(q1):
+            for a in range(c):
+                Linv[a, c] = 0.0
             Linv[c, c] = 1.0 / Lj[c, c]
             for a in range(c + 1, q1):
                 acc = 0.0
                 for b in range(c, a):
                     acc -= Lj[a, b] * Linv[b, c]
                 Linv[a, c] = acc / Lj[a, a]
-        V = Linv.T @ Linv
+        # V = Linv' Linv
+        for a in range(q1):
+            for b in range(q1):
+                acc = 0.0
+                for c in range(q1):
+                    acc += Linv[c, a] * Linv[c, b]
+                out[j, a, b] = acc
         if Q2 > 0:
-            W = np.zeros((Q2, q1))
+            for r in range(Q2):
+                for a in range(q1):
+                    W[r, a] = 0.0
             for s in range(ptr[j], ptr[j + 1]):
                 col = cols[s]
                 if col >= Q2:
@@ -244,7 +262,17 @@ def first_block_condvar(L11, L21, ptr, cols, Minv, Q2):
                     if lv != 0.0:
                         for r in range(col, Q2):
                             W[r, a] += Minv[r, col] * lv
-            W = W @ Linv
-            V += W.T @ W
-        out[j] = V
+            # WL = W Linv (Linv lower), then V += WL' WL
+            for r in range(Q2):
+                for a in range(q1):
+                    acc = 0.0
+                    for c in range(a, q1):
+                        acc += W[r, c] * Linv[c, a]
+                    WL[r, a] = acc
+            for a in range(q1):
+                for b in range(q1):
+                    acc = 0.0
+                    for r in range(Q2):
+                        acc += WL[r, a] * WL[r, b]
+                    out[j, a, b] += acc
     return out

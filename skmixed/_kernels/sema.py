@@ -450,10 +450,11 @@ def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1,
         return -1
     it = 0
     for it in range(1, n_sweeps + 1):
-        old_beta[:] = beta
+        for m in range(beta.shape[0]):  # loops, not slice assignment: no broadcast-error code to compile
+            old_beta[m] = beta[m]
         if gls:
-            info[:, :] = 0.0
-            rhs[:] = 0.0
+            info.fill(0.0)
+            rhs.fill(0.0)
             s2 = sc[SC_S2]
             for g in range(G):
                 if glast[g] < 0:
@@ -484,7 +485,9 @@ def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1,
                     beta[i] = t
         estep_all(alpha, beta, Lphi, Phiinv, gA, ga, gs, gB, gD, gc, gb, gCinv, gt1, gT2w, gt3, gJw, glast,
                   t1, T2, sc, ic)
-        old_Phi[:, :] = Phi
+        for a in range(Phi.shape[0]):  # a loop: slice assignment compiles broadcast-error code
+            for b in range(Phi.shape[1]):
+                old_Phi[a, b] = Phi[a, b]
         old_s2 = sc[SC_S2]
         mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, not gls)
         ic[IC_NSWEEPS] += 1
@@ -554,6 +557,10 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
     n = X.shape[0]
     p = X.shape[1]
     q = zidx.shape[0]
+    # sweep() is called with these rather than literal 1 / False, which would each
+    # compile another copy of it (the Python-level call passes plain int and bool)
+    one_sweep = np.int64(1)
+    no_gls = np.bool_(False)
     x = np.empty(p)
     z = np.empty(q)
     u = np.empty(p)
@@ -658,7 +665,7 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
             if now >= n_train:
                 if spd_inverse(XtX, P, Rp):
                     _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc)
-                    it = sweep(train_maxit, train_tol, False, alpha, gA, ga, gs, gB, gD, gc, gn, gb,
+                    it = sweep(train_maxit, train_tol, no_gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb,
                                gCinv, gt1, gT2w, gt3, gJw, gtime, glast, XtX, Xy, P, t1, T2,
                                beta, Phi, Lphi, Phiinv, sc, ic)
                     ic[IC_NTRAINIT] = it
@@ -740,7 +747,7 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                 # first invertible X'X: invert it, skip this row's M-step (reference code)
                 ic[IC_HASP] = 1
         if update_every > 0 and now % update_every == 0 and ic[IC_TRAINED] == 1:
-            sweep(1, -1.0, False, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3,
+            sweep(one_sweep, -1.0, no_gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3,
                   gJw, gtime, glast, XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic)
         if trace_every > 0 and now % trace_every == 0:
             row = trace[n_trace]

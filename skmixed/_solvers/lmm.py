@@ -113,6 +113,9 @@ class LMMProblem:
     reml : bool
     """
 
+    #: a progress bar (``update``, ``set_postfix``) told of every criterion evaluation, or None
+    progress = None
+
     def __init__(self, layout: BlockLayout, cp: CrossProducts, reml: bool = True):
         self.layout = layout
         self.cp = cp
@@ -286,7 +289,11 @@ class LMMProblem:
         f = self.factor(np.asarray(theta, dtype=float))
         if f is None or f[3] <= 0:
             return np.inf
-        return self._criterion(*f[1:])
+        crit = self._criterion(*f[1:])
+        if self.progress is not None:  # a tqdm bar (the estimator's verbose=)
+            self.progress.update(1)
+            self.progress.set_postfix(criterion=f"{crit:.10g}", refresh=False)
+        return crit
 
     # -- optimisation ----------------------------------------------------------------------
     def _gradient(self, theta, f0):

@@ -43,27 +43,31 @@ def training_rows(est):
 
 
 def _random_draws(est, rng, n_sim):
-    """Per block, random effects (n_sim, J, q) drawn from the fitted covariance."""
+    """Per block, random effects (q, J, n_sim) drawn from the fitted covariance (level rows of
+    ``n_sim`` contiguous values, so that gathering them by the rows' codes streams memory)."""
     out = []
     for blk in est._re_blocks:
         C = est.cov_re_[est.factors_[blk.factor].name].to_numpy()
         Lc = _chol_psd(C)
         if Lc is None:
             Lc = np.linalg.cholesky(C + 1e-12 * np.eye(C.shape[0]))
-        out.append(rng.standard_normal((n_sim, blk.n_levels, blk.q)) @ Lc.T)
+        e = rng.standard_normal((blk.q, blk.n_levels, n_sim))
+        out.append(np.einsum("ab,bjs->ajs", Lc, e))
     return out
 
 
 def _linear_predictors(est, rows, rng, n_sim):
     """(n, n_sim) linear predictors with new random effects."""
     eta0 = rows.X @ est.fixed_effects_.to_numpy()
-    eta = np.repeat(eta0[:, None], n_sim, axis=1)
+    eta = np.empty((eta0.shape[0], n_sim))
+    eta[:] = eta0[:, None]
     for blk, b in zip(est._re_blocks, _random_draws(est, rng, n_sim)):
-        Z = blk.z_rows(rows.X)  # (n, q)
         c = rows.codes[blk.factor]
-        # eta[i, s] += sum_a Z[i, a] b[s, c[i], a]
-        for a in range(blk.q):
-            eta += Z[:, a:a + 1] * b[:, c, a].T
+        for a, col in enumerate(blk.intercept_slopes):
+            if col < 0:
+                eta += b[a][c]
+            else:
+                eta += rows.X[:, col:col + 1] * b[a][c]
     return eta
 
 
@@ -95,7 +99,7 @@ def simulate(est, n=1, random_state=None):
     if hasattr(est, "_lmm_state"):
         return eta + _residual_sd(est, rows)[:, None] * rng.standard_normal(eta.shape)
     p = 1.0 / (1.0 + np.exp(-eta))
-    y = (rng.random_sample(eta.shape) < p).astype(float)
+    y = (rng.random(eta.shape) < p).astype(float)
     return np.where(y > 0, est.classes_[1], est.classes_[0]) if est.classes_.dtype.kind not in "biuf" else \
         est.classes_[y.astype(int)]
 
@@ -453,7 +457,7 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
     from joblib import Parallel, delayed
 
     def run_batch(b0, b1, seed):
-        r = np.random.RandomState(seed)
+        r = np.random.default_rng(seed)
         sims = simulate_batch(est, rows, r, b1 - b0)
         out = []
         if lmm:
@@ -517,7 +521,7 @@ def simulate_batch(est, rows, rng, n_sim):
     if hasattr(est, "_lmm_state"):
         return eta + _residual_sd(est, rows)[:, None] * rng.standard_normal(eta.shape)
     p = 1.0 / (1.0 + np.exp(-eta))
-    return (rng.random_sample(eta.shape) < p).astype(float)
+    return (rng.random(eta.shape) < p).astype(float)
 
 
 def _statistic_of(est, statistic, names):
