@@ -627,8 +627,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
 
         Parameters
         ----------
-        ddf : {"Satterthwaite", "Kenward-Roger"}
-            Denominator degrees of freedom of the t-tests.
+        ddf : {"Satterthwaite"}
+            Denominator degrees of freedom of the t-tests (``"Kenward-Roger"`` is not
+            implemented yet and raises ``NotImplementedError``).
 
         Returns
         -------

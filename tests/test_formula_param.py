@@ -190,3 +190,20 @@ def test_additive_mgcv_formula_as_a_parameter():
     np.testing.assert_array_equal(a.predict(df), b.predict(df))
     with pytest.raises(ValueError, match="do not pass smooth"):
         AdditiveMixedRegressor(formula=formula, smooth=["x0"]).fit(df)
+
+
+def test_interaction_coefficients_are_named_as_lme4():
+    # R names the coefficient of recipe*temperature's interaction 'recipeB:temperatureT185'
+    from skmixed._design.formula import r_style_name
+
+    assert r_style_name("recipe[T.B]:temperature[T.T185]") == "recipeB:temperatureT185"
+    assert r_style_name("Sex[T.Male]:age") == "SexMale:age"
+    assert r_style_name("age:Sex[T.Male]") == "age:SexMale"
+    assert r_style_name("C(g)[T.a]:x") == "ga:x"
+    assert r_style_name("g[T.a:b]") == "ga:b"  # a ':' inside a level stays
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"f": rng.choice(["a", "b"], 200), "x": rng.normal(size=200),
+                       "g": np.repeat(np.arange(20), 10)})
+    df["y"] = df.x + (df.f == "b") * df.x + rng.normal(size=200) + np.repeat(rng.normal(size=20), 10)
+    m = MixedLinearRegressor.from_formula("y ~ f * x + (1 | g)", df)
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "fb", "x", "fb:x"]

@@ -278,6 +278,25 @@ def r_style_name(name: str) -> str:
     """formulaic's ``x[T.a]`` / ``C(x)[T.a]`` -> R's ``xa``; ``Intercept`` -> ``(Intercept)``."""
     if name == "Intercept":
         return "(Intercept)"
+    # an interaction ``a[T.x]:b[T.y]`` is converted part by part (a ':' inside a level's brackets is kept)
+    return ":".join(_r_style_part(part) for part in _split_interaction(name))
+
+
+def _split_interaction(name: str) -> list:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(name):
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        elif ch == ":" and depth == 0:
+            parts.append(name[start:i])
+            start = i + 1
+    parts.append(name[start:])
+    return parts
+
+
+def _r_style_part(name: str) -> str:
     m = re.fullmatch(r"(?:C\()?([^\[\)]+?)\)?\[T\.(.*)\]", name)
     if m:
         return f"{m.group(1)}{m.group(2)}"

@@ -72,8 +72,9 @@ def coef_table(est, ddf="Satterthwaite") -> pd.DataFrame:
     Parameters
     ----------
     est : fitted MixedLinearRegressor or MixedLogisticRegressor
-    ddf : {"Satterthwaite", "Kenward-Roger"}
-        Denominator degrees of freedom of the LMM's t-tests.
+    ddf : {"Satterthwaite"}
+        Denominator degrees of freedom of the LMM's t-tests. ``"Kenward-Roger"`` is
+        reserved: it is not implemented yet and raises ``NotImplementedError``.
 
     Returns
     -------
@@ -284,8 +285,9 @@ def anova(*models, ddf="Satterthwaite", names=None, refit=True) -> pd.DataFrame:
     Parameters
     ----------
     *models : fitted MixedLinearRegressor / MixedLogisticRegressor
-    ddf : {"Satterthwaite", "Kenward-Roger"}
-        For the one-model F tests.
+    ddf : {"Satterthwaite"}
+        For the one-model F tests (``"Kenward-Roger"`` is not implemented yet and
+        raises ``NotImplementedError``).
     names : list of str, optional
         Row labels (default ``model1, model2, ...``, or the formulas).
     refit : bool, default=True
