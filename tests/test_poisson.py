@@ -69,10 +69,11 @@ def test_grouseticks_one_and_two_factors():
     gt["YEAR"] = gt["YEAR"].astype(str)
     m1 = MixedPoissonRegressor.from_formula("TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", gt)
     _check(m1, REFS["grouseticks_brood"])
-    # two grouping factors (BROOD, LOCATION) on the multi-factor path; its standard errors come from a
-    # finite-difference Hessian of the Laplace deviance and are not part of this acceptance
+    # two grouping factors (BROOD, LOCATION) on the multi-factor path: standard errors from the
+    # finite-difference Hessian of the Laplace deviance, which needs PIRLS converged to the mode at
+    # every evaluation (it once stalled short of it and the SEs came out 11 % small)
     m2 = MixedPoissonRegressor.from_formula("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)", gt)
-    _check(m2, REFS["grouseticks_two_factors"], se_rtol=None)
+    _check(m2, REFS["grouseticks_two_factors"], se_rtol=1e-3)
     assert m2.converged_ and m2.fit_log_.final_check == "ok"
 
 

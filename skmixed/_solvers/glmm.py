@@ -276,7 +276,7 @@ class SingleFactorGLMM:
                                      Lam, u, True, self.tol_u if tol_u is None else tol_u, A, B, s, h, C, xr,
                                      self.fam_id, self.off)
             pwrss = h.sum() + np.einsum("gq,gq->", u, u)
-            if (not np.isfinite(pwrss) or pwrss > prev * (1 + 1e-12)) and old is not None:
+            if (not np.isfinite(pwrss) or pwrss > prev + 1e-12 * abs(prev)) and old is not None:
                 # step halving towards the last accepted point
                 beta = 0.5 * (beta + old[0])
                 u = old[1].copy()
@@ -755,7 +755,14 @@ class MultiFactorGLMM:
             un, bn, ldL2, fac = step
             pn = self._pwrss(theta, bn, un)
             k = 0
-            while pn > pw * (1 + 1e-12) and k < 30:  # step halving
+            # Near the mode a Newton step is reliable and its gain (quadratic in the step) is below the
+            # rounding noise of pwrss, a sum of n terms; judging it there stalled PIRLS short of the mode
+            # (Poisson: u off by ~1e-6, log|L| off to first order, finite-difference SEs 20 % small), so
+            # step halving guards only steps that are not small.
+            step_size = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(un, u))
+            if joint:
+                step_size = max(step_size, float(np.max(np.abs(bn - beta))) if bn.size else 0.0)
+            while step_size > 1e-6 and pn > pw + 1e-12 * abs(pw) and k < 30:  # step halving
                 un = [0.5 * (a + b) for a, b in zip(un, u)]
                 bn = 0.5 * (bn + beta)
                 pn = self._pwrss(theta, bn, un)
