@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import integrate, stats
 
-__all__ = ["smooth_test", "psum_chisq_sf", "k_index", "format_pval", "signif_stars"]
+__all__ = ["smooth_test", "psum_chisq_sf", "k_index", "format_pval"]
 
 _EPS_P = 2.220446e-16
 
@@ -36,16 +36,6 @@ def format_pval(p, digits=4):
         m = m.rstrip("0").rstrip(".")
         return f"{m}e{int(e):03d}" if int(e) < 0 else f"{m}e+{int(e):02d}"
     return f"{p:.{digits}g}"
-
-
-def signif_stars(p):
-    """R's significance codes."""
-    if p is None or not np.isfinite(p):
-        return ""
-    for cut, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
-        if p < cut:
-            return s
-    return ""
 
 
 def psum_chisq_sf(q, lam, df=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["Summary", "varcorr_table", "format_varcorr", "format_coef_table"]
+__all__ = ["Summary", "varcorr_table", "format_varcorr", "format_coef_table", "significance_stars"]
 
 
 class Summary(str):
@@ -98,3 +98,13 @@ def format_groups_and_flags(est, nobs) -> tuple:
     if not est.converged_:
         flags += ["", "optimizer did not converge: see converged_"]
     return head, flags
+
+
+def significance_stars(p) -> str:
+    """R's significance codes (``***`` below 0.001, ``**``, ``*``, ``.`` below 0.1)."""
+    if p is None or not np.isfinite(p):
+        return ""
+    for cut, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return s
+    return ""

@@ -881,7 +881,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
     def summary(self) -> Summary:
         """A ``summary(bam(...))``-style report: the formula, parametric coefficients, smooth-term
         tests (edf, Ref.df, F/Chi.sq, p-value printed as R does), R-sq.(adj), deviance explained."""
-        from ._gam_stats import format_pval, signif_stars
+        from ._gam_stats import format_pval
+        from ._summary import significance_stars as signif_stars
 
         check_is_fitted(self)
         link = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}[self.family]

@@ -7,7 +7,7 @@ import html
 import numpy as np
 import pandas as pd
 
-from .._summary import Summary
+from .._summary import Summary, significance_stars
 
 __all__ = ["format_pvalue", "significance_stars", "format_coef_frame", "InferenceSummary", "SIGNIF_LEGEND"]
 
@@ -22,15 +22,6 @@ def format_pvalue(p) -> str:
     if p < _EPS:
         return "<2e-16"
     return f"{p:.3g}"
-
-
-def significance_stars(p) -> str:
-    if p is None or not np.isfinite(p):
-        return ""
-    for cut, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
-        if p < cut:
-            return s
-    return ""
 
 
 def format_coef_frame(df: pd.DataFrame, pcol: str | None) -> str:
