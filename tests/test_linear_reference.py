@@ -179,3 +179,31 @@ def test_optimiser_leaves_a_correlated_saddle_on_the_boundary(start):
     theta, _, _, _ = prob.optimize(theta0=np.array(start))
     assert prob.objective(theta) <= f_opt + 1e-8
     np.testing.assert_allclose(theta, m._lmm_state.theta, atol=1e-4)
+
+
+def test_shared_optimiser_wrapper_takes_the_covariance_probes():
+    """The GLMMs' wrapper (_optim.minimize_bounded) gets the same covariance-scale probes as an
+    ``extra_probe``: on the sleepstudy criterion from the saddle it stalls without them."""
+    from skmixed._solvers._optim import covariance_probes, minimize_bounded
+
+    df = datasets.load_sleepstudy()
+    m = MixedLinearRegressor(random_slopes=["Days"]).fit(df[["Days"]], df["Reaction"], groups=df["Subject"])
+    prob = m._lmm_state.problem
+    f_opt = prob.objective(np.asarray(m._lmm_state.theta))
+    lower = np.array([0.0, -np.inf, 0.0])
+
+    def fg(t):
+        f = prob.objective(t)
+        g = np.array([(prob.objective(t + e) - prob.objective(t - e)) / 2e-6 for e in 1e-6 * np.eye(3)])
+        return f, g
+
+    terms = [(np.tril(np.ones((2, 2), dtype=bool)), np.array([0, 1, 1]), np.array([0, 0, 1]))]
+
+    def extra(x, f0):
+        return next((t for t in covariance_probes(x, terms) if prob.objective(t) < f0 - 1e-9 * abs(f0)), None)
+
+    start = np.array([0.0, -0.2, 0.0])
+    stalled, _ = minimize_bounded(fg, start, lower, fun=prob.objective)
+    assert prob.objective(stalled.x) > f_opt + 1.0
+    res, log = minimize_bounded(fg, start, lower, fun=prob.objective, extra_probe=extra)
+    assert prob.objective(res.x) <= f_opt + 1e-6 and log.n_escapes >= 1 and res.success

@@ -107,6 +107,54 @@ def probe_boundary(fun, x, lower, f0, scale=None, probes=PROBES, rel_tol=1e-9, a
     return None
 
 
+def covariance_probes(theta, terms, probes=PROBES):
+    """Candidate thetas off a boundary saddle of vector random-effect terms, on the covariance scale.
+
+    ``terms`` lists, in theta order, each term's ``(pattern, rows, cols)``: the (q, q) lower-triangular
+    mask of Lambda's free entries and the positions of its thetas. A term whose Lambda has a zero
+    diagonal can still carry variance below it (a perfectly correlated component); moving that diagonal
+    off 0 alone keeps the correlation, so an optimiser can stall on a saddle there. Each candidate adds
+    ``d**2`` to the covariance ``Lambda Lambda'`` on the zero components (then on all of them) and
+    re-factors it; candidates the term's pattern cannot represent are skipped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pattern = np.tril(np.ones((2, 2), dtype=bool)); r, c = np.array([0, 1, 1]), np.array([0, 0, 1])
+    >>> t = next(covariance_probes(np.array([0.0, -0.2, 0.0]), [(pattern, r, c)]))
+    >>> [float(v) for v in np.round(t, 3)]  # both zero diagonals get d**2 = 0.01: no correlation left
+    [0.1, 0.0, 0.224]
+    """
+    theta = np.asarray(theta, dtype=float)
+    k = 0
+    for pattern, r, c in terms:
+        sl = slice(k, k + len(r))
+        k += len(r)
+        pattern = np.asarray(pattern, dtype=bool)
+        q = pattern.shape[0]
+        if q < 2:
+            continue
+        lam = np.zeros((q, q))
+        lam[r, c] = theta[sl]
+        zero = np.abs(np.diag(lam)) < 1e-4
+        if not zero.any():
+            continue
+        outside = np.tril(~pattern)
+        S = lam @ lam.T
+        for d in probes:
+            for add in (np.diag(zero.astype(float)), np.eye(q)):
+                try:
+                    L = np.linalg.cholesky(S + d * d * add)
+                except np.linalg.LinAlgError:
+                    continue
+                if np.any(np.abs(L[outside]) > 1e-12):
+                    continue
+                # the sign convention of a Cholesky factor: positive diagonal, as the bounds ask
+                t = theta.copy()
+                t[sl] = L[r, c]
+                yield t
+
+
 def boundary_names(theta, lower, names, tol=1e-4):
     """Names of the parameters on their (zero) bound: lme4's ``isSingular`` per parameter."""
     theta = np.asarray(theta, dtype=float)
@@ -115,7 +163,7 @@ def boundary_names(theta, lower, names, tol=1e-4):
 
 
 def minimize_bounded(fg, x0, lower, *, fun=None, scale=None, maxiter=500, gtol=1e-5, ftol=1e-15, maxls=50,
-                     max_escapes=4, grad_ok=None, log=None):
+                     max_escapes=4, grad_ok=None, log=None, extra_probe=None):
     """L-BFGS-B with boundary escape and a final check; returns (OptimizeResult, FitLog).
 
     Parameters
@@ -128,6 +176,8 @@ def minimize_bounded(fg, x0, lower, *, fun=None, scale=None, maxiter=500, gtol=1
     gtol, ftol, maxls, maxiter : L-BFGS-B's options.
     max_escapes : restarts from probes off a bound at most.
     grad_ok : the projected-gradient size accepted by the final check (default ``100 * gtol``).
+    extra_probe : callable ``(x, f) -> better x or None``, tried when the per-parameter probes
+        find nothing (e.g. :func:`covariance_probes` mapped to ``x``).
 
     The result's ``success`` is True only when the final check passed: the
     projected gradient is below ``grad_ok`` and no probe off a bound improves.
@@ -191,6 +241,9 @@ def minimize_bounded(fg, x0, lower, *, fun=None, scale=None, maxiter=500, gtol=1
             start = x
             continue
         better = probe_boundary(f_only, x, lower, f, scale) if log.n_escapes < max_escapes else None
+        if better is None and extra_probe is not None and log.n_escapes < max_escapes \
+                and len(_at_bound(x, lower, scale)):
+            better = extra_probe(x, f)
         if better is None:
             probed = log.n_escapes < max_escapes  # the end point's probes found nothing
             break
@@ -206,7 +259,8 @@ def minimize_bounded(fg, x0, lower, *, fun=None, scale=None, maxiter=500, gtol=1
         log.final_check = "gradient not finite"
     elif gmax > grad_ok:
         log.final_check = f"projected gradient {gmax:.3g} > {grad_ok:.3g}"
-    elif len(at) and not probed and probe_boundary(f_only, x, lower, float(res.fun), scale) is not None:
+    elif len(at) and not probed and (probe_boundary(f_only, x, lower, float(res.fun), scale) is not None
+                                     or (extra_probe is not None and extra_probe(x, float(res.fun)) is not None)):
         log.final_check = "a probe off the bound improves (escape budget used up)"
     else:
         log.final_check = "ok"

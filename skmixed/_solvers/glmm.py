@@ -40,7 +40,7 @@ from scipy import optimize
 from .._kernels import glmm as kg
 from .._threads import blas_for_dense
 from .._families import BINOMIAL
-from ._optim import FitLog, minimize_bounded
+from ._optim import FitLog, covariance_probes, minimize_bounded
 
 __all__ = ["GLMMResult", "SingleFactorGLMM", "MultiFactorGLMM", "group_pointer", "gauss_hermite",
            "fit_single_factor", "fit_multi_factor", "serial_if_small"]
@@ -454,6 +454,22 @@ class _Scaled:
         return [(lo if np.isfinite(lo) else None, None) for lo in self.lo] + [(None, None)] * (n - self.lo.size)
 
 
+def _covariance_probe(sc, nt, terms, f_probe):
+    """:func:`._optim.covariance_probes` in the optimiser's scaled coordinates (beta kept)."""
+    def probe(xi, f0):
+        x = sc.x(xi)
+        thresh = f0 - 1e-9 * max(1.0, abs(f0))
+        for t in covariance_probes(x[:nt], terms):
+            xn = x.copy()
+            xn[:nt] = t
+            xin = np.linalg.solve(sc.T, xn - sc.x0)
+            f = f_probe(xin)
+            if np.isfinite(f) and f < thresh:
+                return xin
+        return None
+    return probe
+
+
 def _start_subset(prob, max_groups=400, min_rows=100_000):
     """A sub-problem on every k-th group for start values, or None for small problems.
 
@@ -544,6 +560,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
         fit_log = FitLog(started_on_boundary=bool(np.any(diag & (x0[:nt] < 1e-4))))
         x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
         sc = _Scaled(x0, _make_scaling(prob, x0, S), prob.lower_theta)
+        terms = [(prob.pattern, prob.t_rows, prob.t_cols)]
         # probes off a bound at theta = lower + d for d in _optim.PROBES: one theta unit is 1 / T_ii in xi
         lo_xi = np.concatenate([sc.lo, np.full(x0.size - nt, -np.inf)])
         xi_scale = np.concatenate([1.0 / np.diag(sc.T)[:nt], np.ones(x0.size - nt)])
@@ -560,7 +577,8 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                 prob.u[:] = u_save
                 return F
             res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
-                                            maxiter=max_iter, gtol=tol, log=fit_log)
+                                            maxiter=max_iter, gtol=tol, log=fit_log,
+                                            extra_probe=_covariance_probe(sc, nt, terms, f_probe))
         else:
             nodes, weights = gauss_hermite(nagq)
 
@@ -586,7 +604,8 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                 prob.u[:] = u_save
                 return F
             res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
-                                            maxiter=max_iter, gtol=tol, log=fit_log)
+                                            maxiter=max_iter, gtol=tol, log=fit_log,
+                                            extra_probe=_covariance_probe(sc, nt, terms, f_probe))
         x = sc.x(np.asarray(res.x, dtype=float))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter = int(res.nit)
@@ -883,8 +902,10 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
             return F
         fit_log = FitLog(started_on_boundary=bool(np.any(diag & (theta < 1e-4))))
         xi_scale = np.concatenate([1.0 / np.diag(T)[:nt], np.ones(p)])
+        terms = [(b.pattern, r, c) for b, (r, c) in zip(prob.blocks, prob.theta_pos)]
         res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
-                                        maxiter=max_iter, gtol=tol, log=fit_log)
+                                        maxiter=max_iter, gtol=tol, log=fit_log,
+                                        extra_probe=_covariance_probe(sc, nt, terms, f_probe))
         x = sc.x(np.asarray(res.x))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter, message = int(res.nit), str(res.message)

@@ -26,7 +26,7 @@ from .._design.layout import BlockLayout
 from .._kernels import gram
 from .._kernels import lmm as klmm
 from .._threads import blas_for_dense
-from ._optim import PROBES, probe_boundary
+from ._optim import covariance_probes, probe_boundary
 from .lmm_newton import ScalarNewton, scalar_terms
 
 __all__ = ["CrossProducts", "LMMProblem", "LMMResult", "cross_products", "aliased_keep", "drop_aliased",
@@ -511,43 +511,13 @@ class LMMProblem:
         return start
 
     def _probe_covariance(self, theta, f0):
-        """Probes on the covariance scale for vector terms with a zero diagonal in Lambda.
-
-        With ``Lambda[i, i] = 0`` the entries below it still carry variance (a perfectly
-        correlated component), so moving ``Lambda[i, i]`` alone off 0 keeps that
-        correlation, and the fit can stall on a saddle well above the optimum (seen on
-        about 4 % of sleepstudy random-slope bootstrap replicates). Here the term's
-        covariance ``S = Lambda Lambda'`` gets ``d**2`` added on the zero components (or on
-        all of them) and is re-factored, which probes the decorrelated directions.
-        """
+        """The first covariance-scale probe (:func:`._optim.covariance_probes`) that improves ``f0``."""
         thresh = f0 - 1e-9 * max(1.0, abs(f0))
-        k = 0
-        for blk, (r, c) in zip(self.layout.blocks, self._theta_pos):
-            sl = slice(k, k + len(r))
-            k += len(r)
-            q = blk.q
-            if q < 2:
-                continue
-            lam = np.zeros((q, q))
-            lam[r, c] = theta[sl]
-            zero = np.abs(np.diag(lam)) < 1e-4
-            if not zero.any():
-                continue
-            outside = np.tril(~np.asarray(blk.pattern, dtype=bool))
-            S = lam @ lam.T
-            for d in PROBES:
-                for add in (np.diag(zero.astype(float)), np.eye(q)):
-                    try:
-                        L = np.linalg.cholesky(S + d * d * add)
-                    except np.linalg.LinAlgError:
-                        continue
-                    if np.any(np.abs(L[outside]) > 1e-12):
-                        continue  # not representable in this term's pattern
-                    t = np.asarray(theta, dtype=float).copy()
-                    t[sl] = L[r, c]
-                    f = self.objective(t)
-                    if np.isfinite(f) and f < thresh:
-                        return t
+        terms = [(blk.pattern, r, c) for blk, (r, c) in zip(self.layout.blocks, self._theta_pos)]
+        for t in covariance_probes(theta, terms):
+            f = self.objective(t)
+            if np.isfinite(f) and f < thresh:
+                return t
         return None
 
     # -- results ---------------------------------------------------------------------------
