@@ -284,7 +284,6 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         res.deviance = float(res.deviance) + const(fd.y, self._weights(fd))
         res.loglik = -0.5 * res.deviance
         self._store(fd, blocks, res)
-        self._glmm_state.extra["has_offset"] = offset is not None
         return res
 
     def _weights(self, fd):

@@ -103,3 +103,19 @@ def test_glmm_bootstrap_small():
     assert len(b.replicates) + b.n_failed == 4
     y = m.simulate(2, random_state=1)
     assert y.shape == (len(df), 2) and set(np.unique(y)) <= {0, 1}
+
+
+def test_simulation_refuses_offsets_and_trials_by_name():
+    """The simulation draws 0/1 rows without an offset: fits with an offset or with binomial
+    proportions (trials as weights) are refused with the reason, not simulated wrongly."""
+    cb = datasets.load_cbpp()
+    X = pd.get_dummies(cb["period"], prefix="period", drop_first=True).astype(float)
+    y = cb["incidence"] / cb["size"]
+    trials = MixedLogisticRegressor().fit(X, y, groups=cb["herd"], sample_weight=cb["size"])
+    with pytest.raises(ValueError, match="binomial proportions"):
+        trials.simulate(2, random_state=0)
+    df = datasets.load_cbpp_bernoulli()
+    Xb = pd.get_dummies(df["period"], prefix="period", drop_first=True).astype(float)
+    off = MixedLogisticRegressor().fit(Xb, df["y"], groups=df["herd"], offset=np.full(len(df), 0.1))
+    with pytest.raises(ValueError, match="offset"):
+        skmixed.bootstrap(off, 2, random_state=0)

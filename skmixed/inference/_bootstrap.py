@@ -35,10 +35,6 @@ def training_rows(est):
     if rows is None:
         raise ValueError("this needs the training rows, which fit() keeps but partial_fit(), the distributed "
                          "fits and unpickled estimators do not: refit with fit()")
-    if not hasattr(est, "_lmm_state"):
-        if st.extra.get("has_offset") or not np.all((rows.y == 0) | (rows.y == 1)):
-            raise ValueError("simulate / bootstrap of a logistic fit with an offset or binomial proportions is "
-                             "not implemented (0/1 rows without offset only)")
     return rows
 
 
