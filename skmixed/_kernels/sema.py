@@ -107,6 +107,29 @@ def chol_psd(A, L):
 
 
 @njit(cache=True)
+def chol_logdet(M, R):
+    """Lower Cholesky factor of a small SPD ``M`` (here ``>= I``) into ``R``; returns ``log|M|``.
+
+    Reads only the lower triangle of ``M`` and writes only that of ``R``.
+    """
+    q = M.shape[0]
+    logdet = 0.0
+    for j in range(q):
+        s = M[j, j]
+        for k in range(j):
+            s -= R[j, k] * R[j, k]
+        d = np.sqrt(s)
+        R[j, j] = d
+        logdet += 2.0 * np.log(d)
+        for i in range(j + 1, q):
+            t = M[i, j]
+            for k in range(j):
+                t -= R[i, k] * R[j, k]
+            R[i, j] = t / d
+    return logdet
+
+
+@njit(cache=True)
 def refresh_phi(Phi, Lphi, Phiinv, sc, R):
     """After ``Phi`` changed: its semidefinite Cholesky factor and, if well conditioned, inverse.
 
@@ -861,19 +884,7 @@ def loglik(beta, Lphi, s2, alpha, now, gA, ga, gs, gB, gD, gc, gn, gtime, glast)
                 t += Lphi[m, i] * zr[m]
             u[i] = t
         # Cholesky of M (SPD, >= I): log|M| and u' M^-1 u by forward substitution
-        logdet = 0.0
-        for j in range(q):
-            s = M[j, j]
-            for k in range(j):
-                s -= R[j, k] * R[j, k]
-            d = np.sqrt(s)
-            R[j, j] = d
-            logdet += 2.0 * np.log(d)
-            for i in range(j + 1, q):
-                t = M[i, j]
-                for k in range(j):
-                    t -= R[i, k] * R[j, k]
-                R[i, j] = t / d
+        logdet = chol_logdet(M, R)
         # w = R^-1 u (stored over zr, no longer needed); u' M^-1 u = |w|^2
         quad = 0.0
         for i in range(q):
@@ -917,18 +928,7 @@ def profiled_blocks(Lam, B, F, V):
                 for c in range(q):
                     t += Lam[c, a] * BL[c, b]
                 M[a, b] = t + (1.0 if a == b else 0.0)
-        for j in range(q):
-            s = M[j, j]
-            for k in range(j):
-                s -= R[j, k] * R[j, k]
-            d = np.sqrt(s)
-            R[j, j] = d
-            ld += 2.0 * np.log(d)
-            for i in range(j + 1, q):
-                t = M[i, j]
-                for k in range(j):
-                    t -= R[i, k] * R[j, k]
-                R[i, j] = t / d
+        ld += chol_logdet(M, R)
         for a in range(q):
             for i in range(m):
                 t = 0.0
