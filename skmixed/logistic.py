@@ -478,8 +478,8 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         return accuracy_score(y, self.predict(X, groups), sample_weight=sample_weight)
 
     # ----------------------------------------------------------------- reporting
-    def summary(self) -> Summary:
-        """A ``summary(glmer(...))``-style report."""
+    def _glmer_summary_lines(self, family_line):
+        """The lines of glmer's summary shared by the GLMMs (MixedPoissonRegressor borrows this)."""
         check_is_fitted(self)
         if self.nagq_ == 1:
             how = "maximum likelihood (Laplace Approximation)"
@@ -488,8 +488,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         else:
             how = "maximum likelihood (nAGQ = 0: fixed effects in the penalized IRLS)" if self._re_blocks \
                 else "maximum likelihood (no random effects)"
-        lines = [f"Generalized linear mixed model fit by {how} [MixedLogisticRegressor]",
-                 " Family: binomial  ( logit )"]
+        lines = [f"Generalized linear mixed model fit by {how} [{type(self).__name__}]", family_line]
         if getattr(self, "formula_", None):
             lines.append(f"Formula: {self.formula_}")
         k = len(self.fixed_effects_) + len(self.theta_)
@@ -500,6 +499,11 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         head, flags = format_groups_and_flags(self, nobs)
         lines += [head, "", format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "z value",
                                               p_values=self.fixed_effects_pvalue_)] + flags
+        return lines
+
+    def summary(self) -> Summary:
+        """A ``summary(glmer(...))``-style report."""
+        lines = self._glmer_summary_lines(" Family: binomial  ( logit )")
         from .inference._api import glmm_summary
 
         return glmm_summary(self, "\n".join(lines))

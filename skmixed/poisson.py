@@ -7,11 +7,10 @@ import warnings
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_is_fitted
 
 from ._base import MixedModelBase, merge_offsets
 from ._families import POISSON
-from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr
+from ._summary import Summary
 from .logistic import MixedLogisticRegressor, SingularFitWarning
 from ._transaction import transactional
 
@@ -94,6 +93,7 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
     _weights = MixedLogisticRegressor._weights
     _fit_mixed = MixedLogisticRegressor._fit_mixed
     _fit_fixed_only = MixedLogisticRegressor._fit_fixed_only
+    _glmer_summary_lines = MixedLogisticRegressor._glmer_summary_lines
     _store = MixedLogisticRegressor._store
 
     def _validate_y(self, y, n):
@@ -175,27 +175,7 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
     # ----------------------------------------------------------------- reporting
     def summary(self) -> Summary:
         """A ``summary(glmer(..., family = poisson))``-style report."""
-        check_is_fitted(self)
-        if self.nagq_ == 1:
-            how = "maximum likelihood (Laplace Approximation)"
-        elif self.nagq_ > 1:
-            how = f"maximum likelihood (Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nagq_})"
-        else:
-            how = "maximum likelihood (nAGQ = 0: fixed effects in the penalized IRLS)" if self._re_blocks \
-                else "maximum likelihood (no random effects)"
-        lines = [f"Generalized linear mixed model fit by {how} [MixedPoissonRegressor]",
-                 " Family: poisson  ( log )"]
-        if getattr(self, "formula_", None):
-            lines.append(f"Formula: {self.formula_}")
-        k = len(self.fixed_effects_) + len(self.theta_)
-        nobs = int(self.n_obs_) if float(self.n_obs_).is_integer() else self.n_obs_
-        lines += ["", "     AIC      BIC   logLik deviance df.resid",
-                  f"{self.aic_:8.1f} {self.bic_:8.1f} {self.loglik_:8.1f} {self.deviance_:8.1f} {nobs - k:8}", ""]
-        lines.append(format_varcorr(self.cov_re_, None))
-        head, flags = format_groups_and_flags(self, nobs)
-        lines += [head, "", format_coef_table(self.fixed_effects_, self.fixed_effects_se_, "z value",
-                                              p_values=self.fixed_effects_pvalue_)] + flags
-        return Summary("\n".join(lines))
+        return Summary("\n".join(self._glmer_summary_lines(" Family: poisson  ( log )")))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
