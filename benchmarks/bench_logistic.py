@@ -12,6 +12,11 @@ binomial-logit GLMM by Laplace (glmer's default ``nAGQ = 1``):
    adds GPBoost and glmer there too.
 4. ``--crossed-rows`` rows (default 0: skipped, glmer needs minutes): three crossed factors of
    3,000 x 1,100 x 14 levels, ``y ~ x + (1 | a) + (1 | b) + (1 | c)``, skmixed and glmer.
+5. ``--crossed-small-rows`` rows (default 0: skipped; 20000 in issue 16): two crossed factors of
+   1,000 x 300 levels, ``y ~ x + (1 | a) + (1 | b)``, skmixed and glmer.
+
+The crossed tables add ``loglik - glmer`` (skmixed's logLik minus glmer's: >= 0 means an optimum at
+least as good).
 
 Every contender runs in its own process on the same data (Python children regenerate it
 from the seed; R reads a CSV written once to a temporary directory); numba's cache is
@@ -19,7 +24,8 @@ warmed first. The table gives fit time, the child's CPU time where available (th
 machine may be shared: CPU time shows the work, wall time what the user waits),
 peak resident memory of the whole child process, the estimates, and time ratios
 (peer / skmixed Laplace). Run: ``python benchmarks/bench_logistic.py [--rows N]
-[--full-rows N] [--groups G] [--no-statsmodels] [--no-gpboost] [--full-peers]``.
+[--full-rows N] [--groups G] [--no-statsmodels] [--no-gpboost] [--full-peers]
+[--crossed-rows 73000] [--crossed-small-rows 20000]``.
 """
 
 from __future__ import annotations
@@ -96,34 +102,73 @@ CROSSED_DATA = """
 import json, time, numpy as np, pandas as pd
 rng = np.random.default_rng({seed})
 n = {rows}
-a = rng.integers(0, 3000, n); b = rng.integers(0, 1100, n); c = rng.integers(0, 14, n)
+levels, sds, names = {levels}, {sds}, {names}
+codes = [rng.integers(0, L, n) for L in levels]
 x = rng.normal(size=n)
-lp = -0.3 + 0.5 * x + rng.normal(0, 1, 3000)[a] + rng.normal(0, .5, 1100)[b] + rng.normal(0, .3, 14)[c]
-df = pd.DataFrame(dict(y=(rng.random(n) < 1 / (1 + np.exp(-lp))).astype(float), x=x, a=a, b=b, c=c))
+lp = -0.3 + 0.5 * x
+for L, s, c in zip(levels, sds, codes):
+    lp = lp + rng.normal(0, s, L)[c]
+df = pd.DataFrame(dict(y=(rng.random(n) < 1 / (1 + np.exp(-lp))).astype(float), x=x))
+for k, c in zip(names, codes):
+    df[k] = c
 """
 
 SKMIXED_CROSSED = """
 from skmixed import MixedLogisticRegressor
-G = df[["a", "b", "c"]]
+G = df[names]
 MixedLogisticRegressor().fit(df[["x"]].iloc[:3000], df["y"].iloc[:3000], groups=G.iloc[:3000])  # warm the cache
 t, c = time.perf_counter(), time.process_time()
 m = MixedLogisticRegressor().fit(df[["x"]], df["y"], groups=G)
 fit, cpu = time.perf_counter() - t, time.process_time() - c
 th = m.theta_
 print("RESULT", json.dumps(dict(fit_s=fit, cpu_s=cpu, peak_mb=peak_mb(), b_0=m.fixed_effects_["(Intercept)"],
-      b_x=m.fixed_effects_["x"], th_a=th.iloc[0], th_b=th.iloc[1], th_c=th.iloc[2], loglik=m.loglik_)))
+      b_x=m.fixed_effects_["x"], **{"th_" + k: float(th.iloc[i]) for i, k in enumerate(names)},
+      loglik=m.loglik_)))
 """
 
 GLMER_CROSSED = """
 suppressMessages(library(lme4))
-d <- read.csv("{csv}")
-for (k in c("a", "b", "c")) d[[k]] <- factor(d[[k]])
-tm <- system.time(m <- glmer(y ~ x + (1 | a) + (1 | b) + (1 | c), d, family = binomial))
+d <- read.csv("{{csv}}")
+for (k in c({r_names})) d[[k]] <- factor(d[[k]])
+tm <- system.time(m <- glmer(y ~ x + {r_terms}, d, family = binomial))
 fe <- fixef(m); th <- getME(m, "theta")
+names(th) <- sub("[.].*", "", names(th))
 result(fit_s = tm[["elapsed"]], cpu_s = tm[["user.self"]] + tm[["sys.self"]], peak_mb = peak_mb(),
-       b_0 = fe[["(Intercept)"]], b_x = fe[["x"]], th_a = th[[1]], th_b = th[[2]], th_c = th[[3]],
+       b_0 = fe[["(Intercept)"]], b_x = fe[["x"]], {r_theta},
        loglik = as.numeric(logLik(m)))
 """
+
+#: the crossed cases: (name, levels, standard deviations) per grouping factor
+CROSSED_CASES = {
+    "three": (("a", "b", "c"), (3000, 1100, 14), (1.0, 0.5, 0.3)),
+    "two": (("a", "b"), (1000, 300), (1.0, 0.5)),
+}
+
+
+def crossed_contest(rows, case, seed, tmp, no_r):
+    """skmixed vs glmer on a crossed random-intercept logistic model (its loglik difference in the table)."""
+    names, levels, sds = CROSSED_CASES[case]
+    data = CROSSED_DATA.format(rows=rows, seed=seed, levels=levels, sds=sds, names=list(names))
+    csv = os.path.join(tmp, f"crossed_{case}.csv")
+    ns = {}
+    exec(data, ns)
+    ns["df"].to_csv(csv, index=False, float_format="%.17g")
+    contenders = [("skmixed MixedLogisticRegressor (Laplace)", "py", SKMIXED_CROSSED)]
+    if not no_r:
+        glmer = GLMER_CROSSED.format(r_names=", ".join(f'"{k}"' for k in names),
+                                     r_terms=" + ".join(f"(1 | {k})" for k in names),
+                                     r_theta=", ".join(f'th_{k} = th[["{k}"]]' for k in names))
+        contenders.append(("lme4 glmer (Laplace)", "r", glmer))
+    out = run_contenders(data, contenders, csv, progress=True)
+    if len(out) > 1 and "loglik" in out[0] and "loglik" in out[1]:
+        out[0]["loglik - glmer"] = out[0]["loglik"] - out[1]["loglik"]
+    terms = " + ".join(f"(1|{k})" for k in names)
+    print(f"\n### crossed y ~ x + {terms}, binomial logit: {rows:,} rows, "
+          + " x ".join(f"{L:,}" for L in levels) + " levels\n")
+    print(markdown_table(out, ["tool", "fit_s", "time ratio", "cpu_s", "peak_mb", "b_0", "b_x"]
+                         + [f"th_{k}" for k in names] + ["loglik", "loglik - glmer", "note"]))
+    return out
+
 
 COLUMNS = ["tool", "fit_s", "time ratio", "cpu_s", "peak_mb", "b_0", "b_x", "b_b", "sd_g", "loglik", "note"]
 
@@ -149,6 +194,9 @@ def main(argv=None):
     ap.add_argument("--crossed-rows", type=int, default=0,
                     help="also fit y ~ x + (1|a) + (1|b) + (1|c) with 3,000 x 1,100 x 14 levels on this many "
                          "rows (73000 as in bench_linear; glmer takes minutes there); 0 skips it")
+    ap.add_argument("--crossed-small-rows", type=int, default=0,
+                    help="also fit y ~ x + (1|a) + (1|b) with 1,000 x 300 crossed levels on this many rows "
+                         "(20000 in issue 16's acceptance); 0 skips it")
     args = ap.parse_args(argv)
     print(f"Machine: {machine_line()}")
     gpb_ok = have_gpboost() and not args.no_gpboost
@@ -176,21 +224,10 @@ def main(argv=None):
                     contenders.append(("GPBoost GPModel bernoulli_logit", "py", GPBOOST))
             contest(f"y_bin ~ x + b + (1 | g): {rows:,} rows, {args.groups:,} groups (binomial logit)", data,
                     contenders, csv)
+        if args.crossed_small_rows:
+            crossed_contest(args.crossed_small_rows, "two", args.seed, tmp, args.no_r)
         if args.crossed_rows:
-            data = CROSSED_DATA.format(rows=args.crossed_rows, seed=args.seed)
-            csv = os.path.join(tmp, "crossed.csv")
-            ns = {}
-            exec(data, ns)
-            ns["df"].to_csv(csv, index=False, float_format="%.17g")
-            contenders = [("skmixed MixedLogisticRegressor (Laplace)", "py", SKMIXED_CROSSED)]
-            if not args.no_r:
-                contenders.append(("lme4 glmer (Laplace)", "r", GLMER_CROSSED))
-            rows = run_contenders(data, contenders, csv, progress=True)
-            print(f"\n### crossed y ~ x + (1|a) + (1|b) + (1|c), binomial logit: {args.crossed_rows:,} rows, "
-                  "3,000 x 1,100 x 14 levels\n")
-            print(markdown_table(rows, ["tool", "fit_s", "time ratio", "cpu_s", "peak_mb", "b_0", "b_x", "th_a",
-                                        "th_b", "th_c", "loglik", "note"]))
-
+            crossed_contest(args.crossed_rows, "three", args.seed, tmp, args.no_r)
 
 if __name__ == "__main__":
     main()

@@ -454,6 +454,30 @@ class _Scaled:
         return [(lo if np.isfinite(lo) else None, None) for lo in self.lo] + [(None, None)] * (n - self.lo.size)
 
 
+def _pql_start(prob, theta, fac):
+    """theta of the working LMM at the joint PIRLS weights (one PQL step), sigma profiled back in."""
+    from .lmm import CrossProducts, LMMProblem
+    from .lmm_newton import ScalarNewton
+
+    _, lp = fac
+    cp = lp.cp
+    cp = CrossProducts(cp.A11, cp.A21, cp.A22, float(prob.w.sum()))
+    lmm = LMMProblem(lp.layout, cp, reml=False)
+    newton = ScalarNewton(lmm)
+    t, _, _ = newton.minimize(theta)
+    f = lmm.factor(t)
+    if f is None or not np.all(np.isfinite(t)):
+        return theta, None
+    sigma = np.sqrt(f[3] / cp.n_obs)
+    der = newton.derivatives(t, f)
+    scale = None
+    if der is not None:
+        hd = np.diag(der[1])
+        if np.all(np.isfinite(hd)) and np.all(hd > 0):
+            scale = sigma / np.sqrt(hd)
+    return np.maximum(t * sigma, 0.05), scale
+
+
 def _covariance_probe(sc, nt, terms, f_probe):
     """:func:`._optim.covariance_probes` in the optimiser's scaled coordinates (beta kept)."""
     def probe(xi, f0):
@@ -706,6 +730,7 @@ class MultiFactorGLMM:
         self.n_eval = 0
         self._grad = None
         self._mode_jac = None  # (x, modes, du*/dx) of the last exact-gradient evaluation
+        self._last_grad = None  # (x bytes, F, gradient, modes) of the last exact-gradient evaluation
 
     def lambdas(self, theta):
         out, k = [], 0
@@ -832,8 +857,14 @@ class MultiFactorGLMM:
         grad = self.exact_gradient
         if grad is None:
             raise ValueError("the exact gradient needs scalar random-effects terms")
-        self.n_eval += 1
         x = np.asarray(x, dtype=float)
+        key = x.tobytes()
+        if self._last_grad is not None and self._last_grad[0] == key:
+            # the optimiser's final check and the Hessian's base point re-evaluate the last point
+            _, F, g, u = self._last_grad
+            self.u = [uk.copy() for uk in u]
+            return F, g.copy()
+        self.n_eval += 1
         theta, beta = x[:self.n_theta], x[self.n_theta:]
         if self._mode_jac is not None:
             # first-order prediction of the modes from the last evaluation: PIRLS then starts
@@ -855,7 +886,7 @@ class MultiFactorGLMM:
             F = pw
             g, jac, gu = grad.gradient(theta, beta, self.u, out, want_jac=True)
         self._mode_jac = (x.copy(), [uk.copy() for uk in self.u], jac)
-        self._counts = getattr(self, "_counts", 0)
+        self._last_grad = (key, F, g.copy(), [uk.copy() for uk in self.u])
         return F, g
 
 
@@ -903,22 +934,34 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
         return F
 
     bounds_t = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower_theta]
-    f0(theta0)
-    def f0_and_grad(t):
-        F = f0(t)
-        # only start values for the Laplace stage (gtol 1e-3): forward differences, half the PIRLS runs
-        return F, _fd_grad(f0, t, prob.lower_theta, 1e-4, f0=F, central=nagq == 0)
-
-    import os
-    if os.environ.get("G16_SKIP") and nagq == 1:
+    exact = nagq == 1 and prob.exact_gradient is not None
+    pql_scale = None
+    if exact:
+        # the Laplace stage's exact gradient needs no start-value search: beta (and the Schur
+        # complement that scales the search) from the joint PIRLS at lme4's start theta
         theta = theta0
-        r0 = None
+        F0, beta, fac = prob.pirls(theta, beta0, joint=True, tol=1e-7)
+        if fac is not None:
+            # one PQL step: the working LMM's theta (sigma profiled back in) starts the search
+            # near the optimum, and its average-information Hessian scales theta
+            theta, pql_scale = _pql_start(prob, theta, fac)
+            F0, beta, fac = prob.pirls(theta, beta, joint=True, tol=1e-7)
     else:
+        f0(theta0)
+
+        def f0_and_grad(t):
+            F = f0(t)
+            # only start values for the Laplace stage (gtol 1e-3): forward differences, half the PIRLS runs
+            return F, _fd_grad(f0, t, prob.lower_theta, 1e-4, f0=F, central=nagq == 0)
+
         r0 = optimize.minimize(f0_and_grad, theta0, jac=True,
-                           method="L-BFGS-B", bounds=bounds_t,
-                           options={"gtol": 1e-6 if nagq == 0 else 1e-3, "maxiter": max_iter})
+                               method="L-BFGS-B", bounds=bounds_t,
+                               options={"gtol": 1e-6 if nagq == 0 else 1e-3, "maxiter": max_iter})
         theta = np.asarray(r0.x)
-    F0, beta, (L, lp) = prob.pirls(theta, state["beta"], joint=True)
+        F0, beta, fac = prob.pirls(theta, state["beta"], joint=True)
+    if fac is None:
+        raise ValueError("the penalized IRLS failed at the start values (non-finite working weights)")
+    L, lp = fac
     lay = prob.layout
     Q2 = lay.Q2
     RX = L[Q2:Q2 + p, Q2:Q2 + p]
@@ -934,10 +977,10 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
         T = np.eye(x0.size)
         T[nt:, nt:] = np.linalg.inv(np.linalg.cholesky(2.0 * S)).T
         T[:nt, :nt] = np.diag(np.maximum(0.1 * np.abs(x0[:nt]), 0.05))
+        if pql_scale is not None:
+            T[:nt, :nt] = np.diag(pql_scale)
         sc = _Scaled(x0, T, prob.lower_theta)
         lo_xi = np.concatenate([sc.lo, np.full(p, -np.inf)])
-
-        exact = prob.exact_gradient is not None
 
         def fxi(xi):
             return prob.laplace(sc.x(xi))
@@ -971,8 +1014,6 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter, message = int(res.nit), str(res.message)
         converged = bool(res.success)
-        if os.environ.get("G16_DEBUG"):
-            print("laplace stage", res.nit, res.nfev, prob.n_eval, fit_log)
         u_save = [uk.copy() for uk in prob.u]
         if exact:
             # forward differences of the exact gradient: n_theta + p + 1 PIRLS runs, not 2 (n_theta + p)^2
@@ -988,13 +1029,16 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
         prob.u = u_save
         V = _vcov_from_hessian(Hdev, nt)
         vmethod = "hessian"
-        dev = prob.laplace(x)
         if V is None:
             V, vmethod = np.linalg.inv(S), "conditional"
     hessian_failed = nagq != 0 and vmethod == "conditional"
     theta, beta = x[:nt], x[nt:]
     lams = prob.lambdas(theta)
-    _, _, (L, lp) = prob.pirls(theta, beta, joint=False)
+    # the modes at the optimum to PIRLS's full precision: the Laplace deviance reported and the factor
+    # the conditional variances come from
+    F1, _, (L, lp) = prob.pirls(theta, beta, joint=False)
+    if nagq != 0:
+        dev = F1
     cvu = lp.conditional_u_cov(L)  # diagonal blocks of (L_Z L_Z')^{-1}
     u = [uk.copy() for uk in prob.u]
     b = [uk @ lam.T for uk, lam in zip(u, lams)]
