@@ -62,6 +62,28 @@ N_IC = 5
 
 
 @njit(cache=True)
+def scale_(a, f):
+    """``a *= f`` in place, as a plain loop over the (C-contiguous) array's elements.
+
+    The array expression ``a *= f`` compiles numpy's broadcasting machinery and its
+    shape-error messages (seconds on a cold cache, for every kernel that uses it).
+    """
+    flat = a.reshape(a.size)
+    for i in range(flat.size):
+        flat[i] *= f
+
+
+@njit(cache=True)
+def add_(a, b):
+    """``a += b`` in place for C-contiguous arrays of equal shape, as a plain loop (see :func:`scale_`)."""
+    fa = a.reshape(a.size)
+    fb = b.reshape(b.size)
+    for i in range(fa.size):
+        fa[i] += fb[i]
+
+
+
+@njit(cache=True)
 def decay_factor(t_from, t_to, alpha):
     """Product of the per-row forgetting factors of rows ``t_from + 1 .. t_to``.
 
@@ -341,16 +363,16 @@ def rebuild_sums(alpha, gA, ga, gs, gB, gD, gc, gn, gtime, glast, XtX, Xy, P, sc
         if alpha > 0.0:
             f = decay_factor(gtime[g], now, alpha)
             if f != 1.0:
-                gA[g] *= f
-                ga[g] *= f
+                scale_(gA[g], f)
+                scale_(ga[g], f)
                 gs[g] *= f
-                gB[g] *= f
-                gD[g] *= f
-                gc[g] *= f
+                scale_(gB[g], f)
+                scale_(gD[g], f)
+                scale_(gc[g], f)
                 gn[g] *= f
                 gtime[g] = now
-        XtX += gA[g]
-        Xy += ga[g]
+        add_(XtX, gA[g])
+        add_(Xy, ga[g])
         N += gn[g]
     if not spd_inverse(XtX, P, np.empty((p, p))):
         return False
@@ -393,8 +415,8 @@ def estep_all(alpha, beta, Lphi, Phiinv, gA, ga, gs, gB, gD, gc, gb, gCinv, gt1,
         for k in range(q):
             for m in range(q):
                 gT2w[g, k, m] = w * T2g[k, m]
-        t1 += gt1[g]
-        T2 += gT2w[g]
+        add_(t1, gt1[g])
+        add_(T2, gT2w[g])
         t3 += t3g
         J += w
     sc[SC_T3] = t3
@@ -611,13 +633,13 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
         if decaying:
             # the past loses weight; P is handled in the Sherman-Morrison step below
             if ic[IC_HASP] == 0 or ic[IC_TRAINED] == 0:
-                XtX *= lam
-            Xy *= lam
-            t1 *= lam
-            T2 *= lam
+                scale_(XtX, lam)
+            scale_(Xy, lam)
+            scale_(t1, lam)
+            scale_(T2, lam)
             if ecme:
-                Info *= lam
-                Rhs *= lam
+                scale_(Info, lam)
+                scale_(Rhs, lam)
             sc[SC_N] *= lam
             sc[SC_J] *= lam
             sc[SC_T3] *= lam
@@ -645,12 +667,12 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
         elif alpha > 0.0:
             f = decay_factor(gtime[g], now, alpha)
             if f != 1.0:
-                gA[g] *= f
-                ga[g] *= f
+                scale_(gA[g], f)
+                scale_(ga[g], f)
                 gs[g] *= f
-                gB[g] *= f
-                gD[g] *= f
-                gc[g] *= f
+                scale_(gB[g], f)
+                scale_(gD[g], f)
+                scale_(gc[g], f)
                 gn[g] *= f
         A = gA[g]
         a = ga[g]
