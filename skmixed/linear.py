@@ -119,6 +119,15 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     reml_criterion_ / deviance_ : float
         The optimised criterion.
     is_singular_, converged_, n_iter_ : bool, bool, int
+    solver_ : {"exact", "iterative"}
+        Which path fitted the model: the exact blocked Cholesky, or (crossed random
+        intercepts whose exact dense part would exceed 256 MB) the iterative path of
+        :mod:`skmixed._solvers.lmm_iterative`, whose reported criterion is a stochastic
+        estimate (a ``StochasticCriterionWarning`` says so).
+    criterion_se_, iterative_info_ : float, dict
+        Iterative path only: the standard error of the reported criterion, and the
+        expected criterion excess of the estimates over the exact optimum, the number
+        of probe vectors, evaluations and CG iterations, the SDs' standard errors.
 
     Examples
     --------
