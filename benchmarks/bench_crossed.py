@@ -113,7 +113,7 @@ out = dict(fit_s=fit_s, cpu_s=cpu_s, load1=os.getloadavg()[0], peak_mb=peak_mb()
            sigma=m.sigma_, crit=f"{{m.deviance_:.7f}}", crit_se=info.get("criterion_se", 0.0),
            excess=info.get("expected_excess", 0.0), probes=info.get("n_probes", 0),
            theta=m.theta_.tolist(), se_b0=float(m.fixed_effects_se_.iloc[0]), se_bx=float(m.fixed_effects_se_["x"]),
-           sd_se=info.get("sd_se"), note=f"{{m.n_iter_}} Newton iterations, converged_={{m.converged_}}")
+           sd_se=info.get("sd_se"), realised=globals().get("realised"), note=f"{{m.n_iter_}} Newton iterations, converged_={{m.converged_}}")
 if {exact_at_theta}:
     from skmixed._design.layout import BlockLayout
     from skmixed._solvers.lmm import LMMProblem, cross_products
@@ -155,9 +155,11 @@ rng = np.random.default_rng({seed})
 n = {rows}
 a = rng.integers(0, {ja}, n); b = rng.integers(0, {jb}, n)
 x = rng.normal(size=n)
-y = 1 + 0.5 * x + rng.normal(0, 1, {ja})[a] + rng.normal(0, .7, {jb})[b] + rng.normal(size=n)
+ea, eb, e = rng.normal(0, 1, {ja}), rng.normal(0, .7, {jb}), rng.normal(size=n)
+y = 1 + 0.5 * x + ea[a] + eb[b] + e
 df = pd.DataFrame(dict(y=y, x=x, a=a, b=b))
-del a, b, x, y
+realised = dict(sd_a=float(ea.std()), sd_b=float(eb.std()), sigma=float(e.std()))  # the draws' own SDs
+del a, b, x, y, ea, eb, e
 """
 
 
@@ -190,9 +192,13 @@ def _iterative_cases(args):
         truth = dict(b_0=1.0, b_x=0.5, sd_a=1.0, sd_b=0.7, sigma=1.0)
         ses = dict(b_0=res["se_b0"], b_x=res["se_bx"], sd_a=res["sd_se"][0], sd_b=res["sd_se"][1],
                    sigma=res["sd_se"][2])
-        print("\n| estimate | value | truth | SE | (value - truth) / SE |\n|---|---|---|---|---|")
+        real = res.get("realised") or {}
+        print("\nTruth: the simulation's parameters; for the SDs also the SD of the effects actually drawn.\n")
+        print("| estimate | value | truth | SE | (value - truth) / SE | drawn SD | (value - drawn) / SE |\n"
+              "|---|---|---|---|---|---|---|")
         for k in truth:
-            print(f"| {k} | {res[k]:.6g} | {truth[k]} | {ses[k]:.3g} | {(res[k] - truth[k]) / ses[k]:+.2f} |")
+            dr = f"{real[k]:.6g} | {(res[k] - real[k]) / ses[k]:+.2f}" if k in real else "– | –"
+            print(f"| {k} | {res[k]:.6g} | {truth[k]} | {ses[k]:.3g} | {(res[k] - truth[k]) / ses[k]:+.2f} | {dr} |")
     if res and not big and args.verify_exact:
         ver, _, err = run_python(data + VERIFY_EXACT.format(theta=res["theta"], ja=ja, jb=jb), timeout=7200)
         vrow = dict(tool="exact dense path (verification)", **(ver or {"note": err}))

@@ -121,3 +121,14 @@ def test_iterative_fit_pickles_predicts_and_refuses_exact_inference(monkeypatch)
     assert m2.solver_ == "iterative"
     with pytest.raises(NotImplementedError, match="iterative path"):
         m.summary()
+
+
+def test_zero_variance_factor(monkeypatch):
+    # the second factor has no variance: both paths end on (or next to) the boundary, same criterion
+    df, y, _ = _crossed(n=2000, levels=(150, 80), sds=(1.0, 0.0), seed=4)
+    m0, _ = _fit(df, y, False)
+    m1, _ = _fit(df, y, False, force=True, monkeypatch=monkeypatch)
+    assert m1.solver_ == "iterative"
+    f_at_iter = _exact_criterion(df, y, m1.theta_, False)
+    assert f_at_iter - m0.deviance_ < 1e-4
+    assert m1.theta_["g1.(Intercept)"] < 0.1

@@ -553,10 +553,18 @@ class CrossedIterative:
         """
         theta = np.maximum(np.asarray(theta0, dtype=float).copy(), 0.0)
         total = 0
+        escapes = 0
         while True:
             ev, it, converged, der = self._newton(theta, max_iter, tol)
             total += it
             theta = ev["theta"]
+            if escapes < 4 and np.isfinite(ev["crit"]) and np.any(theta == 0):
+                # a zero SD is always a stationary point: probe off the bound, resume from a better point
+                start = self._escape_boundary(ev)
+                if start is not None:
+                    escapes += 1
+                    theta = start
+                    continue
             if der is None:
                 der = self.derivatives(ev) if np.isfinite(ev["crit"]) else None
             excess = _expected_excess(der, theta) if der is not None else np.inf
@@ -567,6 +575,23 @@ class CrossedIterative:
             self.n_probes = int(min(self.max_probes, max(2 * self.n_probes, want)))
             self._draw_probes()
         return theta, total, bool(converged and excess <= EXCESS_TARGET)
+
+    def _escape_boundary(self, ev, probes=(0.1, 0.01, 0.5)):
+        """A start off the zero bound whose estimated criterion is lower than at ``ev``, or None.
+
+        The probes are fixed, so the estimated criterion is a deterministic function of theta and
+        differences of it are resolved far below its standard error.
+        """
+        theta, f0 = ev["theta"], ev["crit"]
+        thresh = f0 - 1e-9 * max(1.0, abs(f0))
+        for k in np.flatnonzero(theta == 0):
+            for d in probes:
+                t = theta.copy()
+                t[k] = d
+                f = self.evaluate(t)["crit"]
+                if np.isfinite(f) and f < thresh:
+                    return t
+        return None
 
     def refine_report(self, theta, factor=4):
         """Re-evaluate the criterion at the optimum on ``factor`` times the probes (within the budget).
