@@ -19,6 +19,7 @@ from ._summary import Summary, varcorr_table
 from ._progress import progress_bar
 from ._row_buffer import RowBuffer, plain_chunk
 from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
+from ._solvers.lmm_iterative import IterativeFitProblem, fit_iterative, iterative_applies, warn_stochastic
 from ._solvers.lmm_stats import GroupedStats
 from ._transaction import transactional
 from .inference._mixin import InferenceMixin, variance_parts
@@ -119,6 +120,15 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     reml_criterion_ / deviance_ : float
         The optimised criterion.
     is_singular_, converged_, n_iter_ : bool, bool, int
+    solver_ : {"exact", "iterative"}
+        Which path fitted the model: the exact blocked Cholesky, or (crossed random
+        intercepts whose exact dense part would exceed 256 MB) the iterative path of
+        :mod:`skmixed._solvers.lmm_iterative`, whose reported criterion is a stochastic
+        estimate (a ``StochasticCriterionWarning`` says so).
+    criterion_se_, iterative_info_ : float, dict
+        Iterative path only: the standard error of the reported criterion, and the
+        expected criterion excess of the estimates over the exact optimum, the number
+        of probe vectors, evaluations and CG iterations, the SDs' standard errors.
 
     Examples
     --------
@@ -228,7 +238,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         if np.allclose(fd.y, ybar, rtol=0, atol=1e-12 * max(1.0, abs(ybar))):
             raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
-        layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
+        # crossed random intercepts whose exact dense part would be too big: the iterative path
+        iterative = iterative_applies(blocks)
+        layout = None if iterative else BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
         # the optimiser sees every column at unit spread (a scaled copy: inference keeps the
         # user's rows), so the answer is equivariant to the units of the columns (undone in _fit_blocks)
         check_scales(fd.X, fd.feature_names, fd.weights)
@@ -243,10 +255,13 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             shift[1:] = np.average(X[:, 1:], axis=0, weights=fd.weights)
         if icpt:
             yshift = float(np.average(fd.y, weights=fd.weights))
-        cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
-        cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
-        _require_finite([cp.A11, cp.A21, cp.A22], "the cross-products of the data")
-        self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
+        if iterative:
+            self._fit_iterative(fd, blocks, X, shift if icpt else None, yshift, scaling)
+        else:
+            cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
+            cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
+            _require_finite([cp.A11, cp.A21, cp.A22], "the cross-products of the data")
+            self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
         self._lmm_state.rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
         self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
                                                            self.fixed_effects_.to_numpy())
@@ -281,7 +296,38 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                                    getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
+        self.solver_ = "exact"
         return res.theta
+
+    def _fit_iterative(self, fd: FitData, blocks, X, shift, yshift, scaling):
+        """Crossed random intercepts too large for the exact dense part (:mod:`._solvers.lmm_iterative`).
+
+        Sets what :meth:`_fit_blocks` sets; ``criterion_se_`` and ``iterative_info_`` say how well the
+        stochastic estimates are resolved, and a StochasticCriterionWarning says so by name.
+        """
+        with progress_bar(self.verbose, desc="REML" if self.reml else "ML", unit="eval", delay=2.0) as bar:
+            res = fit_iterative(blocks, [f.codes for f in fd.factors], X, fd.y, fd.weights, fd.n_obs,
+                                bool(self.reml), shift, yshift, self.max_iter, bar if self.verbose else None)
+        if not res.converged:
+            warn_not_converged(res.message, res.n_iter)
+        if shift is not None:
+            T = _basis(fd.X.shape[1], shift)
+            res.beta = T @ res.beta
+            res.beta[0] += yshift
+            res.vcov_beta = T @ res.vcov_beta @ T.T
+        scaling.unscale(res, blocks, reml=bool(self.reml))
+        covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
+        self._lmm_state = LMMState(IterativeFitProblem(res.info, fd.X.shape[1]), np.eye(fd.X.shape[1]), 0.0,
+                                   res.theta, bool(self.reml), float(fd.n_obs),
+                                   extra={"ldw": self._log_weights(fd)})
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, np.zeros(len(blocks)),
+                                   getattr(res, "theta_internal", None))
+        self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, len(blocks))
+        self.n_iter_, self.converged_ = res.n_iter, res.converged
+        self.solver_ = "iterative"
+        self.criterion_se_ = float(res.info["criterion_se"])
+        self.iterative_info_ = dict(res.info)
+        warn_stochastic(res.info, "REML criterion" if self.reml else "deviance")
 
     @staticmethod
     def _user_problem(problem, layout, cp, shift, scaling):
