@@ -715,6 +715,67 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                                beta, Phi, Lphi, Phiinv, sc, ic)
                     ic[IC_NTRAINIT] = it
                     ic[IC_TRAINED] = 1
+        elif ecme:
+            # ---- 2'. ECME row (after a correction): the group's BLUP at the held variance
+            # parameters and its GLS contributions swapped in; SEMA's complete-data
+            # contributions (t1, T2, t3) and P are left stale -- nothing reads them before the
+            # next correction or sweep rebuilds them (StreamingMixed marks the state so)
+            _cinv(B, Lphi, Phiinv, sc[SC_PHIOK] > 0.5, sc[SC_S2], gCinv[g], W1, W2, W3)
+            Cg = gCinv[g]
+            bg = gb[g]
+            for k in range(q):
+                t = c[k]
+                for m in range(p):
+                    t -= D[m, k] * beta[m]
+                r[k] = t
+            for k in range(q):
+                t = 0.0
+                for l in range(q):
+                    t += Cg[k, l] * r[l]
+                bg[k] = t
+            for m in range(p):
+                for k in range(q):
+                    t = 0.0
+                    for l in range(q):
+                        t += D[m, l] * Cg[l, k]
+                    DCw[m, k] = t
+            Gi = ginfo[g]
+            for m in range(p):
+                t = a[m]
+                for k in range(q):
+                    t -= DCw[m, k] * c[k]
+                Rhs[m] += t - f * grhs[g, m]
+                grhs[g, m] = t
+                # info_g = A - D Cinv D' is symmetric: the lower triangle, mirrored
+                for l in range(m + 1):
+                    t = A[m, l]
+                    for k in range(q):
+                        t -= DCw[m, k] * D[l, k]
+                    d = t - f * Gi[m, l]
+                    Info[m, l] += d
+                    Gi[m, l] = t
+                    if l < m:
+                        Info[l, m] += d
+                        Gi[l, m] = t
+            if now % 256 == 0:
+                # keep the preconditioner close to Info^-1 as rows change Info (a stale one
+                # can make the iteration diverge on a stream sorted by x)
+                spd_inverse(Info, K, Rp)
+            # ---- 4'. beta one preconditioned step towards the GLS estimate Info^-1 Rhs: every
+            # 8th row, on trace rows and on a batch's last row (the only places where beta is
+            # seen; between them a row changes Info and Rhs by one rank-q term, so a step
+            # with K ~ Info^-1 lands as close to the GLS estimate as eight steps would)
+            if now % 8 == 0 or i == n - 1 or (trace_every > 0 and now % trace_every == 0):
+                for m in range(p):
+                    t = Rhs[m]
+                    for l in range(p):
+                        t -= Info[m, l] * beta[l]
+                    res[m] = t
+                for m in range(p):
+                    t = 0.0
+                    for l in range(p):
+                        t += K[m, l] * res[l]
+                    beta[m] += t
         else:
             # ---- 2. E-step for g only with the current parameters; swap its contributions
             s2 = sc[SC_S2]
@@ -732,27 +793,6 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
             gt3[g] = t3g
             sc[SC_J] += 1.0 - f * gJw[g]
             gJw[g] = 1.0
-            if ecme:
-                # the group's GLS contributions at the current parameters, swapped in
-                Cg = gCinv[g]
-                for m in range(p):
-                    for k in range(q):
-                        t = 0.0
-                        for l in range(q):
-                            t += D[m, l] * Cg[l, k]
-                        DCw[m, k] = t
-                for m in range(p):
-                    t = a[m]
-                    for k in range(q):
-                        t -= DCw[m, k] * c[k]
-                    Rhs[m] += t - f * grhs[g, m]
-                    grhs[g, m] = t
-                    for l in range(p):
-                        t = A[m, l]
-                        for k in range(q):
-                            t -= DCw[m, k] * D[l, k]
-                        Info[m, l] += t - f * ginfo[g, m, l]
-                        ginfo[g, m, l] = t
             # ---- 3. P = (X'X)^-1
             if ic[IC_HASP] == 1:
                 # Sherman-Morrison for X'X <- lam X'X + x x'
@@ -770,24 +810,8 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                     um = u[m] / den
                     for l in range(p):
                         P[m, l] = (P[m, l] - um * u[l]) * inv_ld
-                # ---- 4. M-step (ECME: variance parameters held, beta one step towards GLS)
-                if not ecme:
-                    mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, True)
-                else:
-                    if now % 256 == 0:
-                        # keep the preconditioner close to Info^-1 as rows change Info (a
-                        # stale one can make the iteration diverge on a stream sorted by x)
-                        spd_inverse(Info, K, Rp)
-                    for m in range(p):
-                        t = Rhs[m]
-                        for l in range(p):
-                            t -= Info[m, l] * beta[l]
-                        res[m] = t
-                    for m in range(p):
-                        t = 0.0
-                        for l in range(p):
-                            t += K[m, l] * res[l]
-                        beta[m] += t
+                # ---- 4. M-step
+                mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, True)
             elif spd_inverse(XtX, P, Rp):
                 # first invertible X'X: invert it, skip this row's M-step (reference code)
                 ic[IC_HASP] = 1
