@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numba
 import numpy as np
+import scipy.linalg as sla
 from scipy import optimize
 
 from .._kernels import glmm as kg
@@ -474,27 +475,45 @@ class _Scaled:
 
 
 def _pql_start(prob, theta, fac):
-    """theta of the working LMM at the joint PIRLS weights (one PQL step), sigma profiled back in."""
+    """Start values from one PQL step: the working LMM at the joint PIRLS weights.
+
+    The weighted cross-products of the last PIRLS step are those of a linear mixed model
+    (working response and weights, residual variance profiled); its ML optimum by
+    :class:`.lmm_newton.ScalarNewton` (a few factorizations on the blocks, no pass over the
+    rows) with ``sigma`` folded back in is within a few percent of the Laplace optimum on
+    the designs measured. Returns ``(theta, theta_scale, beta, S)``: the start, a scale per
+    theta from the LMM's average-information Hessian, the LMM's fixed effects and the Schur
+    complement of the fixed effects (the curvature in beta); None where the step fails.
+    """
     from .lmm import CrossProducts, LMMProblem
     from .lmm_newton import ScalarNewton
 
     _, lp = fac
     cp = lp.cp
+    # the rows' prior weights count the observations (the working weights only weight them)
     cp = CrossProducts(cp.A11, cp.A21, cp.A22, float(prob.w.sum()))
     lmm = LMMProblem(lp.layout, cp, reml=False)
     newton = ScalarNewton(lmm)
-    t, _, _ = newton.minimize(theta)
-    f = lmm.factor(t)
-    if f is None or not np.all(np.isfinite(t)):
-        return theta, None
-    sigma = np.sqrt(f[3] / cp.n_obs)
+    # start values need two digits, not the 1e-9 Newton decrement of an LMM fit
+    t, _, _ = newton.minimize(theta, max_iter=8, tol=1e-2)
+    f = lmm.factor(t) if np.all(np.isfinite(t)) else None
+    if f is None or not f[3] > 0:
+        return None
     der = newton.derivatives(t, f)
-    scale = None
-    if der is not None:
-        hd = np.diag(der[1])
-        if np.all(np.isfinite(hd)) and np.all(hd > 0):
-            scale = sigma / np.sqrt(hd)
-    return np.maximum(t * sigma, 0.05), scale
+    if der is None:
+        return None
+    sigma = np.sqrt(f[3] / cp.n_obs)
+    hd = np.diag(der[1])
+    scale = sigma / np.sqrt(hd) if np.all(np.isfinite(hd)) and np.all(hd > 0) else None
+    L = f[0]
+    lay = lp.layout
+    Q2, p, m = lay.Q2, lay.p, lay.m
+    v = sla.solve_triangular(L[:m - 1, :m - 1], L[m - 1, :m - 1], lower=True, trans="T", check_finite=False)
+    beta = v[Q2:Q2 + p]
+    RX = L[Q2:Q2 + p, Q2:Q2 + p]
+    if not np.all(np.isfinite(beta)):
+        return None
+    return np.maximum(t * sigma, 0.05), scale, beta, RX @ RX.T
 
 
 def _covariance_probe(sc, nt, terms, f_probe):
@@ -968,17 +987,18 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
 
     bounds_t = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower_theta]
     exact = nagq == 1 and prob.exact_gradient is not None
-    pql_scale = None
+    pql_scale = S_pql = None
     if exact:
-        # the Laplace stage's exact gradient needs no start-value search: beta (and the Schur
-        # complement that scales the search) from the joint PIRLS at lme4's start theta
+        # the Laplace stage's exact gradient needs no nAGQ=0 search for its start: the joint PIRLS
+        # at lme4's start theta (to start-value precision) and one PQL step from its weights
         theta = theta0
-        F0, beta, fac = prob.pirls(theta, beta0, joint=True, tol=1e-7)
+        F0, beta, fac = prob.pirls(theta, beta0, joint=True, tol=1e-3)
         if fac is not None:
             # one PQL step: the working LMM's theta (sigma profiled back in) starts the search
             # near the optimum, and its average-information Hessian scales theta
-            theta, pql_scale = _pql_start(prob, theta, fac)
-            F0, beta, fac = prob.pirls(theta, beta, joint=True, tol=1e-7)
+            pql = _pql_start(prob, theta, fac)
+            if pql is not None:
+                theta, pql_scale, beta, S_pql = pql
     else:
         f0(theta0)
 
@@ -998,7 +1018,7 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     lay = prob.layout
     Q2 = lay.Q2
     RX = L[Q2:Q2 + p, Q2:Q2 + p]
-    S = RX @ RX.T
+    S = RX @ RX.T if S_pql is None else S_pql
     diag = np.concatenate([r == c for (r, c) in prob.theta_pos])
     fit_log = None
     if nagq == 0:
