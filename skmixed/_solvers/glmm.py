@@ -22,7 +22,11 @@ converges in a few dozen cheap evaluations. glmer's strategy is kept: an
 
 Several grouping factors (crossed or nested) use the core's one-pass
 cross-product kernel and blocked Cholesky (:mod:`skmixed._solvers.lmm`) with
-PIRLS working weights; gradients there are by central differences.
+PIRLS working weights. Where every term is scalar (random intercepts, ``(0 + x | g)``)
+the gradient in ``(theta, beta)`` is exact (:mod:`skmixed._solvers.glmm_multi_grad`:
+selected inverse on the coupling pattern and one adjoint solve), the search starts from
+one PQL step and the standard errors difference that gradient; vector terms keep
+central differences and glmer's nAGQ=0 start stage.
 
 Standard errors of ``beta`` follow glmer's default: the inverse of half the
 Hessian of ``F`` with respect to ``(theta, beta)``, the Hessian here by central
@@ -495,7 +499,7 @@ def _pql_start(prob, theta, fac):
     lmm = LMMProblem(lp.layout, cp, reml=False)
     newton = ScalarNewton(lmm)
     # start values need two digits, not the 1e-9 Newton decrement of an LMM fit
-    t, _, _ = newton.minimize(theta, max_iter=8, tol=1e-2)
+    t, _, _ = newton.minimize(theta, max_iter=5, tol=1e-2)
     f = lmm.factor(t) if np.all(np.isfinite(t)) else None
     if f is None or not f[3] > 0:
         return None
@@ -762,6 +766,10 @@ class MultiFactorGLMM:
     fixed-effects columns ride along in the factorization: back-substituting with
     ``beta`` set to 0 gives the u-only Newton step (Laplace), solving for all of
     ``[u; beta]`` gives the joint step (nAGQ = 0). ``log|L|^2`` is the Z-part of the factor.
+
+    With scalar terms only, :meth:`laplace_grad` returns the Laplace deviance with its exact
+    gradient (:attr:`exact_gradient`); consecutive calls warm-start PIRLS from the first-order
+    change of the modes, and a call at the last point returns it again without work.
     """
 
     def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None):
@@ -799,13 +807,19 @@ class MultiFactorGLMM:
             eta += np.einsum("ij,ij->i", Z, (uk @ lam.T)[self.codes[blk.factor]])
         return eta
 
-    def _solve(self, theta, beta, u, joint):
-        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem)."""
+    def _solve(self, theta, beta, u, joint, eta=None):
+        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem).
+
+        ``eta`` is the linear predictor at (beta, u) when the caller has it (:meth:`_pwrss`'s).
+        """
         from .lmm import LMMProblem, cross_products
 
-        lams = self.lambdas(theta)
-        zb = self._re_eta(lams, u)
-        eta = self.X @ beta + zb + self.off
+        if eta is None:
+            zb = self._re_eta(self.lambdas(theta), u)
+            eta = self.X @ beta + zb + self.off
+        else:
+            xb = self.X @ beta
+            zb = eta - xb - self.off
         mu = self.family.linkinv(eta)
         var = np.maximum(self.family.variance(mu), 1e-300)  # = dmu/deta (canonical link)
         W = self.w * var
@@ -836,10 +850,11 @@ class MultiFactorGLMM:
         bn = v[Q2:Q2 + p] if joint else beta
         return un, bn, ldL2, (L, prob)
 
-    def _pwrss(self, theta, beta, u):
+    def _pwrss(self, theta, beta, u, with_eta=False):
         eta = self.X @ beta + self._re_eta(self.lambdas(theta), u) + self.off
         dev = self.family.kernel_deviance(self.y, eta, self.w)
-        return float(dev.sum() + sum(float((uk * uk).sum()) for uk in u))
+        pw = float(dev.sum() + sum(float((uk * uk).sum()) for uk in u))
+        return (pw, eta) if with_eta else pw
 
     def pirls(self, theta, beta, joint=False, tol=1e-9, maxit=60, refactor=True):
         """PIRLS from the stored modes; returns (pwrss + ldL2, beta, extra) and updates self.u.
@@ -849,14 +864,14 @@ class MultiFactorGLMM:
         caller corrects ``ldL2`` to first order (:meth:`laplace_grad`).
         """
         u = [uk.copy() for uk in self.u]
-        pw = self._pwrss(theta, beta, u)
+        pw, eta = self._pwrss(theta, beta, u, with_eta=True)
         out = None
         for it in range(maxit):
-            step = self._solve(theta, beta, u, joint)
+            step = self._solve(theta, beta, u, joint, eta)
             if step is None:
                 return np.inf, beta, None
             un, bn, ldL2, fac = step
-            pn = self._pwrss(theta, bn, un)
+            pn, eta_n = self._pwrss(theta, bn, un, with_eta=True)
             k = 0
             # Near the mode a Newton step is reliable and its gain (quadratic in the step) is below the
             # rounding noise of pwrss, a sum of n terms; judging it there stalled PIRLS short of the mode
@@ -868,13 +883,13 @@ class MultiFactorGLMM:
             while step_size > 1e-6 and pn > pw + 1e-12 * abs(pw) and k < 30:  # step halving
                 un = [0.5 * (a + b) for a, b in zip(un, u)]
                 bn = 0.5 * (bn + beta)
-                pn = self._pwrss(theta, bn, un)
+                pn, eta_n = self._pwrss(theta, bn, un, with_eta=True)
                 k += 1
             delta = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(un, u))
             if joint:
                 delta = max(delta, float(np.max(np.abs(bn - beta))) if bn.size else 0.0)
             u_prev = u
-            u, beta, pw = un, bn, pn
+            u, beta, pw, eta = un, bn, pn, eta_n
             out = fac
             if delta < tol:
                 if not refactor and k == 0:
@@ -884,7 +899,7 @@ class MultiFactorGLMM:
         # log|L|^2 at the mode: one more factorization with the final weights (taking it
         # from the last step instead, at weights within tol of the mode, was measured to
         # make the finite-difference gradients noisy enough to cost 50 % more evaluations)
-        step = self._solve(theta, beta, u, joint)
+        step = self._solve(theta, beta, u, joint, eta)
         ldL2, out = step[2], step[3]
         self.u = u
         return pw + ldL2, beta, out
@@ -963,6 +978,11 @@ def _fd_grad(fun, x, lower, h=1e-5, f0=None, central=True):
 
 def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None):
     """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
+
+    Laplace with scalar terms: a joint PIRLS at lme4's start and one PQL step give the start
+    and the scales, then :func:`._optim.minimize_bounded` on the exact gradient (its final
+    check included), and the Hessian for the standard errors by forward differences of that
+    gradient. Otherwise glmer's scheme on finite differences: an nAGQ=0 stage, then Laplace.
 
     Every PIRLS step factors the LMM's dense part: from a few hundred rows on
     (crossed factors with many levels) that runs with one BLAS thread, as in
@@ -1089,7 +1109,7 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     lams = prob.lambdas(theta)
     # the modes at the optimum to PIRLS's full precision: the Laplace deviance reported and the factor
     # the conditional variances come from
-    F1, _, (L, lp) = prob.pirls(theta, beta, joint=False)
+    F1, _, (L, lp) = prob.pirls(theta, beta, joint=False, tol=1e-7 if exact else 1e-9)
     if nagq != 0:
         dev = F1
     cvu = lp.conditional_u_cov(L)  # diagonal blocks of (L_Z L_Z')^{-1}
