@@ -225,6 +225,11 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         # and keep the full design for the BLUPs and the covariance rules
         proto = clone(self.estimator)
         fd = proto._prepare_fit(X, y, groups, sample_weight)
+        if fd.offset is not None or fd.Z_extra is not None:
+            what = "offset() terms" if fd.offset is not None else (
+                f"random-only columns {list(fd.extra_names)} (random slopes without a fixed effect)")
+            raise ValueError(f"SplitSampleMixed does not combine subsample fits with {what} yet: fit the "
+                             "estimator on all rows, or add the columns to the fixed part")
         # a formula is read once, on all rows: every subsample then codes categorical
         # columns with the same levels (their fits must share coefficient names)
         spec = proto.formula_spec()
