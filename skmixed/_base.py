@@ -153,6 +153,12 @@ class MixedModelBase(BaseEstimator):
         """
         return self._formula
 
+    def _pandas_output(self, X, values):
+        """A formula model's per-row output for a pandas DataFrame: a Series on the frame's index
+        (what statsmodels' formula models return, so results align with the data); any other
+        input or model keeps scikit-learn's ndarray."""
+        return _on_index(values, X) if self._formula is not None else values
+
     def _has_intercept(self) -> bool:
         """Whether the fixed design has an intercept: the formula's say, else ``fit_intercept``."""
         if self._formula is not None:
@@ -668,6 +674,13 @@ class MixedModelBase(BaseEstimator):
         th = np.asarray(theta if theta_internal is None else theta_internal)
         self.is_singular_ = bool(np.any(th[np.asarray(lower) == 0] < 1e-4))
         self.n_groups_ = {f.name: f.n_levels for f in fd.factors}
+
+
+def _on_index(values, X):
+    """``values`` (n,) as a Series on ``X``'s index when ``X`` is a pandas DataFrame."""
+    if isinstance(X, pd.DataFrame) and np.ndim(values) == 1 and len(values) == len(X):
+        return pd.Series(values, index=X.index)
+    return values
 
 
 def _is_dataframe(X) -> bool:

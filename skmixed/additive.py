@@ -810,17 +810,18 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         -------
         y_pred : ndarray (n,)
         y_std : ndarray (n,), only with ``return_std=True``
+            A formula model given a pandas DataFrame returns Series on the frame's index.
         """
         check_is_fitted(self)
         eta, se = self._predict_eta(X, groups, return_std)
         mu = self._inv_link(eta)
         if not return_std:
-            return mu
+            return self._pandas_output(X, mu)  # a formula model given pandas: a Series on its index
         if self.family == "binomial":
             se = se * mu * (1 - mu)
         elif self.family == "poisson":
             se = se * mu
-        return mu, se
+        return self._pandas_output(X, mu), self._pandas_output(X, se)
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""

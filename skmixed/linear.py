@@ -594,14 +594,17 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         Returns
         -------
         ndarray of shape (n,), or (prediction, std) with ``return_std``
+            A formula model given a pandas DataFrame returns pandas Series on the
+            frame's index instead (as statsmodels' formula models).
         """
         pdata = self._prepare_predict(X, groups)
         pred = self._mean(pdata)
         if not return_std:
-            return pred
+            return self._pandas_output(X, pred)
         from .inference._mixin import prediction_std
 
-        return pred, prediction_std(self, pdata.X, pdata.codes, pdata.z_source)[0]
+        std = prediction_std(self, pdata.X, pdata.codes, pdata.z_source)[0]
+        return self._pandas_output(X, pred), self._pandas_output(X, std)
 
     def predict_interval(self, X, groups=None, level=0.95, kind="prediction"):
         """Intervals around :meth:`predict`.
@@ -614,7 +617,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         Returns
         -------
         pandas.DataFrame
-            Columns ``fit, lower, upper, std``.
+            Columns ``fit, lower, upper, std``; the index of ``X`` when it is a pandas DataFrame.
 
         Examples
         --------
@@ -637,7 +640,8 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         sd_fixed, sd_all = prediction_std(self, pdata.X, pdata.codes, pdata.z_source)
         sd = sd_fixed if kind == "confidence" else np.sqrt(sd_all**2 + self.sigma_**2)
         z = normal_quantile(level)
-        return pd.DataFrame({"fit": pred, "lower": pred - z * sd, "upper": pred + z * sd, "std": sd})
+        return pd.DataFrame({"fit": pred, "lower": pred - z * sd, "upper": pred + z * sd, "std": sd},
+                            index=X.index if isinstance(X, pd.DataFrame) else None)
 
     def _mean(self, pdata):
         """Fixed part + BLUPs (+ a formula's offset()) at prepared prediction rows."""

@@ -491,9 +491,12 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         Returns
         -------
         ndarray of shape (n,)
+            A formula model given a pandas DataFrame returns a Series on the frame's index.
+            (``predict_proba`` and ``decision_function`` stay ndarrays, which scikit-learn's
+            scorers index by column.)
         """
         eta = self.decision_function(X, groups)
-        return self.classes_[(eta > 0).astype(int)]
+        return self._pandas_output(X, self.classes_[(eta > 0).astype(int)])
 
     def score(self, X, y, groups=None, sample_weight=None):
         """Accuracy of :meth:`predict` (conditional when ``groups`` is given)."""

@@ -169,7 +169,8 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         -------
         ndarray of shape (n,)
         """
-        return np.exp(self._linear_predictor(X, groups, offset))
+        # a formula model given a pandas DataFrame: a Series on its index
+        return self._pandas_output(X, np.exp(self._linear_predictor(X, groups, offset)))
 
     def score(self, X, y, groups=None, sample_weight=None, offset=None):
         """D² (fraction of Poisson deviance explained), as scikit-learn's ``PoissonRegressor.score``."""

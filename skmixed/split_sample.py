@@ -520,10 +520,13 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n,)
+            A formula model given a pandas DataFrame returns a Series on the frame's index.
         """
         check_is_fitted(self)
         if self.combined_estimator_ is None:
-            return self._predict_generic(X, groups)
+            out = self._predict_generic(X, groups)
+            # a formula model given a pandas DataFrame: a Series on its index (as the wrapped estimator's)
+            return self.estimators_[0]._pandas_output(X, out)
         return self.combined_estimator_.predict(X, groups)
 
     @available_if(lambda self: hasattr(self.estimator, "predict_proba"))

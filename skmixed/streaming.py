@@ -310,6 +310,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         Returns
         -------
         ndarray of shape (n_samples,)
+            A formula model given a pandas DataFrame returns a Series on the frame's index.
         """
         pdata = self._prepare_predict(X, groups)
         Xd = pdata.X
@@ -321,7 +322,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             if known.any():
                 Z = self._z(Xd[known])
                 out[known] += np.einsum("ij,ij->i", Z, st.gb[codes[known]])
-        return out if pdata.offset is None else out + pdata.offset
+        out = out if pdata.offset is None else out + pdata.offset
+        return self._pandas_output(X, out)  # a formula model given pandas: a Series on its index
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given), weighted by ``sample_weight``."""
