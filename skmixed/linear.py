@@ -658,9 +658,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
 
         Parameters
         ----------
-        ddf : {"Satterthwaite"}
-            Denominator degrees of freedom of the t-tests (``"Kenward-Roger"`` is not
-            implemented yet and raises ``NotImplementedError``).
+        ddf : {"Satterthwaite", "Kenward-Roger"}
+            Denominator degrees of freedom of the t-tests (lmerTest's ``ddf``);
+            Kenward-Roger also adjusts the standard errors (pbkrtest's ``vcovAdj``).
 
         Returns
         -------

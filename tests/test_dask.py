@@ -181,7 +181,7 @@ def test_glmm_in_memory_fit_during_a_distributed_fit_is_untouched(client, seed00
     # meanwhile in the same process (here: from inside a remote kernel call, the worst
     # moment) must still use the local kernels and give its own answer
     from skmixed import MixedLogisticRegressor
-    from skmixed import _dask_glmm
+    from skmixed.dask import glmm as _dask_glmm
     from skmixed.dask import fit_glmm
 
     small = seed000.iloc[:3000]

@@ -30,12 +30,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._base import NoGroupsWarning
-from ._design.grouping import GroupingFactor
-from ._design.layout import amalgamate
-from ._kernels import glmm as _real_kg
-from ._solvers import glmm as sg
-from ._solvers.lmm import drop_aliased
+from .._base import NoGroupsWarning
+from .._design.grouping import GroupingFactor
+from .._design.layout import amalgamate
+from .._kernels import glmm as _real_kg
+from .._solvers import glmm as sg
+from .._solvers.lmm import drop_aliased
 
 # the distributed fit is the binomial-logit model without an offset (kernel family 0, empty offset)
 _NO_OFFSET = np.empty(0)
@@ -103,7 +103,7 @@ def _build(df, est, how, classes):
 
     from sklearn.base import clone
 
-    from ._base import MixedModelBase
+    from .._base import MixedModelBase
 
     est = clone(est)
     # y arrives as 0/1 codes of the global classes; a partition may hold one class only
@@ -261,7 +261,7 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
         warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {p_full - keep.size} column(s): "
                       f"{[names[k] for k in range(p_full) if k not in set(keep.tolist())]}", UserWarning,
                       stacklevel=2)
-    from ._design.terms import RandomTerm
+    from .._design.terms import RandomTerm
 
     remap = {int(o): n for n, o in enumerate(keep)}
     terms = [RandomTerm(t.factor, t.intercept, tuple(remap[s] for s in t.slopes), t.names) for t in terms]
@@ -280,7 +280,7 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
         res = sg.fit_single_factor(prob, nagq=int(est.nagq), tol=float(est.tol), max_iter=int(est.max_iter))
     res.extra["lower"] = prob.lower_theta
 
-    from ._base import FitData
+    from .._base import FitData
 
     class _Totals(FitData):
         @property
