@@ -29,7 +29,7 @@ from ._design.formula import FormulaSpec, as_pandas
 from ._design.grouping import GroupingFactor, make_factors
 from ._design.terms import RandomTerm, default_terms
 
-__all__ = ["MixedModelBase", "FitData", "PredictData", "NoGroupsWarning"]
+__all__ = ["MixedModelBase", "FitData", "PredictData", "NoGroupsWarning", "offset_response", "on_index"]
 
 
 class NoGroupsWarning(UserWarning):
@@ -157,7 +157,7 @@ class MixedModelBase(BaseEstimator):
         """A formula model's per-row output for a pandas DataFrame: a Series on the frame's index
         (what statsmodels' formula models return, so results align with the data); any other
         input or model keeps scikit-learn's ndarray."""
-        return _on_index(values, X) if self._formula is not None else values
+        return on_index(values, X) if self._formula is not None else values
 
     def _has_intercept(self) -> bool:
         """Whether the fixed design has an intercept: the formula's say, else ``fit_intercept``."""
@@ -218,11 +218,7 @@ class MixedModelBase(BaseEstimator):
 
     @staticmethod
     def _offset_response(fd: FitData) -> FitData:
-        """Gaussian models: a formula's ``offset()`` is a known part of the mean, so the
-        model is fitted to ``y - offset`` (what lmer does); predictions add it back."""
-        if fd.offset is not None:
-            fd.y = fd.y - fd.offset
-        return fd
+        return offset_response(fd)
 
     def _formula_source(self) -> str:
         """The lme4 formula to read (estimators with their own syntax, e.g. mgcv smooths, translate)."""
@@ -299,13 +295,17 @@ class MixedModelBase(BaseEstimator):
         """
         if self._formula is not None:
             if reset:
-                self._ro_pos = ()
+                self.__dict__.pop("_ro_pos", None)
             extra = self._formula.random_only(data)
             if extra is None:
                 return Xv, None, ()
             return Xv, np.ascontiguousarray(extra.to_numpy(dtype=np.float64)), tuple(extra.columns)
-        if reset:
-            self._ro_pos = self._resolve_random_only(Xv.shape[1])
+        if reset:  # an estimate of the fit (which columns are random-only); not kept when there are none
+            pos = self._resolve_random_only(Xv.shape[1])
+            if pos:
+                self._ro_pos = pos
+            else:
+                self.__dict__.pop("_ro_pos", None)
         pos = list(self._ro_pos)
         if not pos:
             return Xv, None, ()
@@ -341,9 +341,6 @@ class MixedModelBase(BaseEstimator):
                 raise ValueError(f"random_only entry {c!r} is not a column name or index of X (columns: {names})")
         if len(set(pos)) != len(pos):
             raise ValueError(f"random_only lists a column twice: {ro}")
-        if len(pos) == p_in:
-            # the fixed design keeps at least the intercept; scikit-learn's X needs a column anyway
-            pass
         return tuple(pos)
 
     def _split_random_only(self, Xv):
@@ -676,7 +673,15 @@ class MixedModelBase(BaseEstimator):
         self.n_groups_ = {f.name: f.n_levels for f in fd.factors}
 
 
-def _on_index(values, X):
+def offset_response(fd: FitData) -> FitData:
+    """Gaussian models: a formula's ``offset()`` is a known part of the mean, so the
+    model is fitted to ``y - offset`` (what lmer does); predictions add it back."""
+    if fd.offset is not None:
+        fd.y = fd.y - fd.offset
+    return fd
+
+
+def on_index(values, X):
     """``values`` (n,) as a Series on ``X``'s index when ``X`` is a pandas DataFrame."""
     if isinstance(X, pd.DataFrame) and np.ndim(values) == 1 and len(values) == len(X):
         return pd.Series(values, index=X.index)

@@ -16,7 +16,7 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils._indexing import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import NoGroupsWarning
+from ._base import NoGroupsWarning, on_index
 from ._design.formula import as_pandas
 from ._progress import track
 from ._threads import effective_n_threads
@@ -526,7 +526,7 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         if self.combined_estimator_ is None:
             out = self._predict_generic(X, groups)
             # a formula model given a pandas DataFrame: a Series on its index (as the wrapped estimator's)
-            return self.estimators_[0]._pandas_output(X, out)
+            return on_index(out, X) if self.estimators_[0].formula_spec() is not None else out
         return self.combined_estimator_.predict(X, groups)
 
     @available_if(lambda self: hasattr(self.estimator, "predict_proba"))
