@@ -51,6 +51,9 @@ class FitData:
     n_design: int = 0  # columns of the full design (before dropping aliased ones)
     xtwx: np.ndarray = None  # X'WX of the kept columns (from the rank check)
     offset: np.ndarray = None  # a formula's offset() terms, summed (None without)
+    # the whole data's number of observations when the rows are elsewhere (a distributed fit's
+    # driver holds a row-free FitData); None: counted from X / weights
+    n_obs_total: float = None
     # random-only columns (lme4's (0 + x | g) without a fixed x): in Z, not in X. A term's
     # slope index s points into z_source = [X | Z_extra]: X's column s < p, else Z_extra's s - p
     Z_extra: np.ndarray = None
@@ -58,6 +61,8 @@ class FitData:
 
     @property
     def n_obs(self) -> float:
+        if self.n_obs_total is not None:
+            return float(self.n_obs_total)
         return float(self.X.shape[0] if self.weights is None else self.weights.sum())
 
     @property
