@@ -245,3 +245,20 @@ def test_dask_fit_applies_the_formula_offset():
     np.testing.assert_allclose(m.predict(df), full.predict(df), rtol=1e-8)
     with pytest.raises(ValueError, match="random-only"):
         fit_lmm(dd.from_pandas(df, npartitions=3), "y ~ 1 + (0 + x | g)")
+
+
+def test_a_tampered_random_only_spec_runs_nothing(tmp_path):
+    import dataclasses
+
+    from formulaic import Formula
+
+    sentinel = tmp_path / "PWNED"
+    df = _offset_frame()
+    m = MixedLinearRegressor(formula="y ~ 1 + (0 + x | g)").fit(df)
+    spec = m.formula_spec()
+    expr, mspec, names = spec.extra[0]
+    evil_mspec = mspec.update(formula=Formula(f"0 + I(open('{sentinel.as_posix()}', 'w'))"))
+    m._formula = dataclasses.replace(spec, extra=((expr, evil_mspec, names),))  # what an edited pickle carries
+    with pytest.raises(ValueError, match="not allowed"):
+        m.predict(df)
+    assert not sentinel.exists()

@@ -586,7 +586,11 @@ class FormulaSpec:
         data = as_pandas(data)
         self._recheck()
         parts = []
-        for _, mspec, names in self.extra:
+        for expr, mspec, names in self.extra:
+            # the stored ModelSpec is what gets evaluated: its own formula is checked too (a spec
+            # read from a file may carry an edited one)
+            check_formula(expr, self.formula)
+            check_formula(str(mspec.formula), self.formula)
             Z, _ = fixed_design(mspec, data, checked=True)
             parts.append(Z[list(names)])
         return pd.concat(parts, axis=1)
