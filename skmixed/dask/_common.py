@@ -36,3 +36,49 @@ def tree_sum(delayed_parts, split_every, merge):
     while len(level) > 1:
         level = [delayed(merge)(level[i:i + split_every]) for i in range(0, len(level), split_every)]
     return level[0]
+
+
+class Runner:
+    """Runs a function on every worker-resident partition object: on a distributed client, or in-process."""
+
+    def __init__(self, parts, client):
+        self.parts, self.client = parts, client
+
+    def map(self, fn, *per_part):
+        if self.client is None:
+            return [fn(p, *a) for p, *a in zip(self.parts, *per_part)]
+        futs = [self.client.submit(fn, p, *a, pure=False) for p, *a in zip(self.parts, *per_part)]
+        return self.client.gather(futs)
+
+    def update(self, fn, *per_part):
+        if self.client is None:
+            self.parts = [fn(p, *a) for p, *a in zip(self.parts, *per_part)]
+        else:
+            self.parts = [self.client.submit(fn, p, *a, pure=False) for p, *a in zip(self.parts, *per_part)]
+
+
+def default_client():
+    """The active ``dask.distributed`` client, or None (local schedulers)."""
+    try:
+        from dask.distributed import default_client as dc
+
+        return dc()
+    except (ImportError, ValueError):
+        return None
+
+
+def build_parts(built, client):
+    """Compute delayed partition objects: futures left on the workers (a client), else in-process.
+
+    Returns the non-None objects (empty partitions give None)."""
+    import dask
+
+    if client is None:
+        return [b for b in dask.compute(*built) if b is not None]
+    futs = client.compute(built)
+    present = client.gather([client.submit(_is_present, f) for f in futs])
+    return [f for f, ok in zip(futs, present) if ok]
+
+
+def _is_present(b):
+    return b is not None

@@ -36,6 +36,7 @@ from .._design.layout import amalgamate
 from .._kernels import glmm as _real_kg
 from .._solvers import glmm as sg
 from .._solvers.lmm import drop_aliased
+from ._common import Runner
 
 # the distributed fit is the binomial-logit model without an offset (kernel family 0, empty offset)
 _NO_OFFSET = np.empty(0)
@@ -123,25 +124,6 @@ def _build(df, est, how, classes):
 
 
 # ----------------------------------------------------------------- driver side
-class _Runner:
-    """Runs a method of every partition problem: on a distributed client, or in-process."""
-
-    def __init__(self, parts, client):
-        self.parts, self.client = parts, client
-
-    def map(self, fn, *per_part):
-        if self.client is None:
-            return [fn(p, *a) for p, *a in zip(self.parts, *per_part)]
-        futs = [self.client.submit(fn, p, *a, pure=False) for p, *a in zip(self.parts, *per_part)]
-        return self.client.gather(futs)
-
-    def update(self, fn, *per_part):
-        if self.client is None:
-            self.parts = [fn(p, *a) for p, *a in zip(self.parts, *per_part)]
-        else:
-            self.parts = [self.client.submit(fn, p, *a, pure=False) for p, *a in zip(self.parts, *per_part)]
-
-
 def _design_info(b):
     return None if b is None else (b[1], b[2])
 
@@ -239,7 +221,7 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
     if not parts:
         raise ValueError("the dask DataFrame has no rows")
     terms, names = info[0]
-    runner = _Runner(parts, client)
+    runner = Runner(parts, client)
     metas = runner.map(_meta)
     # every group in exactly one partition
     all_levels = [m["levels"] for m in metas]
@@ -282,13 +264,9 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
 
     from .._base import FitData
 
-    class _Totals(FitData):
-        @property
-        def n_obs(self):
-            return float(n_obs)
-
-    fd = _Totals(np.empty((0, keep.size)), np.empty(0), None, [names[k] for k in keep],
-                 [GroupingFactor(gc[0], np.empty(0, dtype=np.int64), factor.levels)], terms, keep, p_full)
+    fd = FitData(np.empty((0, keep.size)), np.empty(0), None, [names[k] for k in keep],
+                 [GroupingFactor(gc[0], np.empty(0, dtype=np.int64), factor.levels)], terms, keep, p_full,
+                 n_obs_total=float(n_obs))
     est.feature_names_in_ = np.asarray(Xc, dtype=object)
     est.n_features_in_ = len(Xc)
     est._store(fd, blocks, res)
