@@ -190,7 +190,9 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     >>> for a in range(0, 20_000, 5_000):
     ...     m = m.partial_fit(df[["x", "b"]][a:a + 5_000], df["y_bin"][a:a + 5_000], groups=df["g"][a:a + 5_000])
     >>> m.fixed_effects_.round(1).tolist()
-    [0.0, 0.5, 0.3]
+    [-0.0, 0.5, 0.3]
+    >>> m.predict_proba(df[["x", "b"]][:2], groups=df["g"][:2]).shape
+    (2, 2)
     """
 
     def __init__(self, fit_intercept=True, random_slopes=None, max_rows_per_group=64, refit_every="auto"):
