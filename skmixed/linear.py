@@ -17,7 +17,9 @@ from ._design.layout import BlockLayout, amalgamate
 from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, varcorr_table
 from ._progress import progress_bar
+from ._row_buffer import RowBuffer, plain_chunk
 from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
+from ._solvers.lmm_iterative import IterativeFitProblem, fit_iterative, iterative_applies, warn_stochastic
 from ._solvers.lmm_stats import GroupedStats
 from ._transaction import transactional
 from .inference._mixin import InferenceMixin, variance_parts
@@ -91,9 +93,18 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
         other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
         never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
-        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects; a bar
+        term's columns need not be fixed effects (``y ~ 1 + (0 + x | g)``, as lme4).
+        ``offset(expr)`` terms are a known part of the mean (fitted as ``y - offset``,
+        as lmer; :meth:`predict` adds the new data's offset).
         ``group_column`` and ``random_slopes`` must then be None and the formula's
         intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
+    random_only : list of str or int, optional
+        Columns of X (among ``random_slopes``) that enter the random part only, with
+        no fixed effect: lme4's ``(0 + x | g)`` or ``(x | g)`` without ``x`` in the
+        fixed part. ``coef_`` and ``fixed_effects_`` leave them out. Fitted by
+        :meth:`fit` (not by :meth:`partial_fit` or the distributed fits, which raise
+        a ValueError).
 
     Attributes
     ----------
@@ -118,6 +129,15 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     reml_criterion_ / deviance_ : float
         The optimised criterion.
     is_singular_, converged_, n_iter_ : bool, bool, int
+    solver_ : {"exact", "iterative"}
+        Which path fitted the model: the exact blocked Cholesky, or (crossed random
+        intercepts whose exact dense part would exceed 256 MB) the iterative path of
+        :mod:`skmixed._solvers.lmm_iterative`, whose reported criterion is a stochastic
+        estimate (a ``StochasticCriterionWarning`` says so).
+    criterion_se_, iterative_info_ : float, dict
+        Iterative path only: the standard error of the reported criterion, and the
+        expected criterion excess of the estimates over the exact optimum, the number
+        of probe vectors, evaluations and CG iterations, the SDs' standard errors.
 
     Examples
     --------
@@ -144,8 +164,11 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     (180.0, 342.0)
     """
 
+    _fits_offset = True  # a formula's offset(): fitted as y - offset, added back by predict
+    _random_only_ok = True  # random slopes without a fixed effect (lme4's (0 + x | g))
+
     def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500,
-                 weights="frequency", verbose=False, formula=None):
+                 weights="frequency", verbose=False, formula=None, random_only=None):
         self.reml = reml
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
@@ -154,6 +177,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         self.weights = weights
         self.verbose = verbose
         self.formula = formula
+        self.random_only = random_only
 
     def _precision(self) -> bool:
         if self.weights not in ("frequency", "precision"):
@@ -201,18 +225,21 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             if w is not None and w.ndim == 1 and w.size and np.isfinite(w).all() and w.sum() > 0:
                 scale = w.size / float(w.sum())
                 sample_weight = w * scale
-        fd = self._prepare_fit(X, y, groups, sample_weight)
+        fd = self._offset_response(self._prepare_fit(X, y, groups, sample_weight))
         if precision:
             if fd.weights is not None:
                 fd.weights = fd.weights / scale
             fd = self._as_precision(fd)
-        self._stats = self._theta_by_factor = None  # a fit ends any partial_fit accumulation
+        self._stats = self._theta_by_factor = self._held = None  # a fit ends any partial_fit accumulation
         self._pending = False
         if not fd.terms:
             self._fit_fixed_only(fd)
         else:
             self._fit_mixed(fd)
         self._finish(fd)
+        if fd.offset is not None:
+            # simulate()/bootstrap() draw responses around X beta + Z b: refuse rather than omit the offset
+            self._lmm_state.extra["not_simulable"] = "a fit with an offset"
         return self
 
     def _fit_mixed(self, fd: FitData):
@@ -227,12 +254,18 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         if np.allclose(fd.y, ybar, rtol=0, atol=1e-12 * max(1.0, abs(ybar))):
             raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
-        layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
+        # crossed random intercepts whose exact dense part would be too big: the iterative path
+        iterative = iterative_applies(blocks)
+        layout = None if iterative else BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
         # the optimiser sees every column at unit spread (a scaled copy: inference keeps the
         # user's rows), so the answer is equivariant to the units of the columns (undone in _fit_blocks)
         check_scales(fd.X, fd.feature_names, fd.weights)
-        scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms, center=False)
-        X = fd.X if scaling.identity else scaling.apply(fd.X)
+        # random-only columns (fd.Z_extra) follow X's in the matrix Z is read from, scaled alike
+        zsrc, p = fd.z_source, fd.X.shape[1]
+        scaling = ColumnScaling.for_design(zsrc, fd.weights, list(fd.feature_names) + list(fd.extra_names),
+                                           fd.terms, center=False)
+        Z = zsrc if scaling.identity else scaling.apply(zsrc)
+        X = Z if zsrc is fd.X else np.ascontiguousarray(Z[:, :p])
         # centre X's other columns and y on the intercept (exact: a unit-triangular
         # change of basis of the fixed part, undone below) so the Gram blocks keep
         # their digits when means are large against spreads
@@ -242,13 +275,17 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             shift[1:] = np.average(X[:, 1:], axis=0, weights=fd.weights)
         if icpt:
             yshift = float(np.average(fd.y, weights=fd.weights))
-        cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
-        cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
-        _require_finite([cp.A11, cp.A21, cp.A22], "the cross-products of the data")
-        self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
+        if iterative:  # scalar random intercepts only: never random-only columns
+            self._fit_iterative(fd, blocks, X, shift if icpt else None, yshift, scaling)
+        else:
+            cp = cross_products(layout, X, fd.y, fd.weights, z_source=None if zsrc is fd.X else Z, x_shift=shift,
+                                y_shift=yshift)
+            cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
+            _require_finite([cp.A11, cp.A21, cp.A22], "the cross-products of the data")
+            self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
         self._lmm_state.rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
         self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
-                                                           self.fixed_effects_.to_numpy())
+                                                           self.fixed_effects_.to_numpy(), fd.z_source)
 
     def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0, scaling=None):
         """Optimise theta on the cross-products and set the fitted attributes.
@@ -280,7 +317,38 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                                    getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
+        self.solver_ = "exact"
         return res.theta
+
+    def _fit_iterative(self, fd: FitData, blocks, X, shift, yshift, scaling):
+        """Crossed random intercepts too large for the exact dense part (:mod:`._solvers.lmm_iterative`).
+
+        Sets what :meth:`_fit_blocks` sets; ``criterion_se_`` and ``iterative_info_`` say how well the
+        stochastic estimates are resolved, and a StochasticCriterionWarning says so by name.
+        """
+        with progress_bar(self.verbose, desc="REML" if self.reml else "ML", unit="eval", delay=2.0) as bar:
+            res = fit_iterative(blocks, [f.codes for f in fd.factors], X, fd.y, fd.weights, fd.n_obs,
+                                bool(self.reml), shift, yshift, self.max_iter, bar if self.verbose else None)
+        if not res.converged:
+            warn_not_converged(res.message, res.n_iter)
+        if shift is not None:
+            T = _basis(fd.X.shape[1], shift)
+            res.beta = T @ res.beta
+            res.beta[0] += yshift
+            res.vcov_beta = T @ res.vcov_beta @ T.T
+        scaling.unscale(res, blocks, reml=bool(self.reml))
+        covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
+        self._lmm_state = LMMState(IterativeFitProblem(res.info, fd.X.shape[1]), np.eye(fd.X.shape[1]), 0.0,
+                                   res.theta, bool(self.reml), float(fd.n_obs),
+                                   extra={"ldw": self._log_weights(fd)})
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, np.zeros(len(blocks)),
+                                   getattr(res, "theta_internal", None))
+        self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, len(blocks))
+        self.n_iter_, self.converged_ = res.n_iter, res.converged
+        self.solver_ = "iterative"
+        self.criterion_se_ = float(res.info["criterion_se"])
+        self.iterative_info_ = dict(res.info)
+        warn_stochastic(res.info, "REML criterion" if self.reml else "deviance")
 
     @staticmethod
     def _user_problem(problem, layout, cp, shift, scaling):
@@ -295,7 +363,8 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         inv = ColumnScaling(np.zeros_like(scaling.scale), 1.0 / scaling.scale)
         cpu = scale_cross_products(layout, CrossProducts(cp.A11.copy(), cp.A21.copy(), cp.A22.copy(), cp.n_obs),
                                    inv)
-        return LMMProblem(layout, cpu, reml=problem.reml), (None if shift is None else shift / scaling.scale)
+        return LMMProblem(layout, cpu, reml=problem.reml), (None if shift is None
+                                                             else shift / scaling.scale[:shift.shape[0]])
 
     # ----------------------------------------------------------------- chunked fitting
     @transactional
@@ -330,7 +399,11 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             accumulated (its cost is that of reading its rows) and the estimates
             are dropped; they are computed once, on the totals, at the first
             access to a fitted attribute (``fixed_effects_``, ``predict``,
-            ``summary()``, ...). Feed many small chunks this way.
+            ``summary()``, ...). Feed many small chunks this way: plain NumPy chunks
+            (float X, integer labels, one grouping factor, no weights) are checked,
+            copied and held back, and merged into the totals in bulk once they
+            amount to about as many rows as there are levels, so a chunk costs
+            O(its rows) however many levels the totals have.
 
         Returns
         -------
@@ -355,13 +428,28 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                              "use fit on all rows")
         # all or nothing (@transactional): a rejected, failed or interrupted chunk is not counted
         first = getattr(self, "_stats", None) is None
-        fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
+        held = self.__dict__.get("_held") or RowBuffer()
+        if not refit and not first and self._plain_chunks_allowed(sample_weight):
+            chunk = plain_chunk(X, y, groups, self.n_features_in_)
+            if chunk is not None:
+                # a small plain chunk is held back (checked and copied, nothing else) until the held
+                # rows pay for a merge into the totals: O(rows of the chunk) per call
+                held = held.add(chunk)
+                new = {k: v for k, v in self.__dict__.items() if not _is_estimate(k)} \
+                    if not self.__dict__.get("_pending") else dict(self.__dict__)
+                if held.n_rows >= max(_HOLD_ROWS, sum(len(lev) for lev in self._stats.levels)):
+                    new["_stats"], held = self._merged_held(held), None
+                new.update(_held=held, _pending=True)
+                self.__dict__ = new
+                return self
+        fd = self._offset_response(self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first))
         # every chunk is centred like the first one (close to the means, so the sums keep
         # their digits); the totals are re-centred on their own means for the fit
         shift = None if first else self._stats.shift
         stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
-        total = stats if first else GroupedStats.merge([self._stats, stats])
+        total = stats if first else GroupedStats.merge([self._merged_held(held), stats])
         _require_finite([total.G, *total.D, *total.F], "the accumulated statistics")
+        self._held = None
         if refit:
             self._fit_stats(total)
             self.__dict__.update(_stats=total, _pending=False)
@@ -371,6 +459,23 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             new.update(_stats=total, _pending=True)
             self.__dict__ = new
         return self
+
+    def _plain_chunks_allowed(self, sample_weight):
+        """Whether chunks may be held back as plain rows (one integer-labelled factor, no formula)."""
+        return (sample_weight is None and self._formula is None and self.group_column is None
+                and "feature_names_in_" not in self.__dict__ and len(self._stats.factor_names) == 1)
+
+    def _merged_held(self, held):
+        """The totals with the held-back rows merged in (the estimator is not changed)."""
+        if held is None or not held.n_rows:
+            return self._stats
+        X, y, g = held.rows()
+        fd = self._prepare_fit(X, y, g, None, chunk=True, reset=False)
+        stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names,
+                                       self._stats.shift)
+        total = GroupedStats.merge([self._stats, stats])
+        _require_finite([total.G, *total.D, *total.F], "the accumulated statistics")
+        return total
 
     # ----------------------------------------------------------------- lazy estimates
     def __getattr__(self, name):
@@ -392,6 +497,8 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         saved = dict(self.__dict__)
         try:
             self.__dict__["_pending"] = False
+            if self.__dict__.get("_held") is not None:
+                self.__dict__.update(_stats=self._merged_held(self._held), _held=None)
             self._fit_stats(self._stats)
         except BaseException:
             self.__dict__ = saved
@@ -572,14 +679,17 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         Returns
         -------
         ndarray of shape (n,), or (prediction, std) with ``return_std``
+            A formula model given a pandas DataFrame returns pandas Series on the
+            frame's index instead (as statsmodels' formula models).
         """
         pdata = self._prepare_predict(X, groups)
-        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
+        pred = self._mean(pdata)
         if not return_std:
-            return pred
+            return self._pandas_output(X, pred)
         from .inference._mixin import prediction_std
 
-        return pred, prediction_std(self, pdata.X, pdata.codes)[0]
+        std = prediction_std(self, pdata.X, pdata.codes, pdata.z_source)[0]
+        return self._pandas_output(X, pred), self._pandas_output(X, std)
 
     def predict_interval(self, X, groups=None, level=0.95, kind="prediction"):
         """Intervals around :meth:`predict`.
@@ -592,7 +702,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         Returns
         -------
         pandas.DataFrame
-            Columns ``fit, lower, upper, std``.
+            Columns ``fit, lower, upper, std``; the index of ``X`` when it is a pandas DataFrame.
 
         Examples
         --------
@@ -611,11 +721,17 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1), got {level!r}")
         pdata = self._prepare_predict(X, groups)
-        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
-        sd_fixed, sd_all = prediction_std(self, pdata.X, pdata.codes)
+        pred = self._mean(pdata)
+        sd_fixed, sd_all = prediction_std(self, pdata.X, pdata.codes, pdata.z_source)
         sd = sd_fixed if kind == "confidence" else np.sqrt(sd_all**2 + self.sigma_**2)
         z = normal_quantile(level)
-        return pd.DataFrame({"fit": pred, "lower": pred - z * sd, "upper": pred + z * sd, "std": sd})
+        return pd.DataFrame({"fit": pred, "lower": pred - z * sd, "upper": pred + z * sd, "std": sd},
+                            index=X.index if isinstance(X, pd.DataFrame) else None)
+
+    def _mean(self, pdata):
+        """Fixed part + BLUPs (+ a formula's offset()) at prepared prediction rows."""
+        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.z_source, pdata.codes)
+        return pred if pdata.offset is None else pred + pdata.offset
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""
@@ -655,6 +771,10 @@ def _require_finite(arrays, what):
         raise ValueError(f"{what} are not finite: values too large to square (|X| or |y| above ~1e154?); "
                          "rescale the data")
 
+
+# held-back rows of plain chunks are merged into the totals once there are this many (or as
+# many as the totals have levels): a merge then costs about what reading its rows costs
+_HOLD_ROWS = 50_000
 
 # set by validation (never stale) / what prediction reads besides the trailing-underscore estimates
 _VALIDATION_ATTRS = ("n_features_in_", "feature_names_in_")
