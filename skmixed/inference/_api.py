@@ -195,8 +195,10 @@ def confint(est, parm=None, level=0.95, method="wald", n_boot=500, random_state=
     level : float, default=0.95
     method : {"wald", "profile", "boot"}
         ``"wald"``: estimate +- z SE (NaN for the variance components, as lme4);
-        ``"profile"`` (LMMs): likelihood-profile intervals on the standard-deviation scale,
-        from the ML fit (REML fits are refitted by ML, as lme4's ``profile``);
+        ``"profile"``: likelihood-profile intervals on the standard-deviation scale,
+        from the ML fit (REML fits are refitted by ML, as lme4's ``profile``); for GLMMs
+        the profile of the fit's Laplace or adaptive Gauss-Hermite deviance, as lme4's for
+        ``glmer`` fits;
         ``"boot"``: percentile intervals of a parametric bootstrap (``n_boot`` replicates).
 
     Returns
@@ -226,10 +228,18 @@ def confint(est, parm=None, level=0.95, method="wald", n_boot=500, random_state=
         z = stats.norm.ppf((1 + level) / 2)
         b, se = est.fixed_effects_.to_numpy(), est.fixed_effects_se_.to_numpy()
         out[n_var:, 0], out[n_var:, 1] = b - z * se, b + z * se
+    elif method == "profile" and not lmm:
+        from ._glmm_profile import GLMMProfile
+
+        prof = GLMMProfile(est)
+        want = set(range(len(names))) if parm is None else {names.index(q) for q in parm if q in names}
+        for i in range(n_var):
+            if i in want:
+                out[i] = prof.interval(i, level)
+        for j in range(len(est.fixed_effects_)):
+            if n_var + j in want:
+                out[n_var + j] = prof.interval(("beta", j), level, se=float(est.fixed_effects_se_.iloc[j]))
     elif method == "profile":
-        if not lmm:
-            raise ValueError("method='profile' is implemented for MixedLinearRegressor; use 'wald' or 'boot' "
-                             "for the logistic model")
         inf = _inference(est)
         with blas_for(inf.problem):
             if inf.problem is None:
