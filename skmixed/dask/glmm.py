@@ -210,6 +210,9 @@ def fit_glmm_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuffle=T
 
     est = clone(estimator)
     est._check_params()
+    if getattr(est, "random_only", None):
+        raise ValueError("the distributed GLMM fit does not take random_only columns (random slopes without "
+                         "a fixed effect): fit in memory")
     gc = [groups] if isinstance(groups, str) else list(groups)
     Xc = [X] if isinstance(X, str) else list(X)
     missing = [c for c in [y] + Xc + gc + ([sample_weight] if sample_weight else []) if c not in ddf.columns]
