@@ -772,20 +772,28 @@ class MultiFactorGLMM:
     change of the modes, and a call at the last point returns it again without work.
     """
 
-    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None):
+    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None, z_source=None, layout=None):
+        """``layout``: the block layout of the whole data when these rows are one partition of it
+        (a distributed fit: the partitions' cross-products then add up)."""
         from .._design.layout import BlockLayout
 
         self.X, self.y, self.w = X, y, w
+        # the matrix the random-effects columns are read from (X, then any random-only columns)
+        self.z_source = X if z_source is None else z_source
         self.family = family
         self.off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
         self.blocks = blocks
         self.codes = [np.asarray(f.codes, dtype=np.int64) for f in factors]
-        self.layout = BlockLayout.build(blocks, self.codes, X.shape[1])
-        self.Z = [b.z_rows(X) for b in blocks]
+        self.layout = BlockLayout.build(blocks, self.codes, X.shape[1]) if layout is None else layout
+        self.Z = [b.z_rows(self.z_source) for b in blocks]
+        self._init_parameters(blocks, X.shape[1])
+
+    def _init_parameters(self, blocks, p):
+        """Parameter layout and mode storage (row-independent)."""
         self.theta_pos = [b.theta_index() for b in blocks]
         self.n_theta = sum(b.n_theta for b in blocks)
         self.lower_theta = np.concatenate([np.where(r == c, 0.0, -np.inf) for (r, c) in self.theta_pos])
-        self.p = X.shape[1]
+        self.p = p
         self.u = [np.zeros((b.n_levels, b.q)) for b in blocks]
         self.n_eval = 0
         self._grad = None
@@ -807,25 +815,30 @@ class MultiFactorGLMM:
             eta += np.einsum("ij,ij->i", Z, (uk @ lam.T)[self.codes[blk.factor]])
         return eta
 
-    def _solve(self, theta, beta, u, joint, eta=None):
-        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem).
+    # -- the two passes over the rows (a distributed problem sums them over its partitions) --
+    def working_cross_products(self, lams, beta, u, joint):
+        """Cross-products of the PIRLS working model at ``(beta, u)``: one pass over the rows."""
+        from .lmm import cross_products
 
-        ``eta`` is the linear predictor at (beta, u) when the caller has it (:meth:`_pwrss`'s).
-        """
-        from .lmm import LMMProblem, cross_products
-
-        if eta is None:
-            zb = self._re_eta(self.lambdas(theta), u)
-            eta = self.X @ beta + zb + self.off
-        else:
-            xb = self.X @ beta
-            zb = eta - xb - self.off
+        zb = self._re_eta(lams, u)
+        eta = self.X @ beta + zb + self.off
         mu = self.family.linkinv(eta)
         var = np.maximum(self.family.variance(mu), 1e-300)  # = dmu/deta (canonical link)
         W = self.w * var
         # working response; for the u-only step the offset X beta is left out
         yw = zb + (self.y - mu) / var + (self.X @ beta if joint else 0.0)
-        cp = cross_products(self.layout, self.X, yw, W)
+        return cross_products(self.layout, self.X, yw, W, z_source=None if self.z_source is self.X else self.z_source)
+
+    def deviance(self, lams, beta, u):
+        """Sum over the rows of the family's deviance at ``(beta, u)``."""
+        eta = self.X @ beta + self._re_eta(lams, u) + self.off
+        return float(self.family.kernel_deviance(self.y, eta, self.w).sum())
+
+    def _solve(self, theta, beta, u, joint):
+        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem)."""
+        from .lmm import LMMProblem
+
+        cp = self.working_cross_products(self.lambdas(theta), beta, u, joint)
         prob = LMMProblem(self.layout, cp, reml=False)
         f = prob.factor(np.asarray(theta, dtype=float))
         if f is None:
@@ -850,11 +863,8 @@ class MultiFactorGLMM:
         bn = v[Q2:Q2 + p] if joint else beta
         return un, bn, ldL2, (L, prob)
 
-    def _pwrss(self, theta, beta, u, with_eta=False):
-        eta = self.X @ beta + self._re_eta(self.lambdas(theta), u) + self.off
-        dev = self.family.kernel_deviance(self.y, eta, self.w)
-        pw = float(dev.sum() + sum(float((uk * uk).sum()) for uk in u))
-        return (pw, eta) if with_eta else pw
+    def _pwrss(self, theta, beta, u):
+        return self.deviance(self.lambdas(theta), beta, u) + sum(float((uk * uk).sum()) for uk in u)
 
     def pirls(self, theta, beta, joint=False, tol=1e-9, maxit=60, refactor=True):
         """PIRLS from the stored modes; returns (pwrss + ldL2, beta, extra) and updates self.u.
@@ -864,14 +874,14 @@ class MultiFactorGLMM:
         caller corrects ``ldL2`` to first order (:meth:`laplace_grad`).
         """
         u = [uk.copy() for uk in self.u]
-        pw, eta = self._pwrss(theta, beta, u, with_eta=True)
+        pw = self._pwrss(theta, beta, u)
         out = None
         for it in range(maxit):
-            step = self._solve(theta, beta, u, joint, eta)
+            step = self._solve(theta, beta, u, joint)
             if step is None:
                 return np.inf, beta, None
             un, bn, ldL2, fac = step
-            pn, eta_n = self._pwrss(theta, bn, un, with_eta=True)
+            pn = self._pwrss(theta, bn, un)
             k = 0
             # Near the mode a Newton step is reliable and its gain (quadratic in the step) is below the
             # rounding noise of pwrss, a sum of n terms; judging it there stalled PIRLS short of the mode
@@ -883,13 +893,13 @@ class MultiFactorGLMM:
             while step_size > 1e-6 and pn > pw + 1e-12 * abs(pw) and k < 30:  # step halving
                 un = [0.5 * (a + b) for a, b in zip(un, u)]
                 bn = 0.5 * (bn + beta)
-                pn, eta_n = self._pwrss(theta, bn, un, with_eta=True)
+                pn = self._pwrss(theta, bn, un)
                 k += 1
             delta = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(un, u))
             if joint:
                 delta = max(delta, float(np.max(np.abs(bn - beta))) if bn.size else 0.0)
             u_prev = u
-            u, beta, pw, eta = un, bn, pn, eta_n
+            u, beta, pw = un, bn, pn
             out = fac
             if delta < tol:
                 if not refactor and k == 0:
@@ -899,7 +909,7 @@ class MultiFactorGLMM:
         # log|L|^2 at the mode: one more factorization with the final weights (taking it
         # from the last step instead, at weights within tol of the mode, was measured to
         # make the finite-difference gradients noisy enough to cost 50 % more evaluations)
-        step = self._solve(theta, beta, u, joint, eta)
+        step = self._solve(theta, beta, u, joint)
         ldL2, out = step[2], step[3]
         self.u = u
         return pw + ldL2, beta, out
@@ -912,7 +922,13 @@ class MultiFactorGLMM:
 
     @property
     def exact_gradient(self):
-        """The exact gradient's evaluator (:mod:`.glmm_multi_grad`) when every term is scalar, else None."""
+        """The exact gradient's evaluator (:mod:`.glmm_multi_grad`) when every term is scalar, else None.
+
+        It reads the rows, so a problem without local rows (the distributed one, whose row passes
+        are its partitions' sums) has none: finite differences there.
+        """
+        if not hasattr(self, "Z"):
+            return None
         if self._grad is None:
             from .glmm_multi_grad import ScalarLaplaceGradient
 
@@ -976,7 +992,8 @@ def _fd_grad(fun, x, lower, h=1e-5, f0=None, central=True):
     return g
 
 
-def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None):
+def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None,
+                     z_source=None, problem=None):
     """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
 
     Laplace with scalar terms: a joint PIRLS at lme4's start and one PQL step give the start
@@ -986,9 +1003,14 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, f
 
     Every PIRLS step factors the LMM's dense part: from a few hundred rows on
     (crossed factors with many levels) that runs with one BLAS thread, as in
-    :meth:`skmixed._solvers.lmm.LMMProblem.optimize`.
+    :meth:`skmixed._solvers.lmm.LMMProblem.optimize`. ``z_source``: the matrix the
+    random-effects columns are read from when it is not ``X`` (random-only columns).
+    ``problem``: a ready :class:`MultiFactorGLMM` (a distributed one); ``X``, ``y``, ``w``
+    then only give the start values (rows whose weighted mean of y is the data's).
     """
-    prob = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset)
+    if problem is None:
+        problem = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset, z_source=z_source)
+    prob = problem
     with blas_for_dense(prob.layout.m):
         return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
 
