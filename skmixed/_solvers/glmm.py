@@ -798,7 +798,7 @@ class MultiFactorGLMM:
         self.n_eval = 0
         self._grad = None
         self._mode_jac = None  # (x, modes, du*/dx) of the last exact-gradient evaluation
-        self._last_grad = None  # (x bytes, F, gradient, modes) of the last exact-gradient evaluation
+        self._last_grad = None  # (x bytes, F, gradient, modes, PIRLS tol) of the last exact-gradient evaluation
 
     def lambdas(self, theta):
         out, k = [], 0
@@ -935,16 +935,20 @@ class MultiFactorGLMM:
             self._grad = ScalarLaplaceGradient(self)
         return self._grad if self._grad.applies else None
 
-    def laplace_grad(self, x):
-        """``F`` and its exact gradient in ``(theta, beta)`` (scalar terms: :mod:`.glmm_multi_grad`)."""
+    def laplace_grad(self, x, tol=1e-7):
+        """``F`` and its exact gradient in ``(theta, beta)`` (scalar terms: :mod:`.glmm_multi_grad`).
+
+        ``tol``: PIRLS stops when a Newton step moves the modes by less; the gradient is exact to
+        about that (differences of gradients for a Hessian need a tighter one).
+        """
         grad = self.exact_gradient
         if grad is None:
             raise ValueError("the exact gradient needs scalar random-effects terms")
         x = np.asarray(x, dtype=float)
         key = x.tobytes()
-        if self._last_grad is not None and self._last_grad[0] == key:
+        if self._last_grad is not None and self._last_grad[0] == key and self._last_grad[4] <= tol:
             # the optimiser's final check and the Hessian's base point re-evaluate the last point
-            _, F, g, u = self._last_grad
+            _, F, g, u, _ = self._last_grad
             self.u = [uk.copy() for uk in u]
             return F, g.copy()
         self.n_eval += 1
@@ -954,7 +958,7 @@ class MultiFactorGLMM:
             # O(|dx|^2) from the mode and needs a Newton step or two fewer
             x_old, u_old, jac = self._mode_jac
             self.u = [uo + (jk @ (x - x_old))[:, None] for uo, jk in zip(u_old, jac)]
-        pw, _, out = self.pirls(theta, beta, joint=False, tol=1e-7, refactor=False)
+        pw, _, out = self.pirls(theta, beta, joint=False, tol=tol, refactor=False)
         if not np.isfinite(pw) or out is None:
             self._mode_jac = None
             return np.inf, np.zeros_like(x)
@@ -969,7 +973,7 @@ class MultiFactorGLMM:
             F = pw
             g, jac, gu = grad.gradient(theta, beta, self.u, out, want_jac=True)
         self._mode_jac = (x.copy(), [uk.copy() for uk in self.u], jac)
-        self._last_grad = (key, F, g.copy(), [uk.copy() for uk in self.u])
+        self._last_grad = (key, F, g.copy(), [uk.copy() for uk in self.u], tol)
         return F, g
 
 
@@ -1111,10 +1115,11 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
         converged = bool(res.success)
         u_save = [uk.copy() for uk in prob.u]
         if exact:
-            # forward differences of the exact gradient: n_theta + p + 1 PIRLS runs, not 2 (n_theta + p)^2
+            # forward differences of the exact gradient: n_theta + p + 1 PIRLS runs, not 2 (n_theta + p)^2;
+            # a step of 1e-5 magnifies gradient errors 1e5-fold, so PIRLS runs to a 1e-10 step here
             def gg(z):
                 prob.u = [uk.copy() for uk in u_save]
-                return prob.laplace_grad(z)[1]
+                return prob.laplace_grad(z, tol=1e-10)[1]
             Hdev = _hessian_from_grad(gg, x, gg(x))
         else:
             def ff(z):
