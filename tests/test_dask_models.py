@@ -90,15 +90,20 @@ def two_factor_counts():
     return df
 
 
-def _assert_same_glmm(d, m):
+def _assert_same_glmm(d, m, same_search=True):
+    """``same_search=False``: several grouping factors, where the in-memory fit searches on the exact
+    gradient and the distributed one on finite differences; both stop within the optimiser's
+    tolerance of the same optimum, so the estimates agree to a small fraction of a standard error."""
+    tol = 1.0 if same_search else 10.0
     assert d.loglik_ == pytest.approx(m.loglik_, rel=1e-10)
-    np.testing.assert_allclose(d.fixed_effects_, m.fixed_effects_, rtol=1e-6)
-    np.testing.assert_allclose(d.theta_, m.theta_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(d.fixed_effects_, m.fixed_effects_, rtol=1e-6 * tol,
+                               atol=0 if same_search else 1e-5 * m.fixed_effects_se_.max())
+    np.testing.assert_allclose(d.theta_, m.theta_, rtol=1e-6 * tol, atol=1e-8)
     np.testing.assert_allclose(d.fixed_effects_se_, m.fixed_effects_se_, rtol=2e-5)
     for f in m.random_effects_:
         re, rf = d.random_effects_[f], m.random_effects_[f]
         assert list(re.index) == list(rf.index)
-        np.testing.assert_allclose(re, rf, rtol=0, atol=1e-6 * np.abs(rf.to_numpy()).max())
+        np.testing.assert_allclose(re, rf, rtol=0, atol=1e-6 * tol * np.abs(rf.to_numpy()).max())
 
 
 def test_glmm_crossed_logistic_equals_in_memory(two_factor_counts):
@@ -108,7 +113,7 @@ def test_glmm_crossed_logistic_equals_in_memory(two_factor_counts):
     ddf = dd.from_pandas(df, npartitions=4)  # levels of both factors span partitions: no shuffle needed
     m = MixedLogisticRegressor().fit(df[["x", "b"]], df["y"], groups=df[["g", "item"]])
     d = fit_dask(MixedLogisticRegressor(), ddf, y="y", X=["x", "b"], groups=["g", "item"])
-    _assert_same_glmm(d, m)
+    _assert_same_glmm(d, m, same_search=False)
     assert list(d.classes_) == ["no", "yes"]
     proba = predict_dask(d, ddf, method="predict_proba").compute()
     np.testing.assert_allclose(proba.to_numpy(), m.predict_proba(df[["x", "b"]], groups=df[["g", "item"]])[:, 1],
@@ -123,7 +128,7 @@ def test_glmm_nested_poisson_weighted_equals_in_memory(two_factor_counts):
     m = MixedPoissonRegressor().fit(df[X], df["count"], groups=df[["g", "site"]], sample_weight=df["w"])
     d = fit_dask(MixedPoissonRegressor(), dd.from_pandas(df, npartitions=3), y="count", X=X, groups=["g", "site"],
                  sample_weight="w")
-    _assert_same_glmm(d, m)  # the loglik includes the counts' constant, summed over the partitions
+    _assert_same_glmm(d, m, same_search=False)  # the loglik includes the counts' constant, summed over the partitions
     assert d.coef_.shape == m.coef_.shape and isinstance(d.intercept_, float)
     # one factor: the per-group path, Poisson family
     m1 = MixedPoissonRegressor().fit(df[X], df["count"], groups=df["g"])
