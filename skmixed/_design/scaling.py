@@ -85,6 +85,16 @@ class ColumnScaling:
         """
         p = X.shape[1]
         mean, sd = _column_sds(X, weights) if X.shape[0] else (np.zeros(p), np.zeros(p))
+
+        def rms(j):
+            return np.sqrt(np.mean(X[:, j] ** 2)) if X.shape[0] else 0.0
+        return cls.from_moments(mean, sd, rms, feature_names, terms, center)
+
+    @classmethod
+    def from_moments(cls, mean, sd, rms, feature_names, terms, center=True) -> "ColumnScaling":
+        """Scales from the columns' weighted means and SDs (a distributed fit sums them over its
+        partitions); ``rms(j)``: root mean square of column ``j``, for columns without spread."""
+        p = len(mean)
         icpt = p > 0 and feature_names[0] == "(Intercept)"
         scale = np.ones(p)
         ctr = np.zeros(p)
@@ -93,8 +103,8 @@ class ColumnScaling:
             if sd[j] > 0 and np.isfinite(sd[j]):
                 scale[j] = 1.0 / sd[j]
             else:
-                rms = np.sqrt(np.mean(X[:, j] ** 2)) if X.shape[0] else 0.0
-                scale[j] = 1.0 / rms if rms > 0 and np.isfinite(rms) else 1.0
+                r = rms(j)
+                scale[j] = 1.0 / r if r > 0 and np.isfinite(r) else 1.0
             if center and icpt and j not in slopes:
                 ctr[j] = mean[j]
         return cls(ctr, scale)
@@ -134,9 +144,10 @@ class ColumnScaling:
             out.append((lam / self.block_scale(blk)[:, None])[r, c])
         return np.concatenate(out) if out else np.empty(0)
 
-    def log_det(self) -> float:
-        """``log|T|^2 = 2 sum log s_j``: what ``log|R_X|^2`` gains on the internal columns."""
-        return float(2.0 * np.log(self.scale).sum())
+    def log_det(self, p=None) -> float:
+        """``log|T|^2 = 2 sum log s_j``: what ``log|R_X|^2`` gains on the internal columns
+        (the first ``p``, the fixed ones, when the scaling also covers random-only columns)."""
+        return float(2.0 * np.log(self.scale[:p]).sum())
 
     def unscale(self, res, blocks, reml: bool = False):
         """Map a solver result (LMMResult or GLMMResult, fields ``beta``, ``vcov_beta``, ``b``,
@@ -144,7 +155,8 @@ class ColumnScaling:
         res.theta_internal = np.asarray(res.theta, dtype=float).copy()  # lme4's singularity test reads this
         if self.identity:
             return res
-        T = self.T()
+        p = np.asarray(res.beta).shape[0]
+        T = self.T()[:p, :p]  # columns past p: random-only columns (random slopes without a fixed effect)
         res.beta = T @ np.asarray(res.beta, dtype=float)
         res.vcov_beta = T @ np.asarray(res.vcov_beta, dtype=float) @ T.T
         thetas = []
@@ -158,7 +170,7 @@ class ColumnScaling:
         if blocks:
             res.theta = np.concatenate(thetas).astype(float)
         if reml and hasattr(res, "objective"):
-            res.objective = float(res.objective) - self.log_det()
+            res.objective = float(res.objective) - self.log_det(p)
             res.loglik = -0.5 * res.objective
         return res
 
@@ -187,7 +199,7 @@ def scale_cross_products(layout, cp, scaling: ColumnScaling):
         return cp
     d1 = scaling.block_scale(layout.blocks[0])
     dense = [np.tile(scaling.block_scale(b), b.n_levels) for b in layout.blocks[1:]]
-    sd = np.concatenate(dense + [scaling.scale, np.ones(1)])
+    sd = np.concatenate(dense + [scaling.scale[:layout.p], np.ones(1)])  # past p: random-only columns
     cp.A11 *= d1[None, :, None] * d1[None, None, :]
     cp.A21 *= sd[layout.cols][:, None] * d1[None, :]
     cp.A22 *= sd[:, None] * sd[None, :]
