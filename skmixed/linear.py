@@ -250,6 +250,10 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
                                                            self.fixed_effects_.to_numpy())
 
+    def _refit_response(self, fd: FitData):
+        self._fit_mixed(fd)
+        self._finish(fd)
+
     def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0, scaling=None):
         """Optimise theta on the cross-products and set the fitted attributes.
 

@@ -286,6 +286,11 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self._store(fd, blocks, res)
         return res
 
+    def _refit_response(self, fd: FitData):
+        # the bootstrap's refits: the fitted blocks, the design as given (no re-scaling)
+        blocks = self._glmm_state.blocks
+        self._store(fd, blocks, self._fit_mixed(fd, blocks))
+
     def _weights(self, fd):
         return np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
 
@@ -316,7 +321,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
                                    np.array([-1], dtype=np.int64), np.ones((1, 1), dtype=bool),
                                    family=self._family, offset=offset)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), sg.serial_if_small(X.shape[0]):
-            dev, _, beta, _, S = prob.joint_pirls(np.zeros(1), sg._start_beta(X, fd.y, w, self._family, offset), prob.u,
+            dev, _, beta, _, S = prob.joint_pirls(np.zeros(1), sg.start_beta(X, fd.y, w, self._family, offset), prob.u,
                                                   tol=1e-9, maxit=100)
         try:
             V = np.linalg.inv(S)

@@ -95,6 +95,7 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
     _fit_fixed_only = MixedLogisticRegressor._fit_fixed_only
     _glmer_summary_lines = MixedLogisticRegressor._glmer_summary_lines
     _store = MixedLogisticRegressor._store
+    _refit_response = MixedLogisticRegressor._refit_response
 
     def _validate_y(self, y, n):
         y_arr = super()._validate_y(y, n)

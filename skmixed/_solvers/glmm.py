@@ -424,7 +424,7 @@ def _vcov_from_hessian(Hdev, n_theta):
     return 0.5 * (V + V.T)
 
 
-def _start_beta(X, y, w, family=BINOMIAL, offset=None):
+def start_beta(X, y, w, family=BINOMIAL, offset=None):
     """Intercept at the link of the weighted mean when X has a constant column, else zeros."""
     beta = np.zeros(X.shape[1])
     const = np.flatnonzero(np.all(X[:10] == 1.0, axis=0))
@@ -526,7 +526,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     """
     X, y, w = prob.X, prob.y, prob.w_full
     nt = prob.n_theta
-    beta0 = _start_beta(X, y, w, prob.family, prob.off)
+    beta0 = start_beta(X, y, w, prob.family, prob.off)
     theta0 = (prob.t_rows == prob.t_cols).astype(float)
     prob.u[:] = 0.0
     sub = _start_subset(prob) if nagq != 0 else None
@@ -842,7 +842,7 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, f
 def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     nt, p = prob.n_theta, prob.p
     theta0 = np.concatenate([(r == c).astype(float) for (r, c) in prob.theta_pos])
-    beta0 = _start_beta(X, y, w, prob.family, prob.off)
+    beta0 = start_beta(X, y, w, prob.family, prob.off)
     # nAGQ=0 stage: beta inside PIRLS, theta by L-BFGS-B on finite differences
     state = {"beta": beta0}
 
