@@ -11,10 +11,12 @@ from __future__ import annotations
 import numbers
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_n_features,
@@ -32,6 +34,25 @@ from ._results import MixedFit
 
 __all__ = ["MixedModelBase", "FitData", "PredictData", "NoGroupsWarning", "fit_inputs", "predict_inputs",
            "refit_rows", "adopt_fit"]
+
+
+#: the constructor parameters most estimators share, as scikit-learn's ``_parameter_constraints``
+#: (estimators spread these into their own; ``_validate_params()`` checks them at the start of a fit)
+SHARED_CONSTRAINTS = {
+    "fit_intercept": ["boolean"],
+    "random_slopes": ["array-like", str, Integral, None],
+    "group_column": ["array-like", str, Integral, None],
+    "formula": [str, FormulaSpec, None],
+}
+#: a positive iteration count
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+#: MixedLogisticRegressor's and MixedPoissonRegressor's parameters
+GLMM_CONSTRAINTS = {
+    **SHARED_CONSTRAINTS,
+    "nagq": [Interval(Integral, 0, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="neither")],
+    "max_iter": [POSITIVE_INT],
+}
 
 
 class NoGroupsWarning(UserWarning):

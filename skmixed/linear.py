@@ -12,7 +12,7 @@ import scipy.linalg as sla
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
-from ._base import FitData, MixedModelBase
+from ._base import POSITIVE_INT, SHARED_CONSTRAINTS, FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
 from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, varcorr_table
@@ -144,6 +144,14 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     (180.0, 342.0)
     """
 
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "reml": ["boolean"],
+        "max_iter": [POSITIVE_INT],
+        "weights": [str],  # the values: _precision() (its message names both)
+        "verbose": ["verbose"],
+    }
+
     def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500,
                  weights="frequency", verbose=False, formula=None):
         self.reml = reml
@@ -189,6 +197,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         -------
         self
         """
+        self._validate_params()
         precision = self._precision()
         scale = 1.0
         if precision and sample_weight is not None:
@@ -354,6 +363,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         >>> bool(np.allclose(m.fixed_effects_, full.fixed_effects_, rtol=1e-8))
         True
         """
+        self._validate_params()
         if self._precision() and sample_weight is not None:
             raise ValueError("partial_fit accumulates frequency weights only; with weights='precision' "
                              "use fit on all rows")

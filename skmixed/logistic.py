@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import warnings
 
 import numpy as np
@@ -14,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import FitData, MixedModelBase, merge_offsets
+from ._base import GLMM_CONSTRAINTS, FitData, MixedModelBase, merge_offsets
 from ._design.layout import amalgamate
 from ._design.scaling import ColumnScaling, check_scales
 from ._separation import group_separation
@@ -196,14 +195,10 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         w = trials if sample_weight is None else trials * np.asarray(sample_weight, dtype=np.float64)
         return X, np.asarray(y, dtype=np.float64), groups, w
 
+    _parameter_constraints: dict = GLMM_CONSTRAINTS
+
     def _check_params(self):
-        nagq = self.nagq
-        if not isinstance(nagq, numbers.Integral) or isinstance(nagq, bool) or nagq < 0:
-            raise ValueError(f"nagq must be a non-negative integer, got {nagq!r}")
-        if not (isinstance(self.tol, numbers.Real) and self.tol > 0):
-            raise ValueError(f"tol must be positive, got {self.tol!r}")
-        if not (isinstance(self.max_iter, numbers.Integral) and self.max_iter > 0):
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        self._validate_params()
 
     # ----------------------------------------------------------------- fitting
     _family = BINOMIAL

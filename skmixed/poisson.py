@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._base import MixedModelBase, merge_offsets
+from ._base import GLMM_CONSTRAINTS, MixedModelBase, merge_offsets
 from ._families import POISSON
 from ._summary import Summary
 from .logistic import MixedLogisticRegressor, SingularFitWarning
@@ -88,6 +88,7 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         self.formula = formula
 
     # one GLMM code path: the fit, storage and checks are MixedLogisticRegressor's with the family swapped
+    _parameter_constraints: dict = GLMM_CONSTRAINTS
     _check_params = MixedLogisticRegressor._check_params
     _fit_glmm = MixedLogisticRegressor._fit_glmm
     _weights = MixedLogisticRegressor._weights

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import numbers
 import warnings
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._available_if import available_if
 from sklearn.utils._indexing import _safe_indexing
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import MixedModelBase, NoGroupsWarning, adopt_fit, fit_inputs, predict_inputs
@@ -188,15 +189,19 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------------------ checks
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "predict"])],
+        "n_subsamples": [Interval(Integral, 2, None, closed="left")],
+        "strategy": [StrOptions(set(_STRATEGIES))],
+        "combine": [StrOptions(set(_COMBINE))],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def _check_params(self):
-        if self.strategy not in _STRATEGIES:
-            raise ValueError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}")
-        if self.combine not in _COMBINE:
-            raise ValueError(f"combine must be one of {_COMBINE}, got {self.combine!r}")
-        M = self.n_subsamples
-        if not isinstance(M, numbers.Integral) or isinstance(M, bool) or M < 2:
-            raise ValueError(f"n_subsamples must be an integer >= 2, got {M!r}")
-        if self.strategy == "pairwise" and M < 3:
+        self._validate_params()  # types and ranges: _parameter_constraints
+        if self.strategy == "pairwise" and self.n_subsamples < 3:
             raise ValueError("strategy='pairwise' needs n_subsamples >= 3 (2 parts make one pair: the full data)")
         if not isinstance(self.estimator, MixedModelBase):
             raise ValueError("estimator must be a skmixed mixed-model estimator "
