@@ -30,6 +30,7 @@ from sklearn.utils.validation import (
 from ._design.formula import FormulaSpec, as_pandas
 from ._design.grouping import GroupingFactor, make_factors
 from ._design.terms import RandomTerm, default_terms
+from ._design.theta import ThetaMap
 from ._results import MixedFit
 
 __all__ = ["MixedModelBase", "FitData", "PredictData", "NoGroupsWarning", "fit_inputs", "predict_inputs",
@@ -540,7 +541,7 @@ class MixedModelBase(BaseEstimator):
         """Sum over random-effect blocks of ``z_row . b[code]`` (0 for code -1)."""
         return MixedFit(getattr(self, "_re_blocks", []), getattr(self, "_re_values", [])).random_part(Xd, codes)
 
-    def _store_random_effects(self, fd: FitData, blocks, b_values, condvars, covs, theta, lower, theta_internal=None):
+    def _store_random_effects(self, fd: FitData, blocks, b_values, condvars, covs, theta, theta_internal=None):
         """Set ``random_effects_``, ``random_effects_sd_``, ``cov_re_``, ``theta_``, ``is_singular_``.
 
         ``blocks`` are the amalgamated ReBlocks (one per factor, solver order),
@@ -552,7 +553,6 @@ class MixedModelBase(BaseEstimator):
         self._re_values = [np.asarray(b) for b in b_values]
         self.random_effects_, self.random_effects_sd_, self.cov_re_ = {}, {}, {}
         self._re_patterns = {}
-        theta_names = []
         for blk, b, cv, cov in zip(blocks, b_values, condvars, covs):
             f = fd.factors[blk.factor]
             self.random_effects_[f.name] = pd.DataFrame(b, index=f.levels, columns=blk.names)
@@ -560,13 +560,11 @@ class MixedModelBase(BaseEstimator):
             self.random_effects_sd_[f.name] = pd.DataFrame(sd, index=f.levels, columns=blk.names)
             self.cov_re_[f.name] = pd.DataFrame(cov, index=blk.names, columns=blk.names)
             self._re_patterns[f.name] = blk.pattern
-            for r, c in zip(*blk.theta_index()):
-                theta_names.append(f"{f.name}.{blk.names[r]}" if r == c
-                                   else f"{f.name}.{blk.names[r]}.{blk.names[c]}")
+        tmap = ThetaMap.for_blocks(blocks)
+        theta_names = tmap.names([fd.factors[blk.factor].name for blk in blocks], [blk.names for blk in blocks])
         self.theta_ = pd.Series(np.asarray(theta, dtype=float), index=theta_names, name="theta")
-        # lme4's isSingular: a parameter bounded at zero that sits (numerically) on it
-        th = np.asarray(theta if theta_internal is None else theta_internal)
-        self.is_singular_ = bool(np.any(th[np.asarray(lower) == 0] < 1e-4))
+        # lme4's isSingular, judged on the optimiser's columns
+        self.is_singular_ = tmap.is_singular(theta if theta_internal is None else theta_internal)
         self.n_groups_ = {f.name: f.n_levels for f in fd.factors}
 
 

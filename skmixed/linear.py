@@ -289,7 +289,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         problem, shift = self._user_problem(problem, layout, cp, shift, scaling)
         self._lmm_state = LMMState(problem, _basis(fd.X.shape[1], shift), float(yshift), res.theta,
                                    bool(self.reml), float(fd.n_obs), extra={"ldw": self._log_weights(fd)})
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower,
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta,
                                    getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
@@ -507,7 +507,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                 crit = N * (1 + np.log(2 * np.pi * rss / N))
         else:
             crit = -np.inf
-        self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
+        self._store_random_effects(fd, [], [], [], [], np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True
         self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
@@ -532,7 +532,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                 crit = N * (1 + np.log(2 * np.pi * rss / N))
         else:
             crit = -np.inf
-        self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
+        self._store_random_effects(fd, [], [], [], [], np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True  # closed form: one 'iteration'
         self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),

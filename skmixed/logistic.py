@@ -339,7 +339,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.fixed_effects_pvalue_ = pd.Series(2 * stats.norm.sf(np.abs(z)), index=names, name="Pr(>|z|)")
         self.vcov_ = pd.DataFrame(V, index=names, columns=names)
         covs = [lam @ lam.T for lam in res.lambdas]  # binomial: sigma = 1
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, res.extra["lower"],
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta,
                                    getattr(res, "theta_internal", None))
         self.sigma_ = 1.0
         self.loglik_ = float(res.loglik)

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
+from .._design.theta import scipy_bounds
+
 __all__ = ["FitLog", "probe_boundary", "minimize_bounded", "boundary_names"]
 
 #: probe distances off a bound, in units of the parameter's scale: the usual, a near one (a
@@ -212,7 +214,7 @@ def minimize_bounded(fg, x0, lower, *, fun=None, scale=None, maxiter=500, gtol=1
     def f_only(x):
         return fg(x)[0] if fun is None else fun(x)
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    bounds = scipy_bounds(lower)
 
     def projected_gradient(x):
         _, g = fg(x)
