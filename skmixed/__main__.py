@@ -51,6 +51,15 @@ def _steps():
         MixedLinearRegressor(reml=False).fit(Xb, df["y"], groups=df[["g", "h"]])
         MixedLinearRegressor(random_slopes=["x"]).fit(X, df["y"], groups=df[["g", "h"]])
         MixedLinearRegressor().fit(Xb, df["y"], groups=g, sample_weight=1.0 + (df["b"].to_numpy() > 0))
+        # the iterative path of large crossed designs (taken automatically above a size; forced here)
+        from skmixed._solvers.lmm_iterative import CrossedIterative, CrossedStats
+
+        rng = np.random.default_rng(0)
+        codes = [rng.integers(0, J, 300) for J in (30, 20, 5)]
+        yy = rng.normal(size=300) + rng.normal(size=30)[codes[0]]
+        it = CrossedIterative(CrossedStats.from_rows(codes, [30, 20, 5], np.ones((300, 1)), yy, y_shift=yy.mean()),
+                              reml=False)
+        it.result(*it.minimize(it.moment_start()))
 
     def logistic():
         for kw in ({}, {"nagq": 5}, {"nagq": 0}):

@@ -75,9 +75,14 @@ class FitData:
     n_design: int = 0  # columns of the full design (before dropping aliased ones)
     xtwx: np.ndarray = None  # X'WX of the kept columns (from the rank check)
     offset: np.ndarray = None  # a formula's offset() terms, summed (None without)
+    # the whole data's number of observations when the rows are elsewhere (a distributed fit's
+    # driver holds a row-free FitData); None: counted from X / weights
+    n_obs_total: float = None
 
     @property
     def n_obs(self) -> float:
+        if self.n_obs_total is not None:
+            return float(self.n_obs_total)
         return float(self.X.shape[0] if self.weights is None else self.weights.sum())
 
 
@@ -163,7 +168,7 @@ class MixedModelBase(BaseEstimator):
             state = getattr(self, "_glmm_state", None)
             kind = "glmm" if state is not None else None
         return MixedFit(blocks, list(getattr(self, "_re_values", [])) if blocks else [], getattr(self, "_keep", None),
-                        getattr(self, "_re_patterns", {}), state, kind)
+                        getattr(self, "_re_patterns", {}), state, kind, getattr(self, "_family", None))
 
     def _refit_response(self, fd: FitData):
         """Refit on ``fd`` (the training rows with a new response), keeping the model's structure

@@ -36,6 +36,8 @@ class MixedFit:
         What inference needs of the solver (profiled problem or GLMM blocks, training rows).
     kind : {"lmm", "glmm"} or None
         Which solver family ``state`` belongs to (None: neither, e.g. the additive model).
+    family : Family or None
+        The GLMM family (:mod:`skmixed._families`) of a GLMM fit.
 
     Examples
     --------
@@ -53,6 +55,7 @@ class MixedFit:
     patterns: dict = field(default_factory=dict)
     state: object = None
     kind: str | None = None
+    family: object = None
 
     def random_part(self, Xd, codes) -> np.ndarray:
         """Sum over the blocks of ``z_row . b[code]`` for rows ``Xd`` (kept design columns);

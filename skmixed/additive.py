@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 from numbers import Integral
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -110,6 +111,88 @@ def _parametric_matrix(Xd, par_cols, by_dummies):
     """Parametric columns plus treatment dummies of by-factors (level == value)."""
     cols = [Xd[:, par_cols]] + [(Xd[:, [b]] == lv[None, :]).astype(np.float64) for b, lv in by_dummies]
     return np.ascontiguousarray(np.hstack(cols)) if cols else np.empty((Xd.shape[0], 0))
+
+
+class _Design(NamedTuple):
+    """The terms of a fit and what its storage needs to name and unscale them."""
+
+    terms: list
+    smooths: list
+    re_info: list
+    par_cols: list
+    par_names: list
+    by_dummies: list
+    par_scale: np.ndarray
+    zscale: dict
+    zmax: dict  # max |z| of each random-slope term's (scaled) column
+    rowwise_parametric: bool  # the parametric block is kept row by row (no few distinct rows)
+
+
+class RowBinning:
+    """Data-dependent design choices taken from the rows at hand (the in-memory fit).
+
+    :meth:`AdditiveMixedRegressor._model_terms` asks an object of this shape for every choice that
+    depends on the data; a distributed fit answers with the whole data's choices instead (the
+    same bins and scales on every partition), so partition statistics add up.
+    """
+
+    def __init__(self, exact=False):
+        self.exact = exact
+
+    def discretize(self, j, x):
+        """(distinct or binned values, index) of smooth column ``j``."""
+        return discretize(x, _MAX_BINS, exact=self.exact)
+
+    def few_values(self, j, x, m):
+        """Sorted distinct values of column ``j`` if at most ``m``, else empty."""
+        return index_few_values(np.ascontiguousarray(x), m)[0]
+
+    def range(self, j, x, level=None, sel=None):
+        """(min, max) of column ``j`` (over the rows ``sel`` of a by ``level``)."""
+        xs = x if sel is None else x[sel]
+        return float(xs.min()), float(xs.max())
+
+    def parametric_rms(self, Xpar):
+        return np.sqrt(np.mean(Xpar * Xpar, axis=0)) if Xpar.shape[1] else np.zeros(0)
+
+    def slope_rms(self, col, z):
+        return float(np.sqrt(np.mean(z * z)))
+
+    def slope_absmax(self, col, z):
+        return float(np.max(np.abs(z)))
+
+    def compress(self, Xpar):
+        """(Xbar, index, row-wise?) of the scaled parametric block."""
+        Xbar, idx = _compress_rows(Xpar)
+        return Xbar, idx, Xbar is Xpar
+
+    def combinations(self, label, code, radix):
+        """(index, kept codes, counts) of a tensor term's margin-code combinations that occur."""
+        if radix < 2 ** 62:
+            index, kept = remap_codes(code, radix)
+        else:  # pragma: no cover - astronomically many combinations
+            uniq, index = np.unique(code, return_inverse=True)
+            kept, index = uniq, index.astype(np.int64)
+        return index, kept, np.bincount(index, minlength=kept.size).astype(np.float64)
+
+    def margin_rows(self, label, margin_vals):
+        """A ti() term's margins at the data rows (each margin is centred over them)."""
+        return [v[kk] for v, kk in margin_vals]
+
+
+def fit_summary_sums(family, y, w, mu, ybar):
+    """Sums over rows behind the fit summary (null deviance, adjusted R^2), additive over
+    partitions: row count, sums of (y - ybar) and its square, of residuals and their squares,
+    and the null deviance at ``ybar`` (the weighted mean of y)."""
+    y = np.asarray(y, dtype=np.float64)
+    dy = y - ybar
+    r = y - mu
+    if family == "gaussian":
+        null_dev = float(np.sum(w * dy ** 2))
+    else:
+        null_dev = float(np.sum(_unit_deviance(family, y, np.full_like(y, ybar)) * w))
+    return {"n": float(y.size), "sdy": float(dy.sum()), "sdy2": float(dy @ dy), "sr": float(r.sum()),
+            "sr2": float(r @ r), "null_dev": null_dev}
 
 
 class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
@@ -413,6 +496,20 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         icpt = int(self._has_intercept())
         # smooth columns are named/indexed among the input columns (before aliased ones are dropped)
         names_all = self._input_names(X, fd.n_design - icpt)
+        design = self._model_terms(fd, names_all, RowBinning(exact=not self.discrete))
+        lay = Layout(design.terms, fd.X.shape[0])
+        pw = np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
+        res = fit_freml(lay, fd.y, pw, self.family)
+        ybar = float(np.sum(pw * fd.y) / np.sum(pw))
+        gof = fit_summary_sums(self.family, fd.y, pw, self._inv_link(res.eta), ybar)
+        self._store(fd, lay, res, design, gof)
+        return self
+
+    def _model_terms(self, fd, names_all, binning) -> "_Design":
+        """The model's terms for the rows of ``fd``, every data-dependent choice (bins, by levels,
+        column scales, distinct parametric rows, tensor combinations) asked of ``binning``: the rows
+        themselves in memory, the whole data's first passes in a distributed fit."""
+        icpt = int(self._has_intercept())
         specs = self._smooth_specs(names_all)
         for sp in specs:
             self._term_options(sp)  # validate every term's k / bs before any work
@@ -422,7 +519,6 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             raise ValueError(f"smooth column(s) {missing} are aliased with other columns")
         col = fd.feature_names.index
         sm_cols = sorted({col(c) for sp in specs for c in sp.columns})
-        n = fd.X.shape[0]
         # ---- design (all validation before any fitted attribute is set)
         terms, smooths = [], []
         # by columns: a factor (2 to 50 distinct values) enters the parametric part as treatment
@@ -430,7 +526,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         by_cols = sorted({col(sp.by) for sp in specs if sp.by is not None})
         by_levels = {}
         for b in by_cols:
-            lev, _ = index_few_values(np.ascontiguousarray(fd.X[:, b]), 50)
+            lev = binning.few_values(b, fd.X[:, b], 50)
             if lev.size == 1:
                 raise ValueError(f"by column {fd.feature_names[b]!r} is constant")
             by_levels[b] = lev
@@ -442,21 +538,21 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         Xpar = _parametric_matrix(fd.X, par_cols, by_dummies)
         # parametric columns enter on a unit root-mean-square scale (coefficients are unscaled in
         # _store): the fREML Newton steps then do not depend on the columns' units
-        par_scale = np.sqrt(np.mean(Xpar * Xpar, axis=0)) if Xpar.shape[1] else np.zeros(0)
+        par_scale = binning.parametric_rms(Xpar)
         par_scale = np.where(par_scale > 0, par_scale, 1.0)
         Xpar = Xpar / par_scale
-        self_par_scale = par_scale
+        rowwise_par = False
         if Xpar.shape[1]:
-            Xbar, idx = _compress_rows(Xpar)
+            Xbar, idx, rowwise_par = binning.compress(Xpar)
             terms.append(Term("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
         for sp in specs:
             if sp.kind == "s":
-                self._add_smooth(fd, sp, terms, smooths, by_levels)
+                self._add_smooth(fd, sp, terms, smooths, by_levels, binning)
             else:
-                self._add_tensor(fd, sp, terms, smooths)
+                self._add_tensor(fd, sp, terms, smooths, binning)
         # random effects: one identity-penalized term per (factor, column), as mgcv's re smooths
         re_info = []
-        zscale = {}
+        zscale, zmax = {}, {}
         if fd.factors:
             primary = int(np.argmax([f.n_levels for f in fd.factors]))
             for rt in fd.terms:
@@ -469,9 +565,10 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                         # slopes enter on a unit root-mean-square scale (undone in _store) so that the
                         # fit does not depend on the column's units: starts and steps are scale-free
                         z = np.ascontiguousarray(fd.X[:, col])
-                        rms = float(np.sqrt(np.mean(z * z)))
+                        rms = binning.slope_rms(col, z)
                         zscale[tname] = rms if rms > 0 else 1.0
                         z = z / zscale[tname]
+                        zmax[tname] = binning.slope_absmax(col, z)
                     if rt.factor == primary:
                         t = Term(tname, f.codes, None, f.n_levels, z=z, kind="re")
                     else:  # small factors join the dense block (explicit identity basis)
@@ -484,21 +581,16 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             if t.name in seen:
                 raise ValueError(f"term {t.name!r} appears twice in the model (a duplicated random-effect term?)")
             seen.add(t.name)
-        lay = Layout(terms, n)
-        pw = np.ones(n) if fd.weights is None else fd.weights
-        res = fit_freml(lay, fd.y, pw, self.family)
-        self._re_zscale = zscale
-        self._par_scale = self_par_scale
-        self._store(fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies)
-        return self
+        return _Design(terms, smooths, re_info, par_cols, par_names, by_dummies, par_scale, zscale, zmax,
+                       rowwise_par and bool(Xpar.shape[1]))
 
-    def _add_smooth(self, fd, sp, terms, smooths, by_levels):
+    def _add_smooth(self, fd, sp, terms, smooths, by_levels, binning):
         """Terms of an ``s()`` smooth (with a factor by: one per level)."""
         k_, bs = self._term_options(sp)
         j = fd.feature_names.index(sp.columns[0])
         name = sp.columns[0]
         x = fd.X[:, j]
-        vals, k = discretize(x, _MAX_BINS, exact=not self.discrete)
+        vals, k = binning.discretize(j, x)
         if vals.size < 2:
             raise ValueError(f"smooth column {name!r} is constant: a smooth needs varying values")
         try:
@@ -512,7 +604,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             c = sm.centred(B, cw)
             terms.append(Term(f"s({name})", k, np.ascontiguousarray(B @ c.Z), vals.size, S=c.S,
                               rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
-            smooths.append(_SmoothInfo(f"s({name})", j, c, float(x.min()), float(x.max())))
+            smooths.append(_SmoothInfo(f"s({name})", j, c, *binning.range(j, x)))
             return
         byc = fd.feature_names.index(sp.by)
         if by_levels[byc].size == 0:
@@ -521,7 +613,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             tname = f"s({name}):{sp.by}"
             terms.append(Term(tname, k, np.ascontiguousarray(B), vals.size, z=np.ascontiguousarray(fd.X[:, byc]),
                               S=c.S, rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
-            smooths.append(_SmoothInfo(tname, j, c, float(x.min()), float(x.max()), byc, None))
+            smooths.append(_SmoothInfo(tname, j, c, *binning.range(j, x), byc, None))
             return
         # by-factor: one smooth per level on the shared basis, X_l = 1{f = l} B, each with its own
         # smoothing parameter; mgcv centres each level's curve over all rows (not the level's)
@@ -532,10 +624,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             tname = f"s({name}):{sp.by}{_fmt_level(lev)}"
             terms.append(Term(tname, k, np.ascontiguousarray(B @ c.Z), vals.size, z=ind, S=c.S,
                               rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
-            sel = ind > 0
-            smooths.append(_SmoothInfo(tname, j, c, float(x[sel].min()), float(x[sel].max()), byc, lev))
+            smooths.append(_SmoothInfo(tname, j, c, *binning.range(j, x, (byc, lev), ind > 0), byc, lev))
 
-    def _add_tensor(self, fd, sp, terms, smooths):
+    def _add_tensor(self, fd, sp, terms, smooths, binning):
         """The term of a ``te()``/``ti()`` tensor product: margins discretized one by one (as bam),
         the term indexed by the distinct combinations that occur."""
         if sp.by is not None:
@@ -544,17 +635,13 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         js = [fd.feature_names.index(c) for c in sp.columns]
         margin_vals, code, radix = [], np.zeros(fd.X.shape[0], dtype=np.int64), 1
         for jj, c in zip(js, sp.columns):
-            vals, k = discretize(fd.X[:, jj], _MAX_BINS, exact=not self.discrete)
+            vals, k = binning.discretize(jj, fd.X[:, jj])
             if vals.size < 2:
                 raise ValueError(f"smooth column {c!r} is constant: a smooth needs varying values")
             margin_vals.append((vals, k))
             code = code * vals.size + k
             radix *= vals.size
-        if radix < 2 ** 62:
-            index, kept = remap_codes(code, radix)
-        else:  # pragma: no cover - astronomically many combinations
-            uniq, index = np.unique(code, return_inverse=True)
-            kept, index = uniq, index.astype(np.int64)
+        index, kept, counts = binning.combinations(sp.label, code, radix)
         # per-margin value of each distinct combination (last margin fastest in the code)
         rem = kept.copy()
         xs = [None] * len(js)
@@ -562,9 +649,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             vals = margin_vals[m][0]
             xs[m] = vals[rem % vals.size]
             rem //= vals.size
-        counts = np.bincount(index, minlength=kept.size).astype(np.float64)
         # ti: each margin centred over the data rows, so built on them (knots use unique values)
-        build = [v[kk] for v, kk in margin_vals] if sp.kind == "ti" else [v for v, _ in margin_vals]
+        build = binning.margin_rows(sp.label, margin_vals) if sp.kind == "ti" else [v for v, _ in margin_vals]
         try:
             ts = TensorSmooth(build, ks, bss, interaction=sp.kind == "ti")
         except ValueError as e:
@@ -573,8 +659,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         c = ts.centred(B, counts)
         terms.append(Term(sp.label, index, np.ascontiguousarray(B @ c.Z), kept.size, S=sum(c.S_list),
                           rank=c.rank, kind="smooth", S_list=c.S_list))
-        lo = [float(fd.X[:, jj].min()) for jj in js]
-        hi = [float(fd.X[:, jj].max()) for jj in js]
+        lo, hi = zip(*[binning.range(jj, fd.X[:, jj]) for jj in js])
+        lo, hi = list(lo), list(hi)
         smooths.append(_SmoothInfo(sp.label, js[0], c, lo, hi, columns=js))
 
     @staticmethod
@@ -600,7 +686,12 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             blocks[t.name] = res.xtwx_dd[c, c].copy()
         return ref, blocks
 
-    def _store(self, fd, lay, res, terms, smooths, re_info, par_cols, par_names, by_dummies):
+    def _store(self, fd, lay, res, design, gof):
+        """Fitted attributes from the fREML result; ``gof``: :func:`fit_summary_sums` of the rows."""
+        terms, smooths, re_info = design.terms, design.smooths, design.re_info
+        par_cols, par_names, by_dummies = design.par_cols, design.par_names, design.by_dummies
+        self._re_zscale = design.zscale
+        self._par_scale = design.par_scale
         phi = res.phi
         Hinv = res.factor.Hinv
         self._lay_cols = {t.name: lay.cols.get(i) for i, t in enumerate(terms)}
@@ -644,7 +735,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pen_terms = [terms[i] for i in lay.pen]
         # mgcv rescales an re term's identity penalty by max|z|^2 (smoothCon's scale.penalty
         # with the row-abs-sum norm of the one-hot x z basis); report sp on that scale
-        re_scale = np.array([1.0 if t.kind != "re" or t.z is None else float(np.max(np.abs(t.z))) ** 2
+        re_scale = np.array([1.0 if t.kind != "re" or t.z is None else design.zmax[t.name] ** 2
                              for t in pen_terms])
         # a multi-penalty term's smoothing parameters are named like mgcv's: te(x2,x3)1, te(x2,x3)2
         sp_names, seen = [], {}
@@ -679,22 +770,20 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self._set_factor_attrs(fd)
         # in-sample fitted values of the fit itself (binned covariates when discrete), mgcv's
         # fitted.values; predict(X) evaluates the bases at the exact covariates instead
-        self.fitted_values_ = self._inv_link(res.eta)
+        # (a distributed fit keeps its rows, and so these, on the workers: None)
+        self.fitted_values_ = None if res.eta is None else self._inv_link(res.eta)
         # goodness of fit as mgcv's summary
-        y, w = fd.y, (np.ones_like(fd.y) if fd.weights is None else fd.weights)
-        mu = self._inv_link(res.eta)
-        ybar = np.sum(w * y) / np.sum(w)
-        if self.family == "gaussian":
-            null_dev = float(np.sum(w * (y - ybar) ** 2))
-        else:
-            null_dev = float(np.sum(_unit_deviance(self.family, y, np.full_like(y, ybar)) * w))
+        null_dev = gof["null_dev"]
         self.null_deviance_ = null_dev
         self.deviance_explained_ = 1 - res.deviance / null_dev if null_dev > 0 else np.nan
-        n = fd.X.shape[0]
+        n = int(gof["n"])
         self.residual_df_ = n - self._edf_total
-        r = y - mu
-        vy = np.var(y, ddof=1) if n > 1 else np.nan
-        self.r2_adj_ = float(1 - np.var(r, ddof=1) * (n - 1) / (vy * self.residual_df_)) if vy > 0 else np.nan
+        if n > 1:
+            vy = (gof["sdy2"] - gof["sdy"] ** 2 / n) / (n - 1)
+            vr = (gof["sr2"] - gof["sr"] ** 2 / n) / (n - 1)
+        else:
+            vy = vr = np.nan
+        self.r2_adj_ = float(1 - vr * (n - 1) / (vy * self.residual_df_)) if vy > 0 else np.nan
         self._n = n
 
     # ------------------------------------------------------------------ formulas

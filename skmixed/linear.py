@@ -17,7 +17,9 @@ from ._design.layout import BlockLayout, amalgamate
 from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, varcorr_table
 from ._progress import progress_bar
+from ._row_buffer import RowBuffer, plain_chunk
 from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
+from ._solvers.lmm_iterative import IterativeFitProblem, fit_iterative, iterative_applies, warn_stochastic
 from ._solvers.lmm_stats import GroupedStats
 from ._transaction import transactional
 from .inference._mixin import InferenceMixin, variance_parts
@@ -118,6 +120,15 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     reml_criterion_ / deviance_ : float
         The optimised criterion.
     is_singular_, converged_, n_iter_ : bool, bool, int
+    solver_ : {"exact", "iterative"}
+        Which path fitted the model: the exact blocked Cholesky, or (crossed random
+        intercepts whose exact dense part would exceed 256 MB) the iterative path of
+        :mod:`skmixed._solvers.lmm_iterative`, whose reported criterion is a stochastic
+        estimate (a ``StochasticCriterionWarning`` says so).
+    criterion_se_, iterative_info_ : float, dict
+        Iterative path only: the standard error of the reported criterion, and the
+        expected criterion excess of the estimates over the exact optimum, the number
+        of probe vectors, evaluations and CG iterations, the SDs' standard errors.
 
     Examples
     --------
@@ -215,7 +226,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             if fd.weights is not None:
                 fd.weights = fd.weights / scale
             fd = self._as_precision(fd)
-        self._stats = self._theta_by_factor = None  # a fit ends any partial_fit accumulation
+        self._stats = self._theta_by_factor = self._held = None  # a fit ends any partial_fit accumulation
         self._pending = False
         if not fd.terms:
             self._fit_fixed_only(fd)
@@ -236,7 +247,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         if np.allclose(fd.y, ybar, rtol=0, atol=1e-12 * max(1.0, abs(ybar))):
             raise ValueError("y is constant: the variance components are not identifiable")
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors])
-        layout = BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
+        # crossed random intercepts whose exact dense part would be too big: the iterative path
+        iterative = iterative_applies(blocks)
+        layout = None if iterative else BlockLayout.build(blocks, [f.codes for f in fd.factors], fd.X.shape[1])
         # the optimiser sees every column at unit spread (a scaled copy: inference keeps the
         # user's rows), so the answer is equivariant to the units of the columns (undone in _fit_blocks)
         check_scales(fd.X, fd.feature_names, fd.weights)
@@ -251,10 +264,13 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             shift[1:] = np.average(X[:, 1:], axis=0, weights=fd.weights)
         if icpt:
             yshift = float(np.average(fd.y, weights=fd.weights))
-        cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
-        cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
-        _require_finite([cp.A11, cp.A21, cp.A22], "the cross-products of the data")
-        self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
+        if iterative:
+            self._fit_iterative(fd, blocks, X, shift if icpt else None, yshift, scaling)
+        else:
+            cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
+            cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
+            _require_finite([cp.A11, cp.A21, cp.A22], "the cross-products of the data")
+            self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
         self._lmm_state.rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
         self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
                                                            self.fixed_effects_.to_numpy())
@@ -293,7 +309,38 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                                    getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
+        self.solver_ = "exact"
         return res.theta
+
+    def _fit_iterative(self, fd: FitData, blocks, X, shift, yshift, scaling):
+        """Crossed random intercepts too large for the exact dense part (:mod:`._solvers.lmm_iterative`).
+
+        Sets what :meth:`_fit_blocks` sets; ``criterion_se_`` and ``iterative_info_`` say how well the
+        stochastic estimates are resolved, and a StochasticCriterionWarning says so by name.
+        """
+        with progress_bar(self.verbose, desc="REML" if self.reml else "ML", unit="eval", delay=2.0) as bar:
+            res = fit_iterative(blocks, [f.codes for f in fd.factors], X, fd.y, fd.weights, fd.n_obs,
+                                bool(self.reml), shift, yshift, self.max_iter, bar if self.verbose else None)
+        if not res.converged:
+            warn_not_converged(res.message, res.n_iter)
+        if shift is not None:
+            T = _basis(fd.X.shape[1], shift)
+            res.beta = T @ res.beta
+            res.beta[0] += yshift
+            res.vcov_beta = T @ res.vcov_beta @ T.T
+        scaling.unscale(res, blocks, reml=bool(self.reml))
+        covs = [res.sigma**2 * lam @ lam.T for lam in res.lambdas]
+        self._lmm_state = LMMState(IterativeFitProblem(res.info, fd.X.shape[1]), np.eye(fd.X.shape[1]), 0.0,
+                                   res.theta, bool(self.reml), float(fd.n_obs),
+                                   extra={"ldw": self._log_weights(fd)})
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, np.zeros(len(blocks)),
+                                   getattr(res, "theta_internal", None))
+        self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, len(blocks))
+        self.n_iter_, self.converged_ = res.n_iter, res.converged
+        self.solver_ = "iterative"
+        self.criterion_se_ = float(res.info["criterion_se"])
+        self.iterative_info_ = dict(res.info)
+        warn_stochastic(res.info, "REML criterion" if self.reml else "deviance")
 
     @staticmethod
     def _user_problem(problem, layout, cp, shift, scaling):
@@ -343,7 +390,11 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             accumulated (its cost is that of reading its rows) and the estimates
             are dropped; they are computed once, on the totals, at the first
             access to a fitted attribute (``fixed_effects_``, ``predict``,
-            ``summary()``, ...). Feed many small chunks this way.
+            ``summary()``, ...). Feed many small chunks this way: plain NumPy chunks
+            (float X, integer labels, one grouping factor, no weights) are checked,
+            copied and held back, and merged into the totals in bulk once they
+            amount to about as many rows as there are levels, so a chunk costs
+            O(its rows) however many levels the totals have.
 
         Returns
         -------
@@ -369,13 +420,28 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                              "use fit on all rows")
         # all or nothing (@transactional): a rejected, failed or interrupted chunk is not counted
         first = getattr(self, "_stats", None) is None
+        held = self.__dict__.get("_held") or RowBuffer()
+        if not refit and not first and self._plain_chunks_allowed(sample_weight):
+            chunk = plain_chunk(X, y, groups, self.n_features_in_)
+            if chunk is not None:
+                # a small plain chunk is held back (checked and copied, nothing else) until the held
+                # rows pay for a merge into the totals: O(rows of the chunk) per call
+                held = held.add(chunk)
+                new = {k: v for k, v in self.__dict__.items() if not _is_estimate(k)} \
+                    if not self.__dict__.get("_pending") else dict(self.__dict__)
+                if held.n_rows >= max(_HOLD_ROWS, sum(len(lev) for lev in self._stats.levels)):
+                    new["_stats"], held = self._merged_held(held), None
+                new.update(_held=held, _pending=True)
+                self.__dict__ = new
+                return self
         fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
         # every chunk is centred like the first one (close to the means, so the sums keep
         # their digits); the totals are re-centred on their own means for the fit
         shift = None if first else self._stats.shift
         stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
-        total = stats if first else GroupedStats.merge([self._stats, stats])
+        total = stats if first else GroupedStats.merge([self._merged_held(held), stats])
         _require_finite([total.G, *total.D, *total.F], "the accumulated statistics")
+        self._held = None
         if refit:
             self._fit_stats(total)
             self.__dict__.update(_stats=total, _pending=False)
@@ -385,6 +451,23 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             new.update(_stats=total, _pending=True)
             self.__dict__ = new
         return self
+
+    def _plain_chunks_allowed(self, sample_weight):
+        """Whether chunks may be held back as plain rows (one integer-labelled factor, no formula)."""
+        return (sample_weight is None and self._formula is None and self.group_column is None
+                and "feature_names_in_" not in self.__dict__ and len(self._stats.factor_names) == 1)
+
+    def _merged_held(self, held):
+        """The totals with the held-back rows merged in (the estimator is not changed)."""
+        if held is None or not held.n_rows:
+            return self._stats
+        X, y, g = held.rows()
+        fd = self._prepare_fit(X, y, g, None, chunk=True, reset=False)
+        stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names,
+                                       self._stats.shift)
+        total = GroupedStats.merge([self._stats, stats])
+        _require_finite([total.G, *total.D, *total.F], "the accumulated statistics")
+        return total
 
     # ----------------------------------------------------------------- lazy estimates
     def __getattr__(self, name):
@@ -406,6 +489,8 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         saved = dict(self.__dict__)
         try:
             self.__dict__["_pending"] = False
+            if self.__dict__.get("_held") is not None:
+                self.__dict__.update(_stats=self._merged_held(self._held), _held=None)
             self._fit_stats(self._stats)
         except BaseException:
             self.__dict__ = saved
@@ -641,9 +726,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
 
         Parameters
         ----------
-        ddf : {"Satterthwaite"}
-            Denominator degrees of freedom of the t-tests (``"Kenward-Roger"`` is not
-            implemented yet and raises ``NotImplementedError``).
+        ddf : {"Satterthwaite", "Kenward-Roger"}
+            Denominator degrees of freedom of the t-tests (lmerTest's ``ddf``);
+            Kenward-Roger also adjusts the standard errors (pbkrtest's ``vcovAdj``).
 
         Returns
         -------
@@ -669,6 +754,10 @@ def _require_finite(arrays, what):
         raise ValueError(f"{what} are not finite: values too large to square (|X| or |y| above ~1e154?); "
                          "rescale the data")
 
+
+# held-back rows of plain chunks are merged into the totals once there are this many (or as
+# many as the totals have levels): a merge then costs about what reading its rows costs
+_HOLD_ROWS = 50_000
 
 # set by validation (never stale) / what prediction reads besides the trailing-underscore estimates
 _VALIDATION_ATTRS = ("n_features_in_", "feature_names_in_")

@@ -33,6 +33,12 @@ __all__ = ["StreamOrderWarning", "StreamingMixed"]
 AUTO_REFIT_EVERY = 20_000
 #: ... and, before that, each time the rows seen double from this many
 AUTO_FIRST = 500
+#: the budget: with ``refit_every="auto"`` corrections are at least this many rows per group
+#: apart (a correction costs about as much as 3-5 rows per group seen, so they take at most
+#: about a quarter of the time of the rows between them) ...
+AUTO_ROWS_PER_GROUP = 16
+#: ... and a batch ends with one when this many rows per group arrived since the last
+AUTO_END_ROWS_PER_GROUP = 4
 #: rows per progress-bar / callback step within a long segment
 _PROGRESS_STEP = 100_000
 
@@ -100,15 +106,20 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         Record the estimates every ``trace_every`` rows in :attr:`trace_` (a correction
         falling on such a row is recorded).
     refit_every : "auto", int or None, default="auto"
-        Exact corrections.  ``"auto"``: after every batch (so the estimates a
+        Exact corrections.  ``"auto"``: within a batch each time the rows seen double (from
+        500) and then every 20,000 rows, but never more often than every 16 rows per group
+        seen (a correction costs about as much as 3-5 rows per group, so this budget keeps
+        corrections under about a quarter of the time); and at the end of every batch that
+        brings at least 4 rows per group since the last correction (so the estimates such a
         :meth:`partial_fit` call leaves are the ML fit of all rows seen, whatever their
-        order) and within a batch each time the rows seen double (from 500) and then every
-        20,000 rows.  An int ``k``: every ``k`` rows (the
+        order; after a smaller batch they are SEMA's ECME estimates: the fixed effects' GLS
+        estimate at the last correction's variance parameters).  An int ``k``: every ``k``
+        rows (the
         results then do not depend on how the stream is cut into batches).  ``None``: plain
         SEMA; a :class:`StreamOrderWarning` then says when the stream's order looks grouped or
         sorted.  With ``forgetting`` the target is the ML fit of the down-weighted rows (each
-        row weighted by ``lam ** (rows after it)``).  A correction costs about a millisecond
-        per thousand groups.
+        row weighted by ``lam ** (rows after it)``).  A correction costs a few milliseconds
+        per thousand groups (15 fixed effects); between corrections a row costs about a microsecond.
     verbose : int, default=0
         Show a tqdm progress bar over the rows of each batch.
     callback : callable, optional
@@ -556,21 +567,22 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         return Z
 
     def _consume(self, X, y, groups, reset):
-        """Validate the batch, run it through a copy of the state, then commit in one assignment.
+        """Validate the batch, run it through a staged state, then commit in one assignment.
 
-        A rejected batch, a numerical failure or an interrupt (``KeyboardInterrupt``) anywhere
-        before the commit leaves the model as it was, so a batch is counted once or not at all.
+        The staged state (:class:`~skmixed._solvers.sema.Staging`) copies the global arrays
+        and writes the batch's groups in place with an undo log, so a batch costs
+        ``O(rows + groups touched)``, not ``O(groups)``.  A rejected batch, a numerical
+        failure or an interrupt (``KeyboardInterrupt``) anywhere before the commit rolls the
+        groups back and leaves the model as it was, so a batch is counted once or not at all.
         """
         Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
-        # ---- the batch is valid: stage the new state on copies
+        # ---- the batch is valid: stage the new state
         if reset:
             new = {k: v for k, v in self.__dict__.items()
                    if k not in _FITTED or k in ("n_features_in_", "feature_names_in_")}
             new.update(setup)
-            st = setup["_state"]
         else:
             new = dict(self.__dict__)
-            st = self._state.copy()
         if new["_no_groups"]:
             codes = np.zeros(Xd.shape[0], dtype=np.int64)
             n_levels = 1
@@ -586,55 +598,79 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                                                   np.empty(0, dtype=np.int64), levels)]
             codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
             n_levels = len(levels)
-        st.ensure_capacity(n_levels)
+        stg = _sema.Staging(setup["_state"], codes, fresh=True) if reset else _sema.Staging(self._state, codes)
+        try:
+            st = self._stage_batch(new, stg, Xd, yv, codes, n_levels)
+        except BaseException:
+            stg.rollback()
+            raise
+        self.__dict__ = new  # the commit: one assignment
         correcting = self.refit_every is not None and not new["_no_groups"]
+        self._warn_if_aliased(reset)
+        if not correcting:
+            self._warn_if_order_sensitive()
+        return self
+
+    def _stage_batch(self, new, stg, Xd, yv, codes, n_levels):
+        """Run the batch on the staged state and fill ``new`` (the attributes to commit)."""
+        stg.ensure_capacity(n_levels)
+        st = stg.state
+        correcting = self.refit_every is not None and not new["_no_groups"]
+        n = Xd.shape[0]
+        ue = self.update_every
+        if ((not st.trained and st.n_rows + n >= self.n_train)  # the training EM: every group
+                or (ue and (st.n_rows + n) // ue > st.n_rows // ue)  # a sweep: every group
+                or (not correcting and st.stale[0])):  # SEMA's contributions rebuilt: every group
+            stg.privatize()
         if not correcting:
             _exact.record_order(st, Xd, codes, st.n_rows)
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=Xd.shape[0], unit="rows", desc="StreamingMixed", leave=False)
+            bar = tqdm(total=n, unit="rows", desc="StreamingMixed", leave=False)
         try:
-            traces = self._run(new, st, Xd, yv, codes, correcting, bar)
+            traces = self._run(new, stg, Xd, yv, codes, correcting, bar, n_levels)
         finally:
             if bar is not None:
                 bar.close()
-        _check_finite_state(st)
+        _check_finite_state(st, Xd, yv)
         if traces:
             new["_trace_rows"] = list(new["_trace_rows"]) + traces
         new.update(_state=st, n_seen_=st.n_rows, n_groups_=0 if new["_no_groups"] else n_levels,
                    n_iter_=st.n_sweeps)
-        self.__dict__ = new  # the commit: one assignment
-        self._warn_if_aliased(reset)
-        if not correcting:
-            self._warn_if_order_sensitive()
-        return self
+        return st
 
     # ---------------------------------------------------------------- exact corrections
-    def _next_correction(self, last):
+    def _next_correction(self, last, n_groups):
         """The row of the next scheduled correction after one at row ``last`` (0: none yet)."""
         if self.refit_every == "auto":
-            # early rows move the fit most: double the rows seen, then every AUTO_REFIT_EVERY
-            return last + min(AUTO_REFIT_EVERY, max(last, AUTO_FIRST))
+            # early rows move the fit most: double the rows seen, then every AUTO_REFIT_EVERY,
+            # but never more often than the budget allows (a correction's cost grows with the groups)
+            gap = min(AUTO_REFIT_EVERY, max(last, AUTO_FIRST))
+            return last + max(gap, AUTO_ROWS_PER_GROUP * n_groups)
         k = int(self.refit_every)
         return (last // k + 1) * k
 
-    def _run(self, new, st, Xd, yv, codes, correcting, bar):
+    def _run(self, new, stg, Xd, yv, codes, correcting, bar, n_groups):
         """Feed the batch to the staged state ``st`` with the scheduled corrections; returns the trace rows.
 
-        With ``refit_every="auto"`` the batch also ends with a correction.  Long stretches
+        With ``refit_every="auto"`` the batch also ends with a correction when at least
+        ``AUTO_END_ROWS_PER_GROUP`` rows per group arrived since the last one.  Long stretches
         without one are cut every 100,000 rows for the progress bar and the callback.
         """
+        st = stg.state
         n = Xd.shape[0]
         start = st.n_rows
         pos = 0
         traces = []
         show = bool(self.verbose) or self.callback is not None
         while pos < n:
-            stop, scheduled = n, self.refit_every == "auto"
+            stop = n
+            scheduled = (self.refit_every == "auto"
+                         and start + n - int(st.xc[0]) >= AUTO_END_ROWS_PER_GROUP * n_groups)
             if correcting:
-                due = max(self._next_correction(int(st.xc[0])) - start, pos + 1)
+                due = max(self._next_correction(int(st.xc[0]), n_groups) - start, pos + 1)
                 if due <= n:
                     stop, scheduled = due, True
             else:
@@ -645,7 +681,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                                   n_train=self.n_train, alpha=self._alpha(), update_every=self.update_every,
                                   trace_every=self.trace_every, ecme=correcting)
             done, pos = stop - pos, stop
-            corrected = correcting and scheduled and self._correct(new, st)
+            corrected = correcting and scheduled and self._correct(new, stg)
             if corrected and trace.shape[0] and trace[-1, 0] == st.n_rows:
                 trace[-1] = _sema.trace_row(st)  # a trace row falling on a correction shows it
             if trace.shape[0]:
@@ -656,13 +692,18 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                 self.callback(self._progress_info(new, st, corrected))
         return traces
 
-    def _correct(self, new, st):
-        """Replace SEMA's estimates in ``st`` by the exact ML fit of the rows seen (if it can be fitted yet)."""
+    def _correct(self, new, stg):
+        """Replace SEMA's estimates in the staged state by the exact ML fit of the rows seen (if it can be fitted yet)."""
+        st = stg.state
         st.xc[0] = st.n_rows  # the schedule counts from the last attempt
         if not st.trained or not st.has_P:
             return False
-        # warm start from the last correction; the first one runs the batch optimiser
+        stg.privatize()  # the fit rewrites every group's BLUP and contributions
+        # warm start from the last correction, the first one from the training EM's estimates
+        # (or, without a training phase, the batch optimiser's default start)
         theta0 = st.xtheta if st.xtheta.size else None
+        if theta0 is None and st.n_train_iter > 0:
+            theta0 = _exact.theta_of(st.Lphi, st.s2)
         H0 = st.xhess if st.xhess.size else None
         fit = _exact.exact_fit(st, new["_zidx"], new["feature_names_"], new["re_names_"], alpha=self._alpha(),
                                theta0=theta0, H0=H0, intercept=self._has_intercept())
@@ -806,9 +847,17 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         return Xd, yv, factor, setup
 
 
-def _check_finite_state(st):
-    """A clear error instead of NaN estimates when the stream's sums overflow (|y| or |X| ~1e155)."""
-    if not (np.isfinite(st.beta).all() and np.isfinite(st.Phi).all() and np.isfinite(st.sc).all()
-            and np.isfinite(st.XtX).all()):
+def _check_finite_state(st, Xd=None, yv=None):
+    """A clear error instead of NaN estimates when the stream's sums overflow (|y| or |X| ~1e155).
+
+    Checks the global statistics and, since the per-group sums hold squares of the batch's
+    values, that those squares are finite (``O(rows)``, never ``O(groups)``).
+    """
+    ok = (np.isfinite(st.beta).all() and np.isfinite(st.Phi).all() and np.isfinite(st.sc).all()
+          and np.isfinite(st.XtX).all() and np.isfinite(st.Info).all() and np.isfinite(st.Rhs).all())
+    for v in (Xd, yv):
+        if ok and v is not None and v.size:
+            ok = float(np.abs(v).max()) < 1e154  # its square (and sums of a few) stay finite
+    if not ok:
         raise ValueError("the batch makes the stream's statistics non-finite (values too large to square, "
                          "|X| or |y| above ~1e154?): rescale the data; the model is unchanged")

@@ -33,9 +33,10 @@ ALLOWED = {
     ("_threads.py", "threadpoolctl", "_ALL_CONTROLLERS"): "third-party internals (threadpoolctl)",
 }
 
-# modules being restructured right now, whose seams follow the move (issue #19: dask.py and _dask_glmm.py
-# become the skmixed/dask/ package); path prefixes relative to skmixed/
-PENDING = ("dask.py", "_dask_glmm.py", "dask/")
+# known debt, path prefixes relative to skmixed/: the distributed fits (skmixed/dask/, moved there by #19)
+# still drive an estimator's fit steps (_prepare_fit, _store, _fit_stats, ...) from outside; their seam
+# is a MixedFit built by the distributed solver and set by the estimator (issue #13), not done yet
+PENDING = ("dask/",)
 
 _ATTR_FUNCS = {"getattr", "hasattr", "setattr", "delattr"}
 

@@ -181,7 +181,7 @@ def test_glmm_in_memory_fit_during_a_distributed_fit_is_untouched(client, seed00
     # meanwhile in the same process (here: from inside a remote kernel call, the worst
     # moment) must still use the local kernels and give its own answer
     from skmixed import MixedLogisticRegressor
-    from skmixed import _dask_glmm
+    from skmixed.dask import glmm as _dask_glmm
     from skmixed.dask import fit_glmm
 
     small = seed000.iloc[:3000]
@@ -202,3 +202,85 @@ def test_glmm_in_memory_fit_during_a_distributed_fit_is_untouched(client, seed00
     np.testing.assert_array_equal(inner["fit"].theta_, expected.theta_)
     f = MixedLogisticRegressor().fit(df[["x", "b"]], df["y_bin"], groups=df["g"])
     np.testing.assert_allclose(m.fixed_effects_, f.fixed_effects_, rtol=1e-6)
+
+
+# ----------------------------------------------------------------- additive model (discrete fREML) on the cluster
+def _gamsim(n, seed, n_groups=30):
+    """gamSim(1)-like data (Gu & Wahba's four functions) with a random intercept and a factor by."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(n, 4))
+    f = (2 * np.sin(np.pi * x[:, 0]) + np.exp(2 * x[:, 1])
+         + 0.2 * x[:, 2] ** 11 * (10 * (1 - x[:, 2])) ** 6 + 10 * (10 * x[:, 2]) ** 3 * (1 - x[:, 2]) ** 10)
+    df = pd.DataFrame(x, columns=["x0", "x1", "x2", "x3"])
+    df["x1"] = np.round(df["x1"], 2)  # few distinct values: exact bins; the others: a 1000-point grid
+    df["fac"] = rng.integers(0, 3, n).astype(float)
+    df["x4"] = rng.uniform(size=n)
+    df["g"] = rng.integers(0, n_groups, n)
+    df["h"] = rng.choice(["a", "b", "c", "d"], n)
+    re = rng.normal(0, 0.5, n_groups)[df["g"]]
+    df["y"] = f + np.cos(3 * df["x4"]) * (df["fac"] - 1) + re + rng.normal(0, 1.0, n)
+    df["count"] = rng.poisson(np.exp((f - 4) / 3 + re))
+    df["w"] = rng.integers(1, 3, n).astype(float)
+    return df
+
+
+def _assert_same_additive(d, m, rtol=1e-8):
+    assert d.reml_score_ == pytest.approx(m.reml_score_, rel=1e-10)
+    np.testing.assert_allclose(d.fixed_effects_, m.fixed_effects_, rtol=rtol, atol=1e-10)
+    np.testing.assert_allclose(d.fixed_effects_se_, m.fixed_effects_se_, rtol=1e-6)
+    np.testing.assert_allclose(d.edf_, m.edf_, rtol=0, atol=1e-6)
+    assert list(d.edf_.index) == list(m.edf_.index)
+    assert d.deviance_ == pytest.approx(m.deviance_, rel=1e-9)
+    assert d.null_deviance_ == pytest.approx(m.null_deviance_, rel=1e-12)
+    assert d.r2_adj_ == pytest.approx(m.r2_adj_, rel=1e-9)
+    assert d.n_obs_ == m.n_obs_
+    assert d.fitted_values_ is None  # the rows stayed on the workers
+
+
+def test_additive_gaussian_equals_in_memory(client):
+    from skmixed import AdditiveMixedRegressor
+    from skmixed.dask import fit_additive
+
+    df = _gamsim(12_000, 3)
+    X = ["x0", "x1", "x2", "x3", "x4", "fac"]
+    # an identifiable model (te(x3, x4) next to s(x4, by=fac) is not: its fit depends on the row order)
+    params = dict(smooth=["x0", "x1", "te(x2,x3)", ("x4", "fac")], n_knots={"x0": 12}, basis={"x1": "ps"})
+    ddf = dd.from_pandas(df, npartitions=6)
+    d = fit_additive(ddf, y="y", X=X, groups=["g", "h"], sample_weight="w", **params)
+    m = AdditiveMixedRegressor(**params).fit(df[X], df["y"], groups=df[["g", "h"]], sample_weight=df["w"])
+    _assert_same_additive(d, m)
+    # same bins, same smooths: predictions at the exact covariates agree too
+    head = df.head(500)
+    np.testing.assert_allclose(d.predict(head[X], groups=head[["g", "h"]]), m.predict(head[X], groups=head[["g", "h"]]),
+                               rtol=0, atol=1e-8 * df["y"].std())
+    got = predict_dask(d, ddf.head(500, npartitions=-1, compute=False), X=X, groups=["g", "h"]).compute()
+    np.testing.assert_allclose(got.to_numpy(), m.predict(head[X], groups=head[["g", "h"]]), atol=1e-8 * df["y"].std())
+    np.testing.assert_allclose(d.random_effects_["g"], m.random_effects_["g"], rtol=0, atol=1e-8)
+
+
+def test_additive_poisson_with_slope_equals_in_memory(client):
+    from skmixed import AdditiveMixedRegressor
+
+    df = _gamsim(8_000, 4)
+    X = ["x0", "x1", "x2", "x3"]
+    est = AdditiveMixedRegressor(smooth=["x0", "x1", "x2"], family="poisson", random_slopes=["x3"])
+    d = fit_dask(est, dd.from_pandas(df, npartitions=4), y="count", X=X, groups="g")
+    m = AdditiveMixedRegressor(**est.get_params()).fit(df[X], df["count"], groups=df["g"])
+    _assert_same_additive(d, m)
+    np.testing.assert_allclose(d.re_sd_, m.re_sd_, rtol=1e-6)
+    assert d.n_iter_ == m.n_iter_
+
+
+def test_additive_bad_inputs(client):
+    from skmixed import AdditiveMixedRegressor
+
+    df = _gamsim(600, 5)
+    ddf = dd.from_pandas(df, npartitions=2)
+    with pytest.raises(ValueError, match="discrete=True"):
+        fit_dask(AdditiveMixedRegressor(smooth=["x0"], discrete=False), ddf, y="y", X=["x0"], groups="g")
+    with pytest.raises(ValueError, match="ti\\(\\) terms"):
+        fit_dask(AdditiveMixedRegressor(smooth=["ti(x0,x1)"]), ddf, y="y", X=["x0", "x1"], groups="g")
+    with pytest.raises(ValueError, match="not in the dask DataFrame"):
+        fit_dask(AdditiveMixedRegressor(smooth=["x0"]), ddf, y="y", X=["x0", "nope"], groups="g")
+    with pytest.raises(ValueError, match="non-negative"):
+        fit_dask(AdditiveMixedRegressor(smooth=["x0"], family="poisson"), ddf, y="y", X=["x0"], groups="g")

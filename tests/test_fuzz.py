@@ -176,6 +176,7 @@ def _interrupt_points():
     import skmixed._solvers.lmm as slmm
     import skmixed._solvers.lmm_stats as sstats
     import skmixed._solvers.sema as ssema
+    import skmixed._solvers.sema_exact as sexact
     import skmixed.linear as lin
     import skmixed.streaming as stream
 
@@ -185,7 +186,8 @@ def _interrupt_points():
                    (slmm.LMMProblem, "result"), (lin.MixedLinearRegressor, "_finish"),
                    (lin.MixedLinearRegressor, "_store_random_effects"), (lin, "_require_finite")],
         "streaming": [(ssema, "consume"), (stream, "_check_finite_state"), (ssema.SemaState, "copy"),
-                      (ssema.SemaState, "ensure_capacity"), (stream.StreamingMixed, "_prepare")],
+                      (ssema.SemaState, "ensure_capacity"), (stream.StreamingMixed, "_prepare"),
+                      (ssema.Staging, "privatize"), (sexact, "apply_fit"), (sexact, "record_order")],
     }
 
 

@@ -164,3 +164,29 @@ def test_rows_after_a_correction_follow_the_gls_fixed_effects(data):
     ml = _ml(X[:14_000], y[:14_000], g[:14_000], None)
     z = (m.fixed_effects_ - ml.fixed_effects_) / ml.fixed_effects_se_
     assert np.abs(z).max() < 0.3
+
+
+def test_a_small_batch_touches_only_its_groups_and_rolls_back(data, monkeypatch):
+    # a batch writes its groups in place (with an undo log) instead of copying every group's
+    # statistics: the per-group arrays stay the same objects; an interrupt after the rows
+    # went in leaves the model pickle-identical
+    import skmixed._solvers.sema as ssema
+    import skmixed.streaming as stream
+
+    X, y, g = data
+    m = StreamingMixed().fit(X, y, groups=g)
+    arrays = {n: getattr(m._state, n) for n in ("gA", "gb", "ginfo", "glast")}
+    monkeypatch.setattr(ssema.SemaState, "copy", lambda self: pytest.fail("a batch copied the whole state"))
+    m.partial_fit(X[:50], y[:50], groups=g[:50])  # 50 rows of 60 groups: below the correction budget
+    assert m.n_seen_ == N_ROWS + 50 and m.n_corrections_ >= 1
+    for n, a in arrays.items():
+        assert getattr(m._state, n) is a, n
+    before = pickle.dumps(m)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stream, "_check_finite_state", boom)  # after the rows were consumed in place
+    with pytest.raises(KeyboardInterrupt):
+        m.partial_fit(X[100:150] + 1.0, y[100:150], groups=g[100:150])
+    assert pickle.dumps(m) == before

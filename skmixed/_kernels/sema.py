@@ -62,6 +62,28 @@ N_IC = 5
 
 
 @njit(cache=True)
+def scale_(a, f):
+    """``a *= f`` in place, as a plain loop over the (C-contiguous) array's elements.
+
+    The array expression ``a *= f`` compiles numpy's broadcasting machinery and its
+    shape-error messages (seconds on a cold cache, for every kernel that uses it).
+    """
+    flat = a.reshape(a.size)
+    for i in range(flat.size):
+        flat[i] *= f
+
+
+@njit(cache=True)
+def add_(a, b):
+    """``a += b`` in place for C-contiguous arrays of equal shape, as a plain loop (see :func:`scale_`)."""
+    fa = a.reshape(a.size)
+    fb = b.reshape(b.size)
+    for i in range(fa.size):
+        fa[i] += fb[i]
+
+
+
+@njit(cache=True)
 def decay_factor(t_from, t_to, alpha):
     """Product of the per-row forgetting factors of rows ``t_from + 1 .. t_to``.
 
@@ -341,16 +363,16 @@ def rebuild_sums(alpha, gA, ga, gs, gB, gD, gc, gn, gtime, glast, XtX, Xy, P, sc
         if alpha > 0.0:
             f = decay_factor(gtime[g], now, alpha)
             if f != 1.0:
-                gA[g] *= f
-                ga[g] *= f
+                scale_(gA[g], f)
+                scale_(ga[g], f)
                 gs[g] *= f
-                gB[g] *= f
-                gD[g] *= f
-                gc[g] *= f
+                scale_(gB[g], f)
+                scale_(gD[g], f)
+                scale_(gc[g], f)
                 gn[g] *= f
                 gtime[g] = now
-        XtX += gA[g]
-        Xy += ga[g]
+        add_(XtX, gA[g])
+        add_(Xy, ga[g])
         N += gn[g]
     if not spd_inverse(XtX, P, np.empty((p, p))):
         return False
@@ -393,8 +415,8 @@ def estep_all(alpha, beta, Lphi, Phiinv, gA, ga, gs, gB, gD, gc, gb, gCinv, gt1,
         for k in range(q):
             for m in range(q):
                 gT2w[g, k, m] = w * T2g[k, m]
-        t1 += gt1[g]
-        T2 += gT2w[g]
+        add_(t1, gt1[g])
+        add_(T2, gT2w[g])
         t3 += t3g
         J += w
     sc[SC_T3] = t3
@@ -611,13 +633,13 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
         if decaying:
             # the past loses weight; P is handled in the Sherman-Morrison step below
             if ic[IC_HASP] == 0 or ic[IC_TRAINED] == 0:
-                XtX *= lam
-            Xy *= lam
-            t1 *= lam
-            T2 *= lam
+                scale_(XtX, lam)
+            scale_(Xy, lam)
+            scale_(t1, lam)
+            scale_(T2, lam)
             if ecme:
-                Info *= lam
-                Rhs *= lam
+                scale_(Info, lam)
+                scale_(Rhs, lam)
             sc[SC_N] *= lam
             sc[SC_J] *= lam
             sc[SC_T3] *= lam
@@ -645,12 +667,12 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
         elif alpha > 0.0:
             f = decay_factor(gtime[g], now, alpha)
             if f != 1.0:
-                gA[g] *= f
-                ga[g] *= f
+                scale_(gA[g], f)
+                scale_(ga[g], f)
                 gs[g] *= f
-                gB[g] *= f
-                gD[g] *= f
-                gc[g] *= f
+                scale_(gB[g], f)
+                scale_(gD[g], f)
+                scale_(gc[g], f)
                 gn[g] *= f
         A = gA[g]
         a = ga[g]
@@ -693,6 +715,67 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                                beta, Phi, Lphi, Phiinv, sc, ic)
                     ic[IC_NTRAINIT] = it
                     ic[IC_TRAINED] = 1
+        elif ecme:
+            # ---- 2'. ECME row (after a correction): the group's BLUP at the held variance
+            # parameters and its GLS contributions swapped in; SEMA's complete-data
+            # contributions (t1, T2, t3) and P are left stale -- nothing reads them before the
+            # next correction or sweep rebuilds them (StreamingMixed marks the state so)
+            _cinv(B, Lphi, Phiinv, sc[SC_PHIOK] > 0.5, sc[SC_S2], gCinv[g], W1, W2, W3)
+            Cg = gCinv[g]
+            bg = gb[g]
+            for k in range(q):
+                t = c[k]
+                for m in range(p):
+                    t -= D[m, k] * beta[m]
+                r[k] = t
+            for k in range(q):
+                t = 0.0
+                for l in range(q):
+                    t += Cg[k, l] * r[l]
+                bg[k] = t
+            for m in range(p):
+                for k in range(q):
+                    t = 0.0
+                    for l in range(q):
+                        t += D[m, l] * Cg[l, k]
+                    DCw[m, k] = t
+            Gi = ginfo[g]
+            for m in range(p):
+                t = a[m]
+                for k in range(q):
+                    t -= DCw[m, k] * c[k]
+                Rhs[m] += t - f * grhs[g, m]
+                grhs[g, m] = t
+                # info_g = A - D Cinv D' is symmetric: the lower triangle, mirrored
+                for l in range(m + 1):
+                    t = A[m, l]
+                    for k in range(q):
+                        t -= DCw[m, k] * D[l, k]
+                    d = t - f * Gi[m, l]
+                    Info[m, l] += d
+                    Gi[m, l] = t
+                    if l < m:
+                        Info[l, m] += d
+                        Gi[l, m] = t
+            if now % 256 == 0:
+                # keep the preconditioner close to Info^-1 as rows change Info (a stale one
+                # can make the iteration diverge on a stream sorted by x)
+                spd_inverse(Info, K, Rp)
+            # ---- 4'. beta one preconditioned step towards the GLS estimate Info^-1 Rhs: every
+            # 8th row, on trace rows and on a batch's last row (the only places where beta is
+            # seen; between them a row changes Info and Rhs by one rank-q term, so a step
+            # with K ~ Info^-1 lands as close to the GLS estimate as eight steps would)
+            if now % 8 == 0 or i == n - 1 or (trace_every > 0 and now % trace_every == 0):
+                for m in range(p):
+                    t = Rhs[m]
+                    for l in range(p):
+                        t -= Info[m, l] * beta[l]
+                    res[m] = t
+                for m in range(p):
+                    t = 0.0
+                    for l in range(p):
+                        t += K[m, l] * res[l]
+                    beta[m] += t
         else:
             # ---- 2. E-step for g only with the current parameters; swap its contributions
             s2 = sc[SC_S2]
@@ -710,27 +793,6 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
             gt3[g] = t3g
             sc[SC_J] += 1.0 - f * gJw[g]
             gJw[g] = 1.0
-            if ecme:
-                # the group's GLS contributions at the current parameters, swapped in
-                Cg = gCinv[g]
-                for m in range(p):
-                    for k in range(q):
-                        t = 0.0
-                        for l in range(q):
-                            t += D[m, l] * Cg[l, k]
-                        DCw[m, k] = t
-                for m in range(p):
-                    t = a[m]
-                    for k in range(q):
-                        t -= DCw[m, k] * c[k]
-                    Rhs[m] += t - f * grhs[g, m]
-                    grhs[g, m] = t
-                    for l in range(p):
-                        t = A[m, l]
-                        for k in range(q):
-                            t -= DCw[m, k] * D[l, k]
-                        Info[m, l] += t - f * ginfo[g, m, l]
-                        ginfo[g, m, l] = t
             # ---- 3. P = (X'X)^-1
             if ic[IC_HASP] == 1:
                 # Sherman-Morrison for X'X <- lam X'X + x x'
@@ -748,24 +810,8 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                     um = u[m] / den
                     for l in range(p):
                         P[m, l] = (P[m, l] - um * u[l]) * inv_ld
-                # ---- 4. M-step (ECME: variance parameters held, beta one step towards GLS)
-                if not ecme:
-                    mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, True)
-                else:
-                    if now % 256 == 0:
-                        # keep the preconditioner close to Info^-1 as rows change Info (a
-                        # stale one can make the iteration diverge on a stream sorted by x)
-                        spd_inverse(Info, K, Rp)
-                    for m in range(p):
-                        t = Rhs[m]
-                        for l in range(p):
-                            t -= Info[m, l] * beta[l]
-                        res[m] = t
-                    for m in range(p):
-                        t = 0.0
-                        for l in range(p):
-                            t += K[m, l] * res[l]
-                        beta[m] += t
+                # ---- 4. M-step
+                mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, True)
             elif spd_inverse(XtX, P, Rp):
                 # first invertible X'X: invert it, skip this row's M-step (reference code)
                 ic[IC_HASP] = 1

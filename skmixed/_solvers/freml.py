@@ -72,7 +72,10 @@ class Term:
 class Layout:
     """Column layout, pair accumulation plan and buffers for the binned pass."""
 
-    def __init__(self, terms: list[Term], n: int):
+    def __init__(self, terms: list[Term], n: int, rowwise=None, plan_n=None):
+        """``rowwise`` (one flag per term) and ``plan_n`` (the row count the pair plan is sized for)
+        fix the accumulation plan independently of this layout's own rows: a distributed fit gives
+        every partition's layout the plan of the whole data, so their accumulators add up."""
         self.terms = terms
         self.n = n
         self.dense = [i for i, t in enumerate(terms) if t.Xbar is not None]
@@ -126,7 +129,10 @@ class Layout:
         zs = [t.z for t in terms if t.z is not None]
         self.Zm = np.ascontiguousarray(np.vstack(zs)) if zs else np.zeros((1, 1))
         # row-wise terms: about as many distinct rows as data rows -> evaluated per row in the pass
-        self.rowwise = [t.Xbar is not None and t.m > max(n // 4, 1000) for t in terms]
+        n_plan = n if plan_n is None else int(plan_n)
+        if rowwise is None:
+            rowwise = [t.Xbar is not None and t.m > max(n_plan // 4, 1000) for t in terms]
+        self.rowwise = [bool(r) for r in rowwise]
         tinfo = np.zeros((T, 7), dtype=np.int64)
         zc = voff = roff = xoff = boff_b = 0
         xs = []
@@ -145,7 +151,7 @@ class Layout:
         self.Xflat = np.concatenate(xs) if xs else np.zeros(0)
 
         pinfo, sizes = [], []
-        limit = min(n, 4_000_000)
+        limit = min(n_plan, 4_000_000)
         rowwise = self.rowwise
         for a in range(T):
             for b in range(a, T):
@@ -156,6 +162,10 @@ class Layout:
                     A, B, md, size = a, b, OUTER, ta.p * tb.p
                 elif a == b or ta.index is tb.index:
                     A, B, md, size = a, b, DIAG, ta.m
+                elif rowwise[a] or rowwise[b]:
+                    # C on the side with the distinct rows, its columns from the row-wise term's own row
+                    A, B = (b, a) if rowwise[a] else (a, b)
+                    md, size = CACC, terms[A].m * terms[B].p
                 elif ta.m * tb.m <= min(limit, 4 * min(ta.m * tb.p, tb.m * ta.p)):
                     # Wbar when its buffer is not much bigger than C's (Li & Wood choose by flops;
                     # here per-thread buffers and cache matter more)
@@ -222,6 +232,17 @@ class Layout:
     def linear_predictor(self, beta_d, u):
         V, beta = self.fitted_values(beta_d, u)
         return linear_predictor(self.K, self.Zm, V, beta, self.Xflat, self.tinfo, self.n)
+
+    # -- what the solver reads of the rows besides the pass (a distributed layout answers from its
+    #    partitions instead) ----------------------------------------------------------------------
+    def response_variance(self, y):
+        """Variance of y (the Gaussian scale's start)."""
+        return float(np.var(y))
+
+    def fit_deviance(self, y, pw, beta_d, u):
+        """Linear predictor at the rows and the weighted residual sum of squares there."""
+        eta = self.linear_predictor(beta_d, u)
+        return eta, float(np.sum(pw * (y - eta) ** 2))
 
     # -- assemble X'WX, X'Wz -----------------------------------------------------------------
     def assemble(self, buf, r):
@@ -517,7 +538,7 @@ def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho
         ``n_starts`` says how many local fits were run.
     """
     fam = FAMILIES[family]
-    n = y.shape[0]
+    n = lay.n
     res = fit_freml_local(lay, y, pw, family, max_iter, tol, rho0)
     starts = 1
     if global_search:
@@ -555,7 +576,7 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
     FremlResult
     """
     fam = FAMILIES[family]
-    n = y.shape[0]
+    n = lay.n
     scale_known = fam != GAUSSIAN
     npen = len(lay.pen)
     rho = np.zeros(npen) if rho0 is None else np.asarray(rho0, float).copy()
@@ -574,7 +595,7 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
             assembled = (Add, Aud, Auu, fd, fu, zWz)
             if fam == GAUSSIAN and it == 1:
                 # start the scale at the variance of y (mgcv initialises phi similarly)
-                log_phi = np.log(max(np.var(y), 1e-12))
+                log_phi = np.log(max(lay.response_variance(y), 1e-12))
         Add, Aud, Auu, fd, fu, zWz = assembled
         lam = np.exp(rho)
         F = _Factor(lay, Add, Aud, Auu, lam)
@@ -617,9 +638,10 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
     # final state at the accepted rho (beta_d, u, F from the last factorization)
     lam = np.exp(rho)
     phi = 1.0 if scale_known else float(np.exp(log_phi))
-    eta = lay.linear_predictor(beta_d, u)
     if fam == GAUSSIAN:
-        dev = float(np.sum(pw * (y - eta) ** 2))
+        eta, dev = lay.fit_deviance(y, pw, beta_d, u)
+    else:
+        eta = lay.linear_predictor(beta_d, u)
     # edf per term: p_t - lambda_t tr(P S_t) (unpenalized terms: p_t)
     edf = [float(t.p) for t in lay.terms]
     for j, i in enumerate(lay.pen):

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 from scipy import optimize
 
-from .._design.theta import ThetaMap
+from .._design.theta import ThetaMap, scipy_bounds
 from .._kernels import glmm as kg
 from .._threads import blas_for_dense
 from .._families import BINOMIAL
@@ -245,6 +245,25 @@ class SingleFactorGLMM:
                                 self.perm, self.gptr, lam, self.u, nodes, weights, out, self.fam_id, self.off)
         return float(out.sum())
 
+    def agq_grad(self, params, nodes, weights):
+        """:meth:`agq` and its exact gradient in ``(theta, beta)`` (gradient None where not finite).
+
+        One kernel pass per node, as for the deviance alone (see
+        :func:`skmixed._kernels.glmm._agq_grad_groups`), instead of two deviances per
+        parameter for a central difference.
+        """
+        params = np.asarray(params, dtype=float)
+        F = self.laplace(params, want_grad=False)  # conditional modes into self.u
+        if not np.isfinite(F):
+            return F, None
+        out = np.empty(self.G)
+        gout = np.empty((self.G, 1 + self.p))
+        self.kernels.agq_grad_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y,
+                                     self.w, self.perm, self.gptr, float(params[0]), self.u, nodes, weights, out,
+                                     gout, self.fam_id, self.off)
+        F = float(out.sum())
+        return F, (gout.sum(axis=0) if np.isfinite(F) else None)
+
     # -- nAGQ = 0: beta inside PIRLS -------------------------------------------------------
     def joint_pirls(self, theta, beta, u, tol=1e-9, maxit=50, tol_u=None):
         """Joint penalized IRLS over (u, beta) at fixed theta (glmer's nAGQ=0 inner problem).
@@ -447,15 +466,15 @@ class _Scaled:
         return self.x0 + self.T @ xi
 
     def bounds(self, n):
-        return [(lo if np.isfinite(lo) else None, None) for lo in self.lo] + [(None, None)] * (n - self.lo.size)
+        return scipy_bounds(self.lo) + [(None, None)] * (n - self.lo.size)
 
 
-def _covariance_probe(sc, nt, terms, f_probe):
+def _covariance_probe(sc, nt, theta_map, f_probe):
     """:func:`._optim.covariance_probes` in the optimiser's scaled coordinates (beta kept)."""
     def probe(xi, f0):
         x = sc.x(xi)
         thresh = f0 - 1e-9 * max(1.0, abs(f0))
-        for t in covariance_probes(x[:nt], terms):
+        for t in covariance_probes(x[:nt], theta_map):
             xn = x.copy()
             xn[:nt] = t
             xin = np.linalg.solve(sc.T, xn - sc.x0)
@@ -556,7 +575,6 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
         fit_log = FitLog(started_on_boundary=bool(np.any(diag & (x0[:nt] < 1e-4))))
         x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
         sc = _Scaled(x0, _make_scaling(prob, x0, S), prob.lower_theta)
-        terms = [(prob.pattern, prob.t_rows, prob.t_cols)]
         # probes off a bound at theta = lower + d for d in _optim.PROBES: one theta unit is 1 / T_ii in xi
         lo_xi = np.concatenate([sc.lo, np.full(x0.size - nt, -np.inf)])
         xi_scale = np.concatenate([1.0 / np.diag(sc.T)[:nt], np.ones(x0.size - nt)])
@@ -574,15 +592,23 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                 return F
             res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
                                             maxiter=max_iter, gtol=tol, log=fit_log,
-                                            extra_probe=_covariance_probe(sc, nt, terms, f_probe))
+                                            extra_probe=_covariance_probe(sc, nt, prob.theta_map, f_probe))
         else:
             nodes, weights = gauss_hermite(nagq)
+
+            # the exact gradient where the kernels provide it (a Dask stand-in may not)
+            exact = hasattr(prob.kernels, "agq_grad_single")
 
             def fa(x):
                 return prob.agq(x, nodes, weights)
 
             def fg(xi):
                 x = sc.x(xi)
+                if exact:
+                    F, g = prob.agq_grad(x, nodes, weights)
+                    if g is None:
+                        return 1e300, np.zeros_like(xi)
+                    return F, sc.T.T @ g
                 f0 = fa(x)
                 u_save = prob.u.copy()
                 g = np.empty_like(xi)
@@ -601,7 +627,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                 return F
             res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
                                             maxiter=max_iter, gtol=tol, log=fit_log,
-                                            extra_probe=_covariance_probe(sc, nt, terms, f_probe))
+                                            extra_probe=_covariance_probe(sc, nt, prob.theta_map, f_probe))
         x = sc.x(np.asarray(res.x, dtype=float))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter = int(res.nit)
@@ -627,6 +653,12 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                 def gfun(xx):
                     prob.u[:] = u_save
                     return prob.laplace(xx)[1]
+                Hdev = _hessian_from_grad(gfun, x, gfun(x))
+            elif exact:
+                def gfun(xx):
+                    prob.u[:] = u_save
+                    g = prob.agq_grad(xx, nodes, weights)[1]
+                    return np.full(xx.size, np.nan) if g is None else g
                 Hdev = _hessian_from_grad(gfun, x, gfun(x))
             else:
                 def ffun(xx):
@@ -893,10 +925,9 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
             return F
         fit_log = FitLog(started_on_boundary=bool(np.any(diag & (theta < 1e-4))))
         xi_scale = np.concatenate([1.0 / np.diag(T)[:nt], np.ones(p)])
-        terms = [(b.pattern, r, c) for b, (r, c) in zip(prob.blocks, prob.theta_pos)]
         res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
                                         maxiter=max_iter, gtol=tol, log=fit_log,
-                                        extra_probe=_covariance_probe(sc, nt, terms, f_probe))
+                                        extra_probe=_covariance_probe(sc, nt, prob.theta_map, f_probe))
         x = sc.x(np.asarray(res.x))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter, message = int(res.nit), str(res.message)

@@ -30,11 +30,13 @@ import numpy as np
 
 from .._kernels import sema as _k
 
-__all__ = ["SemaState", "consume", "trace_row", "run_sweeps", "beta_covariance", "loglik", "TRACE_COLUMNS"]
+__all__ = ["SemaState", "Staging", "consume", "trace_row", "run_sweeps", "beta_covariance", "loglik", "TRACE_COLUMNS"]
 
 _GROUP_FIELDS = ("gA", "ga", "gs", "gB", "gD", "gc", "gn", "gb", "gCinv", "gt1", "gT2w",
                  "gt3", "gJw", "gtime", "glast")
 _GLOBAL_FIELDS = ("XtX", "Xy", "P", "t1", "T2", "beta", "Phi", "Lphi", "Phiinv", "sc", "ic")
+# every array with one row per group (capacity rows)
+_ROW_FIELDS = _GROUP_FIELDS + ("gord", "ginfo", "grhs")
 
 
 @dataclass
@@ -98,6 +100,9 @@ class SemaState:
     # stream from a shuffled one; kept while corrections are off
     gord: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     xord: np.ndarray = field(default_factory=lambda: np.zeros((3, 0)))
+    # [1]: ECME rows have left SEMA's complete-data contributions (t1, T2, t3, J) and
+    # P = (X'X)^-1 stale (see _kernels.sema.process_rows); rebuilt before plain SEMA rows
+    stale: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
 
     def __setstate__(self, d):
         # streams pickled before the corrections existed
@@ -171,6 +176,10 @@ class SemaState:
     def copy(self) -> "SemaState":
         return SemaState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
+    def shares_rows_with(self, other: "SemaState") -> bool:
+        """Whether any per-group array is the same object as ``other``'s (a staged state)."""
+        return any(getattr(self, n) is getattr(other, n) for n in _ROW_FIELDS)
+
     # ------------------------------------------------------------------ readers
     @property
     def ecme(self) -> bool:
@@ -211,6 +220,74 @@ class SemaState:
 
     def _args(self):
         return tuple(getattr(self, n) for n in _GROUP_FIELDS + _GLOBAL_FIELDS)
+
+
+class Staging:
+    """A batch's working state that costs ``O(groups touched)``, with an undo log.
+
+    ``state`` is a new :class:`SemaState` whose global arrays are copies of ``base``'s and
+    whose per-group arrays are ``base``'s own: the rows of a batch update them in place.
+    Before that, the rows of the groups the batch touches are saved (the undo log), so
+    :meth:`rollback` puts ``base`` back exactly as it was, and committing is just keeping
+    ``state``.  An operation on every group (an exact correction, a sweep, the training EM)
+    first calls :meth:`privatize`, which gives ``state`` its own copies of the per-group
+    arrays and restores ``base`` -- an ``O(groups)`` copy, paid only together with an
+    ``O(groups)`` operation.
+
+    Parameters
+    ----------
+    base : SemaState
+        The committed state (left untouched on rollback).
+    codes : ndarray of int64
+        Group codes of the batch's rows (stream codes; codes beyond ``base``'s capacity are
+        new groups whose rows ``base`` does not hold).
+    fresh : bool
+        ``base`` is a new state no committed model holds: work on it directly.
+    """
+
+    def __init__(self, base: SemaState, codes: np.ndarray, fresh: bool = False):
+        self.base = base
+        if fresh:
+            # a new stream: the state is nobody else's
+            self.state, self.idx, self.saved = base, np.empty(0, dtype=np.int64), []
+            return
+        self.state = SemaState(**{f.name: (getattr(base, f.name) if f.name in _ROW_FIELDS
+                                           else getattr(base, f.name).copy()) for f in fields(base)})
+        idx = np.unique(codes)
+        self.idx = idx[idx < base.capacity]
+        self.saved = [(n, getattr(base, n)[self.idx].copy()) for n in _ROW_FIELDS]
+
+    @property
+    def private(self) -> bool:
+        return not self.saved
+
+    def ensure_capacity(self, n_groups: int) -> None:
+        """Grow the staged state; grown arrays are new (private) and ``base`` is not touched."""
+        G = self.state.capacity
+        self.state.ensure_capacity(n_groups)
+        if self.state.capacity != G:
+            self.saved = []  # every per-group array is now the staged state's own
+
+    def privatize(self) -> None:
+        """Give the staged state its own per-group arrays (with the batch's changes) and restore ``base``."""
+        if self.private:
+            return
+        for n in _ROW_FIELDS:
+            arr = getattr(self.state, n)
+            if arr is getattr(self.base, n):
+                setattr(self.state, n, arr.copy())
+        self.rollback()
+
+    def rollback(self) -> None:
+        """Restore ``base``'s rows of the touched groups (idempotent; a second interrupt waits)."""
+        while self.saved:
+            try:
+                while self.saved:
+                    n, rows = self.saved[-1]
+                    getattr(self.base, n)[self.idx] = rows
+                    self.saved.pop()
+            except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during the restore
+                continue
 
 
 def TRACE_COLUMNS(feature_names, re_names):
@@ -259,14 +336,34 @@ def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, updat
     ndarray
         The trace rows recorded.
     """
+    ecme = bool(ecme and state.ecme)
+    if not ecme and state.stale[0] and X.shape[0]:
+        refresh_contributions(state, alpha)
     te = int(trace_every or 0)
     n_trace_max = (state.n_rows + X.shape[0]) // te - state.n_rows // te if te else 0
     trace = np.empty((n_trace_max, 2 + state.p + state.q * state.q))
     k = _k.process_rows(X, y, codes, zidx, int(n_train), float(alpha or 0.0),
                         int(update_every or 0), te, float(train_tol), int(train_maxit),
-                        *state._args(), trace, bool(ecme and state.ecme), state.ginfo, state.grhs,
+                        *state._args(), trace, ecme, state.ginfo, state.grhs,
                         state.Info, state.Rhs, state.K)
+    if ecme and X.shape[0]:
+        state.stale[0] = 1
     return trace[:k]
+
+
+def refresh_contributions(state, alpha=None) -> None:
+    """Rebuild ``X'X``, ``P`` and SEMA's complete-data contributions at the current parameters.
+
+    After ECME rows (which leave them stale) and before plain SEMA rows or a sweep use them:
+    an E-step of every group, no parameter changes.
+    """
+    a = float(alpha or 0.0)
+    if _k.rebuild_sums(a, state.gA, state.ga, state.gs, state.gB, state.gD, state.gc, state.gn,
+                       state.gtime, state.glast, state.XtX, state.Xy, state.P, state.sc, state.ic):
+        _k.estep_all(a, state.beta, state.Lphi, state.Phiinv, state.gA, state.ga, state.gs, state.gB,
+                     state.gD, state.gc, state.gb, state.gCinv, state.gt1, state.gT2w, state.gt3,
+                     state.gJw, state.glast, state.t1, state.T2, state.sc, state.ic)
+    state.stale[0] = 0
 
 
 def run_sweeps(state: SemaState, n: int = 1, *, tol: float | None = None, alpha=None,
@@ -281,6 +378,8 @@ def run_sweeps(state: SemaState, n: int = 1, *, tol: float | None = None, alpha=
     """
     if method not in ("em", "ecme"):
         raise ValueError(f"method must be 'em' or 'ecme', got {method!r}")
+    # a sweep rebuilds the sums and every contribution before its M-step
+    state.stale[0] = 0
     return int(_k.sweep(int(n), float(tol) if tol else -1.0, method == "ecme", float(alpha or 0.0),
                         *state._args()))
 

@@ -76,6 +76,11 @@ def fittable(state) -> bool:
     return J >= 2 and state.n_eff > max(n_par, J) and state.has_P
 
 
+def theta_of(Lphi, s2):
+    """lme4's ``theta`` (column-wise lower triangle of ``chol(Phi) / sigma``) from SEMA's ``chol(Phi)``."""
+    return ThetaMap.full(Lphi.shape[0]).theta_of([Lphi]) / np.sqrt(s2)
+
+
 class Profile:
     """The profiled criterion of the rows seen as a function of ``theta``.
 
@@ -97,10 +102,11 @@ class Profile:
         self.rows, self.cols = self.theta_map.positions[0]
         self.lower = self.theta_map.lower
         seen = np.flatnonzero(state.glast >= 0)
-        self.N = float(state.gn[seen].sum())
+        # X'X, X'y and N as rebuild_sums just summed them from the groups
+        self.N = state.n_eff
         T = np.empty((p + 1, p + 1))
-        T[:p, :p] = state.gA[seen].sum(axis=0)
-        T[:p, p] = T[p, :p] = state.ga[seen].sum(axis=0)
+        T[:p, :p] = state.XtX
+        T[:p, p] = T[p, :p] = state.Xy
         T[p, p] = state.gs[seen].sum()
         F = np.concatenate([state.gD[seen].transpose(0, 2, 1), state.gc[seen][:, :, None]], axis=2)
         shift = np.zeros(p + 1)
@@ -387,6 +393,7 @@ def apply_fit(state, fit: ExactFit, alpha=None) -> None:
         state.K = np.linalg.inv(state.Info)
     except np.linalg.LinAlgError:
         state.K = np.zeros_like(state.Info)
+    state.stale[0] = 0
 
 
 # ---------------------------------------------------------------------------- order of the stream
@@ -394,10 +401,10 @@ def record_order(state, X, codes, first_row):
     """Add a batch to the state's order statistics (rows numbered from ``first_row + 1``)."""
     n = codes.shape[0]
     t = np.arange(first_row + 1, first_row + n + 1, dtype=np.float64) - state.xc[2]
-    G = state.gord.shape[0]
-    state.gord[:, 0] += np.bincount(codes, minlength=G)
-    state.gord[:, 1] += np.bincount(codes, weights=t, minlength=G)
-    state.gord[:, 2] += np.bincount(codes, weights=t * t, minlength=G)
+    # only the groups of the batch (O(rows), not O(groups): the batch may be one row)
+    np.add.at(state.gord, (codes, 0), 1.0)
+    np.add.at(state.gord, (codes, 1), t)
+    np.add.at(state.gord, (codes, 2), t * t)
     state.xord[0] += X.sum(axis=0)
     state.xord[1] += np.einsum("ij,ij->j", X, X)
     state.xord[2] += t @ X

@@ -1,7 +1,7 @@
 """Inference for fitted mixed models: what lme4, lmerTest, pbkrtest and broom.mixed give R users.
 
-- :func:`coef_table`, :func:`tidy`: fixed-effects tables with Satterthwaite t-tests (Kenward-Roger is
-  not implemented yet) for LMMs, z-tests for the logistic model;
+- :func:`coef_table`, :func:`tidy`: fixed-effects tables with Satterthwaite or Kenward-Roger t-tests
+  for LMMs, z-tests for the logistic model;
 - :func:`confint`: Wald, likelihood-profile (lme4's ``confint.merMod``) and
   parametric-bootstrap intervals;
 - :func:`anova`: likelihood-ratio tests between models (REML fits refitted by

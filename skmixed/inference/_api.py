@@ -75,9 +75,10 @@ def coef_table(est, ddf="Satterthwaite") -> pd.DataFrame:
     Parameters
     ----------
     est : fitted MixedLinearRegressor or MixedLogisticRegressor
-    ddf : {"Satterthwaite"}
-        Denominator degrees of freedom of the LMM's t-tests. ``"Kenward-Roger"`` is
-        reserved: it is not implemented yet and raises ``NotImplementedError``.
+    ddf : {"Satterthwaite", "Kenward-Roger"}
+        Denominator degrees of freedom of the LMM's t-tests: lmerTest's Satterthwaite, or
+        Kenward-Roger (pbkrtest's adjusted covariance ``vcovAdj`` for the standard errors and
+        its ``Lb_ddf`` for the df; REML fits only).
 
     Returns
     -------
@@ -91,6 +92,8 @@ def coef_table(est, ddf="Satterthwaite") -> pd.DataFrame:
     >>> from skmixed.datasets import load_sleepstudy
     >>> m = MixedLinearRegressor.from_formula("Reaction ~ Days + (Days | Subject)", load_sleepstudy())
     >>> coef_table(m)["df"].round(2).tolist()
+    [17.0, 17.0]
+    >>> coef_table(m, ddf="Kenward-Roger")["df"].round(2).tolist()
     [17.0, 17.0]
     """
     _check(est)
@@ -195,8 +198,10 @@ def confint(est, parm=None, level=0.95, method="wald", n_boot=500, random_state=
     level : float, default=0.95
     method : {"wald", "profile", "boot"}
         ``"wald"``: estimate +- z SE (NaN for the variance components, as lme4);
-        ``"profile"`` (LMMs): likelihood-profile intervals on the standard-deviation scale,
-        from the ML fit (REML fits are refitted by ML, as lme4's ``profile``);
+        ``"profile"``: likelihood-profile intervals on the standard-deviation scale,
+        from the ML fit (REML fits are refitted by ML, as lme4's ``profile``); for GLMMs
+        the profile of the fit's Laplace or adaptive Gauss-Hermite deviance, as lme4's for
+        ``glmer`` fits;
         ``"boot"``: percentile intervals of a parametric bootstrap (``n_boot`` replicates).
 
     Returns
@@ -226,10 +231,18 @@ def confint(est, parm=None, level=0.95, method="wald", n_boot=500, random_state=
         z = stats.norm.ppf((1 + level) / 2)
         b, se = est.fixed_effects_.to_numpy(), est.fixed_effects_se_.to_numpy()
         out[n_var:, 0], out[n_var:, 1] = b - z * se, b + z * se
+    elif method == "profile" and not lmm:
+        from ._glmm_profile import GLMMProfile
+
+        prof = GLMMProfile(est)
+        want = set(range(len(names))) if parm is None else {names.index(q) for q in parm if q in names}
+        for i in range(n_var):
+            if i in want:
+                out[i] = prof.interval(i, level)
+        for j in range(len(est.fixed_effects_)):
+            if n_var + j in want:
+                out[n_var + j] = prof.interval(("beta", j), level, se=float(est.fixed_effects_se_.iloc[j]))
     elif method == "profile":
-        if not lmm:
-            raise ValueError("method='profile' is implemented for MixedLinearRegressor; use 'wald' or 'boot' "
-                             "for the logistic model")
         inf = _inference(est)
         with blas_for(inf.problem):
             if inf.problem is None:
@@ -288,9 +301,10 @@ def anova(*models, ddf="Satterthwaite", names=None, refit=True) -> pd.DataFrame:
     Parameters
     ----------
     *models : fitted MixedLinearRegressor / MixedLogisticRegressor
-    ddf : {"Satterthwaite"}
-        For the one-model F tests (``"Kenward-Roger"`` is not implemented yet and
-        raises ``NotImplementedError``).
+    ddf : {"Satterthwaite", "Kenward-Roger"}
+        For the one-model F tests. ``"Kenward-Roger"``: pbkrtest's scaled F test
+        (``KRmodcomp``) with the adjusted covariance, as lmerTest's ``anova(m, ddf = "Kenward-Roger")``
+        (``Sum Sq`` from the unscaled statistic, ``F value`` the scaled one).
     names : list of str, optional
         Row labels (default ``model1, model2, ...``, or the formulas).
     refit : bool, default=True
@@ -393,16 +407,18 @@ def _anova_terms(est, ddf):
             L[np.arange(len(cols)), cols] = 1.0
             if name == "Satterthwaite":
                 F, q, dendf = inf.satterthwaite_multi(L)
+                scale = 1.0
             else:
                 from ._kenward_roger import kenward_roger_multi
 
-                F, q, dendf = kenward_roger_multi(est, inf, L)
-            rows[term] = (F, q, dendf)
+                F, q, dendf, scale = kenward_roger_multi(est, inf, L)
+            rows[term] = (F, q, dendf, scale)
     s2 = est.sigma_**2
+    # lmerTest: the sums of squares from the unscaled F, the test from the scaled one (KR)
     out = pd.DataFrame({"Sum Sq": [r[0] * r[1] * s2 for r in rows.values()],
                         "Mean Sq": [r[0] * s2 for r in rows.values()],
                         "NumDF": [r[1] for r in rows.values()], "DenDF": [r[2] for r in rows.values()],
-                        "F value": [r[0] for r in rows.values()]}, index=list(rows))
+                        "F value": [r[0] * r[3] for r in rows.values()]}, index=list(rows))
     out["Pr(>F)"] = stats.f.sf(out["F value"], out["NumDF"], out["DenDF"])
     return out
 

@@ -400,7 +400,7 @@ def _chunks(n, size):
 
 
 def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, verbose=False,
-              batch_size=None):
+              batch_size=None, simulation="auto"):
     """Parametric bootstrap of a fitted mixed model (lme4's ``bootMer``, ``use.u = FALSE``).
 
     Responses are simulated from the fitted model (new random effects and residuals each
@@ -423,6 +423,17 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
     random_state : int, RandomState or None
     verbose : bool
         A tqdm progress bar.
+    batch_size : int, optional
+        Replicates simulated (and, for one grouping factor, optimised) together.
+    simulation : {"auto", "rows", "groups"}, default="auto"
+        How an LMM's replicates are drawn. ``"rows"``: every response row is simulated and
+        its cross-products with the design formed (``O(rows)`` per replicate). ``"groups"``
+        (one grouping factor, the default statistic, no frequency weights): each level's
+        cross-products are drawn directly from their exact joint distribution
+        (:mod:`skmixed.inference._grouped_sim`), ``O(levels)`` per replicate whatever the rows.
+        Both draw from the same distribution, but not the same numbers for a ``random_state``.
+        ``"auto"``: ``"groups"`` where it applies and the rows outnumber ten times the levels'
+        cross-product entries, else ``"rows"``.
 
     Returns
     -------
@@ -448,17 +459,21 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
         raise ValueError("bootstrap needs a model with random effects")
     rows = training_rows(est)
     n = rows.X.shape[0]
+    rep = _LMMReplicator(est) if lmm else None
+    grouped = _grouped_simulator(est, rep, rows, statistic, simulation)
     if batch_size is None:
-        batch_size = int(max(1, min(n_boot, 256, 2e8 // max(8 * n, 1))))
+        per_rep = 8 * (grouped.J * grouped.pp if grouped is not None else n)
+        batch_size = int(max(1, min(n_boot, 256, 2e8 // max(per_rep, 1))))
     seeds = rng.randint(0, 2**31 - 1, size=len(_chunks(n_boot, batch_size)))
     names = _default_statistic_names(est)
     est0 = _statistic_of(est, statistic, names)
 
-    rep = _LMMReplicator(est) if lmm else None
     from joblib import Parallel, delayed
 
     def run_batch(b0, b1, seed):
         r = np.random.default_rng(seed)
+        if grouped is not None:
+            return rep.refit_batch(*grouped.y_parts(r, b1 - b0))
         sims = simulate_batch(est, rows, r, b1 - b0)
         out = []
         if lmm:
@@ -515,6 +530,34 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
         warnings.warn(f"{n_failed} of {n_boot} bootstrap refits failed and were dropped", UserWarning,
                       stacklevel=2)
     return BootstrapResult(est0, reps, n_failed)
+
+
+def _grouped_simulator(est, rep, rows, statistic, simulation):
+    """The per-level simulator when ``simulation`` asks for it (or ``"auto"`` finds it pays), else None."""
+    if simulation not in ("auto", "rows", "groups"):
+        raise ValueError(f"simulation must be 'auto', 'rows' or 'groups', got {simulation!r}")
+    if simulation == "rows":
+        return None
+    why = None
+    if rep is None:
+        why = "the logistic model"
+    elif not rep.batchable:
+        why = "models with more than one grouping factor"
+    elif statistic is not None:
+        why = "a user statistic (it refits estimators on simulated rows)"
+    elif rows.weights is not None and getattr(est, "weights", "frequency") != "precision":
+        why = "frequency weights"
+    if why is not None:
+        if simulation == "groups":
+            raise ValueError(f"simulation='groups' is not available for {why}; use simulation='rows'")
+        return None
+    lay = est.mixed_fit_.state.problem.layout
+    p = rows.X.shape[1] + 1
+    if simulation == "auto" and rows.X.shape[0] <= 10 * lay.J1 * p * p:
+        return None
+    from ._grouped_sim import GroupedSimulator
+
+    return GroupedSimulator(est, rep)
 
 
 def simulate_batch(est, rows, rng, n_sim):

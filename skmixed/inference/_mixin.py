@@ -57,12 +57,13 @@ class InferenceMixin:
         return confint(self, parm=parm, level=level, method=method, n_boot=n_boot, random_state=random_state,
                        n_jobs=n_jobs)
 
-    def bootstrap(self, n_boot=1000, statistic=None, n_jobs=None, random_state=None, verbose=False):
+    def bootstrap(self, n_boot=1000, statistic=None, n_jobs=None, random_state=None, verbose=False,
+                  simulation="auto"):
         """Parametric bootstrap (lme4's ``bootMer``); see :func:`skmixed.bootstrap`."""
         from ._bootstrap import bootstrap
 
         return bootstrap(self, n_boot, statistic=statistic, n_jobs=n_jobs, random_state=random_state,
-                         verbose=verbose)
+                         verbose=verbose, simulation=simulation)
 
     def simulate(self, n=1, random_state=None):
         """Responses simulated from the fitted model at the training rows (lme4's ``simulate``).

@@ -30,12 +30,13 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._base import NoGroupsWarning
-from ._design.grouping import GroupingFactor
-from ._design.layout import amalgamate
-from ._kernels import glmm as _real_kg
-from ._solvers import glmm as sg
-from ._solvers.lmm import drop_aliased
+from .._base import NoGroupsWarning
+from .._design.grouping import GroupingFactor
+from .._design.layout import amalgamate
+from .._kernels import glmm as _real_kg
+from .._solvers import glmm as sg
+from .._solvers.lmm import drop_aliased
+from ._common import Runner
 
 # the distributed fit is the binomial-logit model without an offset (kernel family 0, empty offset)
 _NO_OFFSET = np.empty(0)
@@ -103,7 +104,7 @@ def _build(df, est, how, classes):
 
     from sklearn.base import clone
 
-    from ._base import MixedModelBase
+    from .._base import MixedModelBase
 
     est = clone(est)
     # y arrives as 0/1 codes of the global classes; a partition may hold one class only
@@ -123,25 +124,6 @@ def _build(df, est, how, classes):
 
 
 # ----------------------------------------------------------------- driver side
-class _Runner:
-    """Runs a method of every partition problem: on a distributed client, or in-process."""
-
-    def __init__(self, parts, client):
-        self.parts, self.client = parts, client
-
-    def map(self, fn, *per_part):
-        if self.client is None:
-            return [fn(p, *a) for p, *a in zip(self.parts, *per_part)]
-        futs = [self.client.submit(fn, p, *a, pure=False) for p, *a in zip(self.parts, *per_part)]
-        return self.client.gather(futs)
-
-    def update(self, fn, *per_part):
-        if self.client is None:
-            self.parts = [fn(p, *a) for p, *a in zip(self.parts, *per_part)]
-        else:
-            self.parts = [self.client.submit(fn, p, *a, pure=False) for p, *a in zip(self.parts, *per_part)]
-
-
 def _design_info(b):
     return None if b is None else (b[1], b[2])
 
@@ -239,7 +221,7 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
     if not parts:
         raise ValueError("the dask DataFrame has no rows")
     terms, names = info[0]
-    runner = _Runner(parts, client)
+    runner = Runner(parts, client)
     metas = runner.map(_meta)
     # every group in exactly one partition
     all_levels = [m["levels"] for m in metas]
@@ -261,7 +243,7 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
         warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {p_full - keep.size} column(s): "
                       f"{[names[k] for k in range(p_full) if k not in set(keep.tolist())]}", UserWarning,
                       stacklevel=2)
-    from ._design.terms import RandomTerm
+    from .._design.terms import RandomTerm
 
     remap = {int(o): n for n, o in enumerate(keep)}
     terms = [RandomTerm(t.factor, t.intercept, tuple(remap[s] for s in t.slopes), t.names) for t in terms]
@@ -280,15 +262,11 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
         res = sg.fit_single_factor(prob, nagq=int(est.nagq), tol=float(est.tol), max_iter=int(est.max_iter))
     res.extra["lower"] = prob.lower_theta
 
-    from ._base import FitData
+    from .._base import FitData
 
-    class _Totals(FitData):
-        @property
-        def n_obs(self):
-            return float(n_obs)
-
-    fd = _Totals(np.empty((0, keep.size)), np.empty(0), None, [names[k] for k in keep],
-                 [GroupingFactor(gc[0], np.empty(0, dtype=np.int64), factor.levels)], terms, keep, p_full)
+    fd = FitData(np.empty((0, keep.size)), np.empty(0), None, [names[k] for k in keep],
+                 [GroupingFactor(gc[0], np.empty(0, dtype=np.int64), factor.levels)], terms, keep, p_full,
+                 n_obs_total=float(n_obs))
     est.feature_names_in_ = np.asarray(Xc, dtype=object)
     est.n_features_in_ = len(Xc)
     est._store(fd, blocks, res)
