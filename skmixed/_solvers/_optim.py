@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
-from .._design.theta import scipy_bounds
+from .._design.theta import ThetaMap, scipy_bounds
 
 __all__ = ["FitLog", "probe_boundary", "minimize_bounded", "boundary_names"]
 
@@ -112,8 +112,8 @@ def probe_boundary(fun, x, lower, f0, scale=None, probes=PROBES, rel_tol=1e-9, a
 def covariance_probes(theta, theta_map, probes=PROBES):
     """Candidate thetas off a boundary saddle of vector random-effect terms, on the covariance scale.
 
-    ``theta_map`` (a :class:`~skmixed._design.theta.ThetaMap`) gives each block's Lambda and the
-    mask of its free entries. A term whose Lambda has a zero diagonal can still carry variance below
+    ``theta_map`` (a :class:`~skmixed._design.theta.ThetaMap`, or the terms' ``(pattern, rows, cols)``
+    in theta order) gives each block's Lambda and the mask of its free entries. A term whose Lambda has a zero diagonal can still carry variance below
     it (a perfectly correlated component); moving that diagonal off 0 alone keeps the correlation, so
     an optimiser can stall on a saddle there. Each candidate adds ``d**2`` to the covariance
     ``Lambda Lambda'`` on the zero components (then on all of them) and re-factors it; candidates the
@@ -128,6 +128,8 @@ def covariance_probes(theta, theta_map, probes=PROBES):
     >>> [float(v) for v in np.round(t, 3)]  # both zero diagonals get d**2 = 0.01: no correlation left
     [0.1, 0.0, 0.224]
     """
+    if not isinstance(theta_map, ThetaMap):  # a list of (pattern, rows, cols) per term, in theta order
+        theta_map = ThetaMap([pattern for pattern, _, _ in theta_map])
     theta = np.asarray(theta, dtype=float)
     for pattern, (r, c), k, lam in zip(theta_map.patterns, theta_map.positions, theta_map.offsets,
                                        theta_map.lambdas(theta)):
