@@ -245,7 +245,11 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
         other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
         never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
-        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects (a bar term's
+        columns must be fixed-effect columns too, else a ValueError). ``offset(expr)``
+        terms (gaussian family only; a ValueError otherwise) are a known part of the
+        mean: the model is fitted to ``y - offset`` and :meth:`predict` adds the new
+        data's offset.
         ``group_column`` and ``random_slopes`` must then be None and the formula's
         intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
 
@@ -308,6 +312,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
     >>> round(m.scale_, 3), round(float(m.re_sd_["s(fac)"]), 3)
     (4.096, 1.712)
     """
+
+    _fits_offset = True  # a formula's offset() (gaussian family: fitted as y - offset)
 
     def __init__(self, smooth=None, basis="cr", n_knots=10, discrete=True, family="gaussian",
                  fit_intercept=True, random_slopes=None, group_column=None, formula=None):
@@ -492,6 +498,11 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         """
         self._check_params()
         fd = self._prepare_fit(X, y, groups, sample_weight)
+        if fd.offset is not None and self.family != "gaussian":
+            raise ValueError(f"offset() terms are fitted by the gaussian family only (family={self.family!r}); "
+                             "for binomial or Poisson data with an offset use MixedLogisticRegressor or "
+                             "MixedPoissonRegressor")
+        fd = self._offset_response(fd)
         self._check_y_family(fd.y)
         icpt = int(self._has_intercept())
         # smooth columns are named/indexed among the input columns (before aliased ones are dropped)
@@ -873,7 +884,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             known = g >= 0
             if Zu.shape[1]:
                 e[known] += np.einsum("iq,iq->i", Zu[known], self._res_u[g[known]])
-            eta[sl] = e
+            eta[sl] = e if pdata.offset is None else e + pdata.offset[sl]
             if return_std:
                 # x'Px with the u block eliminated: (x_d - M_g' z)' H^-1 (x_d - M_g' z) + z' U_g^-1 z
                 R = D.copy()
@@ -900,17 +911,18 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         -------
         y_pred : ndarray (n,)
         y_std : ndarray (n,), only with ``return_std=True``
+            A formula model given a pandas DataFrame returns Series on the frame's index.
         """
         check_is_fitted(self)
         eta, se = self._predict_eta(X, groups, return_std)
         mu = self._inv_link(eta)
         if not return_std:
-            return mu
+            return self._pandas_output(X, mu)  # a formula model given pandas: a Series on its index
         if self.family == "binomial":
             se = se * mu * (1 - mu)
         elif self.family == "poisson":
             se = se * mu
-        return mu, se
+        return self._pandas_output(X, mu), self._pandas_output(X, se)
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""

@@ -98,9 +98,16 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
         other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
         never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
-        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects; a bar
+        term's columns need not be fixed effects (``y ~ 1 + (0 + x | g)``, as glmer;
+        Laplace only). ``offset(expr)`` terms and ``cbind(successes, failures)``
+        responses are read as glmer does.
         ``group_column`` and ``random_slopes`` must then be None and the formula's
         intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
+    random_only : list of str or int, optional
+        Columns of X (among ``random_slopes``) that enter the random part only, with
+        no fixed effect (glmer's ``(0 + x | g)`` without a fixed ``x``); fitted by the
+        Laplace approximation (``nagq`` 0 or 1), not by the distributed fits.
 
     Attributes
     ----------
@@ -156,7 +163,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
     """
 
     def __init__(self, nagq=1, fit_intercept=True, random_slopes=None, group_column=None, tol=1e-5,
-                 max_iter=500, formula=None):
+                 max_iter=500, formula=None, random_only=None):
         self.nagq = nagq
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
@@ -164,6 +171,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.tol = tol
         self.max_iter = max_iter
         self.formula = formula
+        self.random_only = random_only
 
     # ----------------------------------------------------------------- input checks
     def _validate_y(self, y, n):
@@ -203,6 +211,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
     # ----------------------------------------------------------------- fitting
     _family = BINOMIAL
     _fits_offset = True
+    _random_only_ok = True  # random slopes without a fixed effect (lme4's (0 + x | g)), Laplace
 
     @transactional
     def fit(self, X, y=None, groups=None, sample_weight=None, offset=None):
@@ -261,11 +270,24 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         if self.nagq > 1 and blocks and (len(blocks) > 1 or blocks[0].q > 1):
             raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects "
                              "term (one grouping factor, random intercept or one random slope)")
+        if self.nagq > 1 and fd.Z_extra is not None:
+            raise ValueError(f"nAGQ > 1 is not available with random-only columns {list(fd.extra_names)} "
+                             "(random slopes without a fixed effect) yet: use nagq=1 (Laplace) or add them to "
+                             "the fixed part")
         # the optimiser sees centred, unit-spread columns (a copy of the design), so the
         # answer is equivariant to the columns' units and origins; mapped back below
         check_scales(fd.X, fd.feature_names, fd.weights)
-        scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms)
-        fd_int = fd if scaling.identity else dataclasses.replace(fd, X=scaling.apply(fd.X))
+        # random-only columns (fd.Z_extra, after X's in fd.z_source) are scaled alike, never centred
+        scaling = ColumnScaling.for_design(fd.z_source, fd.weights, list(fd.feature_names) + list(fd.extra_names),
+                                           fd.terms)
+        if scaling.identity:
+            fd_int = fd
+        elif fd.Z_extra is None:
+            fd_int = dataclasses.replace(fd, X=scaling.apply(fd.X))
+        else:
+            Zs, p = scaling.apply(fd.z_source), fd.X.shape[1]
+            fd_int = dataclasses.replace(fd, X=np.ascontiguousarray(Zs[:, :p]),
+                                         Z_extra=np.ascontiguousarray(Zs[:, p:]))
         res = self._fit_mixed(fd_int, blocks, offset) if blocks else self._fit_fixed_only(fd_int, offset)
         # divergence is judged on the internal (unit-spread) scale, where it does not depend on units
         res.extra["beta_internal"] = np.asarray(res.beta, dtype=float).copy()
@@ -292,7 +314,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
     def _fit_mixed(self, fd: FitData, blocks, offset=None):
         X = np.ascontiguousarray(fd.X)
         w = self._weights(fd)
-        if len(blocks) == 1:
+        if len(blocks) == 1 and fd.Z_extra is None:
             blk = blocks[0]
             prob = sg.SingleFactorGLMM(X, fd.y, w, fd.factors[blk.factor].codes, blk.n_levels,
                                        np.asarray(blk.intercept_slopes, dtype=np.int64), blk.pattern,
@@ -303,9 +325,10 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
             res.extra["lower"] = prob.lower_theta
         else:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"), sg.serial_if_small(X.shape[0]):
+                # random-only columns go this way too (its Z is read from [X | Z_extra])
                 res = sg.fit_multi_factor(X, fd.y, w, fd.factors, blocks, nagq=int(self.nagq),
                                           tol=float(self.tol), max_iter=int(self.max_iter), family=self._family,
-                                          offset=offset)
+                                          offset=offset, z_source=None if fd.Z_extra is None else fd.z_source)
         return res
 
     def _fit_fixed_only(self, fd: FitData, offset=None):
@@ -359,7 +382,8 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self._set_factor_attrs(fd)
         self._glmm_state = GLMMState(list(blocks), LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors],
                                                            fd),
-                                     extra={"r2_parts": variance_parts(fd.X, fd.weights, blocks, beta)})
+                                     extra={"r2_parts": variance_parts(fd.X, fd.weights, blocks, beta,
+                                                                       fd.z_source)})
         icpt, coef = self._sklearn_coefs(fd, beta)
         self.intercept_ = np.array([icpt])
         self.coef_ = coef.reshape(1, -1)
@@ -416,7 +440,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         eta = np.empty(pdata.X.shape[0])
         kg.linear_predictor(np.ascontiguousarray(pdata.X), self.fixed_effects_.to_numpy(), eta)
         for blk, b in zip(self._re_blocks, self._re_values):
-            kg.add_random_part(np.ascontiguousarray(pdata.X), np.asarray(blk.intercept_slopes, dtype=np.int64),
+            kg.add_random_part(pdata.z_source, np.asarray(blk.intercept_slopes, dtype=np.int64),
                                pdata.codes[blk.factor], np.ascontiguousarray(b), eta)
         off = merge_offsets(pdata.offset, offset, eta.shape[0])
         return eta if off is None else eta + off
@@ -467,9 +491,12 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         Returns
         -------
         ndarray of shape (n,)
+            A formula model given a pandas DataFrame returns a Series on the frame's index.
+            (``predict_proba`` and ``decision_function`` stay ndarrays, which scikit-learn's
+            scorers index by column.)
         """
         eta = self.decision_function(X, groups)
-        return self.classes_[(eta > 0).astype(int)]
+        return self._pandas_output(X, self.classes_[(eta > 0).astype(int)])
 
     def score(self, X, y, groups=None, sample_weight=None):
         """Accuracy of :meth:`predict` (conditional when ``groups`` is given)."""

@@ -43,6 +43,9 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
     formula : str, optional
         An lme4-style formula (``"y ~ x + offset(log(t)) + (1 | g)"``); see
         :class:`MixedLogisticRegressor` for what a formula may contain.
+    random_only : list of str or int, optional
+        Columns of X (among ``random_slopes``) with a random slope and no fixed
+        effect; see :class:`MixedLogisticRegressor`.
 
     Attributes
     ----------
@@ -76,9 +79,10 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
 
     _family = POISSON
     _fits_offset = True
+    _random_only_ok = True
 
     def __init__(self, nagq=1, fit_intercept=True, random_slopes=None, group_column=None, tol=1e-5,
-                 max_iter=500, formula=None):
+                 max_iter=500, formula=None, random_only=None):
         self.nagq = nagq
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
@@ -86,6 +90,7 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         self.tol = tol
         self.max_iter = max_iter
         self.formula = formula
+        self.random_only = random_only
 
     # one GLMM code path: the fit, storage and checks are MixedLogisticRegressor's with the family swapped
     _parameter_constraints: dict = GLMM_CONSTRAINTS
@@ -166,7 +171,8 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         -------
         ndarray of shape (n,)
         """
-        return np.exp(self._linear_predictor(X, groups, offset))
+        # a formula model given a pandas DataFrame: a Series on its index
+        return self._pandas_output(X, np.exp(self._linear_predictor(X, groups, offset)))
 
     def score(self, X, y, groups=None, sample_weight=None, offset=None):
         """D² (fraction of Poisson deviance explained), as scikit-learn's ``PoissonRegressor.score``."""

@@ -17,7 +17,7 @@ from sklearn.utils._indexing import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import MixedModelBase, NoGroupsWarning, adopt_fit, fit_inputs, predict_inputs
+from ._base import MixedModelBase, NoGroupsWarning, adopt_fit, fit_inputs, on_index, predict_inputs
 from ._design.formula import as_pandas
 from ._progress import track
 from ._results import MixedFit
@@ -231,6 +231,11 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         # and keep the full design for the BLUPs and the covariance rules
         proto = clone(self.estimator)
         fd = fit_inputs(proto, X, y, groups, sample_weight)
+        if fd.offset is not None or fd.Z_extra is not None:
+            what = "offset() terms" if fd.offset is not None else (
+                f"random-only columns {list(fd.extra_names)} (random slopes without a fixed effect)")
+            raise ValueError(f"SplitSampleMixed does not combine subsample fits with {what} yet: fit the "
+                             "estimator on all rows, or add the columns to the fixed part")
         # a formula is read once, on all rows: every subsample then codes categorical
         # columns with the same levels (their fits must share coefficient names)
         spec = proto.formula_spec()
@@ -517,10 +522,13 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n,)
+            A formula model given a pandas DataFrame returns a Series on the frame's index.
         """
         check_is_fitted(self)
         if self.combined_estimator_ is None:
-            return self._predict_generic(X, groups)
+            out = self._predict_generic(X, groups)
+            # a formula model given a pandas DataFrame: a Series on its index (as the wrapped estimator's)
+            return on_index(out, X) if self.estimators_[0].formula_spec() is not None else out
         return self.combined_estimator_.predict(X, groups)
 
     @available_if(lambda self: hasattr(self.estimator, "predict_proba"))

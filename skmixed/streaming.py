@@ -136,7 +136,11 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
         other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
         never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
-        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects (one
+        correlated term with a random intercept; its slopes must be fixed-effect
+        columns too, else a ValueError). ``offset(expr)`` terms are a known part of
+        the mean: the stream fits ``y - offset`` and :meth:`predict` adds the new
+        data's offset.
         ``group_column`` and ``random_slopes`` must then be None and the formula's
         intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
 
@@ -209,6 +213,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
     # set per stream by _warn_if_aliased; the class default serves streams pickled before it existed
     _aliased_warned = False
+    _fits_offset = True  # a formula's offset(): the stream fits y - offset, predict adds it back
 
     def __init__(self, fit_intercept=True, random_slopes=None, group_column=None, n_train=0,
                  update_every=None, forgetting=None, trace_every=None, refit_every="auto", verbose=0,
@@ -318,6 +323,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         Returns
         -------
         ndarray of shape (n_samples,)
+            A formula model given a pandas DataFrame returns a Series on the frame's index.
         """
         pdata = self._prepare_predict(X, groups)
         Xd = pdata.X
@@ -329,7 +335,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             if known.any():
                 Z = self._z(Xd[known])
                 out[known] += np.einsum("ij,ij->i", Z, st.gb[codes[known]])
-        return out
+        out = out if pdata.offset is None else out + pdata.offset
+        return self._pandas_output(X, out)  # a formula model given pandas: a Series on its index
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given), weighted by ``sample_weight``."""
@@ -770,7 +777,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """Validate the whole batch; returns the design, y, the batch's factor and the setup."""
         if reset:
             self._check_params()
-        X = _frame_as_pandas(X)
+        X = data = _frame_as_pandas(X)
         X, y, groups, _ = self._formula_inputs(X, y, groups, None, reset)
         spec = self._formula
         rs = self._formula_slopes(spec) if (reset and spec is not None) else self.random_slopes
@@ -791,6 +798,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             yv = self._validate_y(y, Xv.shape[0])
         yv = np.ascontiguousarray(yv, dtype=np.float64)
         _finite_or_raise(yv, "y")
+        offset = self._formula.offset(data) if self._formula is not None else None
+        if offset is not None:  # a formula's offset(): the stream fits y - offset (predict adds it back)
+            yv = yv - offset
         n = Xv.shape[0]
         factor = None
         if groups is not None:

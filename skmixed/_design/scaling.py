@@ -131,9 +131,10 @@ class ColumnScaling:
         return tmap.theta_of([lam / self.block_scale(blk)[:, None]
                               for blk, lam in zip(blocks, tmap.lambdas(theta))])
 
-    def log_det(self) -> float:
-        """``log|T|^2 = 2 sum log s_j``: what ``log|R_X|^2`` gains on the internal columns."""
-        return float(2.0 * np.log(self.scale).sum())
+    def log_det(self, p=None) -> float:
+        """``log|T|^2 = 2 sum log s_j``: what ``log|R_X|^2`` gains on the internal columns
+        (the first ``p``, the fixed ones, when the scaling also covers random-only columns)."""
+        return float(2.0 * np.log(self.scale[:p]).sum())
 
     def unscale(self, res, blocks, reml: bool = False):
         """Map a solver result (LMMResult or GLMMResult, fields ``beta``, ``vcov_beta``, ``b``,
@@ -141,7 +142,8 @@ class ColumnScaling:
         res.theta_internal = np.asarray(res.theta, dtype=float).copy()  # lme4's singularity test reads this
         if self.identity:
             return res
-        T = self.T()
+        p = np.asarray(res.beta).shape[0]
+        T = self.T()[:p, :p]  # columns past p: random-only columns (random slopes without a fixed effect)
         res.beta = T @ np.asarray(res.beta, dtype=float)
         res.vcov_beta = T @ np.asarray(res.vcov_beta, dtype=float) @ T.T
         for k, blk in enumerate(blocks):
@@ -152,7 +154,7 @@ class ColumnScaling:
         if blocks:
             res.theta = ThetaMap.for_blocks(blocks).theta_of(res.lambdas).astype(float)
         if reml and hasattr(res, "objective"):
-            res.objective = float(res.objective) - self.log_det()
+            res.objective = float(res.objective) - self.log_det(p)
             res.loglik = -0.5 * res.objective
         return res
 
@@ -181,7 +183,7 @@ def scale_cross_products(layout, cp, scaling: ColumnScaling):
         return cp
     d1 = scaling.block_scale(layout.blocks[0])
     dense = [np.tile(scaling.block_scale(b), b.n_levels) for b in layout.blocks[1:]]
-    sd = np.concatenate(dense + [scaling.scale, np.ones(1)])
+    sd = np.concatenate(dense + [scaling.scale[:layout.p], np.ones(1)])  # past p: random-only columns
     cp.A11 *= d1[None, :, None] * d1[None, None, :]
     cp.A21 *= sd[layout.cols][:, None] * d1[None, :]
     cp.A22 *= sd[:, None] * sd[None, :]

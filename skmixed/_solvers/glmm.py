@@ -716,16 +716,18 @@ class MultiFactorGLMM:
     ``[u; beta]`` gives the joint step (nAGQ = 0). ``log|L|^2`` is the Z-part of the factor.
     """
 
-    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None):
+    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None, z_source=None):
         from .._design.layout import BlockLayout
 
         self.X, self.y, self.w = X, y, w
+        # the matrix the random-effects columns are read from (X, then any random-only columns)
+        self.z_source = X if z_source is None else z_source
         self.family = family
         self.off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
         self.blocks = blocks
         self.codes = [np.asarray(f.codes, dtype=np.int64) for f in factors]
         self.layout = BlockLayout.build(blocks, self.codes, X.shape[1])
-        self.Z = [b.z_rows(X) for b in blocks]
+        self.Z = [b.z_rows(self.z_source) for b in blocks]
         self.theta_map = ThetaMap.for_blocks(blocks)
         self.theta_pos = self.theta_map.positions
         self.n_theta = self.theta_map.n_theta
@@ -755,7 +757,7 @@ class MultiFactorGLMM:
         W = self.w * var
         # working response; for the u-only step the offset X beta is left out
         yw = zb + (self.y - mu) / var + (self.X @ beta if joint else 0.0)
-        cp = cross_products(self.layout, self.X, yw, W)
+        cp = cross_products(self.layout, self.X, yw, W, z_source=None if self.z_source is self.X else self.z_source)
         prob = LMMProblem(self.layout, cp, reml=False)
         f = prob.factor(np.asarray(theta, dtype=float))
         if f is None:
@@ -850,14 +852,16 @@ def _fd_grad(fun, x, lower, h=1e-5, f0=None, central=True):
     return g
 
 
-def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None):
+def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None,
+                     z_source=None):
     """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
 
     Every PIRLS step factors the LMM's dense part: from a few hundred rows on
     (crossed factors with many levels) that runs with one BLAS thread, as in
-    :meth:`skmixed._solvers.lmm.LMMProblem.optimize`.
+    :meth:`skmixed._solvers.lmm.LMMProblem.optimize`. ``z_source``: the matrix the
+    random-effects columns are read from when it is not ``X`` (random-only columns).
     """
-    prob = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset)
+    prob = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset, z_source=z_source)
     with blas_for_dense(prob.layout.m):
         return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
 

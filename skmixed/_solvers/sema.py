@@ -225,6 +225,9 @@ class SemaState:
 class Staging:
     """A batch's working state that costs ``O(groups touched)``, with an undo log.
 
+    Works for any dataclass state with ``capacity``, ``ensure_capacity`` and (optionally) a
+    ``ROW_FIELDS`` class attribute naming its per-group arrays (default: SEMA's).
+
     ``state`` is a new :class:`SemaState` whose global arrays are copies of ``base``'s and
     whose per-group arrays are ``base``'s own: the rows of a batch update them in place.
     Before that, the rows of the groups the batch touches are saved (the undo log), so
@@ -247,15 +250,16 @@ class Staging:
 
     def __init__(self, base: SemaState, codes: np.ndarray, fresh: bool = False):
         self.base = base
+        self.rows = getattr(type(base), "ROW_FIELDS", _ROW_FIELDS)
         if fresh:
             # a new stream: the state is nobody else's
             self.state, self.idx, self.saved = base, np.empty(0, dtype=np.int64), []
             return
-        self.state = SemaState(**{f.name: (getattr(base, f.name) if f.name in _ROW_FIELDS
-                                           else getattr(base, f.name).copy()) for f in fields(base)})
+        self.state = type(base)(**{f.name: (getattr(base, f.name) if f.name in self.rows
+                                            else getattr(base, f.name).copy()) for f in fields(base)})
         idx = np.unique(codes)
         self.idx = idx[idx < base.capacity]
-        self.saved = [(n, getattr(base, n)[self.idx].copy()) for n in _ROW_FIELDS]
+        self.saved = [(n, getattr(base, n)[self.idx].copy()) for n in self.rows]
 
     @property
     def private(self) -> bool:
@@ -272,7 +276,7 @@ class Staging:
         """Give the staged state its own per-group arrays (with the batch's changes) and restore ``base``."""
         if self.private:
             return
-        for n in _ROW_FIELDS:
+        for n in self.rows:
             arr = getattr(self.state, n)
             if arr is getattr(self.base, n):
                 setattr(self.state, n, arr.copy())

@@ -459,7 +459,7 @@ def _scaled_residuals_text(est) -> str | None:
     rows = fit.state.rows
     if rows is None or rows.X.shape[0] == 0:
         return None
-    fitted = rows.X @ est.fixed_effects_.to_numpy() + fit.random_part(rows.X, rows.codes)
+    fitted = rows.X @ est.fixed_effects_.to_numpy() + fit.random_part(rows.z_source, rows.codes)
     r = (rows.y - fitted) / est.sigma_
     q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1])
     cells = [f"{v:.4f}" for v in q]

@@ -68,7 +68,7 @@ def _linear_predictors(est, rows, rng, n_sim):
             if col < 0:
                 eta += b[a][c]
             else:
-                eta += rows.X[:, col:col + 1] * b[a][c]
+                eta += rows.z_source[:, col:col + 1] * b[a][c]
     return eta
 
 
@@ -185,7 +185,7 @@ class _LMMReplicator:
         blocks = lay.blocks
         data, rows_idx, cols_idx = [], [], []
         for k, blk in enumerate(blocks):
-            Z = blk.z_rows(X)
+            Z = blk.z_rows(self.rows.z_source)
             c = np.asarray(self.rows.codes[blk.factor], dtype=np.int64)
             base = 0 if k == 0 else lay.J1 * lay.q1 + lay.dense_off[k - 1]
             for a in range(blk.q):
