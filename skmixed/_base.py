@@ -50,6 +50,7 @@ POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 #: MixedLogisticRegressor's and MixedPoissonRegressor's parameters
 GLMM_CONSTRAINTS = {
     **SHARED_CONSTRAINTS,
+    "random_only": ["array-like", str, Integral, None],
     "nagq": [Interval(Integral, 0, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="neither")],
     "max_iter": [POSITIVE_INT],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -169,6 +170,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
 
     _parameter_constraints: dict = {
         **SHARED_CONSTRAINTS,
+        "random_only": ["array-like", str, Integral, None],
         "reml": ["boolean"],
         "max_iter": [POSITIVE_INT],
         "weights": [str],  # the values: _precision() (its message names both)
