@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._base import SHARED_CONSTRAINTS, MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
 from ._design.grouping import GroupingFactor, make_factors
@@ -232,7 +232,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
     # ================================================================ public API
     @transactional
-    def fit(self, X, y=None, groups=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`).
 
         Parameters
@@ -243,15 +243,19 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         groups : array-like of shape (n_samples,), optional
             Group labels (any hashable type).  Without groups (and no ``group_column``) only
             the fixed effects are fitted, with a warning.
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, non-negative: a weight of 2 counts the row twice (as
+            :class:`~skmixed.MixedLinearRegressor`'s default ``weights="frequency"``), a
+            row of weight 0 is skipped (not counted in ``n_seen_``).
 
         Returns
         -------
         self
         """
-        return self._consume(X, y, groups, reset=True)
+        return self._consume(X, y, groups, reset=True, sample_weight=sample_weight)
 
     @transactional
-    def partial_fit(self, X, y=None, groups=None):
+    def partial_fit(self, X, y=None, groups=None, sample_weight=None):
         """Consume a batch of rows in order, updating the estimates after every row.
 
         The whole batch is validated before anything changes: a bad batch raises
@@ -268,12 +272,14 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             formula's columns (response and grouping column included), ``y`` omitted.
         y : array-like of shape (n_samples,)
         groups : array-like of shape (n_samples,), optional
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, non-negative (a weight of 2 counts the row twice, 0 skips it).
 
         Returns
         -------
         self
         """
-        return self._consume(X, y, groups, reset=not self.__sklearn_is_fitted__())
+        return self._consume(X, y, groups, reset=not self.__sklearn_is_fitted__(), sample_weight=sample_weight)
 
     @transactional
     def sweep(self, n=1, tol=None, method="em"):
@@ -573,7 +579,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             Z[:, k] = 1.0 if c < 0 else Xd[:, c]
         return Z
 
-    def _consume(self, X, y, groups, reset):
+    def _consume(self, X, y, groups, reset, sample_weight=None):
         """Validate the batch, run it through a staged state, then commit in one assignment.
 
         The staged state (:class:`~skmixed._solvers.sema.Staging`) copies the global arrays
@@ -583,6 +589,21 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         groups back and leaves the model as it was, so a batch is counted once or not at all.
         """
         Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
+        w = None
+        if sample_weight is not None:
+            w = _check_sample_weight(sample_weight, Xd, dtype=np.float64, ensure_non_negative=True)
+            _finite_or_raise(w, "sample_weight")
+            if float(np.abs(Xd).max(initial=0.0)) ** 2 * float(w.max(initial=0.0)) > 1e300:
+                raise ValueError("sample_weight times the squares of X overflow: rescale the weights")
+            keep = w > 0
+            if not keep.any():
+                raise ValueError("sample_weight has no positive entry")
+            if not keep.all():
+                # a row of weight 0 is a row not seen (nor is a group that only such rows name)
+                Xd, yv, w = Xd[keep], yv[keep], w[keep]
+                if factor is not None:
+                    used, codes = np.unique(factor.codes[keep], return_inverse=True)
+                    factor = GroupingFactor(factor.name, codes.astype(np.int64), factor.levels[used])
         # ---- the batch is valid: stage the new state
         if reset:
             new = {k: v for k, v in self.__dict__.items()
@@ -607,7 +628,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             n_levels = len(levels)
         stg = _sema.Staging(setup["_state"], codes, fresh=True) if reset else _sema.Staging(self._state, codes)
         try:
-            st = self._stage_batch(new, stg, Xd, yv, codes, n_levels)
+            st = self._stage_batch(new, stg, Xd, yv, codes, n_levels, w)
         except BaseException:
             stg.rollback()
             raise
@@ -618,7 +639,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             self._warn_if_order_sensitive()
         return self
 
-    def _stage_batch(self, new, stg, Xd, yv, codes, n_levels):
+    def _stage_batch(self, new, stg, Xd, yv, codes, n_levels, w=None):
         """Run the batch on the staged state and fill ``new`` (the attributes to commit)."""
         stg.ensure_capacity(n_levels)
         st = stg.state
@@ -637,7 +658,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
             bar = tqdm(total=n, unit="rows", desc="StreamingMixed", leave=False)
         try:
-            traces = self._run(new, stg, Xd, yv, codes, correcting, bar, n_levels)
+            traces = self._run(new, stg, Xd, yv, codes, correcting, bar, n_levels, w)
         finally:
             if bar is not None:
                 bar.close()
@@ -659,7 +680,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         k = int(self.refit_every)
         return (last // k + 1) * k
 
-    def _run(self, new, stg, Xd, yv, codes, correcting, bar, n_groups):
+    def _run(self, new, stg, Xd, yv, codes, correcting, bar, n_groups, w=None):
         """Feed the batch to the staged state ``st`` with the scheduled corrections; returns the trace rows.
 
         With ``refit_every="auto"`` the batch also ends with a correction when at least
@@ -686,7 +707,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                 stop, scheduled = pos + _PROGRESS_STEP, False
             trace = _sema.consume(st, Xd[pos:stop], yv[pos:stop], codes[pos:stop], new["_zidx"],
                                   n_train=self.n_train, alpha=self._alpha(), update_every=self.update_every,
-                                  trace_every=self.trace_every, ecme=correcting)
+                                  trace_every=self.trace_every, ecme=correcting,
+                                  weights=None if w is None else w[pos:stop])
             done, pos = stop - pos, stop
             corrected = correcting and scheduled and self._correct(new, stg)
             if corrected and trace.shape[0] and trace[-1, 0] == st.n_rows:

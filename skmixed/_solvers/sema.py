@@ -307,7 +307,7 @@ def trace_row(state: SemaState) -> np.ndarray:
 
 
 def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, update_every=None,
-            trace_every=None, train_tol=1e-4, train_maxit=800, ecme=False):
+            trace_every=None, train_tol=1e-4, train_maxit=800, ecme=False, weights=None):
     """Feed rows to the state in order (mutates ``state``); returns the trace rows recorded.
 
     Parameters
@@ -330,6 +330,8 @@ def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, updat
     train_tol, train_maxit : float, int
         Convergence tolerance (largest absolute parameter change) and iteration cap of the
         training EM (the paper's 1e-4 and 800).
+    weights : ndarray (n,) or None
+        Frequency weights (positive); None: all 1.
     ecme : bool
         After an exact correction, move the fixed effects towards their GLS estimate at the
         current variance parameters on every row (see :func:`skmixed._kernels.sema.process_rows`)
@@ -346,8 +348,9 @@ def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, updat
     te = int(trace_every or 0)
     n_trace_max = (state.n_rows + X.shape[0]) // te - state.n_rows // te if te else 0
     trace = np.empty((n_trace_max, 2 + state.p + state.q * state.q))
+    wts = np.ones(X.shape[0]) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     k = _k.process_rows(X, y, codes, zidx, int(n_train), float(alpha or 0.0),
-                        int(update_every or 0), te, float(train_tol), int(train_maxit),
+                        int(update_every or 0), te, float(train_tol), int(train_maxit), wts,
                         *state._args(), trace, ecme, state.ginfo, state.grhs,
                         state.Info, state.Rhs, state.K)
     if ecme and X.shape[0]:

@@ -67,6 +67,9 @@ class GLMMProfile(MLProfile):
         self.theta_map = ThetaMap.for_blocks(blocks)
         self.pos = self.theta_map.positions
         self.nagq = int(getattr(est, "nagq_", 1))
+        if self.nagq == 0:
+            raise ValueError("profile intervals need a fit of the Laplace (nagq=1) or adaptive Gauss-Hermite "
+                             "likelihood; nagq=0 maximises a penalised quasi-likelihood, not a likelihood")
         self._grad = False
         if len(blocks) == 1:
             blk = blocks[0]
