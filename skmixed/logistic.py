@@ -289,19 +289,24 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
             fd_int = dataclasses.replace(fd, X=np.ascontiguousarray(Zs[:, :p]),
                                          Z_extra=np.ascontiguousarray(Zs[:, p:]))
         res = self._fit_mixed(fd_int, blocks, offset) if blocks else self._fit_fixed_only(fd_int, offset)
+        # the kernels leave out the log-likelihood's constant (log binomial coefficients, log y!);
+        # glmer's nAGQ > 1 deviance is on the unit-deviance scale instead (equal for 0/1 rows)
+        const = self._family.saturated_constant if fd.terms and self.nagq > 1 else self._family.loglik_constant
+        self._finish_fit(fd, blocks, res, scaling, const(fd.y, self._weights(fd)))
+        return res
+
+    def _finish_fit(self, fd, blocks, res, scaling, loglik_constant):
+        """The internal (scaled-column) fit on the user's columns, stored; shared with the distributed fit,
+        whose ``fd`` holds no rows."""
         # divergence is judged on the internal (unit-spread) scale, where it does not depend on units
         res.extra["beta_internal"] = np.asarray(res.beta, dtype=float).copy()
         res.extra["se_internal"] = np.sqrt(np.clip(np.diag(np.asarray(res.vcov_beta, dtype=float)), 0, None))
         res.extra["re_sd_internal"] = {fd.factors[blk.factor].name: float(np.sqrt(np.max(np.sum(lam**2, axis=1))))
                                        for blk, lam in zip(blocks, res.lambdas)}
         scaling.unscale(res, blocks)
-        # the kernels leave out the log-likelihood's constant (log binomial coefficients, log y!);
-        # glmer's nAGQ > 1 deviance is on the unit-deviance scale instead (equal for 0/1 rows)
-        const = self._family.saturated_constant if fd.terms and self.nagq > 1 else self._family.loglik_constant
-        res.deviance = float(res.deviance) + const(fd.y, self._weights(fd))
+        res.deviance = float(res.deviance) + loglik_constant
         res.loglik = -0.5 * res.deviance
         self._store(fd, blocks, res)
-        return res
 
     def _refit_response(self, fd: FitData):
         # the bootstrap's refits: the fitted blocks, the design as given (no re-scaling)

@@ -87,6 +87,16 @@ class ColumnScaling:
         """
         p = X.shape[1]
         mean, sd = _column_sds(X, weights) if X.shape[0] else (np.zeros(p), np.zeros(p))
+
+        def rms(j):
+            return np.sqrt(np.mean(X[:, j] ** 2)) if X.shape[0] else 0.0
+        return cls.from_moments(mean, sd, rms, feature_names, terms, center)
+
+    @classmethod
+    def from_moments(cls, mean, sd, rms, feature_names, terms, center=True) -> "ColumnScaling":
+        """Scales from the columns' weighted means and SDs (a distributed fit sums them over its
+        partitions); ``rms(j)``: root mean square of column ``j``, for columns without spread."""
+        p = len(mean)
         icpt = p > 0 and feature_names[0] == "(Intercept)"
         scale = np.ones(p)
         ctr = np.zeros(p)
@@ -95,8 +105,8 @@ class ColumnScaling:
             if sd[j] > 0 and np.isfinite(sd[j]):
                 scale[j] = 1.0 / sd[j]
             else:
-                rms = np.sqrt(np.mean(X[:, j] ** 2)) if X.shape[0] else 0.0
-                scale[j] = 1.0 / rms if rms > 0 and np.isfinite(rms) else 1.0
+                r = rms(j)
+                scale[j] = 1.0 / r if r > 0 and np.isfinite(r) else 1.0
             if center and icpt and j not in slopes:
                 ctr[j] = mean[j]
         return cls(ctr, scale)

@@ -716,7 +716,9 @@ class MultiFactorGLMM:
     ``[u; beta]`` gives the joint step (nAGQ = 0). ``log|L|^2`` is the Z-part of the factor.
     """
 
-    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None, z_source=None):
+    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None, z_source=None, layout=None):
+        """``layout``: the block layout of the whole data when these rows are one partition of it
+        (a distributed fit: the partitions' cross-products then add up)."""
         from .._design.layout import BlockLayout
 
         self.X, self.y, self.w = X, y, w
@@ -726,13 +728,17 @@ class MultiFactorGLMM:
         self.off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
         self.blocks = blocks
         self.codes = [np.asarray(f.codes, dtype=np.int64) for f in factors]
-        self.layout = BlockLayout.build(blocks, self.codes, X.shape[1])
+        self.layout = BlockLayout.build(blocks, self.codes, X.shape[1]) if layout is None else layout
         self.Z = [b.z_rows(self.z_source) for b in blocks]
+        self._init_parameters(blocks, X.shape[1])
+
+    def _init_parameters(self, blocks, p):
+        """Parameter layout and mode storage (row-independent)."""
         self.theta_map = ThetaMap.for_blocks(blocks)
         self.theta_pos = self.theta_map.positions
         self.n_theta = self.theta_map.n_theta
         self.lower_theta = self.theta_map.lower
-        self.p = X.shape[1]
+        self.p = p
         self.u = [np.zeros((b.n_levels, b.q)) for b in blocks]
         self.n_eval = 0
 
@@ -745,11 +751,11 @@ class MultiFactorGLMM:
             eta += np.einsum("ij,ij->i", Z, (uk @ lam.T)[self.codes[blk.factor]])
         return eta
 
-    def _solve(self, theta, beta, u, joint):
-        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem)."""
-        from .lmm import LMMProblem, cross_products
+    # -- the two passes over the rows (a distributed problem sums them over its partitions) --
+    def working_cross_products(self, lams, beta, u, joint):
+        """Cross-products of the PIRLS working model at ``(beta, u)``: one pass over the rows."""
+        from .lmm import cross_products
 
-        lams = self.lambdas(theta)
         zb = self._re_eta(lams, u)
         eta = self.X @ beta + zb + self.off
         mu = self.family.linkinv(eta)
@@ -757,7 +763,18 @@ class MultiFactorGLMM:
         W = self.w * var
         # working response; for the u-only step the offset X beta is left out
         yw = zb + (self.y - mu) / var + (self.X @ beta if joint else 0.0)
-        cp = cross_products(self.layout, self.X, yw, W, z_source=None if self.z_source is self.X else self.z_source)
+        return cross_products(self.layout, self.X, yw, W, z_source=None if self.z_source is self.X else self.z_source)
+
+    def deviance(self, lams, beta, u):
+        """Sum over the rows of the family's deviance at ``(beta, u)``."""
+        eta = self.X @ beta + self._re_eta(lams, u) + self.off
+        return float(self.family.kernel_deviance(self.y, eta, self.w).sum())
+
+    def _solve(self, theta, beta, u, joint):
+        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem)."""
+        from .lmm import LMMProblem
+
+        cp = self.working_cross_products(self.lambdas(theta), beta, u, joint)
         prob = LMMProblem(self.layout, cp, reml=False)
         f = prob.factor(np.asarray(theta, dtype=float))
         if f is None:
@@ -783,9 +800,7 @@ class MultiFactorGLMM:
         return un, bn, ldL2, (L, prob)
 
     def _pwrss(self, theta, beta, u):
-        eta = self.X @ beta + self._re_eta(self.lambdas(theta), u) + self.off
-        dev = self.family.kernel_deviance(self.y, eta, self.w)
-        return float(dev.sum() + sum(float((uk * uk).sum()) for uk in u))
+        return self.deviance(self.lambdas(theta), beta, u) + sum(float((uk * uk).sum()) for uk in u)
 
     def pirls(self, theta, beta, joint=False, tol=1e-9, maxit=60):
         """PIRLS from the stored modes; returns (pwrss + ldL2, beta, extra) and updates self.u."""
@@ -853,15 +868,19 @@ def _fd_grad(fun, x, lower, h=1e-5, f0=None, central=True):
 
 
 def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None,
-                     z_source=None):
+                     z_source=None, problem=None):
     """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
 
     Every PIRLS step factors the LMM's dense part: from a few hundred rows on
     (crossed factors with many levels) that runs with one BLAS thread, as in
     :meth:`skmixed._solvers.lmm.LMMProblem.optimize`. ``z_source``: the matrix the
     random-effects columns are read from when it is not ``X`` (random-only columns).
+    ``problem``: a ready :class:`MultiFactorGLMM` (a distributed one); ``X``, ``y``, ``w``
+    then only give the start values (rows whose weighted mean of y is the data's).
     """
-    prob = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset, z_source=z_source)
+    if problem is None:
+        problem = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset, z_source=z_source)
+    prob = problem
     with blas_for_dense(prob.layout.m):
         return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
 
