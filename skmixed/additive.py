@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
@@ -10,9 +11,10 @@ import pandas as pd
 from scipy import stats
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import MixedModelBase
+from ._base import SHARED_CONSTRAINTS, MixedModelBase
 from ._design.formula import as_pandas
 from ._design.mgcv_formula import SmoothSpec, is_smooth_term, parse_smooth, split_mgcv_formula
 from ._design.smooths import SMOOTHS, make_smooth
@@ -333,7 +335,17 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.formula = formula
 
     # ------------------------------------------------------------------ parameters
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "smooth": ["array-like", str, None],
+        "basis": [str, dict],  # the names (also inside a dict): _check_params
+        "n_knots": [Interval(Integral, 3, None, closed="left"), tuple, dict],
+        "discrete": ["boolean"],
+        "family": [StrOptions(set(FAMILIES))],
+    }
+
     def _check_params(self):
+        self._validate_params()
         bases = self.basis.values() if isinstance(self.basis, dict) else [self.basis]
         bases = [b for v in bases for b in (v if isinstance(v, tuple) else (v,))]
         for b in bases:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._base import MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
+from ._base import SHARED_CONSTRAINTS, MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 from ._solvers import sema_exact as _exact
@@ -535,7 +537,20 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     def _alpha(self):
         return None if self.forgetting is None else float(self.forgetting)
 
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "n_train": [Interval(Integral, 0, None, closed="left")],
+        "update_every": [Interval(Integral, 1, None, closed="left"), None],
+        "forgetting": [Interval(Real, 1, None, closed="neither"), None],
+        "trace_every": [Interval(Integral, 1, None, closed="left"), None],
+        "refit_every": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+        "callback": [callable, None],
+    }
+
     def _check_params(self):
+        self._validate_params()
+
         def _int(name, lo, allow_none):
             v = getattr(self, name)
             if v is None and allow_none:
