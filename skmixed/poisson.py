@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._base import MixedModelBase, merge_offsets
+from ._base import GLMM_CONSTRAINTS, MixedModelBase, merge_offsets
 from ._families import POISSON
 from ._summary import Summary
 from .logistic import MixedLogisticRegressor, SingularFitWarning
@@ -93,6 +93,7 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         self.random_only = random_only
 
     # one GLMM code path: the fit, storage and checks are MixedLogisticRegressor's with the family swapped
+    _parameter_constraints: dict = GLMM_CONSTRAINTS
     _check_params = MixedLogisticRegressor._check_params
     _fit_glmm = MixedLogisticRegressor._fit_glmm
     _finish_fit = MixedLogisticRegressor._finish_fit
@@ -101,6 +102,7 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
     _fit_fixed_only = MixedLogisticRegressor._fit_fixed_only
     _glmer_summary_lines = MixedLogisticRegressor._glmer_summary_lines
     _store = MixedLogisticRegressor._store
+    _refit_response = MixedLogisticRegressor._refit_response
 
     def _validate_y(self, y, n):
         y_arr = super()._validate_y(y, n)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .theta import ThetaMap
+
 __all__ = ["ColumnScaling", "PredictorScaleWarning", "check_scales"]
 
 
@@ -135,14 +137,9 @@ class ColumnScaling:
 
     def theta_internal(self, theta, blocks) -> np.ndarray:
         """A user-scale ``theta`` (e.g. a warm start) on the internal columns: ``Lambda_int = D^-1 Lambda``."""
-        out, k = [], 0
-        for blk in blocks:
-            r, c = blk.theta_index()
-            lam = np.zeros((blk.q, blk.q))
-            lam[r, c] = theta[k:k + r.size]
-            k += r.size
-            out.append((lam / self.block_scale(blk)[:, None])[r, c])
-        return np.concatenate(out) if out else np.empty(0)
+        tmap = ThetaMap.for_blocks(blocks)
+        return tmap.theta_of([lam / self.block_scale(blk)[:, None]
+                              for blk, lam in zip(blocks, tmap.lambdas(theta))])
 
     def log_det(self, p=None) -> float:
         """``log|T|^2 = 2 sum log s_j``: what ``log|R_X|^2`` gains on the internal columns
@@ -159,16 +156,13 @@ class ColumnScaling:
         T = self.T()[:p, :p]  # columns past p: random-only columns (random slopes without a fixed effect)
         res.beta = T @ np.asarray(res.beta, dtype=float)
         res.vcov_beta = T @ np.asarray(res.vcov_beta, dtype=float) @ T.T
-        thetas = []
         for k, blk in enumerate(blocks):
             d = self.block_scale(blk)
             res.b[k] = np.asarray(res.b[k]) * d[None, :]
             res.condvar[k] = np.asarray(res.condvar[k]) * d[None, :, None] * d[None, None, :]
             res.lambdas[k] = d[:, None] * np.asarray(res.lambdas[k])
-            r, c = blk.theta_index()
-            thetas.append(res.lambdas[k][r, c])
         if blocks:
-            res.theta = np.concatenate(thetas).astype(float)
+            res.theta = ThetaMap.for_blocks(blocks).theta_of(res.lambdas).astype(float)
         if reml and hasattr(res, "objective"):
             res.objective = float(res.objective) - self.log_det(p)
             res.loglik = -0.5 * res.objective
