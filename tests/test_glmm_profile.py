@@ -82,3 +82,6 @@ def test_glmm_profile_needs_the_rows_and_no_offset():
                                       offset=np.full(len(df), 0.1))
     with pytest.raises(ValueError, match="offset"):
         mo.confint(method="profile")
+    m0 = MixedLogisticRegressor.from_formula("y ~ 1 + (1 | herd)", df, nagq=0)
+    with pytest.raises(ValueError, match="nagq=0"):
+        m0.confint(method="profile")

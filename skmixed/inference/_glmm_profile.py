@@ -64,6 +64,9 @@ class GLMMProfile(MLProfile):
         self.blocks = blocks
         self.pos = [b.theta_index() for b in blocks]
         self.nagq = int(getattr(est, "nagq_", 1))
+        if self.nagq == 0:
+            raise ValueError("profile intervals need a fit of the Laplace (nagq=1) or adaptive Gauss-Hermite "
+                             "likelihood; nagq=0 maximises a penalised quasi-likelihood, not a likelihood")
         self._grad = False
         if len(blocks) == 1:
             blk = blocks[0]
