@@ -11,10 +11,12 @@ from __future__ import annotations
 import numbers
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_n_features,
@@ -28,8 +30,31 @@ from sklearn.utils.validation import (
 from ._design.formula import FormulaSpec, as_pandas
 from ._design.grouping import GroupingFactor, make_factors
 from ._design.terms import RandomTerm, default_terms
+from ._design.theta import ThetaMap
+from ._results import MixedFit
 
-__all__ = ["MixedModelBase", "FitData", "PredictData", "NoGroupsWarning", "offset_response", "on_index"]
+__all__ = ["MixedModelBase", "FitData", "PredictData", "NoGroupsWarning", "fit_inputs", "predict_inputs",
+           "refit_rows", "adopt_fit", "offset_response", "on_index"]
+
+
+#: the constructor parameters most estimators share, as scikit-learn's ``_parameter_constraints``
+#: (estimators spread these into their own; ``_validate_params()`` checks them at the start of a fit)
+SHARED_CONSTRAINTS = {
+    "fit_intercept": ["boolean"],
+    "random_slopes": ["array-like", str, Integral, None],
+    "group_column": ["array-like", str, Integral, None],
+    "formula": [str, FormulaSpec, None],
+}
+#: a positive iteration count
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+#: MixedLogisticRegressor's and MixedPoissonRegressor's parameters
+GLMM_CONSTRAINTS = {
+    **SHARED_CONSTRAINTS,
+    "random_only": ["array-like", str, Integral, None],
+    "nagq": [Interval(Integral, 0, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="neither")],
+    "max_iter": [POSITIVE_INT],
+}
 
 
 class NoGroupsWarning(UserWarning):
@@ -157,6 +182,27 @@ class MixedModelBase(BaseEstimator):
         ``formula`` of another estimator fits that one with the same coding.
         """
         return self._formula
+
+    @property
+    def mixed_fit_(self) -> MixedFit:
+        """The fitted model as one results object (:class:`~skmixed._results.MixedFit`): random-effects
+        blocks, their conditional modes, the kept fixed columns and the solver's state for inference.
+
+        What inference, SplitSampleMixed and other wrappers read instead of private attributes.
+        """
+        check_is_fitted(self)
+        blocks = list(getattr(self, "_re_blocks", []))
+        state, kind = getattr(self, "_lmm_state", None), "lmm"
+        if state is None:
+            state = getattr(self, "_glmm_state", None)
+            kind = "glmm" if state is not None else None
+        return MixedFit(blocks, list(getattr(self, "_re_values", [])) if blocks else [], getattr(self, "_keep", None),
+                        getattr(self, "_re_patterns", {}), state, kind, getattr(self, "_family", None))
+
+    def _refit_response(self, fd: FitData):
+        """Refit on ``fd`` (the training rows with a new response), keeping the model's structure
+        (the parametric bootstrap); estimators that support it override this."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be refitted on a new response")
 
     def _pandas_output(self, X, values):
         """A formula model's per-row output for a pandas DataFrame: a Series on the frame's index
@@ -638,17 +684,9 @@ class MixedModelBase(BaseEstimator):
 
     def _random_part(self, Xd, codes):
         """Sum over random-effect blocks of ``z_row . b[code]`` (0 for code -1)."""
-        out = np.zeros(Xd.shape[0])
-        for blk, b in zip(getattr(self, "_re_blocks", []), getattr(self, "_re_values", [])):
-            c = codes[blk.factor]
-            known = c >= 0
-            if not known.any():
-                continue
-            Z = blk.z_rows(Xd[known])
-            out[known] += np.einsum("ij,ij->i", Z, b[c[known]])
-        return out
+        return MixedFit(getattr(self, "_re_blocks", []), getattr(self, "_re_values", [])).random_part(Xd, codes)
 
-    def _store_random_effects(self, fd: FitData, blocks, b_values, condvars, covs, theta, lower, theta_internal=None):
+    def _store_random_effects(self, fd: FitData, blocks, b_values, condvars, covs, theta, theta_internal=None):
         """Set ``random_effects_``, ``random_effects_sd_``, ``cov_re_``, ``theta_``, ``is_singular_``.
 
         ``blocks`` are the amalgamated ReBlocks (one per factor, solver order),
@@ -660,7 +698,6 @@ class MixedModelBase(BaseEstimator):
         self._re_values = [np.asarray(b) for b in b_values]
         self.random_effects_, self.random_effects_sd_, self.cov_re_ = {}, {}, {}
         self._re_patterns = {}
-        theta_names = []
         for blk, b, cv, cov in zip(blocks, b_values, condvars, covs):
             f = fd.factors[blk.factor]
             self.random_effects_[f.name] = pd.DataFrame(b, index=f.levels, columns=blk.names)
@@ -668,14 +705,46 @@ class MixedModelBase(BaseEstimator):
             self.random_effects_sd_[f.name] = pd.DataFrame(sd, index=f.levels, columns=blk.names)
             self.cov_re_[f.name] = pd.DataFrame(cov, index=blk.names, columns=blk.names)
             self._re_patterns[f.name] = blk.pattern
-            for r, c in zip(*blk.theta_index()):
-                theta_names.append(f"{f.name}.{blk.names[r]}" if r == c
-                                   else f"{f.name}.{blk.names[r]}.{blk.names[c]}")
+        tmap = ThetaMap.for_blocks(blocks)
+        theta_names = tmap.names([fd.factors[blk.factor].name for blk in blocks], [blk.names for blk in blocks])
         self.theta_ = pd.Series(np.asarray(theta, dtype=float), index=theta_names, name="theta")
-        # lme4's isSingular: a parameter bounded at zero that sits (numerically) on it
-        th = np.asarray(theta if theta_internal is None else theta_internal)
-        self.is_singular_ = bool(np.any(th[np.asarray(lower) == 0] < 1e-4))
+        # lme4's isSingular, judged on the optimiser's columns
+        self.is_singular_ = tmap.is_singular(theta if theta_internal is None else theta_internal)
         self.n_groups_ = {f.name: f.n_levels for f in fd.factors}
+
+
+# ------------------------------------------------------------------ seams for wrappers (inference, split-sample)
+def fit_inputs(est: MixedModelBase, X, y=None, groups=None, sample_weight=None, **kwargs) -> FitData:
+    """The validated inputs of a fit of ``est`` (what its ``fit`` reads), as a :class:`FitData`.
+
+    Like the start of ``fit``, this sets ``est``'s input-validation state (``n_features_in_``,
+    feature names, the fitted formula). ``kwargs``: ``chunk`` and ``reset`` of ``_prepare_fit``.
+    """
+    return est._prepare_fit(X, y, groups, sample_weight, **kwargs)
+
+
+def predict_inputs(est: MixedModelBase, X, groups=None) -> PredictData:
+    """The kept fixed design and group codes (-1: unseen) ``est.predict`` reads from ``X``."""
+    return est._prepare_predict(X, groups)
+
+
+def refit_rows(est: MixedModelBase, fd: FitData) -> None:
+    """Refit ``est`` in place on ``fd`` (its own training rows with a new response): no re-validation,
+    the same random-effects structure (the parametric bootstrap)."""
+    est._refit_response(fd)
+
+
+def adopt_fit(est: MixedModelBase, fd: FitData, fit: MixedFit, beta) -> tuple:
+    """Make the fitted estimator ``est`` predict with the random effects of ``fit`` on the design of ``fd``
+    (SplitSampleMixed's combined model): level maps, kept columns, blocks and modes.
+
+    Returns ``(intercept_, coef_)`` of the fixed effects ``beta`` over the input columns.
+    """
+    est._set_factor_attrs(fd)
+    est._re_blocks = list(fit.blocks)
+    est._re_values = [np.asarray(v) for v in fit.b]
+    est.n_groups_ = {f.name: f.n_levels for f in fd.factors}
+    return est._sklearn_coefs(fd, beta)
 
 
 def offset_response(fd: FitData) -> FitData:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import scipy.linalg as sla
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
-from ._base import FitData, MixedModelBase
+from ._base import POSITIVE_INT, SHARED_CONSTRAINTS, FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
 from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, varcorr_table
@@ -167,6 +168,15 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     _fits_offset = True  # a formula's offset(): fitted as y - offset, added back by predict
     _random_only_ok = True  # random slopes without a fixed effect (lme4's (0 + x | g))
 
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "random_only": ["array-like", str, Integral, None],
+        "reml": ["boolean"],
+        "max_iter": [POSITIVE_INT],
+        "weights": [str],  # the values: _precision() (its message names both)
+        "verbose": ["verbose"],
+    }
+
     def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500,
                  weights="frequency", verbose=False, formula=None, random_only=None):
         self.reml = reml
@@ -213,6 +223,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         -------
         self
         """
+        self._validate_params()
         precision = self._precision()
         scale = 1.0
         if precision and sample_weight is not None:
@@ -287,6 +298,10 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
                                                            self.fixed_effects_.to_numpy(), fd.z_source)
 
+    def _refit_response(self, fd: FitData):
+        self._fit_mixed(fd)
+        self._finish(fd)
+
     def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0, scaling=None):
         """Optimise theta on the cross-products and set the fitted attributes.
 
@@ -313,7 +328,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         problem, shift = self._user_problem(problem, layout, cp, shift, scaling)
         self._lmm_state = LMMState(problem, _basis(fd.X.shape[1], shift), float(yshift), res.theta,
                                    bool(self.reml), float(fd.n_obs), extra={"ldw": self._log_weights(fd)})
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower,
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta,
                                    getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
@@ -423,6 +438,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         >>> bool(np.allclose(m.fixed_effects_, full.fixed_effects_, rtol=1e-8))
         True
         """
+        self._validate_params()
         if self._precision() and sample_weight is not None:
             raise ValueError("partial_fit accumulates frequency weights only; with weights='precision' "
                              "use fit on all rows")
@@ -600,7 +616,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                 crit = N * (1 + np.log(2 * np.pi * rss / N))
         else:
             crit = -np.inf
-        self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
+        self._store_random_effects(fd, [], [], [], [], np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True
         self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
@@ -625,7 +641,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                 crit = N * (1 + np.log(2 * np.pi * rss / N))
         else:
             crit = -np.inf
-        self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
+        self._store_random_effects(fd, [], [], [], [], np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True  # closed form: one 'iteration'
         self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import warnings
 
 import numpy as np
@@ -14,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import FitData, MixedModelBase, merge_offsets
+from ._base import GLMM_CONSTRAINTS, FitData, MixedModelBase, merge_offsets
 from ._design.layout import amalgamate
 from ._design.scaling import ColumnScaling, check_scales
 from ._separation import group_separation
@@ -204,14 +203,10 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         w = trials if sample_weight is None else trials * np.asarray(sample_weight, dtype=np.float64)
         return X, np.asarray(y, dtype=np.float64), groups, w
 
+    _parameter_constraints: dict = GLMM_CONSTRAINTS
+
     def _check_params(self):
-        nagq = self.nagq
-        if not isinstance(nagq, numbers.Integral) or isinstance(nagq, bool) or nagq < 0:
-            raise ValueError(f"nagq must be a non-negative integer, got {nagq!r}")
-        if not (isinstance(self.tol, numbers.Real) and self.tol > 0):
-            raise ValueError(f"tol must be positive, got {self.tol!r}")
-        if not (isinstance(self.max_iter, numbers.Integral) and self.max_iter > 0):
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        self._validate_params()
 
     # ----------------------------------------------------------------- fitting
     _family = BINOMIAL
@@ -294,19 +289,29 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
             fd_int = dataclasses.replace(fd, X=np.ascontiguousarray(Zs[:, :p]),
                                          Z_extra=np.ascontiguousarray(Zs[:, p:]))
         res = self._fit_mixed(fd_int, blocks, offset) if blocks else self._fit_fixed_only(fd_int, offset)
+        # the kernels leave out the log-likelihood's constant (log binomial coefficients, log y!);
+        # glmer's nAGQ > 1 deviance is on the unit-deviance scale instead (equal for 0/1 rows)
+        const = self._family.saturated_constant if fd.terms and self.nagq > 1 else self._family.loglik_constant
+        self._finish_fit(fd, blocks, res, scaling, const(fd.y, self._weights(fd)))
+        return res
+
+    def _finish_fit(self, fd, blocks, res, scaling, loglik_constant):
+        """The internal (scaled-column) fit on the user's columns, stored; shared with the distributed fit,
+        whose ``fd`` holds no rows."""
         # divergence is judged on the internal (unit-spread) scale, where it does not depend on units
         res.extra["beta_internal"] = np.asarray(res.beta, dtype=float).copy()
         res.extra["se_internal"] = np.sqrt(np.clip(np.diag(np.asarray(res.vcov_beta, dtype=float)), 0, None))
         res.extra["re_sd_internal"] = {fd.factors[blk.factor].name: float(np.sqrt(np.max(np.sum(lam**2, axis=1))))
                                        for blk, lam in zip(blocks, res.lambdas)}
         scaling.unscale(res, blocks)
-        # the kernels leave out the log-likelihood's constant (log binomial coefficients, log y!);
-        # glmer's nAGQ > 1 deviance is on the unit-deviance scale instead (equal for 0/1 rows)
-        const = self._family.saturated_constant if fd.terms and self.nagq > 1 else self._family.loglik_constant
-        res.deviance = float(res.deviance) + const(fd.y, self._weights(fd))
+        res.deviance = float(res.deviance) + loglik_constant
         res.loglik = -0.5 * res.deviance
         self._store(fd, blocks, res)
-        return res
+
+    def _refit_response(self, fd: FitData):
+        # the bootstrap's refits: the fitted blocks, the design as given (no re-scaling)
+        blocks = self._glmm_state.blocks
+        self._store(fd, blocks, self._fit_mixed(fd, blocks))
 
     def _weights(self, fd):
         return np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
@@ -339,7 +344,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
                                    np.array([-1], dtype=np.int64), np.ones((1, 1), dtype=bool),
                                    family=self._family, offset=offset)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), sg.serial_if_small(X.shape[0]):
-            dev, _, beta, _, S = prob.joint_pirls(np.zeros(1), sg._start_beta(X, fd.y, w, self._family, offset), prob.u,
+            dev, _, beta, _, S = prob.joint_pirls(np.zeros(1), sg.start_beta(X, fd.y, w, self._family, offset), prob.u,
                                                   tol=1e-9, maxit=100)
         try:
             V = np.linalg.inv(S)
@@ -362,7 +367,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.fixed_effects_pvalue_ = pd.Series(2 * stats.norm.sf(np.abs(z)), index=names, name="Pr(>|z|)")
         self.vcov_ = pd.DataFrame(V, index=names, columns=names)
         covs = [lam @ lam.T for lam in res.lambdas]  # binomial: sigma = 1
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, res.extra["lower"],
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta,
                                    getattr(res, "theta_internal", None))
         self.sigma_ = 1.0
         self.loglik_ = float(res.loglik)

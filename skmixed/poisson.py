@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._base import MixedModelBase, merge_offsets
+from ._base import GLMM_CONSTRAINTS, MixedModelBase, merge_offsets
 from ._families import POISSON
 from ._summary import Summary
 from .logistic import MixedLogisticRegressor, SingularFitWarning
@@ -93,13 +93,16 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         self.random_only = random_only
 
     # one GLMM code path: the fit, storage and checks are MixedLogisticRegressor's with the family swapped
+    _parameter_constraints: dict = GLMM_CONSTRAINTS
     _check_params = MixedLogisticRegressor._check_params
     _fit_glmm = MixedLogisticRegressor._fit_glmm
+    _finish_fit = MixedLogisticRegressor._finish_fit
     _weights = MixedLogisticRegressor._weights
     _fit_mixed = MixedLogisticRegressor._fit_mixed
     _fit_fixed_only = MixedLogisticRegressor._fit_fixed_only
     _glmer_summary_lines = MixedLogisticRegressor._glmer_summary_lines
     _store = MixedLogisticRegressor._store
+    _refit_response = MixedLogisticRegressor._refit_response
 
     def _validate_y(self, y, n):
         y_arr = super()._validate_y(y, n)
@@ -130,6 +133,11 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         fd = self._prepare_fit(X, y, groups, sample_weight)
         offset = merge_offsets(fd.offset, offset, fd.X.shape[0])
         res = self._fit_glmm(fd, offset)
+        self._finish_poisson(res)
+        return self
+
+    def _finish_poisson(self, res):
+        """What the Poisson model changes in the shared storage (also after a distributed fit)."""
         # the inference helpers (bootstrap, simulate, Nakagawa R2) are written for the logistic model
         self._glmm_state.extra["not_simulable"] = "the Poisson model"
         self._glmm_state.extra.pop("r2_parts", None)
@@ -137,7 +145,6 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         self.coef_ = self.coef_.ravel()
         self.intercept_ = float(self.intercept_[0])
         self._warn_problems(res)
-        return self
 
     def _warn_problems(self, res):
         if res.extra.get("hessian_failed") and not self.is_singular_:

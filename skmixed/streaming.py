@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._base import MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
+from ._base import SHARED_CONSTRAINTS, MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 from ._solvers import sema_exact as _exact
@@ -51,7 +53,7 @@ class StreamOrderWarning(UserWarning):
 
 # attributes a fit creates (removed by a reset); parameters and sklearn's own
 # bookkeeping (e.g. metadata-routing requests) are left alone
-_FITTED = ("_state", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep", "_aliased_warned",
+_FITTED = ("_state", "_shift", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep", "_aliased_warned",
            "_order_warned",
            "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
            "n_groups_", "n_iter_", "formula_")
@@ -211,6 +213,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
     # set per stream by _warn_if_aliased; the class default serves streams pickled before it existed
     _aliased_warned = False
+    # subtracted from the design columns before the state sees them (None: nothing; see _centring)
+    _shift = None
     _fits_offset = True  # a formula's offset(): the stream fits y - offset, predict adds it back
 
     def __init__(self, fit_intercept=True, random_slopes=None, group_column=None, n_train=0,
@@ -430,14 +434,15 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     @property
     def fixed_effects_(self):
         check_is_fitted(self)
-        return pd.Series(self._state.beta.copy(), index=self.feature_names_, name="fixed_effects")
+        return pd.Series(self._user_beta(self._state.beta), index=self.feature_names_, name="fixed_effects")
 
     @property
     def fixed_effects_se_(self):
         check_is_fitted(self)
         st = self._state
         if st.has_P and st.n_eff > 0:
-            se = np.sqrt(np.diag(_sema.beta_covariance(st, alpha=self._alpha())))
+            T = self._user_map()
+            se = np.sqrt(np.diag(T @ _sema.beta_covariance(st, alpha=self._alpha()) @ T.T))
         else:
             se = np.full(st.p, np.nan)
         return pd.Series(se, index=self.feature_names_, name="std_error")
@@ -445,13 +450,13 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     @property
     def coef_(self):
         check_is_fitted(self)
-        b = self._state.beta
+        b = self._user_beta(self._state.beta)
         return b[1:].copy() if self._has_intercept() else b.copy()
 
     @property
     def intercept_(self):
         check_is_fitted(self)
-        return float(self._state.beta[0]) if self._has_intercept() else 0.0
+        return float(self._user_beta(self._state.beta)[0]) if self._has_intercept() else 0.0
 
     @property
     def sigma_(self):
@@ -512,6 +517,10 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         rows = self._trace_rows
         cols = _sema.TRACE_COLUMNS(self.feature_names_, self.re_names_)
         data = np.concatenate(rows) if rows else np.empty((0, len(cols)))
+        if self._shift is not None and len(data):
+            data = data.copy()
+            b = slice(1, 1 + len(self.feature_names_))  # the fixed effects, on the state's columns
+            data[:, b] = data[:, b] @ self._user_map().T
         df = pd.DataFrame(data, columns=cols)
         df["n_rows"] = df["n_rows"].astype(np.int64)
         return df
@@ -528,7 +537,20 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     def _alpha(self):
         return None if self.forgetting is None else float(self.forgetting)
 
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "n_train": [Interval(Integral, 0, None, closed="left")],
+        "update_every": [Interval(Integral, 1, None, closed="left"), None],
+        "forgetting": [Interval(Real, 1, None, closed="neither"), None],
+        "trace_every": [Interval(Integral, 1, None, closed="left"), None],
+        "refit_every": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+        "callback": [callable, None],
+    }
+
     def _check_params(self):
+        self._validate_params()
+
         def _int(name, lo, allow_none):
             v = getattr(self, name)
             if v is None and allow_none:
@@ -548,14 +570,45 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                               or not np.isfinite(a) or a <= 1):
             raise ValueError(f"forgetting must be a number > 1 (the window alpha) or None, got {a!r}")
 
-    def _design(self, Xv):
+    def _design(self, Xv, shift=None):
+        """The design the state sees: intercept column, then X's columns minus ``shift`` (default ``_shift``)."""
         n = Xv.shape[0]
         icpt = self._has_intercept()
         Xd = np.empty((n, Xv.shape[1] + icpt))
         if icpt:
             Xd[:, 0] = 1.0
         Xd[:, icpt:] = Xv
+        shift = self._shift if shift is None else shift
+        if shift is not None:
+            Xd -= shift
         return Xd
+
+    def _centring(self, Xd, zidx):
+        """The fixed-only columns' values in the stream's first row (0 elsewhere), or None.
+
+        With an intercept, the state sees those columns shifted to that origin (an exact
+        change of basis, undone by :meth:`_user_map`): a covariate with a small spread around
+        a large mean (x + 1e4) would otherwise leave X'X ill-conditioned and cost the
+        estimates digits that depend on the origin. The first row (not the first batch's
+        means) keeps the stream independent of how it is cut into batches. Random-slope
+        columns are left as they are (shifting them would change the random-effects model).
+        """
+        if not self._has_intercept() or Xd.shape[1] < 2 or Xd.shape[0] == 0:
+            return None
+        shift = Xd[0].copy()
+        shift[0] = 0.0
+        shift[[c for c in zidx if c >= 0]] = 0.0
+        return shift if np.any(shift) else None
+
+    def _user_map(self):
+        """``T`` with the user's fixed effects ``= T @`` the state's (centred) ones."""
+        T = np.eye(self._state.p)
+        if self._shift is not None:
+            T[0] -= self._shift
+        return T
+
+    def _user_beta(self, beta):
+        return self._user_map() @ beta
 
     def _z(self, Xd):
         z = self._zidx
@@ -733,7 +786,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     def _progress_info(new, st, corrected):
         names = new["re_names_"]
         return {"n_rows": st.n_rows,
-                "fixed_effects": pd.Series(st.beta.copy(), index=new["feature_names_"], name="fixed_effects"),
+                "fixed_effects": pd.Series(st.beta.copy() if new.get("_shift") is None else
+                                           st.beta - new["_shift"] @ st.beta * (np.arange(st.p) == 0),
+                                           index=new["feature_names_"], name="fixed_effects"),
                 "cov_re": pd.DataFrame(st.Phi.copy(), index=names, columns=names) if names else None,
                 "sigma2": st.s2, "corrected": bool(corrected)}
 
@@ -817,8 +872,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             factor = factors[0]
             if factor.codes.shape[0] != n:
                 raise ValueError(f"X has {n} rows but groups has {factor.codes.shape[0]}")
-        Xd = np.ascontiguousarray(self._design(Xv))
         setup = {}
+        Xd = np.ascontiguousarray(self._design(Xv, shift=0.0 if reset else None))
         if reset:
             if hasattr(self, "feature_names_in_"):
                 names_in = [str(c) for c in self.feature_names_in_]
@@ -844,9 +899,12 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                 re_names = ["(Intercept)"] + list(slope_names)
                 factors_ = [GroupingFactor(factor.name, np.empty(0, dtype=np.int64),
                                            pd.Index([], dtype=object))]
+            shift = self._centring(Xd, zidx)
+            if shift is not None:
+                Xd -= shift
             setup = dict(
                 _state=_sema.SemaState.new(Xd.shape[1], len(zidx), n_train=self.n_train,
-                                           capacity=16),
+                                           capacity=16), _shift=shift,
                 _zidx=zidx, _trace_rows=[], _no_groups=no_groups, factors_=factors_,
                 # the base's predict keeps these design columns: a stream cannot know aliased
                 # columns in advance, so it keeps all (an aliased column leaves X'X singular)

@@ -57,7 +57,7 @@ class GroupedSimulator:
         from ._bootstrap import training_rows
 
         rows = training_rows(est)
-        st = est._lmm_state
+        st = est.mixed_fit_.state
         lay = st.problem.layout
         if len(lay.blocks) != 1:
             raise ValueError("the grouped simulation is for models with one grouping factor")

@@ -123,7 +123,7 @@ def prediction_std(est, Xd, codes, z_source=None):
     V = est.vcov_.to_numpy()
     var_fixed = np.einsum("ij,jk,ik->i", Xd, V, Xd)
     var_re = np.zeros(Xd.shape[0])
-    for blk in est._re_blocks:
+    for blk in est.mixed_fit_.blocks:
         name = est.factors_[blk.factor].name
         Z = blk.z_rows(Xd if z_source is None else z_source)
         c = codes[blk.factor]

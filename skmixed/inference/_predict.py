@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._base import predict_inputs
 from .._kernels import glmm as kg
 
 __all__ = ["marginal_proba"]
@@ -28,7 +29,8 @@ def marginal_proba(est, X, groups=None) -> np.ndarray:
     contribute their conditional modes. ``E[expit(eta + s e)]``, ``e ~ N(0, 1)``, is
     computed by 40-point Gauss-Hermite quadrature.
     """
-    pdata = est._prepare_predict(X, groups)
+    pdata = predict_inputs(est, X, groups)
+    fit = est.mixed_fit_
     Xd = np.ascontiguousarray(pdata.X)
     Zs = pdata.z_source  # X, then any random-only columns
     eta = np.empty(Xd.shape[0])
@@ -36,7 +38,7 @@ def marginal_proba(est, X, groups=None) -> np.ndarray:
     if pdata.offset is not None:  # a formula's offset()
         eta += pdata.offset
     s2 = np.zeros(Xd.shape[0])
-    for blk, b in zip(est._re_blocks, est._re_values):
+    for blk, b in zip(fit.blocks, fit.b):
         codes = pdata.codes[blk.factor]
         kg.add_random_part(np.ascontiguousarray(Zs), np.asarray(blk.intercept_slopes, dtype=np.int64), codes,
                            np.ascontiguousarray(b), eta)
