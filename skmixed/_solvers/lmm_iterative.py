@@ -54,8 +54,8 @@ _LOG2PI = np.log(2.0 * np.pi)
 
 #: the exact path is kept while its dense Schur complement (8 Q2^2 bytes) stays below this
 DENSE_BYTES_LIMIT = 256 * 2**20
-#: memory the probe blocks of the conjugate gradients may take
-PROBE_BYTES = 320 * 2**20
+#: memory the probe blocks of the conjugate gradients and the estimators may take
+PROBE_BYTES = 256 * 2**20
 #: the largest sparse Jacobi-scaled Schur complement formed for the log-determinant's second-order control variate
 SPARSE_E_LIMIT = 1e7
 #: the expected criterion excess (from the trace estimators' spread) the probes are multiplied down to
@@ -222,7 +222,9 @@ class CrossedIterative:
         self.Zy_all = np.concatenate(stats.Zy)
         self.fac_of_rest = np.repeat(np.arange(1, self.K), stats.J[1:])
         self.spans = [(0, self.J1)] + [(self.J1 + int(stats.off[k]), int(stats.J[k])) for k in range(1, self.K)]
-        per_col = 8.0 * (7 * self.Q2 + self.J1)
+        # per probe: ~16 vectors over the rest's levels alive at once (CG's six, the solutions and
+        # the estimators' temporaries) and two over the first factor's
+        per_col = 8.0 * (16 * self.Q2 + 2 * self.J1)
         self.max_probes = int(max(8, min(1024, PROBE_BYTES // per_col)))
         if n_probes is None:  # 64, fewer on very large problems (the adaptive rule adds where needed)
             n_probes = int(np.clip(2e8 / max(stats.pj.shape[0] + stats.qa.shape[0], 1), 16, 64))
