@@ -17,6 +17,7 @@ from ._design.layout import BlockLayout, amalgamate
 from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, varcorr_table
 from ._progress import progress_bar
+from ._row_buffer import RowBuffer, plain_chunk
 from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
 from ._solvers.lmm_iterative import IterativeFitProblem, fit_iterative, iterative_applies, warn_stochastic
 from ._solvers.lmm_stats import GroupedStats
@@ -216,7 +217,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             if fd.weights is not None:
                 fd.weights = fd.weights / scale
             fd = self._as_precision(fd)
-        self._stats = self._theta_by_factor = None  # a fit ends any partial_fit accumulation
+        self._stats = self._theta_by_factor = self._held = None  # a fit ends any partial_fit accumulation
         self._pending = False
         if not fd.terms:
             self._fit_fixed_only(fd)
@@ -376,7 +377,11 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             accumulated (its cost is that of reading its rows) and the estimates
             are dropped; they are computed once, on the totals, at the first
             access to a fitted attribute (``fixed_effects_``, ``predict``,
-            ``summary()``, ...). Feed many small chunks this way.
+            ``summary()``, ...). Feed many small chunks this way: plain NumPy chunks
+            (float X, integer labels, one grouping factor, no weights) are checked,
+            copied and held back, and merged into the totals in bulk once they
+            amount to about as many rows as there are levels, so a chunk costs
+            O(its rows) however many levels the totals have.
 
         Returns
         -------
@@ -401,13 +406,28 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                              "use fit on all rows")
         # all or nothing (@transactional): a rejected, failed or interrupted chunk is not counted
         first = getattr(self, "_stats", None) is None
+        held = self.__dict__.get("_held") or RowBuffer()
+        if not refit and not first and self._plain_chunks_allowed(sample_weight):
+            chunk = plain_chunk(X, y, groups, self.n_features_in_)
+            if chunk is not None:
+                # a small plain chunk is held back (checked and copied, nothing else) until the held
+                # rows pay for a merge into the totals: O(rows of the chunk) per call
+                held = held.add(chunk)
+                new = {k: v for k, v in self.__dict__.items() if not _is_estimate(k)} \
+                    if not self.__dict__.get("_pending") else dict(self.__dict__)
+                if held.n_rows >= max(_HOLD_ROWS, sum(len(lev) for lev in self._stats.levels)):
+                    new["_stats"], held = self._merged_held(held), None
+                new.update(_held=held, _pending=True)
+                self.__dict__ = new
+                return self
         fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
         # every chunk is centred like the first one (close to the means, so the sums keep
         # their digits); the totals are re-centred on their own means for the fit
         shift = None if first else self._stats.shift
         stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names, shift)
-        total = stats if first else GroupedStats.merge([self._stats, stats])
+        total = stats if first else GroupedStats.merge([self._merged_held(held), stats])
         _require_finite([total.G, *total.D, *total.F], "the accumulated statistics")
+        self._held = None
         if refit:
             self._fit_stats(total)
             self.__dict__.update(_stats=total, _pending=False)
@@ -417,6 +437,23 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             new.update(_stats=total, _pending=True)
             self.__dict__ = new
         return self
+
+    def _plain_chunks_allowed(self, sample_weight):
+        """Whether chunks may be held back as plain rows (one integer-labelled factor, no formula)."""
+        return (sample_weight is None and self._formula is None and self.group_column is None
+                and "feature_names_in_" not in self.__dict__ and len(self._stats.factor_names) == 1)
+
+    def _merged_held(self, held):
+        """The totals with the held-back rows merged in (the estimator is not changed)."""
+        if held is None or not held.n_rows:
+            return self._stats
+        X, y, g = held.rows()
+        fd = self._prepare_fit(X, y, g, None, chunk=True, reset=False)
+        stats = GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names,
+                                       self._stats.shift)
+        total = GroupedStats.merge([self._stats, stats])
+        _require_finite([total.G, *total.D, *total.F], "the accumulated statistics")
+        return total
 
     # ----------------------------------------------------------------- lazy estimates
     def __getattr__(self, name):
@@ -438,6 +475,8 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         saved = dict(self.__dict__)
         try:
             self.__dict__["_pending"] = False
+            if self.__dict__.get("_held") is not None:
+                self.__dict__.update(_stats=self._merged_held(self._held), _held=None)
             self._fit_stats(self._stats)
         except BaseException:
             self.__dict__ = saved
@@ -701,6 +740,10 @@ def _require_finite(arrays, what):
         raise ValueError(f"{what} are not finite: values too large to square (|X| or |y| above ~1e154?); "
                          "rescale the data")
 
+
+# held-back rows of plain chunks are merged into the totals once there are this many (or as
+# many as the totals have levels): a merge then costs about what reading its rows costs
+_HOLD_ROWS = 50_000
 
 # set by validation (never stale) / what prediction reads besides the trailing-underscore estimates
 _VALIDATION_ATTRS = ("n_features_in_", "feature_names_in_")

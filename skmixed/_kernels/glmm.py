@@ -563,6 +563,126 @@ def _agq_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights
         out[g] = h0 + np.log(Hg) - 2.0 * np.log(mult)
 
 
+def agq_grad_single(beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out, gout, fam, off):
+    """:func:`agq_single` and its gradient in ``(lam, beta)`` per group (:func:`_agq_grad_groups`)."""
+    run_in_threads(_agq_grad_groups, gptr.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights,
+                   out, gout, fam, off)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _agq_grad_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, weights, out, gout, fam, off):
+    """Adaptive Gauss-Hermite deviance per group and its exact gradient (scalar random effect).
+
+    With ``h(u) = sum_i d_i + u^2`` (in eta: ``d1 = -2 w (y - mu)``, ``d2 = 2 w var``,
+    ``d3 = 2 w dvar``), the mode ``u0`` (``h_u(u0) = 0``), ``H = lam^2 A + 1`` with
+    ``A = sum w var z^2`` (``h_uu = 2 H``), ``sd = H^-1/2`` and nodes ``u_k = u0 + sd z_k``,
+    the group's deviance is ``F = -2 log sd - 2 log sum_k w_k exp(-h(u_k) / 2 + z_k^2 / 2)``.
+    The nodes move with the parameters ``phi``, so
+
+    ``dF/dphi = -2 dlog(sd)/dphi + sum_k pi_k [h_phi(u_k) + h_u(u_k) (du0/dphi + z_k dsd/dphi)]``
+
+    with ``pi_k`` the nodes' normalised terms, ``du0/dphi = -h_uphi(u0) / h_uu(u0)`` (implicit
+    function theorem) and ``dsd/dphi`` from ``dA/dphi = sum w dvar z^2 deta/dphi`` (eta moving
+    with ``u0`` too). ``gout[g, 0]`` is the derivative in ``lam``, ``gout[g, 1:]`` in ``beta``:
+    one pass at the mode and one per node, as for the deviance alone.
+    """
+    K = nodes.shape[0]
+    p = X.shape[1]
+    np1 = p + 1
+    z = np.empty(1)
+    Bx = np.empty(p)
+    T3x = np.empty(p)
+    rx0 = np.empty(p)
+    rxk = np.empty(p)
+    du = np.empty(np1)
+    dlsd = np.empty(np1)
+    num = np.empty(np1)
+    for g in range(g0, g1):
+        start = gptr[g]
+        stop = gptr[g + 1]
+        u0 = u[g, 0]
+        b0 = lam * u0
+        h0 = 0.0
+        A0 = 0.0
+        s0 = 0.0
+        T3z = 0.0
+        for j in range(p):
+            Bx[j] = 0.0
+            T3x[j] = 0.0
+            rx0[j] = 0.0
+        for i in range(start, stop):
+            r = _row(perm, i)
+            _load_z(X, r, zcols, z)
+            zi = z[0]
+            eta = _xbeta(X, r, beta) + _offv(off, r) + zi * b0
+            wr = _wt(w, r)
+            mu, d, vr, dv = _row_eval(eta, y[r], wr, fam)
+            h0 += d
+            v = wr * vr
+            res = wr * (y[r] - mu)
+            wdv = wr * dv
+            A0 += v * zi * zi
+            s0 += res * zi
+            T3z += wdv * zi * zi * zi
+            for j in range(p):
+                xj = X[r, j]
+                Bx[j] += v * zi * xj
+                T3x[j] += wdv * zi * zi * xj
+                rx0[j] += res * xj
+        h0 += u0 * u0
+        Hg = lam * lam * A0 + 1.0
+        sd = 1.0 / np.sqrt(Hg)
+        # du0/dphi (phi = lam, beta) and dlog(sd)/dphi = -dH/dphi / (2 H)
+        du[0] = (s0 - lam * u0 * A0) / Hg
+        dA = T3z * (u0 + lam * du[0])
+        dlsd[0] = -0.5 * (2.0 * lam * A0 + lam * lam * dA) / Hg
+        for j in range(p):
+            du[1 + j] = -lam * Bx[j] / Hg
+            dA = T3x[j] + lam * du[1 + j] * T3z
+            dlsd[1 + j] = -0.5 * lam * lam * dA / Hg
+        mult = 0.0
+        for c in range(np1):
+            num[c] = 0.0
+        for k in range(K):
+            zk = nodes[k]
+            if zk == 0.0:
+                hk = h0
+                sk = s0
+                uk = u0
+                for j in range(p):
+                    rxk[j] = rx0[j]
+            else:
+                uk = u0 + zk * sd
+                bk = lam * uk
+                hk = 0.0
+                sk = 0.0
+                for j in range(p):
+                    rxk[j] = 0.0
+                for i in range(start, stop):
+                    r = _row(perm, i)
+                    _load_z(X, r, zcols, z)
+                    zi = z[0]
+                    eta = _xbeta(X, r, beta) + _offv(off, r) + zi * bk
+                    wr = _wt(w, r)
+                    mu, d, vr, dv = _row_eval(eta, y[r], wr, fam)
+                    hk += d
+                    res = wr * (y[r] - mu)
+                    sk += res * zi
+                    for j in range(p):
+                        rxk[j] += res * X[r, j]
+                hk += uk * uk
+            e = weights[k] * np.exp(-0.5 * (hk - h0) + 0.5 * zk * zk)
+            mult += e
+            hu = -2.0 * lam * sk + 2.0 * uk  # h_u(u_k)
+            # h_lam(u_k) = -2 u_k sum res z ; h_beta(u_k) = -2 sum res x
+            num[0] += e * (-2.0 * uk * sk + hu * (du[0] + zk * sd * dlsd[0]))
+            for j in range(p):
+                num[1 + j] += e * (-2.0 * rxk[j] + hu * (du[1 + j] + zk * sd * dlsd[1 + j]))
+        out[g] = h0 + np.log(Hg) - 2.0 * np.log(mult)
+        for c in range(np1):
+            gout[g, c] = -2.0 * dlsd[c] + num[c] / mult
+
+
 def joint_stats(beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
                 A_out, B_out, s_out, h_out, C_out, xr_out, fam, off):
     """Blocks of the joint (u, beta) PIRLS system (:func:`_joint_stats_chunks`, chunks in parallel threads)."""

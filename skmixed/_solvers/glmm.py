@@ -245,6 +245,25 @@ class SingleFactorGLMM:
                                 self.perm, self.gptr, lam, self.u, nodes, weights, out, self.fam_id, self.off)
         return float(out.sum())
 
+    def agq_grad(self, params, nodes, weights):
+        """:meth:`agq` and its exact gradient in ``(theta, beta)`` (gradient None where not finite).
+
+        One kernel pass per node, as for the deviance alone (see
+        :func:`skmixed._kernels.glmm._agq_grad_groups`), instead of two deviances per
+        parameter for a central difference.
+        """
+        params = np.asarray(params, dtype=float)
+        F = self.laplace(params, want_grad=False)  # conditional modes into self.u
+        if not np.isfinite(F):
+            return F, None
+        out = np.empty(self.G)
+        gout = np.empty((self.G, 1 + self.p))
+        self.kernels.agq_grad_single(np.ascontiguousarray(params[self.n_theta:]), self.X, self.zcols, self.y,
+                                     self.w, self.perm, self.gptr, float(params[0]), self.u, nodes, weights, out,
+                                     gout, self.fam_id, self.off)
+        F = float(out.sum())
+        return F, (gout.sum(axis=0) if np.isfinite(F) else None)
+
     # -- nAGQ = 0: beta inside PIRLS -------------------------------------------------------
     def joint_pirls(self, theta, beta, u, tol=1e-9, maxit=50, tol_u=None):
         """Joint penalized IRLS over (u, beta) at fixed theta (glmer's nAGQ=0 inner problem).
@@ -582,11 +601,19 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
         else:
             nodes, weights = gauss_hermite(nagq)
 
+            # the exact gradient where the kernels provide it (a Dask stand-in may not)
+            exact = hasattr(prob.kernels, "agq_grad_single")
+
             def fa(x):
                 return prob.agq(x, nodes, weights)
 
             def fg(xi):
                 x = sc.x(xi)
+                if exact:
+                    F, g = prob.agq_grad(x, nodes, weights)
+                    if g is None:
+                        return 1e300, np.zeros_like(xi)
+                    return F, sc.T.T @ g
                 f0 = fa(x)
                 u_save = prob.u.copy()
                 g = np.empty_like(xi)
@@ -631,6 +658,12 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                 def gfun(xx):
                     prob.u[:] = u_save
                     return prob.laplace(xx)[1]
+                Hdev = _hessian_from_grad(gfun, x, gfun(x))
+            elif exact:
+                def gfun(xx):
+                    prob.u[:] = u_save
+                    g = prob.agq_grad(xx, nodes, weights)[1]
+                    return np.full(xx.size, np.nan) if g is None else g
                 Hdev = _hessian_from_grad(gfun, x, gfun(x))
             else:
                 def ffun(xx):

@@ -33,6 +33,8 @@ __all__ = ["CrossProducts", "LMMProblem", "LMMResult", "cross_products", "aliase
            "rows_factor"]
 
 _LOG2PI = np.log(2.0 * np.pi)
+# dense parts up to this many columns (m x m doubles: 128 KiB) are downdated level by level, in cache
+_CACHED_DENSE = 128
 
 
 @dataclass
@@ -138,6 +140,8 @@ class LMMProblem:
         self._a11 = np.ascontiguousarray(cp.A11[:, 0, 0]) if layout.q1 == 1 else None
         self._a21 = np.ascontiguousarray(cp.A21[:, 0]) if layout.q1 == 1 else None
         self.n_eval = 0
+        self._size_classes_cache = False  # not computed yet (None: not applicable)
+        self._pending_lam1 = None  # L11/L21 still to fill for this first-block Lambda (size classes)
         self._at_optimum = None  # a ScalarNewton holding the factor at the optimum, if any
 
     # -- theta <-> Lambda ---------------------------------------------------------------
@@ -206,6 +210,10 @@ class LMMProblem:
         """
         lay = self.layout
         lams = self.lambdas(theta)
+        classes = self._size_classes()
+        if classes is not None:
+            return self._factor_by_size_class(lams[0][0, 0], *classes)
+        self._pending_lam1 = None
         s, vector_terms = self._dense_scaling(lams[1:])
         if lay.q1 == 1 and not vector_terms:
             ld11 = klmm.level_factors_scalar(self._a11, self._a21, lay.ptr, lay.cols, lams[0][0, 0], s,
@@ -217,7 +225,10 @@ class LMMProblem:
         if not np.isfinite(ld11):
             return None
         M = self._scale_dense(s, vector_terms)
-        klmm.downdate_rows(M, self._L21, lay.ptr, lay.cols, *lay.dense_row_pattern)
+        if lay.m <= _CACHED_DENSE:
+            klmm.downdate_levels(M, self._L21, lay.ptr, lay.cols)
+        else:
+            klmm.downdate_rows(M, self._L21, lay.ptr, lay.cols, *lay.dense_row_pattern)
         try:
             L = sla.cholesky(M, lower=True, check_finite=False, overwrite_a=True)  # M is ours
         except (sla.LinAlgError, ValueError):
@@ -230,6 +241,53 @@ class LMMProblem:
         ldRX2 = 2.0 * np.log(d[Q2:Q2 + p]).sum()
         r2 = d[-1] ** 2
         return L, ldL2, ldRX2, r2
+
+    def _size_classes(self):
+        """One random intercept and nothing else: the levels grouped by their ``Z'Z`` entry.
+
+        The first block's level ``j`` then enters the profiled deviance only through
+        ``log(lam^2 a11_j + 1)`` and ``lam^2 / (lam^2 a11_j + 1) a21_j a21_j'``, so levels
+        with equal ``a11_j`` (equal weighted sizes: with unit weights a handful of
+        distinct values whatever the number of groups) share a term. Returns the
+        distinct values, their counts and the per-class sums ``S_u`` of ``a21_j a21_j'``
+        (computed once), or None where that does not pay (few levels, or about as
+        many classes as levels).
+        """
+        if self._size_classes_cache is False:
+            self._size_classes_cache = None
+            lay = self.layout
+            m = lay.m
+            if lay.q1 == 1 and lay.Q2 == 0 and lay.J1 >= 1000 and lay.nnz == lay.J1 * m:
+                au, inv, nu = np.unique(self._a11, return_inverse=True, return_counts=True)
+                if au.size * 8 <= lay.J1 and np.array_equal(lay.cols[:m], np.arange(m)):
+                    S = klmm.size_class_grams(self._a21, inv.astype(np.int64), au.size, m)
+                    self._size_classes_cache = (au, nu.astype(float), S)
+        return self._size_classes_cache
+
+    def _factor_by_size_class(self, lam1, au, nu, S):
+        """:meth:`factor` from :meth:`_size_classes` (cost independent of the number of levels)."""
+        t = lam1 * lam1 * au + 1.0
+        ld11 = float(nu @ np.log(t))
+        M = self.cp.A22 - np.tensordot(lam1 * lam1 / t, S, axes=1)
+        self._pending_lam1 = lam1  # the per-level factors are filled when asked for
+        try:
+            L = sla.cholesky(M, lower=True, check_finite=False, overwrite_a=True)
+        except (sla.LinAlgError, ValueError):
+            return None
+        d = np.diag(L)
+        if not np.all(d[:-1] > 0):
+            return None
+        p = self.layout.p
+        return L, ld11, 2.0 * np.log(d[:p]).sum(), d[-1] ** 2
+
+    def _fill_first_block(self):
+        """The per-level ``L11``/``L21`` of the last :meth:`factor` call, where it deferred them."""
+        lam1 = self._pending_lam1
+        if lam1 is not None:
+            lay = self.layout
+            klmm.level_factors_scalar(self._a11, self._a21, lay.ptr, lay.cols, lam1, np.ones(lay.m),
+                                      self._L11, self._L21)
+            self._pending_lam1 = None
 
     def _dense_scaling(self, lams_dense):
         """Per dense column, the scalar terms' Lambda (1 elsewhere), and the vector terms."""
@@ -270,6 +328,7 @@ class LMMProblem:
     @property
     def first_block_factors(self):
         """``(L11, L21)`` of the last :meth:`factor` call: the first block's factors and coupling rows."""
+        self._fill_first_block()
         return self._L11, self._L21
 
     def criterion(self, ldL2, ldRX2, r2) -> float:
@@ -527,6 +586,7 @@ class LMMProblem:
         ``v`` holds the other terms' ``u`` then ``beta``, from the last :meth:`factor` call.
         """
         lay = self.layout
+        self._fill_first_block()
         return klmm.solve_first_block(self._L11, self._L21, lay.ptr, lay.cols, v, 0)
 
     def conditional_u_cov(self, L) -> list:
@@ -544,6 +604,7 @@ class LMMProblem:
                 raise np.linalg.LinAlgError("the random-effects factor is singular")
         else:
             Minv = np.zeros((0, 0))
+        self._fill_first_block()
         cvu = [klmm.first_block_condvar(self._L11, self._L21, lay.ptr, lay.cols, Minv, Q2)]
         for k, blk in enumerate(lay.blocks[1:]):
             o, q, J = lay.dense_off[k], blk.q, blk.n_levels
@@ -558,6 +619,7 @@ class LMMProblem:
             f = done.last["fac"]
             self._L11[...] = done.last["L11"]
             self._L21[...] = done.last["L21"]
+            self._pending_lam1 = None
         else:
             done = None
             f = self.factor(theta)
