@@ -12,6 +12,8 @@ AdditiveMixedRegressor
     Additive mixed models by fREML, discretized covariates (``mgcv::bam``).
 StreamingMixed
     Linear mixed models fitted online, row by row (SEMA, ``partial_fit``).
+StreamingMixedLogistic
+    Logistic mixed models fitted online (SEMA's idea with per-group Laplace statistics).
 SplitSampleMixed
     Split-sample fitting of any of them: subsamples in parallel, combined.
 
@@ -30,7 +32,7 @@ import importlib
 __version__ = "0.1.0"
 __all__ = ["AdditiveMixedRegressor", "BootstrapResult", "MixedLinearRegressor", "MixedLogisticRegressor",
            "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed",
-           "StreamOrderWarning", "anova", "bootstrap", "coef_table", "confint", "tidy"]
+           "StreamingMixedLogistic", "StreamOrderWarning", "anova", "bootstrap", "coef_table", "confint", "tidy"]
 
 # public name -> module holding it (imported on first access, PEP 562)
 _LAZY = {
@@ -42,6 +44,7 @@ _LAZY = {
     "SplitSampleMixed": ".split_sample",
     "StreamingMixed": ".streaming",
     "StreamOrderWarning": ".streaming",
+    "StreamingMixedLogistic": ".streaming_logistic",
     **{name: ".inference" for name in ("BootstrapResult", "RefitWarning", "anova", "bootstrap", "coef_table",
                                        "confint", "tidy")},
 }

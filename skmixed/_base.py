@@ -11,10 +11,12 @@ from __future__ import annotations
 import numbers
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_n_features,
@@ -28,8 +30,31 @@ from sklearn.utils.validation import (
 from ._design.formula import FormulaSpec, as_pandas
 from ._design.grouping import GroupingFactor, make_factors
 from ._design.terms import RandomTerm, default_terms
+from ._design.theta import ThetaMap
+from ._results import MixedFit
 
-__all__ = ["MixedModelBase", "FitData", "PredictData", "NoGroupsWarning"]
+__all__ = ["MixedModelBase", "FitData", "PredictData", "NoGroupsWarning", "fit_inputs", "predict_inputs",
+           "refit_rows", "adopt_fit", "offset_response", "on_index"]
+
+
+#: the constructor parameters most estimators share, as scikit-learn's ``_parameter_constraints``
+#: (estimators spread these into their own; ``_validate_params()`` checks them at the start of a fit)
+SHARED_CONSTRAINTS = {
+    "fit_intercept": ["boolean"],
+    "random_slopes": ["array-like", str, Integral, None],
+    "group_column": ["array-like", str, Integral, None],
+    "formula": [str, FormulaSpec, None],
+}
+#: a positive iteration count
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+#: MixedLogisticRegressor's and MixedPoissonRegressor's parameters
+GLMM_CONSTRAINTS = {
+    **SHARED_CONSTRAINTS,
+    "random_only": ["array-like", str, Integral, None],
+    "nagq": [Interval(Integral, 0, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="neither")],
+    "max_iter": [POSITIVE_INT],
+}
 
 
 class NoGroupsWarning(UserWarning):
@@ -54,6 +79,10 @@ class FitData:
     # the whole data's number of observations when the rows are elsewhere (a distributed fit's
     # driver holds a row-free FitData); None: counted from X / weights
     n_obs_total: float = None
+    # random-only columns (lme4's (0 + x | g) without a fixed x): in Z, not in X. A term's
+    # slope index s points into z_source = [X | Z_extra]: X's column s < p, else Z_extra's s - p
+    Z_extra: np.ndarray = None
+    extra_names: tuple = ()
 
     @property
     def n_obs(self) -> float:
@@ -61,12 +90,29 @@ class FitData:
             return float(self.n_obs_total)
         return float(self.X.shape[0] if self.weights is None else self.weights.sum())
 
+    @property
+    def z_source(self) -> np.ndarray:
+        """The matrix the random-effects columns are read from: ``[X | Z_extra]``."""
+        return _z_source(self.X, self.Z_extra)
+
 
 @dataclass
 class PredictData:
     X: np.ndarray
     codes: list
     offset: np.ndarray = None  # a formula model's offset() terms on the new data
+    Z_extra: np.ndarray = None  # random-only columns (see FitData)
+
+    @property
+    def z_source(self) -> np.ndarray:
+        """``[X | Z_extra]``: what the random-effects blocks read their columns from."""
+        return _z_source(self.X, self.Z_extra)
+
+
+def _z_source(X, Z_extra):
+    if Z_extra is None or Z_extra.shape[1] == 0:
+        return X
+    return np.ascontiguousarray(np.hstack([X, Z_extra]))
 
 
 def _reduce_columns(fd: FitData) -> FitData:
@@ -77,13 +123,15 @@ def _reduce_columns(fd: FitData) -> FitData:
     R = rows_factor(fd.X, fd.weights) if p else np.zeros((0, 0))
     xtwx = R.T @ R
     keep = aliased_keep(R) if p else np.arange(0)
+    extra = dict(Z_extra=fd.Z_extra, extra_names=fd.extra_names)
     if keep.size == p:
         return FitData(np.ascontiguousarray(fd.X), fd.y, fd.weights, fd.feature_names, fd.factors, fd.terms,
-                       np.arange(p), p, xtwx)
+                       np.arange(p), p, xtwx, **extra)
     dropped = [fd.feature_names[k] for k in range(p) if k not in set(keep.tolist())]
     warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
                   f"{dropped}", UserWarning, stacklevel=4)
     remap = {int(old): new for new, old in enumerate(keep)}
+    remap.update({p + k: keep.size + k for k in range(len(fd.extra_names))})  # random-only columns
     terms = []
     for t in fd.terms:
         lost = [fd.feature_names[s] for s in t.slopes if s not in remap]
@@ -91,7 +139,8 @@ def _reduce_columns(fd: FitData) -> FitData:
             raise ValueError(f"random slope column(s) {lost} are aliased with other fixed-effect columns")
         terms.append(RandomTerm(t.factor, t.intercept, tuple(remap[s] for s in t.slopes), t.names))
     return FitData(np.ascontiguousarray(fd.X[:, keep]), fd.y, fd.weights,
-                   [fd.feature_names[k] for k in keep], fd.factors, terms, keep, p, xtwx[np.ix_(keep, keep)])
+                   [fd.feature_names[k] for k in keep], fd.factors, terms, keep, p, xtwx[np.ix_(keep, keep)],
+                   **extra)
 
 
 def _finite_or_raise(a: np.ndarray, what: str):
@@ -111,6 +160,10 @@ class MixedModelBase(BaseEstimator):
     _formula = None
     # whether fit takes an offset (a formula's offset() terms go there)
     _fits_offset = False
+    # whether fit reads random-only columns (random slopes without a fixed effect; FitData.Z_extra)
+    _random_only_ok = False
+    # positions in X (after group_column) of an array fit's random_only columns
+    _ro_pos = ()
 
     # groups are requested by default wherever they are accepted: with metadata routing on,
     # cross_validate(est, X, y, params={"groups": g}) and pipelines need no set_*_request call
@@ -129,6 +182,33 @@ class MixedModelBase(BaseEstimator):
         ``formula`` of another estimator fits that one with the same coding.
         """
         return self._formula
+
+    @property
+    def mixed_fit_(self) -> MixedFit:
+        """The fitted model as one results object (:class:`~skmixed._results.MixedFit`): random-effects
+        blocks, their conditional modes, the kept fixed columns and the solver's state for inference.
+
+        What inference, SplitSampleMixed and other wrappers read instead of private attributes.
+        """
+        check_is_fitted(self)
+        blocks = list(getattr(self, "_re_blocks", []))
+        state, kind = getattr(self, "_lmm_state", None), "lmm"
+        if state is None:
+            state = getattr(self, "_glmm_state", None)
+            kind = "glmm" if state is not None else None
+        return MixedFit(blocks, list(getattr(self, "_re_values", [])) if blocks else [], getattr(self, "_keep", None),
+                        getattr(self, "_re_patterns", {}), state, kind, getattr(self, "_family", None))
+
+    def _refit_response(self, fd: FitData):
+        """Refit on ``fd`` (the training rows with a new response), keeping the model's structure
+        (the parametric bootstrap); estimators that support it override this."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be refitted on a new response")
+
+    def _pandas_output(self, X, values):
+        """A formula model's per-row output for a pandas DataFrame: a Series on the frame's index
+        (what statsmodels' formula models return, so results align with the data); any other
+        input or model keeps scikit-learn's ndarray."""
+        return on_index(values, X) if self._formula is not None else values
 
     def _has_intercept(self) -> bool:
         """Whether the fixed design has an intercept: the formula's say, else ``fit_intercept``."""
@@ -173,7 +253,9 @@ class MixedModelBase(BaseEstimator):
             Xf, gframe = spec.rows(X, need_groups=True)
         if spec.parsed.offsets and not self._fits_offset:
             raise ValueError(f"{type(self).__name__} does not fit offset() terms (formula {spec.formula!r}); "
-                             "remove the offset (MixedLogisticRegressor and MixedPoissonRegressor take one)")
+                             "remove the offset (MixedLinearRegressor, MixedLogisticRegressor, "
+                             "MixedPoissonRegressor, StreamingMixed and the gaussian AdditiveMixedRegressor "
+                             "take one)")
         trials = None
         if y is None:
             y, trials = spec.target(X)
@@ -184,6 +266,10 @@ class MixedModelBase(BaseEstimator):
         if trials is not None:
             return self._binomial_trials(Xf, y, groups, sample_weight, trials)
         return Xf, y, groups, sample_weight
+
+    @staticmethod
+    def _offset_response(fd: FitData) -> FitData:
+        return offset_response(fd)
 
     def _formula_source(self) -> str:
         """The lme4 formula to read (estimators with their own syntax, e.g. mgcv smooths, translate)."""
@@ -249,6 +335,73 @@ class MixedModelBase(BaseEstimator):
         Xr, _ = self._split_group_columns(X)
         return check_array(Xr, dtype=np.float64, ensure_all_finite=False, ensure_min_features=0)
 
+    # ----------------------------------------------------------------- random-only columns
+    def _random_only_columns(self, data, Xv, reset):
+        """Split off the random-only columns: ``(X for the fixed part, Z_extra or None, names)``.
+
+        A formula's bar terms may name columns that are not fixed effects (lme4's
+        ``(0 + x | g)`` with no fixed ``x``); formulaic reads them from the data. An
+        array fit lists such columns of X in a ``random_only`` parameter (estimators
+        that have one); they must also be in ``random_slopes``.
+        """
+        if self._formula is not None:
+            if reset:
+                self.__dict__.pop("_ro_pos", None)
+            extra = self._formula.random_only(data)
+            if extra is None:
+                return Xv, None, ()
+            return Xv, np.ascontiguousarray(extra.to_numpy(dtype=np.float64)), tuple(extra.columns)
+        if reset:  # an estimate of the fit (which columns are random-only); not kept when there are none
+            pos = self._resolve_random_only(Xv.shape[1])
+            if pos:
+                self._ro_pos = pos
+            else:
+                self.__dict__.pop("_ro_pos", None)
+        pos = list(self._ro_pos)
+        if not pos:
+            return Xv, None, ()
+        names = self._input_names_after_groups(Xv.shape[1])
+        keep = [k for k in range(Xv.shape[1]) if k not in set(pos)]
+        return (np.ascontiguousarray(Xv[:, keep]), np.ascontiguousarray(Xv[:, pos]),
+                tuple(names[k] for k in pos))
+
+    def _input_names_after_groups(self, p_in):
+        names = list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
+        if names is None:
+            return [f"x{k}" for k in range(p_in)]
+        if self.group_column is not None:
+            gc = self.group_column
+            cols = [gc] if isinstance(gc, (str, numbers.Integral)) else list(gc)
+            drop = {str(_resolve_group_name(names, c)) for c in cols}
+            names = [c for c in names if str(c) not in drop]
+        return [str(c) for c in names]
+
+    def _resolve_random_only(self, p_in) -> tuple:
+        ro = getattr(self, "random_only", None)
+        if ro is None:
+            return ()
+        ro = [ro] if isinstance(ro, (str, numbers.Integral)) else list(ro)
+        names = self._input_names_after_groups(p_in)
+        pos = []
+        for c in ro:
+            if isinstance(c, str) and c in names:
+                pos.append(names.index(c))
+            elif isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < p_in:
+                pos.append(int(c))
+            else:
+                raise ValueError(f"random_only entry {c!r} is not a column name or index of X (columns: {names})")
+        if len(set(pos)) != len(pos):
+            raise ValueError(f"random_only lists a column twice: {ro}")
+        return tuple(pos)
+
+    def _split_random_only(self, Xv):
+        """Predict-time counterpart of :meth:`_random_only_columns` for array fits."""
+        pos = list(self._ro_pos)
+        if not pos:
+            return Xv, None
+        keep = [k for k in range(Xv.shape[1]) if k not in set(pos)]
+        return np.ascontiguousarray(Xv[:, keep]), np.ascontiguousarray(Xv[:, pos])
+
     # ----------------------------------------------------------------- slopes and terms
     def _slope_indices(self, names_in, p_offset, rs=None):
         """Resolve ``random_slopes`` (or ``rs``: names or positions in X) to design columns."""
@@ -288,6 +441,12 @@ class MixedModelBase(BaseEstimator):
             _, groups = self._split_group_columns(X)
         Xv = self._check_x(X, reset=reset)
         n, p_in = Xv.shape
+        Xv, Z_extra, extra_names = self._random_only_columns(data, Xv, reset)
+        if Z_extra is not None and (chunk or not self._random_only_ok):
+            how = "in chunks (partial_fit, distributed fits)" if chunk else f"with {type(self).__name__}"
+            raise ValueError(f"random-only column(s) {list(extra_names)} (random slopes without a fixed effect, "
+                             f"lme4's (0 + x | g)) cannot be fitted {how} yet: add them to the fixed part, or "
+                             "use MixedLinearRegressor / MixedLogisticRegressor / MixedPoissonRegressor .fit")
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         y_arr = self._validate_y(y, n)
@@ -303,6 +462,8 @@ class MixedModelBase(BaseEstimator):
             _, g = self._split_group_columns(X)
             names_in = [c for c in names_in if c not in set(map(str, g.columns))]
         names_in = [str(c) for c in names_in] if names_in is not None else [f"x{k}" for k in range(p_in)]
+        if self._formula is None and Z_extra is not None:  # random_only columns of an array fit
+            names_in = [nm for k, nm in enumerate(names_in) if k not in set(self._ro_pos)]
         icpt = self._has_intercept()
         Xd = self._design(Xv)
         feature_names = (["(Intercept)"] if icpt else []) + names_in
@@ -313,11 +474,19 @@ class MixedModelBase(BaseEstimator):
             factors, terms = [], []
         else:
             factors = self._make_factors(groups, n, min_levels=1 if chunk else 2)
-            terms = self._make_terms(factors, names_in, icpt)
+            terms = self._make_terms(factors, names_in, icpt, extra_names)
+        if Z_extra is not None:
+            _finite_or_raise(Z_extra, "the random-only columns")
+            used = {s for t in terms for s in t.slopes}
+            unused = [nm for k, nm in enumerate(extra_names) if Xd.shape[1] + k not in used]
+            if unused:  # an array fit's random_only column without a random slope
+                raise ValueError(f"random_only column(s) {unused} have no random slope: list them in "
+                                 "random_slopes too (a column in neither part would be ignored)")
         if chunk:
             p = Xd.shape[1]
             return FitData(Xd, y_arr, w, feature_names, factors, terms, np.arange(p), p, offset=f_offset)
-        fd = _reduce_columns(FitData(Xd, y_arr, w, feature_names, factors, terms))
+        fd = _reduce_columns(FitData(Xd, y_arr, w, feature_names, factors, terms, Z_extra=Z_extra,
+                                     extra_names=tuple(extra_names)))
         fd.offset = f_offset
         n_par = fd.X.shape[1] + sum(t.q * (t.q + 1) // 2 for t in terms) + (1 if terms else 0)
         n_eff = n if w is None else float(w.sum())
@@ -361,24 +530,34 @@ class MixedModelBase(BaseEstimator):
                 raise ValueError(f"grouping factor {f.name!r} has only one level; a random effect needs at least 2")
         return factors
 
-    def _make_terms(self, factors, names_in, icpt) -> list:
+    def _make_terms(self, factors, names_in, icpt, extra_names=()) -> list:
         if self._formula is not None:
-            return self._formula_terms(factors, names_in, icpt)
-        slopes, slope_names = self._slope_indices(names_in, int(icpt))
+            return self._formula_terms(factors, names_in, icpt, extra_names)
+        names_all = list(names_in) + list(extra_names)  # random-only columns follow the fixed ones
+        rs = self.random_slopes
+        if extra_names and rs is not None:
+            # positions in random_slopes refer to X as given (random_only columns included)
+            orig = self._input_names_after_groups(len(names_all))
+            rs = [rs] if isinstance(rs, (str, numbers.Integral)) else list(rs)
+            rs = [orig[s] if isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < len(orig)
+                  else s for s in rs]
+        slopes, slope_names = self._slope_indices(names_all, int(icpt), rs)
         return default_terms(len(factors), slopes, slope_names)
 
-    def _formula_terms(self, factors, names_in, icpt):
+    def _formula_terms(self, factors, names_in, icpt, extra_names=()):
         fnames = [f.name for f in factors]
         terms = []
         for spec in self._formula.random:
             fi = fnames.index(spec.factor)
             idx = []
             for c in spec.columns:
-                if c not in names_in:
-                    raise ValueError(f"random slope {c!r} must also be a fixed-effect column of the formula "
-                                     f"(lme4 allows random-only columns; skmixed does not yet): add {c} to "
-                                     "the fixed part")
-                idx.append(names_in.index(c) + int(icpt))
+                if c in names_in:
+                    idx.append(names_in.index(c) + int(icpt))
+                elif c in extra_names:  # a random-only column: read from Z_extra (after X's columns)
+                    idx.append(len(names_in) + int(icpt) + list(extra_names).index(c))
+                else:
+                    raise ValueError(f"random slope {c!r} is neither a fixed-effect column nor a column the "
+                                     "random-effects term defines")
             names = (["(Intercept)"] if spec.intercept else []) + list(spec.columns)
             if spec.correlated or len(names) == 1:
                 terms.append(RandomTerm(fi, spec.intercept, tuple(idx), tuple(names)))
@@ -403,7 +582,8 @@ class MixedModelBase(BaseEstimator):
         Xv = self._check_x(X, reset=False)
         _finite_or_raise(Xv, "X")
         n = Xv.shape[0]
-        return PredictData(self._design(Xv)[:, self._keep], self._encode_groups(groups, n))
+        Xv, Z_extra = self._split_random_only(Xv)
+        return PredictData(self._design(Xv)[:, self._keep], self._encode_groups(groups, n), Z_extra=Z_extra)
 
     def _design(self, Xv):
         """The fixed-effects design: an intercept column first (when fitted), then X's columns."""
@@ -476,8 +656,13 @@ class MixedModelBase(BaseEstimator):
         n = Xv.shape[0]
         Xd = self._design(Xv)[:, self._keep]
         groups = _reconcile_groups(gframe, _check_groups_arg(groups), self._formula, "predict")
+        extra = self._formula.random_only(data)
+        Z_extra = None
+        if extra is not None:
+            Z_extra = np.ascontiguousarray(extra.to_numpy(dtype=np.float64))
+            _finite_or_raise(Z_extra, "the random-only columns")
         # no grouping columns: the population prediction
-        return PredictData(Xd, self._encode_groups(groups, n), self._formula.offset(data))
+        return PredictData(Xd, self._encode_groups(groups, n), self._formula.offset(data), Z_extra)
 
     # ----------------------------------------------------------------- shared results helpers
     def _set_factor_attrs(self, fd: FitData):
@@ -499,17 +684,9 @@ class MixedModelBase(BaseEstimator):
 
     def _random_part(self, Xd, codes):
         """Sum over random-effect blocks of ``z_row . b[code]`` (0 for code -1)."""
-        out = np.zeros(Xd.shape[0])
-        for blk, b in zip(getattr(self, "_re_blocks", []), getattr(self, "_re_values", [])):
-            c = codes[blk.factor]
-            known = c >= 0
-            if not known.any():
-                continue
-            Z = blk.z_rows(Xd[known])
-            out[known] += np.einsum("ij,ij->i", Z, b[c[known]])
-        return out
+        return MixedFit(getattr(self, "_re_blocks", []), getattr(self, "_re_values", [])).random_part(Xd, codes)
 
-    def _store_random_effects(self, fd: FitData, blocks, b_values, condvars, covs, theta, lower, theta_internal=None):
+    def _store_random_effects(self, fd: FitData, blocks, b_values, condvars, covs, theta, theta_internal=None):
         """Set ``random_effects_``, ``random_effects_sd_``, ``cov_re_``, ``theta_``, ``is_singular_``.
 
         ``blocks`` are the amalgamated ReBlocks (one per factor, solver order),
@@ -521,7 +698,6 @@ class MixedModelBase(BaseEstimator):
         self._re_values = [np.asarray(b) for b in b_values]
         self.random_effects_, self.random_effects_sd_, self.cov_re_ = {}, {}, {}
         self._re_patterns = {}
-        theta_names = []
         for blk, b, cv, cov in zip(blocks, b_values, condvars, covs):
             f = fd.factors[blk.factor]
             self.random_effects_[f.name] = pd.DataFrame(b, index=f.levels, columns=blk.names)
@@ -529,14 +705,61 @@ class MixedModelBase(BaseEstimator):
             self.random_effects_sd_[f.name] = pd.DataFrame(sd, index=f.levels, columns=blk.names)
             self.cov_re_[f.name] = pd.DataFrame(cov, index=blk.names, columns=blk.names)
             self._re_patterns[f.name] = blk.pattern
-            for r, c in zip(*blk.theta_index()):
-                theta_names.append(f"{f.name}.{blk.names[r]}" if r == c
-                                   else f"{f.name}.{blk.names[r]}.{blk.names[c]}")
+        tmap = ThetaMap.for_blocks(blocks)
+        theta_names = tmap.names([fd.factors[blk.factor].name for blk in blocks], [blk.names for blk in blocks])
         self.theta_ = pd.Series(np.asarray(theta, dtype=float), index=theta_names, name="theta")
-        # lme4's isSingular: a parameter bounded at zero that sits (numerically) on it
-        th = np.asarray(theta if theta_internal is None else theta_internal)
-        self.is_singular_ = bool(np.any(th[np.asarray(lower) == 0] < 1e-4))
+        # lme4's isSingular, judged on the optimiser's columns
+        self.is_singular_ = tmap.is_singular(theta if theta_internal is None else theta_internal)
         self.n_groups_ = {f.name: f.n_levels for f in fd.factors}
+
+
+# ------------------------------------------------------------------ seams for wrappers (inference, split-sample)
+def fit_inputs(est: MixedModelBase, X, y=None, groups=None, sample_weight=None, **kwargs) -> FitData:
+    """The validated inputs of a fit of ``est`` (what its ``fit`` reads), as a :class:`FitData`.
+
+    Like the start of ``fit``, this sets ``est``'s input-validation state (``n_features_in_``,
+    feature names, the fitted formula). ``kwargs``: ``chunk`` and ``reset`` of ``_prepare_fit``.
+    """
+    return est._prepare_fit(X, y, groups, sample_weight, **kwargs)
+
+
+def predict_inputs(est: MixedModelBase, X, groups=None) -> PredictData:
+    """The kept fixed design and group codes (-1: unseen) ``est.predict`` reads from ``X``."""
+    return est._prepare_predict(X, groups)
+
+
+def refit_rows(est: MixedModelBase, fd: FitData) -> None:
+    """Refit ``est`` in place on ``fd`` (its own training rows with a new response): no re-validation,
+    the same random-effects structure (the parametric bootstrap)."""
+    est._refit_response(fd)
+
+
+def adopt_fit(est: MixedModelBase, fd: FitData, fit: MixedFit, beta) -> tuple:
+    """Make the fitted estimator ``est`` predict with the random effects of ``fit`` on the design of ``fd``
+    (SplitSampleMixed's combined model): level maps, kept columns, blocks and modes.
+
+    Returns ``(intercept_, coef_)`` of the fixed effects ``beta`` over the input columns.
+    """
+    est._set_factor_attrs(fd)
+    est._re_blocks = list(fit.blocks)
+    est._re_values = [np.asarray(v) for v in fit.b]
+    est.n_groups_ = {f.name: f.n_levels for f in fd.factors}
+    return est._sklearn_coefs(fd, beta)
+
+
+def offset_response(fd: FitData) -> FitData:
+    """Gaussian models: a formula's ``offset()`` is a known part of the mean, so the
+    model is fitted to ``y - offset`` (what lmer does); predictions add it back."""
+    if fd.offset is not None:
+        fd.y = fd.y - fd.offset
+    return fd
+
+
+def on_index(values, X):
+    """``values`` (n,) as a Series on ``X``'s index when ``X`` is a pandas DataFrame."""
+    if isinstance(X, pd.DataFrame) and np.ndim(values) == 1 and len(values) == len(X):
+        return pd.Series(values, index=X.index)
+    return values
 
 
 def _is_dataframe(X) -> bool:

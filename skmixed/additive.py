@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
@@ -10,9 +11,10 @@ import pandas as pd
 from scipy import stats
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import MixedModelBase
+from ._base import SHARED_CONSTRAINTS, MixedModelBase
 from ._design.formula import as_pandas
 from ._design.mgcv_formula import SmoothSpec, is_smooth_term, parse_smooth, split_mgcv_formula
 from ._design.smooths import SMOOTHS, make_smooth
@@ -124,6 +126,7 @@ class _Design(NamedTuple):
     zscale: dict
     zmax: dict  # max |z| of each random-slope term's (scaled) column
     rowwise_parametric: bool  # the parametric block is kept row by row (no few distinct rows)
+    par_shift: np.ndarray = None  # subtracted from the parametric columns before par_scale (None: 0)
 
 
 class RowBinning:
@@ -150,8 +153,14 @@ class RowBinning:
         xs = x if sel is None else x[sel]
         return float(xs.min()), float(xs.max())
 
-    def parametric_rms(self, Xpar):
-        return np.sqrt(np.mean(Xpar * Xpar, axis=0)) if Xpar.shape[1] else np.zeros(0)
+    def parametric_rms(self, Xpar, shift=None):
+        if not Xpar.shape[1]:
+            return np.zeros(0)
+        Xc = Xpar if shift is None or not np.any(shift) else Xpar - shift
+        return np.sqrt(np.mean(Xc * Xc, axis=0))
+
+    def parametric_mean(self, Xpar):
+        return Xpar.mean(axis=0) if Xpar.shape[1] else np.zeros(0)
 
     def slope_rms(self, col, z):
         return float(np.sqrt(np.mean(z * z)))
@@ -159,8 +168,8 @@ class RowBinning:
     def slope_absmax(self, col, z):
         return float(np.max(np.abs(z)))
 
-    def compress(self, Xpar):
-        """(Xbar, index, row-wise?) of the scaled parametric block."""
+    def compress(self, Xpar, shift=None, scale=None):
+        """(Xbar, index, row-wise?) of the scaled parametric block (``shift``/``scale``: how it was made)."""
         Xbar, idx = _compress_rows(Xpar)
         return Xbar, idx, Xbar is Xpar
 
@@ -243,7 +252,11 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
         other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
         never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
-        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects (a bar term's
+        columns must be fixed-effect columns too, else a ValueError). ``offset(expr)``
+        terms (gaussian family only; a ValueError otherwise) are a known part of the
+        mean: the model is fitted to ``y - offset`` and :meth:`predict` adds the new
+        data's offset.
         ``group_column`` and ``random_slopes`` must then be None and the formula's
         intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
 
@@ -307,6 +320,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
     (4.096, 1.712)
     """
 
+    _fits_offset = True  # a formula's offset() (gaussian family: fitted as y - offset)
+
     def __init__(self, smooth=None, basis="cr", n_knots=10, discrete=True, family="gaussian",
                  fit_intercept=True, random_slopes=None, group_column=None, formula=None):
         self.smooth = smooth
@@ -320,7 +335,17 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         self.formula = formula
 
     # ------------------------------------------------------------------ parameters
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "smooth": ["array-like", str, None],
+        "basis": [str, dict],  # the names (also inside a dict): _check_params
+        "n_knots": [Interval(Integral, 3, None, closed="left"), tuple, dict],
+        "discrete": ["boolean"],
+        "family": [StrOptions(set(FAMILIES))],
+    }
+
     def _check_params(self):
+        self._validate_params()
         bases = self.basis.values() if isinstance(self.basis, dict) else [self.basis]
         bases = [b for v in bases for b in (v if isinstance(v, tuple) else (v,))]
         for b in bases:
@@ -480,6 +505,11 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         """
         self._check_params()
         fd = self._prepare_fit(X, y, groups, sample_weight)
+        if fd.offset is not None and self.family != "gaussian":
+            raise ValueError(f"offset() terms are fitted by the gaussian family only (family={self.family!r}); "
+                             "for binomial or Poisson data with an offset use MixedLogisticRegressor or "
+                             "MixedPoissonRegressor")
+        fd = self._offset_response(fd)
         self._check_y_family(fd.y)
         icpt = int(self._has_intercept())
         # smooth columns are named/indexed among the input columns (before aliased ones are dropped)
@@ -524,14 +554,23 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         par_names = [fd.feature_names[j] for j in par_cols] + [
             f"{fd.feature_names[b]}{_fmt_level(v)}" for b, lv in by_dummies for v in lv]
         Xpar = _parametric_matrix(fd.X, par_cols, by_dummies)
-        # parametric columns enter on a unit root-mean-square scale (coefficients are unscaled in
-        # _store): the fREML Newton steps then do not depend on the columns' units
-        par_scale = binning.parametric_rms(Xpar)
+        # with an intercept the other parametric columns enter centred (an exact change of basis,
+        # undone in _store): a covariate with a small spread around a large mean (x + 1e4) is
+        # otherwise nearly collinear with the intercept and the fit loses digits to the origin.
+        # Gaussian only for now: with a Poisson random slope on a centred column the PQL iteration
+        # was seen to stall (issue 15: to investigate), so the other families keep raw columns
+        par_shift = np.zeros(Xpar.shape[1])
+        if "(Intercept)" in par_names and Xpar.shape[1] > 1 and self.family == "gaussian":
+            par_shift = np.asarray(binning.parametric_mean(Xpar), dtype=float).copy()
+            par_shift[par_names.index("(Intercept)")] = 0.0
+        # ... and on a unit root-mean-square scale (coefficients are unscaled in _store): the
+        # fREML Newton steps then do not depend on the columns' units
+        par_scale = binning.parametric_rms(Xpar, par_shift)
         par_scale = np.where(par_scale > 0, par_scale, 1.0)
-        Xpar = Xpar / par_scale
+        Xpar = (Xpar - par_shift) / par_scale
         rowwise_par = False
         if Xpar.shape[1]:
-            Xbar, idx, rowwise_par = binning.compress(Xpar)
+            Xbar, idx, rowwise_par = binning.compress(Xpar, par_shift, par_scale)
             terms.append(Term("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
         for sp in specs:
             if sp.kind == "s":
@@ -570,7 +609,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                 raise ValueError(f"term {t.name!r} appears twice in the model (a duplicated random-effect term?)")
             seen.add(t.name)
         return _Design(terms, smooths, re_info, par_cols, par_names, by_dummies, par_scale, zscale, zmax,
-                       rowwise_par and bool(Xpar.shape[1]))
+                       rowwise_par and bool(Xpar.shape[1]), par_shift)
 
     def _add_smooth(self, fd, sp, terms, smooths, by_levels, binning):
         """Terms of an ``s()`` smooth (with a factor by: one per level)."""
@@ -680,6 +719,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         par_cols, par_names, by_dummies = design.par_cols, design.par_names, design.by_dummies
         self._re_zscale = design.zscale
         self._par_scale = design.par_scale
+        self._par_shift = design.par_shift
+        self._par_icpt = par_names.index("(Intercept)") if "(Intercept)" in par_names else -1
         phi = res.phi
         Hinv = res.factor.Hinv
         self._lay_cols = {t.name: lay.cols.get(i) for i, t in enumerate(terms)}
@@ -710,8 +751,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         pnames = par_names
         if pnames:
             c = self._lay_cols["parametric"]
-            b = res.beta_d[c] / self._par_scale
-            se = np.sqrt(np.diag(Hinv[c, c]) * phi) / self._par_scale
+            T = self._parametric_map()
+            b = T @ res.beta_d[c]
+            se = np.sqrt(np.diag(T @ Hinv[c, c] @ T.T) * phi)
         else:
             b = se = np.zeros(0)
         self.fixed_effects_ = pd.Series(b, index=pnames, name="Estimate")
@@ -823,14 +865,24 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             return np.exp(eta)
         return eta
 
+    def _parametric_map(self):
+        """``T`` with user-scale parametric coefficients ``= T @`` the internal (centred, scaled) ones."""
+        T = np.diag(1.0 / self._par_scale)
+        shift = getattr(self, "_par_shift", None)  # (fits saved before centring have none)
+        if shift is not None and np.any(shift):
+            # intercept = internal intercept - sum_j shift_j beta_j
+            T[self._par_icpt] -= shift @ T
+        return T
+
     def _design_rows(self, Xd, codes):
         """Dense-block rows (n, p_d) and primary-factor covariates (n, q), group codes."""
         n = Xd.shape[0]
         pd_ = self._Hinv.shape[0]
         D = np.zeros((n, pd_))
         if "parametric" in self._lay_cols:
-            D[:, self._lay_cols["parametric"]] = (_parametric_matrix(Xd, self._par_cols, self._by_dummies)
-                                                  / self._par_scale)
+            shift = getattr(self, "_par_shift", None)
+            P = _parametric_matrix(Xd, self._par_cols, self._by_dummies)
+            D[:, self._lay_cols["parametric"]] = (P - (0.0 if shift is None else shift)) / self._par_scale
         for s in self._smooths:
             D[:, self._lay_cols[s.name]] = s.rows(Xd)
         q = len(self._sparse_slot)
@@ -861,7 +913,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             known = g >= 0
             if Zu.shape[1]:
                 e[known] += np.einsum("iq,iq->i", Zu[known], self._res_u[g[known]])
-            eta[sl] = e
+            eta[sl] = e if pdata.offset is None else e + pdata.offset[sl]
             if return_std:
                 # x'Px with the u block eliminated: (x_d - M_g' z)' H^-1 (x_d - M_g' z) + z' U_g^-1 z
                 R = D.copy()
@@ -888,17 +940,18 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         -------
         y_pred : ndarray (n,)
         y_std : ndarray (n,), only with ``return_std=True``
+            A formula model given a pandas DataFrame returns Series on the frame's index.
         """
         check_is_fitted(self)
         eta, se = self._predict_eta(X, groups, return_std)
         mu = self._inv_link(eta)
         if not return_std:
-            return mu
+            return self._pandas_output(X, mu)  # a formula model given pandas: a Series on its index
         if self.family == "binomial":
             se = se * mu * (1 - mu)
         elif self.family == "poisson":
             se = se * mu
-        return mu, se
+        return self._pandas_output(X, mu), self._pandas_output(X, se)
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""

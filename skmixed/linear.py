@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import scipy.linalg as sla
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
-from ._base import FitData, MixedModelBase
+from ._base import POSITIVE_INT, SHARED_CONSTRAINTS, FitData, MixedModelBase
 from ._design.layout import BlockLayout, amalgamate
 from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cross_products
 from ._summary import Summary, varcorr_table
@@ -93,9 +94,18 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
         other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
         never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
-        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects; a bar
+        term's columns need not be fixed effects (``y ~ 1 + (0 + x | g)``, as lme4).
+        ``offset(expr)`` terms are a known part of the mean (fitted as ``y - offset``,
+        as lmer; :meth:`predict` adds the new data's offset).
         ``group_column`` and ``random_slopes`` must then be None and the formula's
         intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
+    random_only : list of str or int, optional
+        Columns of X (among ``random_slopes``) that enter the random part only, with
+        no fixed effect: lme4's ``(0 + x | g)`` or ``(x | g)`` without ``x`` in the
+        fixed part. ``coef_`` and ``fixed_effects_`` leave them out. Fitted by
+        :meth:`fit` (not by :meth:`partial_fit` or the distributed fits, which raise
+        a ValueError).
 
     Attributes
     ----------
@@ -155,8 +165,20 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     (180.0, 342.0)
     """
 
+    _fits_offset = True  # a formula's offset(): fitted as y - offset, added back by predict
+    _random_only_ok = True  # random slopes without a fixed effect (lme4's (0 + x | g))
+
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "random_only": ["array-like", str, Integral, None],
+        "reml": ["boolean"],
+        "max_iter": [POSITIVE_INT],
+        "weights": [str],  # the values: _precision() (its message names both)
+        "verbose": ["verbose"],
+    }
+
     def __init__(self, reml=True, fit_intercept=True, random_slopes=None, group_column=None, max_iter=500,
-                 weights="frequency", verbose=False, formula=None):
+                 weights="frequency", verbose=False, formula=None, random_only=None):
         self.reml = reml
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
@@ -165,6 +187,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         self.weights = weights
         self.verbose = verbose
         self.formula = formula
+        self.random_only = random_only
 
     def _precision(self) -> bool:
         if self.weights not in ("frequency", "precision"):
@@ -200,6 +223,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         -------
         self
         """
+        self._validate_params()
         precision = self._precision()
         scale = 1.0
         if precision and sample_weight is not None:
@@ -212,7 +236,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             if w is not None and w.ndim == 1 and w.size and np.isfinite(w).all() and w.sum() > 0:
                 scale = w.size / float(w.sum())
                 sample_weight = w * scale
-        fd = self._prepare_fit(X, y, groups, sample_weight)
+        fd = self._offset_response(self._prepare_fit(X, y, groups, sample_weight))
         if precision:
             if fd.weights is not None:
                 fd.weights = fd.weights / scale
@@ -224,6 +248,9 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         else:
             self._fit_mixed(fd)
         self._finish(fd)
+        if fd.offset is not None:
+            # simulate()/bootstrap() draw responses around X beta + Z b: refuse rather than omit the offset
+            self._lmm_state.extra["not_simulable"] = "a fit with an offset"
         return self
 
     def _fit_mixed(self, fd: FitData):
@@ -244,8 +271,12 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         # the optimiser sees every column at unit spread (a scaled copy: inference keeps the
         # user's rows), so the answer is equivariant to the units of the columns (undone in _fit_blocks)
         check_scales(fd.X, fd.feature_names, fd.weights)
-        scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms, center=False)
-        X = fd.X if scaling.identity else scaling.apply(fd.X)
+        # random-only columns (fd.Z_extra) follow X's in the matrix Z is read from, scaled alike
+        zsrc, p = fd.z_source, fd.X.shape[1]
+        scaling = ColumnScaling.for_design(zsrc, fd.weights, list(fd.feature_names) + list(fd.extra_names),
+                                           fd.terms, center=False)
+        Z = zsrc if scaling.identity else scaling.apply(zsrc)
+        X = Z if zsrc is fd.X else np.ascontiguousarray(Z[:, :p])
         # centre X's other columns and y on the intercept (exact: a unit-triangular
         # change of basis of the fixed part, undone below) so the Gram blocks keep
         # their digits when means are large against spreads
@@ -255,16 +286,21 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             shift[1:] = np.average(X[:, 1:], axis=0, weights=fd.weights)
         if icpt:
             yshift = float(np.average(fd.y, weights=fd.weights))
-        if iterative:
+        if iterative:  # scalar random intercepts only: never random-only columns
             self._fit_iterative(fd, blocks, X, shift if icpt else None, yshift, scaling)
         else:
-            cp = cross_products(layout, X, fd.y, fd.weights, x_shift=shift, y_shift=yshift)
+            cp = cross_products(layout, X, fd.y, fd.weights, z_source=None if zsrc is fd.X else Z, x_shift=shift,
+                                y_shift=yshift)
             cp = dataclasses.replace(cp, n_obs=fd.n_obs)  # precision weights: rows, not the weights' sum
             _require_finite([cp.A11, cp.A21, cp.A22], "the cross-products of the data")
             self._fit_blocks(fd, blocks, layout, cp, shift=shift if icpt else None, yshift=yshift, scaling=scaling)
         self._lmm_state.rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
         self._lmm_state.extra["r2_parts"] = variance_parts(fd.X, fd.weights, blocks,
-                                                           self.fixed_effects_.to_numpy())
+                                                           self.fixed_effects_.to_numpy(), fd.z_source)
+
+    def _refit_response(self, fd: FitData):
+        self._fit_mixed(fd)
+        self._finish(fd)
 
     def _fit_blocks(self, fd: FitData, blocks, layout, cp, theta0=None, shift=None, yshift=0.0, scaling=None):
         """Optimise theta on the cross-products and set the fitted attributes.
@@ -292,7 +328,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         problem, shift = self._user_problem(problem, layout, cp, shift, scaling)
         self._lmm_state = LMMState(problem, _basis(fd.X.shape[1], shift), float(yshift), res.theta,
                                    bool(self.reml), float(fd.n_obs), extra={"ldw": self._log_weights(fd)})
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, problem.lower,
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta,
                                    getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, problem.n_theta)
         self.n_iter_, self.converged_ = res.n_iter, res.converged
@@ -342,7 +378,8 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         inv = ColumnScaling(np.zeros_like(scaling.scale), 1.0 / scaling.scale)
         cpu = scale_cross_products(layout, CrossProducts(cp.A11.copy(), cp.A21.copy(), cp.A22.copy(), cp.n_obs),
                                    inv)
-        return LMMProblem(layout, cpu, reml=problem.reml), (None if shift is None else shift / scaling.scale)
+        return LMMProblem(layout, cpu, reml=problem.reml), (None if shift is None
+                                                             else shift / scaling.scale[:shift.shape[0]])
 
     # ----------------------------------------------------------------- chunked fitting
     @transactional
@@ -401,6 +438,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         >>> bool(np.allclose(m.fixed_effects_, full.fixed_effects_, rtol=1e-8))
         True
         """
+        self._validate_params()
         if self._precision() and sample_weight is not None:
             raise ValueError("partial_fit accumulates frequency weights only; with weights='precision' "
                              "use fit on all rows")
@@ -420,7 +458,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                 new.update(_held=held, _pending=True)
                 self.__dict__ = new
                 return self
-        fd = self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first)
+        fd = self._offset_response(self._prepare_fit(X, y, groups, sample_weight, chunk=True, reset=first))
         # every chunk is centred like the first one (close to the means, so the sums keep
         # their digits); the totals are re-centred on their own means for the fit
         shift = None if first else self._stats.shift
@@ -578,7 +616,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                 crit = N * (1 + np.log(2 * np.pi * rss / N))
         else:
             crit = -np.inf
-        self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
+        self._store_random_effects(fd, [], [], [], [], np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True
         self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
@@ -603,7 +641,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                 crit = N * (1 + np.log(2 * np.pi * rss / N))
         else:
             crit = -np.inf
-        self._store_random_effects(fd, [], [], [], [], np.empty(0), np.empty(0))
+        self._store_random_effects(fd, [], [], [], [], np.empty(0))
         self._set_common(fd, beta, vcov, float(np.sqrt(sigma2)), float(crit), 0)
         self.n_iter_, self.converged_ = 1, True  # closed form: one 'iteration'
         self._lmm_state = LMMState(None, np.eye(p), 0.0, np.empty(0), bool(self.reml), float(N),
@@ -657,14 +695,17 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         Returns
         -------
         ndarray of shape (n,), or (prediction, std) with ``return_std``
+            A formula model given a pandas DataFrame returns pandas Series on the
+            frame's index instead (as statsmodels' formula models).
         """
         pdata = self._prepare_predict(X, groups)
-        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
+        pred = self._mean(pdata)
         if not return_std:
-            return pred
+            return self._pandas_output(X, pred)
         from .inference._mixin import prediction_std
 
-        return pred, prediction_std(self, pdata.X, pdata.codes)[0]
+        std = prediction_std(self, pdata.X, pdata.codes, pdata.z_source)[0]
+        return self._pandas_output(X, pred), self._pandas_output(X, std)
 
     def predict_interval(self, X, groups=None, level=0.95, kind="prediction"):
         """Intervals around :meth:`predict`.
@@ -677,7 +718,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         Returns
         -------
         pandas.DataFrame
-            Columns ``fit, lower, upper, std``.
+            Columns ``fit, lower, upper, std``; the index of ``X`` when it is a pandas DataFrame.
 
         Examples
         --------
@@ -696,11 +737,17 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1), got {level!r}")
         pdata = self._prepare_predict(X, groups)
-        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.X, pdata.codes)
-        sd_fixed, sd_all = prediction_std(self, pdata.X, pdata.codes)
+        pred = self._mean(pdata)
+        sd_fixed, sd_all = prediction_std(self, pdata.X, pdata.codes, pdata.z_source)
         sd = sd_fixed if kind == "confidence" else np.sqrt(sd_all**2 + self.sigma_**2)
         z = normal_quantile(level)
-        return pd.DataFrame({"fit": pred, "lower": pred - z * sd, "upper": pred + z * sd, "std": sd})
+        return pd.DataFrame({"fit": pred, "lower": pred - z * sd, "upper": pred + z * sd, "std": sd},
+                            index=X.index if isinstance(X, pd.DataFrame) else None)
+
+    def _mean(self, pdata):
+        """Fixed part + BLUPs (+ a formula's offset()) at prepared prediction rows."""
+        pred = pdata.X @ self.fixed_effects_.to_numpy() + self._random_part(pdata.z_source, pdata.codes)
+        return pred if pdata.offset is None else pred + pdata.offset
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import warnings
 
 import numpy as np
@@ -14,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import FitData, MixedModelBase, merge_offsets
+from ._base import GLMM_CONSTRAINTS, FitData, MixedModelBase, merge_offsets
 from ._design.layout import amalgamate
 from ._design.scaling import ColumnScaling, check_scales
 from ._separation import group_separation
@@ -99,9 +98,16 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
         other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
         never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
-        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects; a bar
+        term's columns need not be fixed effects (``y ~ 1 + (0 + x | g)``, as glmer;
+        Laplace only). ``offset(expr)`` terms and ``cbind(successes, failures)``
+        responses are read as glmer does.
         ``group_column`` and ``random_slopes`` must then be None and the formula's
         intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
+    random_only : list of str or int, optional
+        Columns of X (among ``random_slopes``) that enter the random part only, with
+        no fixed effect (glmer's ``(0 + x | g)`` without a fixed ``x``); fitted by the
+        Laplace approximation (``nagq`` 0 or 1), not by the distributed fits.
 
     Attributes
     ----------
@@ -157,7 +163,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
     """
 
     def __init__(self, nagq=1, fit_intercept=True, random_slopes=None, group_column=None, tol=1e-5,
-                 max_iter=500, formula=None):
+                 max_iter=500, formula=None, random_only=None):
         self.nagq = nagq
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
@@ -165,6 +171,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.tol = tol
         self.max_iter = max_iter
         self.formula = formula
+        self.random_only = random_only
 
     # ----------------------------------------------------------------- input checks
     def _validate_y(self, y, n):
@@ -196,18 +203,15 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         w = trials if sample_weight is None else trials * np.asarray(sample_weight, dtype=np.float64)
         return X, np.asarray(y, dtype=np.float64), groups, w
 
+    _parameter_constraints: dict = GLMM_CONSTRAINTS
+
     def _check_params(self):
-        nagq = self.nagq
-        if not isinstance(nagq, numbers.Integral) or isinstance(nagq, bool) or nagq < 0:
-            raise ValueError(f"nagq must be a non-negative integer, got {nagq!r}")
-        if not (isinstance(self.tol, numbers.Real) and self.tol > 0):
-            raise ValueError(f"tol must be positive, got {self.tol!r}")
-        if not (isinstance(self.max_iter, numbers.Integral) and self.max_iter > 0):
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        self._validate_params()
 
     # ----------------------------------------------------------------- fitting
     _family = BINOMIAL
     _fits_offset = True
+    _random_only_ok = True  # random slopes without a fixed effect (lme4's (0 + x | g)), Laplace
 
     @transactional
     def fit(self, X, y=None, groups=None, sample_weight=None, offset=None):
@@ -266,25 +270,48 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         if self.nagq > 1 and blocks and (len(blocks) > 1 or blocks[0].q > 1):
             raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects "
                              "term (one grouping factor, random intercept or one random slope)")
+        if self.nagq > 1 and fd.Z_extra is not None:
+            raise ValueError(f"nAGQ > 1 is not available with random-only columns {list(fd.extra_names)} "
+                             "(random slopes without a fixed effect) yet: use nagq=1 (Laplace) or add them to "
+                             "the fixed part")
         # the optimiser sees centred, unit-spread columns (a copy of the design), so the
         # answer is equivariant to the columns' units and origins; mapped back below
         check_scales(fd.X, fd.feature_names, fd.weights)
-        scaling = ColumnScaling.for_design(fd.X, fd.weights, fd.feature_names, fd.terms)
-        fd_int = fd if scaling.identity else dataclasses.replace(fd, X=scaling.apply(fd.X))
+        # random-only columns (fd.Z_extra, after X's in fd.z_source) are scaled alike, never centred
+        scaling = ColumnScaling.for_design(fd.z_source, fd.weights, list(fd.feature_names) + list(fd.extra_names),
+                                           fd.terms)
+        if scaling.identity:
+            fd_int = fd
+        elif fd.Z_extra is None:
+            fd_int = dataclasses.replace(fd, X=scaling.apply(fd.X))
+        else:
+            Zs, p = scaling.apply(fd.z_source), fd.X.shape[1]
+            fd_int = dataclasses.replace(fd, X=np.ascontiguousarray(Zs[:, :p]),
+                                         Z_extra=np.ascontiguousarray(Zs[:, p:]))
         res = self._fit_mixed(fd_int, blocks, offset) if blocks else self._fit_fixed_only(fd_int, offset)
+        # the kernels leave out the log-likelihood's constant (log binomial coefficients, log y!);
+        # glmer's nAGQ > 1 deviance is on the unit-deviance scale instead (equal for 0/1 rows)
+        const = self._family.saturated_constant if fd.terms and self.nagq > 1 else self._family.loglik_constant
+        self._finish_fit(fd, blocks, res, scaling, const(fd.y, self._weights(fd)))
+        return res
+
+    def _finish_fit(self, fd, blocks, res, scaling, loglik_constant):
+        """The internal (scaled-column) fit on the user's columns, stored; shared with the distributed fit,
+        whose ``fd`` holds no rows."""
         # divergence is judged on the internal (unit-spread) scale, where it does not depend on units
         res.extra["beta_internal"] = np.asarray(res.beta, dtype=float).copy()
         res.extra["se_internal"] = np.sqrt(np.clip(np.diag(np.asarray(res.vcov_beta, dtype=float)), 0, None))
         res.extra["re_sd_internal"] = {fd.factors[blk.factor].name: float(np.sqrt(np.max(np.sum(lam**2, axis=1))))
                                        for blk, lam in zip(blocks, res.lambdas)}
         scaling.unscale(res, blocks)
-        # the kernels leave out the log-likelihood's constant (log binomial coefficients, log y!);
-        # glmer's nAGQ > 1 deviance is on the unit-deviance scale instead (equal for 0/1 rows)
-        const = self._family.saturated_constant if fd.terms and self.nagq > 1 else self._family.loglik_constant
-        res.deviance = float(res.deviance) + const(fd.y, self._weights(fd))
+        res.deviance = float(res.deviance) + loglik_constant
         res.loglik = -0.5 * res.deviance
         self._store(fd, blocks, res)
-        return res
+
+    def _refit_response(self, fd: FitData):
+        # the bootstrap's refits: the fitted blocks, the design as given (no re-scaling)
+        blocks = self._glmm_state.blocks
+        self._store(fd, blocks, self._fit_mixed(fd, blocks))
 
     def _weights(self, fd):
         return np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
@@ -292,7 +319,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
     def _fit_mixed(self, fd: FitData, blocks, offset=None):
         X = np.ascontiguousarray(fd.X)
         w = self._weights(fd)
-        if len(blocks) == 1:
+        if len(blocks) == 1 and fd.Z_extra is None:
             blk = blocks[0]
             prob = sg.SingleFactorGLMM(X, fd.y, w, fd.factors[blk.factor].codes, blk.n_levels,
                                        np.asarray(blk.intercept_slopes, dtype=np.int64), blk.pattern,
@@ -303,9 +330,10 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
             res.extra["lower"] = prob.lower_theta
         else:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"), sg.serial_if_small(X.shape[0]):
+                # random-only columns go this way too (its Z is read from [X | Z_extra])
                 res = sg.fit_multi_factor(X, fd.y, w, fd.factors, blocks, nagq=int(self.nagq),
                                           tol=float(self.tol), max_iter=int(self.max_iter), family=self._family,
-                                          offset=offset)
+                                          offset=offset, z_source=None if fd.Z_extra is None else fd.z_source)
         return res
 
     def _fit_fixed_only(self, fd: FitData, offset=None):
@@ -316,7 +344,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
                                    np.array([-1], dtype=np.int64), np.ones((1, 1), dtype=bool),
                                    family=self._family, offset=offset)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), sg.serial_if_small(X.shape[0]):
-            dev, _, beta, _, S = prob.joint_pirls(np.zeros(1), sg._start_beta(X, fd.y, w, self._family, offset), prob.u,
+            dev, _, beta, _, S = prob.joint_pirls(np.zeros(1), sg.start_beta(X, fd.y, w, self._family, offset), prob.u,
                                                   tol=1e-9, maxit=100)
         try:
             V = np.linalg.inv(S)
@@ -339,7 +367,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.fixed_effects_pvalue_ = pd.Series(2 * stats.norm.sf(np.abs(z)), index=names, name="Pr(>|z|)")
         self.vcov_ = pd.DataFrame(V, index=names, columns=names)
         covs = [lam @ lam.T for lam in res.lambdas]  # binomial: sigma = 1
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, res.extra["lower"],
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta,
                                    getattr(res, "theta_internal", None))
         self.sigma_ = 1.0
         self.loglik_ = float(res.loglik)
@@ -359,7 +387,8 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self._set_factor_attrs(fd)
         self._glmm_state = GLMMState(list(blocks), LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors],
                                                            fd),
-                                     extra={"r2_parts": variance_parts(fd.X, fd.weights, blocks, beta)})
+                                     extra={"r2_parts": variance_parts(fd.X, fd.weights, blocks, beta,
+                                                                       fd.z_source)})
         icpt, coef = self._sklearn_coefs(fd, beta)
         self.intercept_ = np.array([icpt])
         self.coef_ = coef.reshape(1, -1)
@@ -416,7 +445,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         eta = np.empty(pdata.X.shape[0])
         kg.linear_predictor(np.ascontiguousarray(pdata.X), self.fixed_effects_.to_numpy(), eta)
         for blk, b in zip(self._re_blocks, self._re_values):
-            kg.add_random_part(np.ascontiguousarray(pdata.X), np.asarray(blk.intercept_slopes, dtype=np.int64),
+            kg.add_random_part(pdata.z_source, np.asarray(blk.intercept_slopes, dtype=np.int64),
                                pdata.codes[blk.factor], np.ascontiguousarray(b), eta)
         off = merge_offsets(pdata.offset, offset, eta.shape[0])
         return eta if off is None else eta + off
@@ -467,9 +496,12 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         Returns
         -------
         ndarray of shape (n,)
+            A formula model given a pandas DataFrame returns a Series on the frame's index.
+            (``predict_proba`` and ``decision_function`` stay ndarrays, which scikit-learn's
+            scorers index by column.)
         """
         eta = self.decision_function(X, groups)
-        return self.classes_[(eta > 0).astype(int)]
+        return self._pandas_output(X, self.classes_[(eta > 0).astype(int)])
 
     def score(self, X, y, groups=None, sample_weight=None):
         """Accuracy of :meth:`predict` (conditional when ``groups`` is given)."""

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._base import MixedModelBase, merge_offsets
+from ._base import GLMM_CONSTRAINTS, MixedModelBase, merge_offsets
 from ._families import POISSON
 from ._summary import Summary
 from .logistic import MixedLogisticRegressor, SingularFitWarning
@@ -43,6 +43,9 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
     formula : str, optional
         An lme4-style formula (``"y ~ x + offset(log(t)) + (1 | g)"``); see
         :class:`MixedLogisticRegressor` for what a formula may contain.
+    random_only : list of str or int, optional
+        Columns of X (among ``random_slopes``) with a random slope and no fixed
+        effect; see :class:`MixedLogisticRegressor`.
 
     Attributes
     ----------
@@ -76,9 +79,10 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
 
     _family = POISSON
     _fits_offset = True
+    _random_only_ok = True
 
     def __init__(self, nagq=1, fit_intercept=True, random_slopes=None, group_column=None, tol=1e-5,
-                 max_iter=500, formula=None):
+                 max_iter=500, formula=None, random_only=None):
         self.nagq = nagq
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
@@ -86,15 +90,19 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         self.tol = tol
         self.max_iter = max_iter
         self.formula = formula
+        self.random_only = random_only
 
     # one GLMM code path: the fit, storage and checks are MixedLogisticRegressor's with the family swapped
+    _parameter_constraints: dict = GLMM_CONSTRAINTS
     _check_params = MixedLogisticRegressor._check_params
     _fit_glmm = MixedLogisticRegressor._fit_glmm
+    _finish_fit = MixedLogisticRegressor._finish_fit
     _weights = MixedLogisticRegressor._weights
     _fit_mixed = MixedLogisticRegressor._fit_mixed
     _fit_fixed_only = MixedLogisticRegressor._fit_fixed_only
     _glmer_summary_lines = MixedLogisticRegressor._glmer_summary_lines
     _store = MixedLogisticRegressor._store
+    _refit_response = MixedLogisticRegressor._refit_response
 
     def _validate_y(self, y, n):
         y_arr = super()._validate_y(y, n)
@@ -125,6 +133,11 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         fd = self._prepare_fit(X, y, groups, sample_weight)
         offset = merge_offsets(fd.offset, offset, fd.X.shape[0])
         res = self._fit_glmm(fd, offset)
+        self._finish_poisson(res)
+        return self
+
+    def _finish_poisson(self, res):
+        """What the Poisson model changes in the shared storage (also after a distributed fit)."""
         # the inference helpers (bootstrap, simulate, Nakagawa R2) are written for the logistic model
         self._glmm_state.extra["not_simulable"] = "the Poisson model"
         self._glmm_state.extra.pop("r2_parts", None)
@@ -132,7 +145,6 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         self.coef_ = self.coef_.ravel()
         self.intercept_ = float(self.intercept_[0])
         self._warn_problems(res)
-        return self
 
     def _warn_problems(self, res):
         if res.extra.get("hessian_failed") and not self.is_singular_:
@@ -164,7 +176,8 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         -------
         ndarray of shape (n,)
         """
-        return np.exp(self._linear_predictor(X, groups, offset))
+        # a formula model given a pandas DataFrame: a Series on its index
+        return self._pandas_output(X, np.exp(self._linear_predictor(X, groups, offset)))
 
     def score(self, X, y, groups=None, sample_weight=None, offset=None):
         """D² (fraction of Poisson deviance explained), as scikit-learn's ``PoissonRegressor.score``."""

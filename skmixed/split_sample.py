@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import numbers
 import warnings
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -14,11 +14,13 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._available_if import available_if
 from sklearn.utils._indexing import _safe_indexing
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import NoGroupsWarning
+from ._base import MixedModelBase, NoGroupsWarning, adopt_fit, fit_inputs, on_index, predict_inputs
 from ._design.formula import as_pandas
 from ._progress import track
+from ._results import MixedFit
 from ._threads import effective_n_threads
 from ._design.layout import amalgamate
 from ._solvers import split as ssplit
@@ -187,17 +189,21 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------------------ checks
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "predict"])],
+        "n_subsamples": [Interval(Integral, 2, None, closed="left")],
+        "strategy": [StrOptions(set(_STRATEGIES))],
+        "combine": [StrOptions(set(_COMBINE))],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def _check_params(self):
-        if self.strategy not in _STRATEGIES:
-            raise ValueError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}")
-        if self.combine not in _COMBINE:
-            raise ValueError(f"combine must be one of {_COMBINE}, got {self.combine!r}")
-        M = self.n_subsamples
-        if not isinstance(M, numbers.Integral) or isinstance(M, bool) or M < 2:
-            raise ValueError(f"n_subsamples must be an integer >= 2, got {M!r}")
-        if self.strategy == "pairwise" and M < 3:
+        self._validate_params()  # types and ranges: _parameter_constraints
+        if self.strategy == "pairwise" and self.n_subsamples < 3:
             raise ValueError("strategy='pairwise' needs n_subsamples >= 3 (2 parts make one pair: the full data)")
-        if not hasattr(self.estimator, "_prepare_fit"):
+        if not isinstance(self.estimator, MixedModelBase):
             raise ValueError("estimator must be a skmixed mixed-model estimator "
                              f"(got {type(self.estimator).__name__})")
 
@@ -224,7 +230,12 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         # validate everything once in the parent (clear errors before any work),
         # and keep the full design for the BLUPs and the covariance rules
         proto = clone(self.estimator)
-        fd = proto._prepare_fit(X, y, groups, sample_weight)
+        fd = fit_inputs(proto, X, y, groups, sample_weight)
+        if fd.offset is not None or fd.Z_extra is not None:
+            what = "offset() terms" if fd.offset is not None else (
+                f"random-only columns {list(fd.extra_names)} (random slopes without a fixed effect)")
+            raise ValueError(f"SplitSampleMixed does not combine subsample fits with {what} yet: fit the "
+                             "estimator on all rows, or add the columns to the fixed part")
         # a formula is read once, on all rows: every subsample then codes categorical
         # columns with the same levels (their fits must share coefficient names)
         spec = proto.formula_spec()
@@ -390,18 +401,14 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         for a in _STALE:
             if hasattr(comb, a):
                 delattr(comb, a)
-        comb._set_factor_attrs(fd)
+        icpt, coef = adopt_fit(comb, fd, MixedFit(blocks, re_values), beta)
         comb.fixed_effects_ = self.fixed_effects_
         comb.fixed_effects_se_ = self.fixed_effects_se_
         comb.vcov_ = self.vcov_
         comb.cov_re_ = cov_re
         if sigma is not None:
             comb.sigma_ = sigma
-        comb._re_blocks = list(blocks)
-        comb._re_values = [np.asarray(v) for v in re_values]
         comb.random_effects_ = self.random_effects_
-        comb.n_groups_ = {f.name: f.n_levels for f in fd.factors}
-        icpt, coef = comb._sklearn_coefs(fd, beta)
         # keep the wrapped estimator's shapes (classifiers: (1,) and (1, p))
         comb.intercept_ = np.reshape(icpt, np.shape(self.estimators_[0].intercept_))
         comb.coef_ = np.reshape(coef, np.shape(self.estimators_[0].coef_))
@@ -444,7 +451,7 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
                 continue
             cond = np.asarray(e.predict(X, groups), dtype=float)
             known = np.zeros(pop.shape[0], dtype=bool)
-            for c in e._prepare_predict(X, groups).codes:
+            for c in predict_inputs(e, X, groups).codes:
                 known |= c >= 0
             tot_cond = tot_cond + np.where(known, cond, 0.0)
             cnt = cnt + known
@@ -515,10 +522,13 @@ class SplitSampleMixed(MetaEstimatorMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n,)
+            A formula model given a pandas DataFrame returns a Series on the frame's index.
         """
         check_is_fitted(self)
         if self.combined_estimator_ is None:
-            return self._predict_generic(X, groups)
+            out = self._predict_generic(X, groups)
+            # a formula model given a pandas DataFrame: a Series on its index (as the wrapped estimator's)
+            return on_index(out, X) if self.estimators_[0].formula_spec() is not None else out
         return self.combined_estimator_.predict(X, groups)
 
     @available_if(lambda self: hasattr(self.estimator, "predict_proba"))

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._base import MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
+from ._base import SHARED_CONSTRAINTS, MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
 from ._design.grouping import GroupingFactor, make_factors
 from ._solvers import sema as _sema
 from ._solvers import sema_exact as _exact
@@ -51,7 +53,7 @@ class StreamOrderWarning(UserWarning):
 
 # attributes a fit creates (removed by a reset); parameters and sklearn's own
 # bookkeeping (e.g. metadata-routing requests) are left alone
-_FITTED = ("_state", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep", "_aliased_warned",
+_FITTED = ("_state", "_shift", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep", "_aliased_warned",
            "_order_warned",
            "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
            "n_groups_", "n_iter_", "formula_")
@@ -134,7 +136,11 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         formulaic operators (``+ - : * /``, ``0 +``); anything else (attribute access,
         other calls, builtins, lambdas, ...) is refused with a ValueError: a formula
         never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
-        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects.
+        ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects (one
+        correlated term with a random intercept; its slopes must be fixed-effect
+        columns too, else a ValueError). ``offset(expr)`` terms are a known part of
+        the mean: the stream fits ``y - offset`` and :meth:`predict` adds the new
+        data's offset.
         ``group_column`` and ``random_slopes`` must then be None and the formula's
         intercept (``0 +`` drops it) takes the place of ``fit_intercept``.
 
@@ -207,6 +213,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
     # set per stream by _warn_if_aliased; the class default serves streams pickled before it existed
     _aliased_warned = False
+    # subtracted from the design columns before the state sees them (None: nothing; see _centring)
+    _shift = None
+    _fits_offset = True  # a formula's offset(): the stream fits y - offset, predict adds it back
 
     def __init__(self, fit_intercept=True, random_slopes=None, group_column=None, n_train=0,
                  update_every=None, forgetting=None, trace_every=None, refit_every="auto", verbose=0,
@@ -225,7 +234,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
     # ================================================================ public API
     @transactional
-    def fit(self, X, y=None, groups=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`).
 
         Parameters
@@ -236,15 +245,19 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         groups : array-like of shape (n_samples,), optional
             Group labels (any hashable type).  Without groups (and no ``group_column``) only
             the fixed effects are fitted, with a warning.
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, non-negative: a weight of 2 counts the row twice (as
+            :class:`~skmixed.MixedLinearRegressor`'s default ``weights="frequency"``), a
+            row of weight 0 is skipped (not counted in ``n_seen_``).
 
         Returns
         -------
         self
         """
-        return self._consume(X, y, groups, reset=True)
+        return self._consume(X, y, groups, reset=True, sample_weight=sample_weight)
 
     @transactional
-    def partial_fit(self, X, y=None, groups=None):
+    def partial_fit(self, X, y=None, groups=None, sample_weight=None):
         """Consume a batch of rows in order, updating the estimates after every row.
 
         The whole batch is validated before anything changes: a bad batch raises
@@ -261,12 +274,14 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             formula's columns (response and grouping column included), ``y`` omitted.
         y : array-like of shape (n_samples,)
         groups : array-like of shape (n_samples,), optional
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, non-negative (a weight of 2 counts the row twice, 0 skips it).
 
         Returns
         -------
         self
         """
-        return self._consume(X, y, groups, reset=not self.__sklearn_is_fitted__())
+        return self._consume(X, y, groups, reset=not self.__sklearn_is_fitted__(), sample_weight=sample_weight)
 
     @transactional
     def sweep(self, n=1, tol=None, method="em"):
@@ -316,6 +331,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         Returns
         -------
         ndarray of shape (n_samples,)
+            A formula model given a pandas DataFrame returns a Series on the frame's index.
         """
         pdata = self._prepare_predict(X, groups)
         Xd = pdata.X
@@ -327,7 +343,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             if known.any():
                 Z = self._z(Xd[known])
                 out[known] += np.einsum("ij,ij->i", Z, st.gb[codes[known]])
-        return out
+        out = out if pdata.offset is None else out + pdata.offset
+        return self._pandas_output(X, out)  # a formula model given pandas: a Series on its index
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (conditional when ``groups`` is given), weighted by ``sample_weight``."""
@@ -417,14 +434,15 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     @property
     def fixed_effects_(self):
         check_is_fitted(self)
-        return pd.Series(self._state.beta.copy(), index=self.feature_names_, name="fixed_effects")
+        return pd.Series(self._user_beta(self._state.beta), index=self.feature_names_, name="fixed_effects")
 
     @property
     def fixed_effects_se_(self):
         check_is_fitted(self)
         st = self._state
         if st.has_P and st.n_eff > 0:
-            se = np.sqrt(np.diag(_sema.beta_covariance(st, alpha=self._alpha())))
+            T = self._user_map()
+            se = np.sqrt(np.diag(T @ _sema.beta_covariance(st, alpha=self._alpha()) @ T.T))
         else:
             se = np.full(st.p, np.nan)
         return pd.Series(se, index=self.feature_names_, name="std_error")
@@ -432,13 +450,13 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     @property
     def coef_(self):
         check_is_fitted(self)
-        b = self._state.beta
+        b = self._user_beta(self._state.beta)
         return b[1:].copy() if self._has_intercept() else b.copy()
 
     @property
     def intercept_(self):
         check_is_fitted(self)
-        return float(self._state.beta[0]) if self._has_intercept() else 0.0
+        return float(self._user_beta(self._state.beta)[0]) if self._has_intercept() else 0.0
 
     @property
     def sigma_(self):
@@ -499,6 +517,10 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         rows = self._trace_rows
         cols = _sema.TRACE_COLUMNS(self.feature_names_, self.re_names_)
         data = np.concatenate(rows) if rows else np.empty((0, len(cols)))
+        if self._shift is not None and len(data):
+            data = data.copy()
+            b = slice(1, 1 + len(self.feature_names_))  # the fixed effects, on the state's columns
+            data[:, b] = data[:, b] @ self._user_map().T
         df = pd.DataFrame(data, columns=cols)
         df["n_rows"] = df["n_rows"].astype(np.int64)
         return df
@@ -515,7 +537,20 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     def _alpha(self):
         return None if self.forgetting is None else float(self.forgetting)
 
+    _parameter_constraints: dict = {
+        **SHARED_CONSTRAINTS,
+        "n_train": [Interval(Integral, 0, None, closed="left")],
+        "update_every": [Interval(Integral, 1, None, closed="left"), None],
+        "forgetting": [Interval(Real, 1, None, closed="neither"), None],
+        "trace_every": [Interval(Integral, 1, None, closed="left"), None],
+        "refit_every": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+        "callback": [callable, None],
+    }
+
     def _check_params(self):
+        self._validate_params()
+
         def _int(name, lo, allow_none):
             v = getattr(self, name)
             if v is None and allow_none:
@@ -535,14 +570,45 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                               or not np.isfinite(a) or a <= 1):
             raise ValueError(f"forgetting must be a number > 1 (the window alpha) or None, got {a!r}")
 
-    def _design(self, Xv):
+    def _design(self, Xv, shift=None):
+        """The design the state sees: intercept column, then X's columns minus ``shift`` (default ``_shift``)."""
         n = Xv.shape[0]
         icpt = self._has_intercept()
         Xd = np.empty((n, Xv.shape[1] + icpt))
         if icpt:
             Xd[:, 0] = 1.0
         Xd[:, icpt:] = Xv
+        shift = self._shift if shift is None else shift
+        if shift is not None:
+            Xd -= shift
         return Xd
+
+    def _centring(self, Xd, zidx):
+        """The fixed-only columns' values in the stream's first row (0 elsewhere), or None.
+
+        With an intercept, the state sees those columns shifted to that origin (an exact
+        change of basis, undone by :meth:`_user_map`): a covariate with a small spread around
+        a large mean (x + 1e4) would otherwise leave X'X ill-conditioned and cost the
+        estimates digits that depend on the origin. The first row (not the first batch's
+        means) keeps the stream independent of how it is cut into batches. Random-slope
+        columns are left as they are (shifting them would change the random-effects model).
+        """
+        if not self._has_intercept() or Xd.shape[1] < 2 or Xd.shape[0] == 0:
+            return None
+        shift = Xd[0].copy()
+        shift[0] = 0.0
+        shift[[c for c in zidx if c >= 0]] = 0.0
+        return shift if np.any(shift) else None
+
+    def _user_map(self):
+        """``T`` with the user's fixed effects ``= T @`` the state's (centred) ones."""
+        T = np.eye(self._state.p)
+        if self._shift is not None:
+            T[0] -= self._shift
+        return T
+
+    def _user_beta(self, beta):
+        return self._user_map() @ beta
 
     def _z(self, Xd):
         z = self._zidx
@@ -551,7 +617,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             Z[:, k] = 1.0 if c < 0 else Xd[:, c]
         return Z
 
-    def _consume(self, X, y, groups, reset):
+    def _consume(self, X, y, groups, reset, sample_weight=None):
         """Validate the batch, run it through a staged state, then commit in one assignment.
 
         The staged state (:class:`~skmixed._solvers.sema.Staging`) copies the global arrays
@@ -561,6 +627,21 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         groups back and leaves the model as it was, so a batch is counted once or not at all.
         """
         Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
+        w = None
+        if sample_weight is not None:
+            w = _check_sample_weight(sample_weight, Xd, dtype=np.float64, ensure_non_negative=True)
+            _finite_or_raise(w, "sample_weight")
+            if float(np.abs(Xd).max(initial=0.0)) ** 2 * float(w.max(initial=0.0)) > 1e300:
+                raise ValueError("sample_weight times the squares of X overflow: rescale the weights")
+            keep = w > 0
+            if not keep.any():
+                raise ValueError("sample_weight has no positive entry")
+            if not keep.all():
+                # a row of weight 0 is a row not seen (nor is a group that only such rows name)
+                Xd, yv, w = Xd[keep], yv[keep], w[keep]
+                if factor is not None:
+                    used, codes = np.unique(factor.codes[keep], return_inverse=True)
+                    factor = GroupingFactor(factor.name, codes.astype(np.int64), factor.levels[used])
         # ---- the batch is valid: stage the new state
         if reset:
             new = {k: v for k, v in self.__dict__.items()
@@ -585,7 +666,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             n_levels = len(levels)
         stg = _sema.Staging(setup["_state"], codes, fresh=True) if reset else _sema.Staging(self._state, codes)
         try:
-            st = self._stage_batch(new, stg, Xd, yv, codes, n_levels)
+            st = self._stage_batch(new, stg, Xd, yv, codes, n_levels, w)
         except BaseException:
             stg.rollback()
             raise
@@ -596,7 +677,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             self._warn_if_order_sensitive()
         return self
 
-    def _stage_batch(self, new, stg, Xd, yv, codes, n_levels):
+    def _stage_batch(self, new, stg, Xd, yv, codes, n_levels, w=None):
         """Run the batch on the staged state and fill ``new`` (the attributes to commit)."""
         stg.ensure_capacity(n_levels)
         st = stg.state
@@ -615,7 +696,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
             bar = tqdm(total=n, unit="rows", desc="StreamingMixed", leave=False)
         try:
-            traces = self._run(new, stg, Xd, yv, codes, correcting, bar, n_levels)
+            traces = self._run(new, stg, Xd, yv, codes, correcting, bar, n_levels, w)
         finally:
             if bar is not None:
                 bar.close()
@@ -637,7 +718,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         k = int(self.refit_every)
         return (last // k + 1) * k
 
-    def _run(self, new, stg, Xd, yv, codes, correcting, bar, n_groups):
+    def _run(self, new, stg, Xd, yv, codes, correcting, bar, n_groups, w=None):
         """Feed the batch to the staged state ``st`` with the scheduled corrections; returns the trace rows.
 
         With ``refit_every="auto"`` the batch also ends with a correction when at least
@@ -664,7 +745,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                 stop, scheduled = pos + _PROGRESS_STEP, False
             trace = _sema.consume(st, Xd[pos:stop], yv[pos:stop], codes[pos:stop], new["_zidx"],
                                   n_train=self.n_train, alpha=self._alpha(), update_every=self.update_every,
-                                  trace_every=self.trace_every, ecme=correcting)
+                                  trace_every=self.trace_every, ecme=correcting,
+                                  weights=None if w is None else w[pos:stop])
             done, pos = stop - pos, stop
             corrected = correcting and scheduled and self._correct(new, stg)
             if corrected and trace.shape[0] and trace[-1, 0] == st.n_rows:
@@ -704,7 +786,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     def _progress_info(new, st, corrected):
         names = new["re_names_"]
         return {"n_rows": st.n_rows,
-                "fixed_effects": pd.Series(st.beta.copy(), index=new["feature_names_"], name="fixed_effects"),
+                "fixed_effects": pd.Series(st.beta.copy() if new.get("_shift") is None else
+                                           st.beta - new["_shift"] @ st.beta * (np.arange(st.p) == 0),
+                                           index=new["feature_names_"], name="fixed_effects"),
                 "cov_re": pd.DataFrame(st.Phi.copy(), index=names, columns=names) if names else None,
                 "sigma2": st.s2, "corrected": bool(corrected)}
 
@@ -755,7 +839,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         """Validate the whole batch; returns the design, y, the batch's factor and the setup."""
         if reset:
             self._check_params()
-        X = _frame_as_pandas(X)
+        X = data = _frame_as_pandas(X)
         X, y, groups, _ = self._formula_inputs(X, y, groups, None, reset)
         spec = self._formula
         rs = self._formula_slopes(spec) if (reset and spec is not None) else self.random_slopes
@@ -776,6 +860,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             yv = self._validate_y(y, Xv.shape[0])
         yv = np.ascontiguousarray(yv, dtype=np.float64)
         _finite_or_raise(yv, "y")
+        offset = self._formula.offset(data) if self._formula is not None else None
+        if offset is not None:  # a formula's offset(): the stream fits y - offset (predict adds it back)
+            yv = yv - offset
         n = Xv.shape[0]
         factor = None
         if groups is not None:
@@ -785,8 +872,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             factor = factors[0]
             if factor.codes.shape[0] != n:
                 raise ValueError(f"X has {n} rows but groups has {factor.codes.shape[0]}")
-        Xd = np.ascontiguousarray(self._design(Xv))
         setup = {}
+        Xd = np.ascontiguousarray(self._design(Xv, shift=0.0 if reset else None))
         if reset:
             if hasattr(self, "feature_names_in_"):
                 names_in = [str(c) for c in self.feature_names_in_]
@@ -812,9 +899,12 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                 re_names = ["(Intercept)"] + list(slope_names)
                 factors_ = [GroupingFactor(factor.name, np.empty(0, dtype=np.int64),
                                            pd.Index([], dtype=object))]
+            shift = self._centring(Xd, zidx)
+            if shift is not None:
+                Xd -= shift
             setup = dict(
                 _state=_sema.SemaState.new(Xd.shape[1], len(zidx), n_train=self.n_train,
-                                           capacity=16),
+                                           capacity=16), _shift=shift,
                 _zidx=zidx, _trace_rows=[], _no_groups=no_groups, factors_=factors_,
                 # the base's predict keeps these design columns: a stream cannot know aliased
                 # columns in advance, so it keeps all (an aliased column leaves X'X singular)

@@ -369,3 +369,14 @@ def test_scale_equivariance_and_no_spurious_warning():
     assert a.re_sd_["s(Subject)"] == pytest.approx(25.0513, rel=1e-4)
     assert a.re_sd_["s(Subject,Days)"] == pytest.approx(5.98817, rel=1e-4)
     assert a.sigma_ == pytest.approx(25.5653, rel=1e-4)
+
+
+@pytest.mark.parametrize("family, ycol", [("poisson", "yc"), ("binomial", "yb")])
+def test_known_scale_reml_score_against_bam(gamsim, reference, family, ycol):
+    # bam's score for a known scale uses the penalized deviance, not the working model's penalized
+    # residual sum of squares (their difference, Pearson's X^2 minus the deviance, was 214 here)
+    ref = reference("gamsim_freml_score_bam")[family]  # tests/data/gamsim_freml_score_bam.R
+    df = gamsim.assign(yc=np.maximum(np.round(gamsim["y"]), 0))
+    m = AdditiveMixedRegressor(smooth=SMOOTH, family=family).fit(df[SMOOTH], df[ycol], groups=df["fac"])
+    assert m.deviance_ == pytest.approx(ref["deviance"], rel=1e-6)
+    assert m.reml_score_ == pytest.approx(ref["reml"], abs=1e-3)

@@ -13,7 +13,10 @@ import warnings
 import numpy as np
 import pytest
 
-from skmixed import (MixedLinearRegressor, MixedLogisticRegressor, SplitSampleMixed, StreamingMixed)
+import pandas as pd
+
+from skmixed import (AdditiveMixedRegressor, MixedLinearRegressor, MixedLogisticRegressor, SplitSampleMixed,
+                     StreamingMixed)
 from skmixed._design.scaling import PredictorScaleWarning
 
 SCALES = [(1e6, 0.0), (1e-6, 0.0), (1e3, 0.0), (1.0, 1e4), (1e-3, 1e4)]
@@ -62,6 +65,7 @@ ESTIMATORS = {
     "logistic_agq": (lambda: MixedLogisticRegressor(nagq=5), True, False),
     "split_linear": (lambda: SplitSampleMixed(MixedLinearRegressor(), n_subsamples=2, random_state=0), False,
                      False),
+    "additive": (lambda: AdditiveMixedRegressor(), False, False),
 }
 
 
@@ -88,12 +92,23 @@ def test_scale_and_shift_equivariance(name, c, a):
         assert m.sigma_ == pytest.approx(ref.sigma_, rel=1e-8)
 
 
-@pytest.mark.parametrize("c", [1e6, 1e-6])
-def test_streaming_scale_equivariance(c):
+@pytest.mark.parametrize("c,a", SCALES)
+def test_streaming_scale_and_shift_equivariance(c, a):
     X, y, g = _data()
-    ref = StreamingMixed().fit(X, y, groups=g)
-    m = StreamingMixed().fit(_transformed(X, c, 0.0), y, groups=g)
-    np.testing.assert_allclose(_back(m.fixed_effects_, c, 0.0), ref.fixed_effects_, rtol=1e-8)
+    ref, m = StreamingMixed(trace_every=100), StreamingMixed(trace_every=100)
+    for rows in np.array_split(np.arange(g.size), 3):  # (the first row fixes the internal origin)
+        ref.partial_fit(X[rows], y[rows], groups=g[rows])
+        m.partial_fit(_transformed(X[rows], c, a), y[rows], groups=g[rows])
+    np.testing.assert_allclose(_back(m.fixed_effects_, c, a), ref.fixed_effects_, rtol=1e-8)
+    se = m.fixed_effects_se_.to_numpy() * np.r_[1.0, c, 1.0, 1.0]
+    np.testing.assert_allclose(se[1:], ref.fixed_effects_se_.to_numpy()[1:], rtol=1e-8)
+    assert m.sigma_ == pytest.approx(ref.sigma_, rel=1e-8)
+    np.testing.assert_allclose(m.cov_re_["group"].to_numpy(), ref.cov_re_["group"].to_numpy(), rtol=1e-8)
+    np.testing.assert_allclose(m.predict(_transformed(X, c, a), groups=g), ref.predict(X, groups=g), rtol=1e-8)
+    tr, tr0 = m.trace_, ref.trace_  # the trace reports the user's coefficients too
+    assert len(tr) == len(tr0) >= 4
+    np.testing.assert_allclose(tr["beta[x1]"], tr0["beta[x1]"], rtol=1e-8)
+    np.testing.assert_allclose(tr["beta[(Intercept)]"] + a * tr["beta[x1]"], tr0["beta[(Intercept)]"], rtol=1e-8)
 
 
 def test_random_slope_on_huge_column_reaches_the_same_optimum():
@@ -143,3 +158,38 @@ def test_aliasing_rule_on_cross_products_matches_rows():
     shift = np.r_[0.0, X[:, 1:].mean(axis=0)]
     Xc = X - shift
     assert drop_aliased(Xc.T @ Xc, shift=shift).tolist() == keep_rows.tolist()
+
+
+ADDITIVE_FORMULAS = [
+    "y ~ s(x0) + x1 + x2 + (1 | g)",  # the scaled column is a smooth, the shifted one parametric
+    "y ~ s(x1) + x0 + x2 + (1 | g)",  # the shifted column is a smooth
+    "y ~ s(x0) + s(x1, bs='ps') + x2 + (x2 | g)",
+]
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("formula", ADDITIVE_FORMULAS)
+def test_additive_smooths_are_equivariant(formula, discrete):
+    """s(x) of a rescaled or shifted x is the same function of the data: identical fit."""
+    X, y, g = _data()
+    y = y + np.sin(2 * X[:, 0]) + np.cos(X[:, 1])
+
+    def fit(Xm):
+        df = pd.DataFrame({"x0": Xm[:, 0], "x1": Xm[:, 1], "x2": Xm[:, 2], "y": y, "g": g})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PredictorScaleWarning)
+            return AdditiveMixedRegressor(formula=formula, discrete=discrete).fit(df), df
+
+    ref, df0 = fit(X)
+    for c, a in SCALES:
+        m, df = fit(_transformed(X, c, a))
+        scale = np.abs(ref.predict(df0)).max()
+        assert np.abs(m.predict(df) - ref.predict(df0)).max() <= 1e-8 * scale
+        assert m.sigma_ == pytest.approx(ref.sigma_, rel=1e-8)
+        np.testing.assert_allclose(m.edf_, ref.edf_, rtol=1e-8)
+        np.testing.assert_allclose(m.re_sd_.iloc[:1], ref.re_sd_.iloc[:1], rtol=1e-8)
+        # a parametric column's coefficient transforms; the intercept absorbs a shift
+        for name, k in (("x0", 0), ("x1", 1)):
+            if name in ref.fixed_effects_.index:
+                f = 1.0 / c if k == 0 else 1.0
+                assert m.fixed_effects_[name] == pytest.approx(ref.fixed_effects_[name] * f, rel=1e-8)

@@ -110,8 +110,6 @@ def _call(est, method, X, y, g, w):
     if method == "predict":
         return est.predict(X, groups=g)
     kw = {} if w is None else {"sample_weight": w}
-    if isinstance(est, StreamingMixed) and kw:
-        raise TypeError("StreamingMixed takes no sample_weight")  # not part of its signature
     return getattr(est, method)(X, y, groups=g, **kw)
 
 

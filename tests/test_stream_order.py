@@ -190,3 +190,32 @@ def test_a_small_batch_touches_only_its_groups_and_rolls_back(data, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         m.partial_fit(X[100:150] + 1.0, y[100:150], groups=g[100:150])
     assert pickle.dumps(m) == before
+
+
+def test_sample_weight_counts_a_row_that_many_times(data):
+    # frequency weights: a row of weight k is k copies of the row, in the stream's
+    # statistics and so in the corrections' ML fit (MixedLinearRegressor's weights="frequency")
+    X, y, g = data
+    o = _orders(g, X[:, 0])["grouped"]
+    X, y, g = X[o][:6000], y[o][:6000], g[o][:6000]
+    w = np.random.default_rng(5).integers(1, 4, len(y)).astype(float)
+    m = StreamingMixed(random_slopes=[0])
+    for a in range(0, 6000, 1500):
+        m.partial_fit(X[a:a + 1500], y[a:a + 1500], groups=g[a:a + 1500], sample_weight=w[a:a + 1500])
+    rep = np.repeat(np.arange(len(y)), w.astype(int))
+    copies = StreamingMixed(random_slopes=[0]).fit(X[rep], y[rep], groups=g[rep])
+    ml = _ml(X, y, g, [0], sample_weight=w)
+    for est in (m, copies):
+        z = (est.fixed_effects_ - ml.fixed_effects_) / ml.fixed_effects_se_
+        assert np.abs(z).max() < 1e-3
+        np.testing.assert_allclose(est.sigma_, ml.sigma_, rtol=1e-5)
+    np.testing.assert_allclose(m.cov_re_["group"], copies.cov_re_["group"], rtol=1e-4, atol=1e-8)
+    assert m.n_seen_ == 6000
+    skip = pickle.loads(pickle.dumps(m)).partial_fit(X[:100], y[:100], groups=g[:100],
+                                                     sample_weight=np.r_[np.zeros(50), np.ones(50)])
+    assert skip.n_seen_ == 6050
+    for bad in (np.full(100, -1.0), np.full(100, np.nan), np.ones(99)):
+        before = pickle.dumps(m)
+        with pytest.raises(ValueError):
+            m.partial_fit(X[:100], y[:100], groups=g[:100], sample_weight=bad)
+        assert pickle.dumps(m) == before

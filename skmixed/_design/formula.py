@@ -500,6 +500,9 @@ class FormulaSpec:
     factor_names: tuple
     intercept: bool
     columns: tuple
+    # random-only columns (named in a bar term, not in the fixed part): (term expression, its
+    # formulaic ModelSpec, the column names taken from it) per term that has some
+    extra: tuple = ()
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -521,21 +524,32 @@ class FormulaSpec:
         icpt = "(Intercept)" in Xf.columns
         Xf = Xf.drop(columns=["(Intercept)"]) if icpt else Xf
         gframe = group_frame(parsed.terms, data) if parsed.terms else None
-        random = []
+        random, extra, extra_names = [], [], []
         for t in parsed.terms:
             has_i, tcols = term_columns(t.expr, data)
             if not has_i and not tcols:
                 raise formula_error(f"the random-effects term ({t.expr} | {t.factor}) has no columns", formula,
                                     formula.find(t.expr))
             random.append(RandomSpec(t.factor, has_i, tuple(tcols), t.correlated))
+            # lme4 reads a bar term's columns from its own model matrix: columns that are not
+            # fixed effects ((0 + x | g) with no fixed x) are materialised from the term
+            missing = [c for c in tcols if c not in Xf.columns and c not in extra_names]
+            if missing:
+                from formulaic import Formula
+
+                mm = _model_matrix(Formula(t.expr), data)
+                extra.append((t.expr, mm.model_spec, tuple(missing)))
+                extra_names.extend(missing)
         spec = cls(formula, parsed, mspec, tuple(random),
-                   tuple(gframe.columns) if gframe is not None else (), icpt, tuple(Xf.columns))
+                   tuple(gframe.columns) if gframe is not None else (), icpt, tuple(Xf.columns), tuple(extra))
         return spec, Xf, gframe
 
     def _recheck(self):
         # a spec may come from a pickle / skops file: never evaluate an unchecked expression
         p = self.parsed
         check_formula(p.fixed, self.formula)
+        for t in p.terms:
+            check_formula(t.expr, self.formula)
         for e in p.offsets + (p.cbind or ()) + ((p.response_expr,) if p.response_expr else ()):
             check_expression(e, self.formula)
 
@@ -559,6 +573,27 @@ class FormulaSpec:
                 if need_groups:
                     raise
         return Xf, groups
+
+    @property
+    def random_only_names(self) -> tuple:
+        """Names of the random-only columns (bar-term columns that are not fixed effects)."""
+        return tuple(c for _, _, names in self.extra for c in names)
+
+    def random_only(self, data):
+        """The random-only columns of ``data`` (a DataFrame, R-style names), None without any."""
+        if not self.extra:
+            return None
+        data = as_pandas(data)
+        self._recheck()
+        parts = []
+        for expr, mspec, names in self.extra:
+            # the stored ModelSpec is what gets evaluated: its own formula is checked too (a spec
+            # read from a file may carry an edited one)
+            check_formula(expr, self.formula)
+            check_formula(str(mspec.formula), self.formula)
+            Z, _ = fixed_design(mspec, data, checked=True)
+            parts.append(Z[list(names)])
+        return pd.concat(parts, axis=1)
 
     def group_columns(self) -> list:
         """The data columns the grouping factors are made of (``a/b`` -> ``a``, ``b``)."""

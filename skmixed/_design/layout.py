@@ -21,6 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
+from .theta import pattern_positions
 
 __all__ = ["ReBlock", "BlockLayout", "amalgamate"]
 
@@ -50,8 +51,7 @@ class ReBlock:
 
     def theta_index(self):
         """Row/column of each free Lambda entry, column-major (lme4's theta order)."""
-        c, r = np.nonzero(self.pattern.T)  # row-major over pattern.T = column-major over pattern
-        return r, c
+        return pattern_positions(self.pattern)
 
     def z_rows(self, X: np.ndarray) -> np.ndarray:
         n = X.shape[0]

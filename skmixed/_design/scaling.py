@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .theta import ThetaMap
+
 __all__ = ["ColumnScaling", "PredictorScaleWarning", "check_scales"]
 
 
@@ -85,6 +87,16 @@ class ColumnScaling:
         """
         p = X.shape[1]
         mean, sd = _column_sds(X, weights) if X.shape[0] else (np.zeros(p), np.zeros(p))
+
+        def rms(j):
+            return np.sqrt(np.mean(X[:, j] ** 2)) if X.shape[0] else 0.0
+        return cls.from_moments(mean, sd, rms, feature_names, terms, center)
+
+    @classmethod
+    def from_moments(cls, mean, sd, rms, feature_names, terms, center=True) -> "ColumnScaling":
+        """Scales from the columns' weighted means and SDs (a distributed fit sums them over its
+        partitions); ``rms(j)``: root mean square of column ``j``, for columns without spread."""
+        p = len(mean)
         icpt = p > 0 and feature_names[0] == "(Intercept)"
         scale = np.ones(p)
         ctr = np.zeros(p)
@@ -93,8 +105,8 @@ class ColumnScaling:
             if sd[j] > 0 and np.isfinite(sd[j]):
                 scale[j] = 1.0 / sd[j]
             else:
-                rms = np.sqrt(np.mean(X[:, j] ** 2)) if X.shape[0] else 0.0
-                scale[j] = 1.0 / rms if rms > 0 and np.isfinite(rms) else 1.0
+                r = rms(j)
+                scale[j] = 1.0 / r if r > 0 and np.isfinite(r) else 1.0
             if center and icpt and j not in slopes:
                 ctr[j] = mean[j]
         return cls(ctr, scale)
@@ -125,18 +137,14 @@ class ColumnScaling:
 
     def theta_internal(self, theta, blocks) -> np.ndarray:
         """A user-scale ``theta`` (e.g. a warm start) on the internal columns: ``Lambda_int = D^-1 Lambda``."""
-        out, k = [], 0
-        for blk in blocks:
-            r, c = blk.theta_index()
-            lam = np.zeros((blk.q, blk.q))
-            lam[r, c] = theta[k:k + r.size]
-            k += r.size
-            out.append((lam / self.block_scale(blk)[:, None])[r, c])
-        return np.concatenate(out) if out else np.empty(0)
+        tmap = ThetaMap.for_blocks(blocks)
+        return tmap.theta_of([lam / self.block_scale(blk)[:, None]
+                              for blk, lam in zip(blocks, tmap.lambdas(theta))])
 
-    def log_det(self) -> float:
-        """``log|T|^2 = 2 sum log s_j``: what ``log|R_X|^2`` gains on the internal columns."""
-        return float(2.0 * np.log(self.scale).sum())
+    def log_det(self, p=None) -> float:
+        """``log|T|^2 = 2 sum log s_j``: what ``log|R_X|^2`` gains on the internal columns
+        (the first ``p``, the fixed ones, when the scaling also covers random-only columns)."""
+        return float(2.0 * np.log(self.scale[:p]).sum())
 
     def unscale(self, res, blocks, reml: bool = False):
         """Map a solver result (LMMResult or GLMMResult, fields ``beta``, ``vcov_beta``, ``b``,
@@ -144,21 +152,19 @@ class ColumnScaling:
         res.theta_internal = np.asarray(res.theta, dtype=float).copy()  # lme4's singularity test reads this
         if self.identity:
             return res
-        T = self.T()
+        p = np.asarray(res.beta).shape[0]
+        T = self.T()[:p, :p]  # columns past p: random-only columns (random slopes without a fixed effect)
         res.beta = T @ np.asarray(res.beta, dtype=float)
         res.vcov_beta = T @ np.asarray(res.vcov_beta, dtype=float) @ T.T
-        thetas = []
         for k, blk in enumerate(blocks):
             d = self.block_scale(blk)
             res.b[k] = np.asarray(res.b[k]) * d[None, :]
             res.condvar[k] = np.asarray(res.condvar[k]) * d[None, :, None] * d[None, None, :]
             res.lambdas[k] = d[:, None] * np.asarray(res.lambdas[k])
-            r, c = blk.theta_index()
-            thetas.append(res.lambdas[k][r, c])
         if blocks:
-            res.theta = np.concatenate(thetas).astype(float)
+            res.theta = ThetaMap.for_blocks(blocks).theta_of(res.lambdas).astype(float)
         if reml and hasattr(res, "objective"):
-            res.objective = float(res.objective) - self.log_det()
+            res.objective = float(res.objective) - self.log_det(p)
             res.loglik = -0.5 * res.objective
         return res
 
@@ -187,7 +193,7 @@ def scale_cross_products(layout, cp, scaling: ColumnScaling):
         return cp
     d1 = scaling.block_scale(layout.blocks[0])
     dense = [np.tile(scaling.block_scale(b), b.n_levels) for b in layout.blocks[1:]]
-    sd = np.concatenate(dense + [scaling.scale, np.ones(1)])
+    sd = np.concatenate(dense + [scaling.scale[:layout.p], np.ones(1)])  # past p: random-only columns
     cp.A11 *= d1[None, :, None] * d1[None, None, :]
     cp.A21 *= sd[layout.cols][:, None] * d1[None, :]
     cp.A22 *= sd[:, None] * sd[None, :]

@@ -577,13 +577,14 @@ def _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc):
 
 @njit(cache=True)
 def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
-                 train_tol, train_maxit,
+                 train_tol, train_maxit, wts,
                  gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3, gJw, gtime, glast,
                  XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic, trace,
                  ecme, ginfo, grhs, Info, Rhs, K):
     """Consume rows ``X[i], y[i]`` of group ``codes[i]`` in order (the SEMA online step).
 
     ``zidx[k]`` is the column of ``X`` holding random-effect covariate ``k`` (-1: constant 1).
+    ``wts[i]`` is row ``i``'s frequency weight (a weight of 2 counts as the row twice).
     ``trace`` receives ``[n_rows, beta, vec(Phi), s2]`` every ``trace_every`` rows; the number
     of trace rows written is returned.
 
@@ -622,11 +623,14 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
     n_trace = 0
     for i in range(n):
         g = codes[i]
-        yi = y[i]
+        # a frequency weight w: the row's sums scaled by w (x, z, y by sqrt(w)), its count by w
+        wi = wts[i]
+        sw = np.sqrt(wi)
+        yi = y[i] * sw
         for m in range(p):
-            x[m] = X[i, m]
+            x[m] = X[i, m] * sw
         for k in range(q):
-            z[k] = 1.0 if zidx[k] < 0 else X[i, zidx[k]]
+            z[k] = sw if zidx[k] < 0 else X[i, zidx[k]] * sw
         ic[IC_NROWS] += 1
         now = ic[IC_NROWS]
         decaying = alpha > 0.0 and now > np.floor(alpha)
@@ -699,8 +703,8 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                 B[k, l] += z[k] * z[l]
             c[k] += z[k] * yi
         gs[g] += yi * yi
-        gn[g] += 1.0
-        sc[SC_N] += 1.0
+        gn[g] += wi
+        sc[SC_N] += wi
         gtime[g] = now
         glast[g] = now
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
+from .._design.theta import ThetaMap, scipy_bounds
+
 __all__ = ["FitLog", "probe_boundary", "minimize_bounded", "boundary_names"]
 
 #: probe distances off a bound, in units of the parameter's scale: the usual, a near one (a
@@ -107,35 +109,34 @@ def probe_boundary(fun, x, lower, f0, scale=None, probes=PROBES, rel_tol=1e-9, a
     return None
 
 
-def covariance_probes(theta, terms, probes=PROBES):
+def covariance_probes(theta, theta_map, probes=PROBES):
     """Candidate thetas off a boundary saddle of vector random-effect terms, on the covariance scale.
 
-    ``terms`` lists, in theta order, each term's ``(pattern, rows, cols)``: the (q, q) lower-triangular
-    mask of Lambda's free entries and the positions of its thetas. A term whose Lambda has a zero
-    diagonal can still carry variance below it (a perfectly correlated component); moving that diagonal
-    off 0 alone keeps the correlation, so an optimiser can stall on a saddle there. Each candidate adds
-    ``d**2`` to the covariance ``Lambda Lambda'`` on the zero components (then on all of them) and
-    re-factors it; candidates the term's pattern cannot represent are skipped.
+    ``theta_map`` (a :class:`~skmixed._design.theta.ThetaMap`, or the terms' ``(pattern, rows, cols)``
+    in theta order) gives each block's Lambda and the mask of its free entries. A term whose Lambda has a zero diagonal can still carry variance below
+    it (a perfectly correlated component); moving that diagonal off 0 alone keeps the correlation, so
+    an optimiser can stall on a saddle there. Each candidate adds ``d**2`` to the covariance
+    ``Lambda Lambda'`` on the zero components (then on all of them) and re-factors it; candidates the
+    term's pattern cannot represent are skipped.
 
     Examples
     --------
     >>> import numpy as np
-    >>> pattern = np.tril(np.ones((2, 2), dtype=bool)); r, c = np.array([0, 1, 1]), np.array([0, 0, 1])
-    >>> t = next(covariance_probes(np.array([0.0, -0.2, 0.0]), [(pattern, r, c)]))
+    >>> from skmixed._design.theta import ThetaMap
+    >>> tmap = ThetaMap([np.tril(np.ones((2, 2), dtype=bool))])
+    >>> t = next(covariance_probes(np.array([0.0, -0.2, 0.0]), tmap))
     >>> [float(v) for v in np.round(t, 3)]  # both zero diagonals get d**2 = 0.01: no correlation left
     [0.1, 0.0, 0.224]
     """
+    if not isinstance(theta_map, ThetaMap):  # a list of (pattern, rows, cols) per term, in theta order
+        theta_map = ThetaMap([pattern for pattern, _, _ in theta_map])
     theta = np.asarray(theta, dtype=float)
-    k = 0
-    for pattern, r, c in terms:
+    for pattern, (r, c), k, lam in zip(theta_map.patterns, theta_map.positions, theta_map.offsets,
+                                       theta_map.lambdas(theta)):
         sl = slice(k, k + len(r))
-        k += len(r)
-        pattern = np.asarray(pattern, dtype=bool)
         q = pattern.shape[0]
         if q < 2:
             continue
-        lam = np.zeros((q, q))
-        lam[r, c] = theta[sl]
         zero = np.abs(np.diag(lam)) < 1e-4
         if not zero.any():
             continue
@@ -212,7 +213,7 @@ def minimize_bounded(fg, x0, lower, *, fun=None, scale=None, maxiter=500, gtol=1
     def f_only(x):
         return fg(x)[0] if fun is None else fun(x)
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    bounds = scipy_bounds(lower)
 
     def projected_gradient(x):
         _, g = fg(x)

@@ -455,7 +455,7 @@ def _reml_parts(lay, F, lam, rho, beta_d, u, fd, fu, zWz, phi, n, scale_known):
         g = np.append(g, 0.5 * (-D / phi + nMp))
         col = -0.5 * bS / phi
         Hh = np.block([[Hh, col[:, None]], [col[None, :], np.array([[0.5 * D / phi]])]])
-    return reml, g, Hh, tr, D
+    return reml, g, Hh, tr, D, float(np.sum(bS))
 
 
 def _newton_step(g, Hh):
@@ -601,7 +601,7 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
         F = _Factor(lay, Add, Aud, Auu, lam)
         beta_d, u = F.solve(fd, fu)
         phi = 1.0 if scale_known else np.exp(log_phi)
-        reml, g, Hh, tr, D = _reml_parts(lay, F, lam, rho, beta_d, u, fd, fu, zWz, phi, n, scale_known)
+        reml, g, Hh, tr, D, bSb = _reml_parts(lay, F, lam, rho, beta_d, u, fd, fu, zWz, phi, n, scale_known)
         step = _newton_step(g, Hh)
         if fam == GAUSSIAN:
             # exact working model: halve the step while the REML score does not decrease
@@ -642,6 +642,10 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
         eta, dev = lay.fit_deviance(y, pw, beta_d, u)
     else:
         eta = lay.linear_predictor(beta_d, u)
+        # the score as bam reports it for a known scale: the penalized deviance in place of the
+        # working model's penalized residual sum of squares (their difference is Pearson's X^2
+        # minus the deviance at the fit, not a constant)
+        reml = reml + 0.5 * (dev + bSb - D)
     # edf per term: p_t - lambda_t tr(P S_t) (unpenalized terms: p_t)
     edf = [float(t.p) for t in lay.terms]
     for j, i in enumerate(lay.pen):

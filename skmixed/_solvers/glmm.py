@@ -37,6 +37,7 @@ import numba
 import numpy as np
 from scipy import optimize
 
+from .._design.theta import ThetaMap, scipy_bounds
 from .._kernels import glmm as kg
 from .._threads import blas_for_dense
 from .._families import BINOMIAL
@@ -149,10 +150,11 @@ class SingleFactorGLMM:
         self.q = self.zcols.size
         self.p = X.shape[1]
         self.pattern = np.asarray(pattern, dtype=bool)
-        c, r = np.nonzero(self.pattern.T)  # column-major lower triangle: lme4's theta order
+        self.theta_map = ThetaMap([self.pattern])
+        r, c = self.theta_map.positions[0]  # column-major lower triangle: lme4's theta order
         self.t_rows, self.t_cols = r.astype(np.int64), c.astype(np.int64)
-        self.n_theta = r.size
-        self.lower_theta = np.where(r == c, 0.0, -np.inf)
+        self.n_theta = self.theta_map.n_theta
+        self.lower_theta = self.theta_map.lower
         self.perm, self.gptr = group_pointer(codes, self.G)
         self.chunks = _n_chunks(self.G)
         self.u = np.zeros((self.G, self.q))
@@ -165,9 +167,7 @@ class SingleFactorGLMM:
         self.maxit_u = 60
 
     def lam(self, theta):
-        L = np.zeros((self.q, self.q))
-        L[self.t_rows, self.t_cols] = theta
-        return L
+        return self.theta_map.lambdas(theta)[0]
 
     def _rescale(self, u, Lam):
         """Warm start for a new Lambda: keep b = Lambda u (not u) from the last modes.
@@ -377,7 +377,7 @@ class SingleFactorGLMM:
                                            options={"xatol": 1e-4 if final else 5e-2})
             theta = np.array([res.x])
         else:
-            bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower_theta]
+            bounds = self.theta_map.bounds()
             res = optimize.minimize(f, theta0, method="L-BFGS-B", bounds=bounds,
                                     options={"eps": 1e-5, "gtol": 1e-5 if final else 1e-2,
                                              "maxiter": 200})
@@ -386,10 +386,6 @@ class SingleFactorGLMM:
         if not (np.isfinite(pw + ld) and pw + ld <= state["best"][0] + 50.0 and np.all(np.isfinite(b))):
             pw, ld, b, u, S = self.joint_pirls(theta, state["best"][1], state["best"][2], tol=1e-8)
         return theta, b, u, S, pw + ld, state["n"]
-
-
-def _bounds(lower_theta, p):
-    return [(lo if np.isfinite(lo) else None, None) for lo in lower_theta] + [(None, None)] * p
 
 
 def _hessian_from_grad(grad_fun, x, g0=None):
@@ -443,7 +439,7 @@ def _vcov_from_hessian(Hdev, n_theta):
     return 0.5 * (V + V.T)
 
 
-def _start_beta(X, y, w, family=BINOMIAL, offset=None):
+def start_beta(X, y, w, family=BINOMIAL, offset=None):
     """Intercept at the link of the weighted mean when X has a constant column, else zeros."""
     beta = np.zeros(X.shape[1])
     const = np.flatnonzero(np.all(X[:10] == 1.0, axis=0))
@@ -470,15 +466,15 @@ class _Scaled:
         return self.x0 + self.T @ xi
 
     def bounds(self, n):
-        return [(lo if np.isfinite(lo) else None, None) for lo in self.lo] + [(None, None)] * (n - self.lo.size)
+        return scipy_bounds(self.lo) + [(None, None)] * (n - self.lo.size)
 
 
-def _covariance_probe(sc, nt, terms, f_probe):
+def _covariance_probe(sc, nt, theta_map, f_probe):
     """:func:`._optim.covariance_probes` in the optimiser's scaled coordinates (beta kept)."""
     def probe(xi, f0):
         x = sc.x(xi)
         thresh = f0 - 1e-9 * max(1.0, abs(f0))
-        for t in covariance_probes(x[:nt], terms):
+        for t in covariance_probes(x[:nt], theta_map):
             xn = x.copy()
             xn[:nt] = t
             xin = np.linalg.solve(sc.T, xn - sc.x0)
@@ -545,8 +541,8 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     """
     X, y, w = prob.X, prob.y, prob.w_full
     nt = prob.n_theta
-    beta0 = _start_beta(X, y, w, prob.family, prob.off)
-    theta0 = (prob.t_rows == prob.t_cols).astype(float)
+    beta0 = start_beta(X, y, w, prob.family, prob.off)
+    theta0 = prob.theta_map.start()
     prob.u[:] = 0.0
     sub = _start_subset(prob) if nagq != 0 else None
     if sub is None:
@@ -562,7 +558,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
     message = "nAGQ=0"
     n_iter = 0
     converged = True
-    diag = prob.t_rows == prob.t_cols
+    diag = prob.theta_map.is_diagonal
     hessian_failed = False
     fit_log = None
     if nagq == 0:
@@ -579,7 +575,6 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
         fit_log = FitLog(started_on_boundary=bool(np.any(diag & (x0[:nt] < 1e-4))))
         x0[:nt][diag & (x0[:nt] < 1e-3)] = 0.1
         sc = _Scaled(x0, _make_scaling(prob, x0, S), prob.lower_theta)
-        terms = [(prob.pattern, prob.t_rows, prob.t_cols)]
         # probes off a bound at theta = lower + d for d in _optim.PROBES: one theta unit is 1 / T_ii in xi
         lo_xi = np.concatenate([sc.lo, np.full(x0.size - nt, -np.inf)])
         xi_scale = np.concatenate([1.0 / np.diag(sc.T)[:nt], np.ones(x0.size - nt)])
@@ -597,7 +592,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                 return F
             res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
                                             maxiter=max_iter, gtol=tol, log=fit_log,
-                                            extra_probe=_covariance_probe(sc, nt, terms, f_probe))
+                                            extra_probe=_covariance_probe(sc, nt, prob.theta_map, f_probe))
         else:
             nodes, weights = gauss_hermite(nagq)
 
@@ -632,7 +627,7 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                 return F
             res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
                                             maxiter=max_iter, gtol=tol, log=fit_log,
-                                            extra_probe=_covariance_probe(sc, nt, terms, f_probe))
+                                            extra_probe=_covariance_probe(sc, nt, prob.theta_map, f_probe))
         x = sc.x(np.asarray(res.x, dtype=float))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter = int(res.nit)
@@ -721,31 +716,34 @@ class MultiFactorGLMM:
     ``[u; beta]`` gives the joint step (nAGQ = 0). ``log|L|^2`` is the Z-part of the factor.
     """
 
-    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None):
+    def __init__(self, X, y, w, factors, blocks, family=BINOMIAL, offset=None, z_source=None, layout=None):
+        """``layout``: the block layout of the whole data when these rows are one partition of it
+        (a distributed fit: the partitions' cross-products then add up)."""
         from .._design.layout import BlockLayout
 
         self.X, self.y, self.w = X, y, w
+        # the matrix the random-effects columns are read from (X, then any random-only columns)
+        self.z_source = X if z_source is None else z_source
         self.family = family
         self.off = np.zeros(X.shape[0]) if offset is None else np.asarray(offset, dtype=float)
         self.blocks = blocks
         self.codes = [np.asarray(f.codes, dtype=np.int64) for f in factors]
-        self.layout = BlockLayout.build(blocks, self.codes, X.shape[1])
-        self.Z = [b.z_rows(X) for b in blocks]
-        self.theta_pos = [b.theta_index() for b in blocks]
-        self.n_theta = sum(b.n_theta for b in blocks)
-        self.lower_theta = np.concatenate([np.where(r == c, 0.0, -np.inf) for (r, c) in self.theta_pos])
-        self.p = X.shape[1]
+        self.layout = BlockLayout.build(blocks, self.codes, X.shape[1]) if layout is None else layout
+        self.Z = [b.z_rows(self.z_source) for b in blocks]
+        self._init_parameters(blocks, X.shape[1])
+
+    def _init_parameters(self, blocks, p):
+        """Parameter layout and mode storage (row-independent)."""
+        self.theta_map = ThetaMap.for_blocks(blocks)
+        self.theta_pos = self.theta_map.positions
+        self.n_theta = self.theta_map.n_theta
+        self.lower_theta = self.theta_map.lower
+        self.p = p
         self.u = [np.zeros((b.n_levels, b.q)) for b in blocks]
         self.n_eval = 0
 
     def lambdas(self, theta):
-        out, k = [], 0
-        for b, (r, c) in zip(self.blocks, self.theta_pos):
-            lam = np.zeros((b.q, b.q))
-            lam[r, c] = theta[k:k + len(r)]
-            k += len(r)
-            out.append(lam)
-        return out
+        return self.theta_map.lambdas(theta)
 
     def _re_eta(self, lams, u):
         eta = np.zeros(self.X.shape[0])
@@ -753,11 +751,11 @@ class MultiFactorGLMM:
             eta += np.einsum("ij,ij->i", Z, (uk @ lam.T)[self.codes[blk.factor]])
         return eta
 
-    def _solve(self, theta, beta, u, joint):
-        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem)."""
-        from .lmm import LMMProblem, cross_products
+    # -- the two passes over the rows (a distributed problem sums them over its partitions) --
+    def working_cross_products(self, lams, beta, u, joint):
+        """Cross-products of the PIRLS working model at ``(beta, u)``: one pass over the rows."""
+        from .lmm import cross_products
 
-        lams = self.lambdas(theta)
         zb = self._re_eta(lams, u)
         eta = self.X @ beta + zb + self.off
         mu = self.family.linkinv(eta)
@@ -765,7 +763,18 @@ class MultiFactorGLMM:
         W = self.w * var
         # working response; for the u-only step the offset X beta is left out
         yw = zb + (self.y - mu) / var + (self.X @ beta if joint else 0.0)
-        cp = cross_products(self.layout, self.X, yw, W)
+        return cross_products(self.layout, self.X, yw, W, z_source=None if self.z_source is self.X else self.z_source)
+
+    def deviance(self, lams, beta, u):
+        """Sum over the rows of the family's deviance at ``(beta, u)``."""
+        eta = self.X @ beta + self._re_eta(lams, u) + self.off
+        return float(self.family.kernel_deviance(self.y, eta, self.w).sum())
+
+    def _solve(self, theta, beta, u, joint):
+        """One PIRLS step from (beta, u): returns (u_new, beta_new, ldL2, problem)."""
+        from .lmm import LMMProblem
+
+        cp = self.working_cross_products(self.lambdas(theta), beta, u, joint)
         prob = LMMProblem(self.layout, cp, reml=False)
         f = prob.factor(np.asarray(theta, dtype=float))
         if f is None:
@@ -791,9 +800,7 @@ class MultiFactorGLMM:
         return un, bn, ldL2, (L, prob)
 
     def _pwrss(self, theta, beta, u):
-        eta = self.X @ beta + self._re_eta(self.lambdas(theta), u) + self.off
-        dev = self.family.kernel_deviance(self.y, eta, self.w)
-        return float(dev.sum() + sum(float((uk * uk).sum()) for uk in u))
+        return self.deviance(self.lambdas(theta), beta, u) + sum(float((uk * uk).sum()) for uk in u)
 
     def pirls(self, theta, beta, joint=False, tol=1e-9, maxit=60):
         """PIRLS from the stored modes; returns (pwrss + ldL2, beta, extra) and updates self.u."""
@@ -860,22 +867,28 @@ def _fd_grad(fun, x, lower, h=1e-5, f0=None, central=True):
     return g
 
 
-def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None):
+def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None,
+                     z_source=None, problem=None):
     """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
 
     Every PIRLS step factors the LMM's dense part: from a few hundred rows on
     (crossed factors with many levels) that runs with one BLAS thread, as in
-    :meth:`skmixed._solvers.lmm.LMMProblem.optimize`.
+    :meth:`skmixed._solvers.lmm.LMMProblem.optimize`. ``z_source``: the matrix the
+    random-effects columns are read from when it is not ``X`` (random-only columns).
+    ``problem``: a ready :class:`MultiFactorGLMM` (a distributed one); ``X``, ``y``, ``w``
+    then only give the start values (rows whose weighted mean of y is the data's).
     """
-    prob = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset)
+    if problem is None:
+        problem = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset, z_source=z_source)
+    prob = problem
     with blas_for_dense(prob.layout.m):
         return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
 
 
 def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     nt, p = prob.n_theta, prob.p
-    theta0 = np.concatenate([(r == c).astype(float) for (r, c) in prob.theta_pos])
-    beta0 = _start_beta(X, y, w, prob.family, prob.off)
+    theta0 = prob.theta_map.start()
+    beta0 = start_beta(X, y, w, prob.family, prob.off)
     # nAGQ=0 stage: beta inside PIRLS, theta by L-BFGS-B on finite differences
     state = {"beta": beta0}
 
@@ -884,7 +897,7 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
         state["beta"] = b
         return F
 
-    bounds_t = [(lo if np.isfinite(lo) else None, None) for lo in prob.lower_theta]
+    bounds_t = prob.theta_map.bounds()
     f0(theta0)
     def f0_and_grad(t):
         F = f0(t)
@@ -900,7 +913,7 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     Q2 = lay.Q2
     RX = L[Q2:Q2 + p, Q2:Q2 + p]
     S = RX @ RX.T
-    diag = np.concatenate([r == c for (r, c) in prob.theta_pos])
+    diag = prob.theta_map.is_diagonal
     fit_log = None
     if nagq == 0:
         x = np.concatenate([theta, beta])
@@ -935,10 +948,9 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
             return F
         fit_log = FitLog(started_on_boundary=bool(np.any(diag & (theta < 1e-4))))
         xi_scale = np.concatenate([1.0 / np.diag(T)[:nt], np.ones(p)])
-        terms = [(b.pattern, r, c) for b, (r, c) in zip(prob.blocks, prob.theta_pos)]
         res, fit_log = minimize_bounded(fg, np.zeros(x0.size), lo_xi, fun=f_probe, scale=xi_scale,
                                         maxiter=max_iter, gtol=tol, log=fit_log,
-                                        extra_probe=_covariance_probe(sc, nt, terms, f_probe))
+                                        extra_probe=_covariance_probe(sc, nt, prob.theta_map, f_probe))
         x = sc.x(np.asarray(res.x))
         x[:nt][diag] = np.maximum(x[:nt][diag], 0.0)
         n_iter, message = int(res.nit), str(res.message)

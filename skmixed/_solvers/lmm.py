@@ -23,6 +23,7 @@ import scipy.linalg as sla
 from scipy import optimize
 
 from .._design.layout import BlockLayout
+from .._design.theta import ThetaMap
 from .._kernels import gram
 from .._kernels import lmm as klmm
 from .._threads import blas_for_dense
@@ -124,12 +125,9 @@ class LMMProblem:
         self.reml = reml
         self.p = layout.p
         blocks = layout.blocks
-        self._theta_pos = [b.theta_index() for b in blocks]
-        self.n_theta = sum(b.n_theta for b in blocks)
-        lower = []
-        for (r, c) in self._theta_pos:
-            lower.extend(np.where(r == c, 0.0, -np.inf))
-        self.lower = np.array(lower)
+        self.theta_map = ThetaMap.for_blocks(blocks)
+        self.n_theta = self.theta_map.n_theta
+        self.lower = self.theta_map.lower
         dq = layout.dense_q
         self._lam_off = np.zeros(len(dq), dtype=np.int64)
         if len(dq):
@@ -147,7 +145,7 @@ class LMMProblem:
     # -- theta <-> Lambda ---------------------------------------------------------------
     def start(self) -> np.ndarray:
         """lme4's start: 1 on the diagonals, 0 elsewhere."""
-        return np.concatenate([(r == c).astype(float) for (r, c) in self._theta_pos])
+        return self.theta_map.start()
 
     def moment_start(self) -> np.ndarray:
         """ANOVA-style start for random intercepts, from the blocks already formed.
@@ -189,13 +187,7 @@ class LMMProblem:
         return theta
 
     def lambdas(self, theta) -> list:
-        out, k = [], 0
-        for b, (r, c) in zip(self.layout.blocks, self._theta_pos):
-            lam = np.zeros((b.q, b.q))
-            lam[r, c] = theta[k:k + len(r)]
-            k += len(r)
-            out.append(lam)
-        return out
+        return self.theta_map.lambdas(theta)
 
     # -- the profiled deviance -------------------------------------------------------------
     def factor(self, theta):
@@ -406,7 +398,7 @@ class LMMProblem:
                 if all(b.intercept_slopes == [-1] for b in self.layout.blocks):
                     radius = 0.1
         theta0 = np.asarray(theta0, dtype=float)
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
+        bounds = self.theta_map.bounds()
         if large:
             res = optimize.minimize(self.objective, theta0, method="COBYQA", bounds=bounds,
                                     options={"maxfev": max(50, 20 * max_iter), "initial_tr_radius": radius,
@@ -572,8 +564,7 @@ class LMMProblem:
     def _probe_covariance(self, theta, f0):
         """The first covariance-scale probe (:func:`._optim.covariance_probes`) that improves ``f0``."""
         thresh = f0 - 1e-9 * max(1.0, abs(f0))
-        terms = [(blk.pattern, r, c) for blk, (r, c) in zip(self.layout.blocks, self._theta_pos)]
-        for t in covariance_probes(theta, terms):
+        for t in covariance_probes(theta, self.theta_map):
             f = self.objective(t)
             if np.isfinite(f) and f < thresh:
                 return t

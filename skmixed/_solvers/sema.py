@@ -225,6 +225,9 @@ class SemaState:
 class Staging:
     """A batch's working state that costs ``O(groups touched)``, with an undo log.
 
+    Works for any dataclass state with ``capacity``, ``ensure_capacity`` and (optionally) a
+    ``ROW_FIELDS`` class attribute naming its per-group arrays (default: SEMA's).
+
     ``state`` is a new :class:`SemaState` whose global arrays are copies of ``base``'s and
     whose per-group arrays are ``base``'s own: the rows of a batch update them in place.
     Before that, the rows of the groups the batch touches are saved (the undo log), so
@@ -247,15 +250,16 @@ class Staging:
 
     def __init__(self, base: SemaState, codes: np.ndarray, fresh: bool = False):
         self.base = base
+        self.rows = getattr(type(base), "ROW_FIELDS", _ROW_FIELDS)
         if fresh:
             # a new stream: the state is nobody else's
             self.state, self.idx, self.saved = base, np.empty(0, dtype=np.int64), []
             return
-        self.state = SemaState(**{f.name: (getattr(base, f.name) if f.name in _ROW_FIELDS
-                                           else getattr(base, f.name).copy()) for f in fields(base)})
+        self.state = type(base)(**{f.name: (getattr(base, f.name) if f.name in self.rows
+                                            else getattr(base, f.name).copy()) for f in fields(base)})
         idx = np.unique(codes)
         self.idx = idx[idx < base.capacity]
-        self.saved = [(n, getattr(base, n)[self.idx].copy()) for n in _ROW_FIELDS]
+        self.saved = [(n, getattr(base, n)[self.idx].copy()) for n in self.rows]
 
     @property
     def private(self) -> bool:
@@ -272,7 +276,7 @@ class Staging:
         """Give the staged state its own per-group arrays (with the batch's changes) and restore ``base``."""
         if self.private:
             return
-        for n in _ROW_FIELDS:
+        for n in self.rows:
             arr = getattr(self.state, n)
             if arr is getattr(self.base, n):
                 setattr(self.state, n, arr.copy())
@@ -303,7 +307,7 @@ def trace_row(state: SemaState) -> np.ndarray:
 
 
 def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, update_every=None,
-            trace_every=None, train_tol=1e-4, train_maxit=800, ecme=False):
+            trace_every=None, train_tol=1e-4, train_maxit=800, ecme=False, weights=None):
     """Feed rows to the state in order (mutates ``state``); returns the trace rows recorded.
 
     Parameters
@@ -326,6 +330,8 @@ def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, updat
     train_tol, train_maxit : float, int
         Convergence tolerance (largest absolute parameter change) and iteration cap of the
         training EM (the paper's 1e-4 and 800).
+    weights : ndarray (n,) or None
+        Frequency weights (positive); None: all 1.
     ecme : bool
         After an exact correction, move the fixed effects towards their GLS estimate at the
         current variance parameters on every row (see :func:`skmixed._kernels.sema.process_rows`)
@@ -342,8 +348,9 @@ def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, updat
     te = int(trace_every or 0)
     n_trace_max = (state.n_rows + X.shape[0]) // te - state.n_rows // te if te else 0
     trace = np.empty((n_trace_max, 2 + state.p + state.q * state.q))
+    wts = np.ones(X.shape[0]) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     k = _k.process_rows(X, y, codes, zidx, int(n_train), float(alpha or 0.0),
-                        int(update_every or 0), te, float(train_tol), int(train_maxit),
+                        int(update_every or 0), te, float(train_tol), int(train_maxit), wts,
                         *state._args(), trace, ecme, state.ginfo, state.grhs,
                         state.Info, state.Rhs, state.K)
     if ecme and X.shape[0]:

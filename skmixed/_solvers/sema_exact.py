@@ -26,6 +26,7 @@ import scipy.linalg as sla
 from scipy import optimize
 
 from .._design.terms import RandomTerm
+from .._design.theta import ThetaMap
 from .._kernels import sema as _k
 from .lmm import LMMProblem
 from .lmm_stats import GroupedStats
@@ -77,15 +78,7 @@ def fittable(state) -> bool:
 
 def theta_of(Lphi, s2):
     """lme4's ``theta`` (column-wise lower triangle of ``chol(Phi) / sigma``) from SEMA's ``chol(Phi)``."""
-    rows, cols = theta_positions(Lphi.shape[0])
-    return Lphi[rows, cols] / np.sqrt(s2)
-
-
-def theta_positions(q):
-    """Rows and columns of ``theta`` in the lower-triangular ``Lambda`` (column-wise, as lme4)."""
-    rows = np.array([i for j in range(q) for i in range(j, q)], dtype=np.int64)
-    cols = np.array([j for j in range(q) for i in range(j, q)], dtype=np.int64)
-    return rows, cols
+    return ThetaMap.full(Lphi.shape[0]).theta_of([Lphi]) / np.sqrt(s2)
 
 
 class Profile:
@@ -105,8 +98,9 @@ class Profile:
         self.q = state.q
         self.p = p = state.p
         self.reml = bool(reml)
-        self.rows, self.cols = theta_positions(self.q)
-        self.lower = np.where(self.rows == self.cols, 0.0, -np.inf)
+        self.theta_map = ThetaMap.full(self.q)
+        self.rows, self.cols = self.theta_map.positions[0]
+        self.lower = self.theta_map.lower
         seen = np.flatnonzero(state.glast >= 0)
         # X'X, X'y and N as rebuild_sums just summed them from the groups
         self.N = state.n_eff
@@ -132,9 +126,7 @@ class Profile:
         self._last = None
 
     def lam(self, theta):
-        L = np.zeros((self.q, self.q))
-        L[self.rows, self.cols] = theta
-        return L
+        return self.theta_map.lambdas(theta)[0]
 
     def _factor(self, theta):
         """``(criterion, r^2, beta)`` at ``theta``; criterion ``inf`` where not positive definite."""
@@ -315,7 +307,7 @@ class Profile:
                 return 1e300, np.zeros_like(t)
             return f0, self.gradient(t, f0, 1e-6 * np.maximum(1.0, np.abs(t)))[0]
 
-        bounds = [(0.0 if lo == 0 else None, None) for lo in self.lower]
+        bounds = self.theta_map.bounds()
         start = np.maximum(np.asarray(theta0, dtype=float), self.lower)
         start, _ = self.escape(start, self(start))
         res = optimize.minimize(fun, start, jac=True,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._design.layout import BlockLayout, ReBlock
+from .._design.theta import ThetaMap
 from .lmm import LMMProblem, cross_products
 
 __all__ = ["assign_parts", "subsample_parts", "part_group_blocks", "lmm_sandwich", "lmm_blups",
@@ -196,7 +197,7 @@ def combine_means(betas, vcovs, combine):
 # ---------------------------------------------------------------------------- BLUPs
 def theta_from_cov(blocks, covs, sigma):
     """lme4's theta for given covariance matrices: ``Lambda Lambda' = Sigma / sigma^2``."""
-    theta = []
+    lams = []
     for blk, S in zip(blocks, covs):
         R = np.asarray(S, dtype=float) / sigma**2
         R = np.where(blk.pattern | blk.pattern.T, R, 0.0)
@@ -205,9 +206,8 @@ def theta_from_cov(blocks, covs, sigma):
         except np.linalg.LinAlgError:
             # singular (boundary) covariance: a tiny ridge keeps the factor real
             lam = np.linalg.cholesky(R + 1e-12 * max(np.trace(R), 1e-300) * np.eye(R.shape[0]))
-        r, c = blk.theta_index()
-        theta.extend(lam[r, c])
-    return np.asarray(theta)
+        lams.append(lam)
+    return ThetaMap.for_blocks(blocks).theta_of(lams)
 
 
 def lmm_blups(X, y, weights, factor_codes, blocks, beta, covs, sigma):

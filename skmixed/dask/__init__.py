@@ -32,11 +32,15 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
     """Fit a mixed model exactly on a Dask DataFrame.
 
     ``MixedLinearRegressor``: map-reduce of per-group statistics (partitions in
-    any order, groups may span partitions). ``MixedLogisticRegressor`` (one
-    grouping factor, column names): the rows are shuffled so that each group
-    lives in one partition, the partitions stay on the workers, and every
-    optimiser step of the in-memory algorithm evaluates its per-group Laplace
-    (or AGQ) terms and gradients there, summed on the driver: the exact fit.
+    any order, groups may span partitions). ``MixedLogisticRegressor`` and
+    ``MixedPoissonRegressor`` (column names), one grouping factor: the rows are
+    shuffled so that each group lives in one partition, the partitions stay on
+    the workers, and every optimiser step of the in-memory algorithm evaluates
+    its per-group Laplace (or AGQ) terms and gradients there, summed on the
+    driver: the exact fit. Several grouping factors (crossed or nested, Laplace
+    or nAGQ=0): no shuffle; every PIRLS step sums the partitions' working
+    cross-products on the whole data's block layout
+    (:mod:`skmixed.dask.glmm_crossed`).
     ``AdditiveMixedRegressor`` (``discrete=True``, column names and ``smooth``):
     bins fixed from the whole data in two cheap passes, then the partitions'
     binned statistics are summed for every fREML iteration (see
@@ -45,7 +49,7 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
 
     Parameters
     ----------
-    estimator : MixedLinearRegressor, MixedLogisticRegressor or AdditiveMixedRegressor
+    estimator : MixedLinearRegressor, MixedLogisticRegressor, MixedPoissonRegressor or AdditiveMixedRegressor
         Unfitted template; its parameters are used, a fitted clone is returned.
     ddf : dask.dataframe.DataFrame
     formula : str, optional
@@ -63,8 +67,8 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
     split_every : int, default=8
         Fan-in of the tree reduction (linear model).
     shuffle : bool, default=True
-        Logistic model: shuffle the rows by group first (pass False when every
-        group already lives in one partition).
+        GLMM with one grouping factor: shuffle the rows by group first (pass
+        False when every group already lives in one partition).
     verbose : bool, default=False
         Linear model: a tqdm progress bar over the pass through the partitions
         (local Dask schedulers; a distributed cluster shows it on its dashboard).
@@ -90,16 +94,16 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
     """
     require_dask()
     from ..logistic import MixedLogisticRegressor
+    from ..poisson import MixedPoissonRegressor
 
-    if isinstance(estimator, MixedLogisticRegressor):
+    if isinstance(estimator, (MixedLogisticRegressor, MixedPoissonRegressor)):
         if formula is not None:
-            raise ValueError("the distributed logistic fit takes column names (y=, X=, groups=), not a formula")
+            raise ValueError("the distributed GLMM fit takes column names (y=, X=, groups=), not a formula")
         if y is None or X is None or groups is None:
             raise ValueError("give the column names y=, X= and groups=")
-        from .glmm import fit_logistic_dask
+        from .glmm import fit_glmm_dask
 
-        return fit_logistic_dask(estimator, ddf, y=y, X=X, groups=groups, sample_weight=sample_weight,
-                                 shuffle=shuffle)
+        return fit_glmm_dask(estimator, ddf, y=y, X=X, groups=groups, sample_weight=sample_weight, shuffle=shuffle)
     if isinstance(estimator, AdditiveMixedRegressor):
         if formula is not None or y is None or X is None:
             raise ValueError("the distributed additive fit takes column names y= and X= (and groups=), not a "
@@ -108,8 +112,8 @@ def fit_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None, sampl
 
         return fit_additive_dask(estimator, ddf, y=y, X=X, groups=groups, sample_weight=sample_weight)
     if not isinstance(estimator, MixedLinearRegressor):
-        raise TypeError(f"fit_dask supports MixedLinearRegressor, MixedLogisticRegressor and "
-                        f"AdditiveMixedRegressor, got {type(estimator).__name__}")
+        raise TypeError(f"fit_dask supports MixedLinearRegressor, MixedLogisticRegressor, MixedPoissonRegressor "
+                        f"and AdditiveMixedRegressor, got {type(estimator).__name__}")
     return fit_linear_dask(estimator, ddf, formula, y=y, X=X, groups=groups, sample_weight=sample_weight,
                            split_every=split_every, verbose=verbose)
 
@@ -155,9 +159,9 @@ def fit_glmm(ddf, *, y, X, groups, sample_weight=None, shuffle=True, **params):
     ----------
     ddf : dask.dataframe.DataFrame
     y, X, groups, sample_weight : column names
-        One grouping column.
+        One grouping column, or several (crossed or nested factors).
     shuffle : bool, default=True
-        Shuffle rows by group first (``ddf.shuffle(on=groups)``).
+        One grouping factor: shuffle rows by group first (``ddf.shuffle(on=groups)``).
     **params
         ``MixedLogisticRegressor`` parameters (``nagq``, ``random_slopes``, ...).
 

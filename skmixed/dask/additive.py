@@ -101,6 +101,7 @@ def _pass2(df, est, how, plan):
         out["combos"][label] = np.unique(code, return_counts=True)
     Xpar = _parametric_matrix(fd.X, plan["par_cols"], plan["by_dummies"])
     out["par_ss"] = (Xpar * Xpar).sum(axis=0)
+    out["par_sum"] = Xpar.sum(axis=0)
     if plan["par_tables"] is not None:
         code = np.zeros(Xpar.shape[0], dtype=np.int64)
         radix = 1
@@ -137,8 +138,15 @@ class GlobalBinning:
             return self.info["cols"][j]["range"]
         return self.info["by_range"][(j,) + tuple(level)]
 
-    def parametric_rms(self, Xpar):
-        return self.info["par_rms"]
+    def parametric_rms(self, Xpar, shift=None):
+        if shift is None or not np.any(shift):
+            return self.info["par_rms"]
+        # E (x - s)^2 from the sums (the in-memory fit takes it from the rows)
+        ms = self.info["par_rms"] ** 2 - 2.0 * shift * self.info["par_mean"] + shift * shift
+        return np.sqrt(np.maximum(ms, 0.0))
+
+    def parametric_mean(self, Xpar):
+        return self.info["par_mean"]
 
     def slope_rms(self, col, z):
         return self.info["cols"][col]["rms"]
@@ -148,16 +156,28 @@ class GlobalBinning:
         rms = self.info["cols"][col]["rms"]
         return float(max(abs(lo), abs(hi)) / (rms if rms > 0 else 1.0))
 
-    def compress(self, Xpar):
-        tables = self.info["par_scaled_tables"]
-        if tables is None:  # continuous columns: the block stays row by row, on the worker
+    def compress(self, Xpar, shift=None, scale=None):
+        raw = self.info["par_raw_tables"]
+        if raw is None:  # continuous columns: the block stays row by row, on the worker
             return Xpar, np.arange(Xpar.shape[0], dtype=np.int64), True
+        if shift is None:
+            shift = np.zeros(len(raw))
+        if scale is None:
+            scale = np.where(self.info["par_rms"] > 0, self.info["par_rms"], 1.0)
+        # the distinct values of each column, transformed as the rows are
+        tables = [(t - c) / s for t, c, s in zip(raw, shift, scale)]
+        kept = self.info["par_kept"]
+        Xbar = np.empty((kept.size, len(tables)))
+        rem = kept.copy()
+        for j, t in enumerate(tables):
+            Xbar[:, j] = t[rem % t.size]
+            rem //= t.size
         code = np.zeros(Xpar.shape[0], dtype=np.int64)
         radix = 1
         for j, table in enumerate(tables):
             code += np.searchsorted(table, Xpar[:, j]) * radix
             radix *= table.size
-        return self.info["par_Xbar"], np.searchsorted(self.info["par_kept"], code).astype(np.int64), False
+        return Xbar, np.searchsorted(kept, code).astype(np.int64), False
 
     def combinations(self, label, code, radix):
         kept, counts = self.info["combos"][label]
@@ -357,17 +377,12 @@ def _merge_pass2(stats, info, plan):
         combos[label] = (code, counts)  # raw order = final order (the index maps are increasing)
     par_ss = np.sum([s["par_ss"] for s in stats], axis=0)
     par_rms = np.sqrt(par_ss / n)
-    scale = np.where(par_rms > 0, par_rms, 1.0)
-    info.update(combos=combos, par_rms=par_rms, par_scaled_tables=None)
+    par_mean = np.sum([s["par_sum"] for s in stats], axis=0) / n
+    info.update(combos=combos, par_rms=par_rms, par_mean=par_mean, par_raw_tables=None)
     if plan["par_tables"] is not None:
         kept = np.unique(np.concatenate([s["par_codes"] for s in stats]))
-        scaled = [t / s for t, s in zip(plan["par_tables"], scale)]
-        Xbar = np.empty((kept.size, len(scaled)))
-        rem = kept.copy()
-        for j, t in enumerate(scaled):
-            Xbar[:, j] = t[rem % t.size]
-            rem //= t.size
-        info.update(par_scaled_tables=scaled, par_kept=kept, par_Xbar=Xbar)
+        # scaled (and centred) by GlobalBinning.compress, as the model transforms the rows
+        info.update(par_raw_tables=list(plan["par_tables"]), par_kept=kept)
     by_range = {}
     for key in plan["by_ranges"]:
         rs = [s["by_range"][key] for s in stats]

@@ -1,4 +1,6 @@
-"""Exact Laplace fit of MixedLogisticRegressor on a Dask DataFrame (one grouping factor).
+"""Exact fit of MixedLogisticRegressor / MixedPoissonRegressor on a Dask DataFrame, one grouping factor.
+
+(Several grouping factors: :mod:`skmixed.dask.glmm_crossed`; :func:`fit_glmm_dask` picks.)
 
 The data are shuffled so that every group lives in one partition. Each
 partition becomes a worker-resident problem holding its rows (design, 0/1
@@ -33,19 +35,22 @@ import pandas as pd
 from .._base import NoGroupsWarning
 from .._design.grouping import GroupingFactor
 from .._design.layout import amalgamate
+from .._design.scaling import ColumnScaling
 from .._kernels import glmm as _real_kg
 from .._solvers import glmm as sg
 from .._solvers.lmm import drop_aliased
-from ._common import Runner
+from ._common import Runner, default_client
 
-# the distributed fit is the binomial-logit model without an offset (kernel family 0, empty offset)
+# the distributed fit has no offset (an empty offset is read as 0 by the kernels)
 _NO_OFFSET = np.empty(0)
 
 # ----------------------------------------------------------------- worker side
 class _PartitionProblem:
     """One partition's rows, grouped, ready for the GLMM kernels."""
 
-    def __init__(self, X, y, w, labels):
+    def __init__(self, X, y, w, labels, family):
+        self.fam = int(family.kernel_id)
+        self.const = family.loglik_constant(y, w)
         self.Xfull = X
         self.y = np.ascontiguousarray(y, dtype=np.float64)
         self.w = np.ascontiguousarray(w, dtype=np.float64)
@@ -58,7 +63,7 @@ class _PartitionProblem:
     def meta(self):
         Xw = self.Xfull * self.w[:, None]
         return {"levels": self.levels, "XtWX": Xw.T @ self.Xfull, "n_obs": float(self.w.sum()),
-                "wy": float(self.w @ self.y), "ones": np.all(self.Xfull == 1.0, axis=0)}
+                "wy": float(self.w @ self.y), "ones": np.all(self.Xfull == 1.0, axis=0), "const": self.const}
 
     def restrict(self, keep, zcols):
         self.X = np.ascontiguousarray(self.Xfull[:, keep])
@@ -78,7 +83,7 @@ class _PartitionProblem:
             gl = np.empty((G, q, q) if want_grad else (1, q, q))
             jac = np.empty((G, q, k) if want_grad else (1, q, k))
             _real_kg.laplace_single(beta, self.X, self.zcols, self.y, self.kw, self.perm, self.gptr, Lam, u,
-                                    tol, maxit, want_grad, h, ld, it, gb, gl, t_rows, t_cols, jac, 0, _NO_OFFSET)
+                                    tol, maxit, want_grad, h, ld, it, gb, gl, t_rows, t_cols, jac, self.fam, _NO_OFFSET)
             return u, (h, ld, it, gb, gl, jac)
         if name == "joint_stats":
             solve_u, tol = extra
@@ -86,20 +91,19 @@ class _PartitionProblem:
             A, B, s, h = np.empty((G, q, q)), np.empty((G, q, p)), np.empty((G, q)), np.empty(G)
             C, xr = np.empty((nck, p, p)), np.empty((nck, p))
             _real_kg.joint_stats(beta, self.X, self.zcols, self.y, self.kw, self.perm, self.gptr, self.chunks,
-                                 Lam, u, solve_u, tol, A, B, s, h, C, xr, 0, _NO_OFFSET)
+                                 Lam, u, solve_u, tol, A, B, s, h, C, xr, self.fam, _NO_OFFSET)
             return u, (A, B, s, h, C.sum(axis=0), xr.sum(axis=0))
         if name == "agq_single":
             lam, nodes, weights = extra
             out = np.empty(G)
             _real_kg.agq_single(beta, self.X, self.zcols, self.y, self.kw, self.perm, self.gptr, lam, u,
-                                nodes, weights, out, 0, _NO_OFFSET)
+                                nodes, weights, out, self.fam, _NO_OFFSET)
             return u, (out,)
         raise ValueError(name)
 
 
-def _build(df, est, how, classes):
-    if len(df) == 0:
-        return None
+def _validated(df, est, how, classes):
+    """FitData of one partition's rows; a logistic response as 0/1 codes of the global ``classes``."""
     import functools
 
     from sklearn.base import clone
@@ -107,20 +111,29 @@ def _build(df, est, how, classes):
     from .._base import MixedModelBase
 
     est = clone(est)
-    # y arrives as 0/1 codes of the global classes; a partition may hold one class only
-    est._validate_y = functools.partial(MixedModelBase._validate_y, est)
-    X = df[how["X"]]
     y = df[how["y"]]
-    codes = pd.Index(classes).get_indexer(pd.Series(y).to_numpy())
-    if (codes < 0).any():
-        raise ValueError("y has labels outside the two classes")
-    g = df[how["groups"][0]]
+    if classes is not None:
+        # y arrives as 0/1 codes of the global classes; a partition may hold one class only
+        est._validate_y = functools.partial(MixedModelBase._validate_y, est)
+        codes = pd.Index(classes).get_indexer(pd.Series(y).to_numpy())
+        if (codes < 0).any():
+            raise ValueError("y has labels outside the two classes")
+        y = codes.astype(np.float64)
+    g = df[how["groups"]]
     w = df[how["weights"]] if how["weights"] is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)
-        fd = est._prepare_fit(X, codes.astype(np.float64), g, w, chunk=True, reset=True)
+        return est._prepare_fit(df[how["X"]], y, g, w, chunk=True, reset=True)
+
+
+def _build(df, est, how, classes):
+    if len(df) == 0:
+        return None
+    fd = _validated(df, est, how, classes)
     ww = np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
-    return _PartitionProblem(fd.X, fd.y, ww, pd.Series(g).reset_index(drop=True)), fd.terms, fd.feature_names
+    g = df[how["groups"][0]]
+    return (_PartitionProblem(fd.X, fd.y, ww, pd.Series(g).reset_index(drop=True), est._family), fd.terms,
+            fd.feature_names)
 
 
 # ----------------------------------------------------------------- driver side
@@ -183,29 +196,56 @@ class _RemoteKernels:
             out[i] = o
 
 
-def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuffle=True):
-    """Exact Laplace / AGQ fit of a MixedLogisticRegressor (one grouping factor) on a Dask DataFrame."""
-    import dask
-    from dask import delayed
+def fit_glmm_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuffle=True):
+    """Exact fit of a MixedLogisticRegressor / MixedPoissonRegressor on a Dask DataFrame.
+
+    One grouping factor: the rows are shuffled by group and the per-group kernels run on the
+    workers (Laplace or AGQ). Several factors: :mod:`skmixed.dask.glmm_crossed` (Laplace / nAGQ=0,
+    partition cross-products summed; no shuffle).
+    """
     from sklearn.base import clone
 
-    try:
-        from dask.distributed import default_client
+    from ..poisson import MixedPoissonRegressor
+    from .glmm_crossed import fit_crossed_glmm_dask
 
-        client = default_client()
-    except (ImportError, ValueError):
-        client = None
     est = clone(estimator)
     est._check_params()
+    if getattr(est, "random_only", None):
+        raise ValueError("the distributed GLMM fit does not take random_only columns (random slopes without "
+                         "a fixed effect): fit in memory")
     gc = [groups] if isinstance(groups, str) else list(groups)
-    if len(gc) != 1:
-        raise ValueError("the distributed logistic fit supports one grouping factor")
     Xc = [X] if isinstance(X, str) else list(X)
+    missing = [c for c in [y] + Xc + gc + ([sample_weight] if sample_weight else []) if c not in ddf.columns]
+    if missing:
+        raise ValueError(f"column(s) {missing} not in the dask DataFrame")
+    poisson = isinstance(est, MixedPoissonRegressor)
+    classes = None
+    if not poisson:
+        classes = np.sort(pd.unique(ddf[y].dropna().compute().to_numpy()))
+        if classes.size != 2:
+            raise ValueError(f"y must have exactly two classes, got {classes.size}")
+    if len(gc) > 1:
+        est, res = fit_crossed_glmm_dask(est, ddf, X=Xc, y=y, groups=gc, sample_weight=sample_weight,
+                                         classes=classes, validate=_validated)
+    else:
+        est, res = _fit_one_factor(est, ddf, Xc, y, gc, sample_weight, classes, shuffle)
+    est.feature_names_in_ = np.asarray(Xc, dtype=object)
+    est.n_features_in_ = len(Xc)
+    if poisson:
+        est._finish_poisson(res)
+    else:
+        est.classes_ = classes
+        est._warn_problems(res)
+    return est
+
+
+def _fit_one_factor(est, ddf, Xc, y, gc, sample_weight, classes, shuffle):
+    import dask
+    from dask import delayed
+
+    client = default_client()
     if shuffle:
         ddf = ddf.shuffle(on=gc[0])
-    classes = np.sort(pd.unique(ddf[y].dropna().compute().to_numpy()))
-    if classes.size != 2:
-        raise ValueError(f"y must have exactly two classes, got {classes.size}")
     how = {"X": Xc, "y": y, "groups": gc, "weights": sample_weight}
     built = [delayed(_build)(p, est, how, classes) for p in ddf.to_delayed()]
     if client is not None:
@@ -255,7 +295,7 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
     # a row-free stand-in: _start_beta sees which columns are constant 1 and the weighted mean of y
     X_stub = ones.astype(np.float64)[None, :]
     prob = sg.SingleFactorGLMM(X_stub, np.array([wy / n_obs]), np.ones(1), np.zeros(1, dtype=np.int64),
-                               factor.n_levels, zcols, blk.pattern)
+                               factor.n_levels, zcols, blk.pattern, family=est._family)
     prob.n_obs = float(n_obs)
     prob.kernels = _RemoteKernels(runner, gidx)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -267,9 +307,8 @@ def fit_logistic_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuff
     fd = FitData(np.empty((0, keep.size)), np.empty(0), None, [names[k] for k in keep],
                  [GroupingFactor(gc[0], np.empty(0, dtype=np.int64), factor.levels)], terms, keep, p_full,
                  n_obs_total=float(n_obs))
-    est.feature_names_in_ = np.asarray(Xc, dtype=object)
-    est.n_features_in_ = len(Xc)
-    est._store(fd, blocks, res)
-    est.classes_ = classes
-    est._warn_problems(res)
-    return est
+    # the kernels ran on the user's columns (no internal scaling); the log-likelihood's constant
+    # (0 for 0/1 rows, sum log y! for counts) is summed over the partitions
+    const = float(sum(m["const"] for m in metas))
+    est._finish_fit(fd, blocks, res, ColumnScaling(np.zeros(keep.size), np.ones(keep.size)), const)
+    return est, res

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from .._base import NoGroupsWarning
+from .._base import NoGroupsWarning, offset_response
 from .._design.formula import FormulaSpec, parse_formula
 from .._progress import dask_progress
 from .._solvers.lmm_stats import GroupedStats
@@ -39,7 +39,8 @@ def _partition_stats(df: pd.DataFrame, est, how: dict):
         groups = df[how["groups"]] if how["groups"] is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)  # the driver warns once
-        fd = est._prepare_fit(X, y, groups, w, chunk=True, reset=True)
+        # a formula's offset(): the LMM's statistics are those of y - offset, as in fit
+        fd = offset_response(est._prepare_fit(X, y, groups, w, chunk=True, reset=True))
     return GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names)
 
 

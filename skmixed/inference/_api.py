@@ -28,7 +28,10 @@ class RefitWarning(UserWarning):
 
 
 def _is_lmm(est) -> bool:
-    return hasattr(est, "_lmm_state")
+    try:
+        return est.mixed_fit_.kind == "lmm"
+    except AttributeError:  # not fitted, or not a skmixed estimator
+        return False
 
 
 def _check(est):
@@ -46,7 +49,7 @@ def _ddf_name(ddf) -> str:
 
 
 def _inference(est) -> LMMInference:
-    st = est._lmm_state
+    st = est.mixed_fit_.state
     if st.problem is None and "vcov" not in st.extra:
         st.extra["vcov"] = est.vcov_.to_numpy()
     st.extra["beta"] = est.fixed_effects_.to_numpy()
@@ -111,7 +114,7 @@ def coef_table(est, ddf="Satterthwaite") -> pd.DataFrame:
 def _varpar_info(est):
     """Per variance parameter (theta order, then the residual): (group, term, kind)."""
     out = []
-    for blk in est._re_blocks:
+    for blk in est.mixed_fit_.blocks:
         g = est.factors_[blk.factor].name
         r, c = blk.theta_index()
         for a, b in zip(r, c):
@@ -124,7 +127,7 @@ def _varpar_info(est):
 
 def _sdcor_values(est):
     vals = []
-    for blk in est._re_blocks:
+    for blk in est.mixed_fit_.blocks:
         g = est.factors_[blk.factor].name
         C = est.cov_re_[g].to_numpy()
         sd = np.sqrt(np.clip(np.diag(C), 0, None))
@@ -280,7 +283,7 @@ def _ml_fit_stats(est):
         with blas_for(inf.problem):
             _, _, dev = inf.ml_problem()
         # precision weights: lme4's -2 log L includes -sum(log w) (the fit's criterion does too)
-        return npar, dev - float(est._lmm_state.extra.get("ldw", 0.0)), True
+        return npar, dev - float(est.mixed_fit_.state.extra.get("ldw", 0.0)), True
     return len(est.fixed_effects_) + len(est.theta_), float(est.deviance_), False
 
 
@@ -376,7 +379,7 @@ def _fixed_terms(est) -> dict:
     names = list(est.fixed_effects_.index)
     spec = est.formula_spec() if hasattr(est, "formula_spec") else None
     if spec is not None:
-        keep = list(np.asarray(est._keep))
+        keep = list(np.asarray(est.mixed_fit_.keep))
         pos = {full: k for k, full in enumerate(keep)}
         terms = {}
         for term, idx in spec.model_spec.term_indices.items():
@@ -452,11 +455,11 @@ def _abbrev(name: str, minlength: int = 6) -> str:
 
 
 def _scaled_residuals_text(est) -> str | None:
-    st = est._lmm_state
-    rows = st.rows
+    fit = est.mixed_fit_
+    rows = fit.state.rows
     if rows is None or rows.X.shape[0] == 0:
         return None
-    fitted = rows.X @ est.fixed_effects_.to_numpy() + est._random_part(rows.X, rows.codes)
+    fitted = rows.X @ est.fixed_effects_.to_numpy() + fit.random_part(rows.z_source, rows.codes)
     r = (rows.y - fitted) / est.sigma_
     q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1])
     cells = [f"{v:.4f}" for v in q]

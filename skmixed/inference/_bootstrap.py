@@ -19,14 +19,19 @@ import scipy.sparse as sp
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .._base import refit_rows
 from ._lmm import _chol_psd, blas_for, profile_names
 
 __all__ = ["bootstrap", "simulate", "BootstrapResult", "training_rows"]
 
 
+def _is_lmm(est) -> bool:
+    return est.mixed_fit_.kind == "lmm"
+
+
 def training_rows(est):
     """The rows ``fit`` kept (design, y, weights, codes); a clear error when there are none."""
-    st = getattr(est, "_lmm_state", None) or getattr(est, "_glmm_state", None)
+    st = est.mixed_fit_.state
     rows = None if st is None else st.rows
     why = None if st is None else st.extra.get("not_simulable")
     if why:
@@ -42,7 +47,7 @@ def _random_draws(est, rng, n_sim):
     """Per block, random effects (q, J, n_sim) drawn from the fitted covariance (level rows of
     ``n_sim`` contiguous values, so that gathering them by the rows' codes streams memory)."""
     out = []
-    for blk in est._re_blocks:
+    for blk in est.mixed_fit_.blocks:
         C = est.cov_re_[est.factors_[blk.factor].name].to_numpy()
         Lc = _chol_psd(C)
         if Lc is None:
@@ -57,13 +62,13 @@ def _linear_predictors(est, rows, rng, n_sim):
     eta0 = rows.X @ est.fixed_effects_.to_numpy()
     eta = np.empty((eta0.shape[0], n_sim))
     eta[:] = eta0[:, None]
-    for blk, b in zip(est._re_blocks, _random_draws(est, rng, n_sim)):
+    for blk, b in zip(est.mixed_fit_.blocks, _random_draws(est, rng, n_sim)):
         c = rows.codes[blk.factor]
         for a, col in enumerate(blk.intercept_slopes):
             if col < 0:
                 eta += b[a][c]
             else:
-                eta += rows.X[:, col:col + 1] * b[a][c]
+                eta += rows.z_source[:, col:col + 1] * b[a][c]
     return eta
 
 
@@ -92,7 +97,7 @@ def simulate(est, n=1, random_state=None):
     rng = check_random_state(random_state)
     rows = training_rows(est)
     eta = _linear_predictors(est, rows, rng, int(n))
-    if hasattr(est, "_lmm_state"):
+    if _is_lmm(est):
         return eta + _residual_sd(est, rows)[:, None] * rng.standard_normal(eta.shape)
     p = 1.0 / (1.0 + np.exp(-eta))
     y = (rng.random(eta.shape) < p).astype(float)
@@ -143,7 +148,7 @@ class BootstrapResult:
 
 
 def _default_statistic_names(est):
-    lmm = hasattr(est, "_lmm_state")
+    lmm = _is_lmm(est)
     return profile_names(len(est.theta_), has_sigma=lmm) + list(est.fixed_effects_.index)
 
 
@@ -163,7 +168,7 @@ class _LMMReplicator:
     """Refits of the LMM on simulated responses, sharing the fitted layout and X/Z blocks."""
 
     def __init__(self, est):
-        st = est._lmm_state
+        st = est.mixed_fit_.state
         self.est, self.st = est, st
         self.rows = training_rows(est)
         self.prob = st.problem
@@ -180,7 +185,7 @@ class _LMMReplicator:
         blocks = lay.blocks
         data, rows_idx, cols_idx = [], [], []
         for k, blk in enumerate(blocks):
-            Z = blk.z_rows(X)
+            Z = blk.z_rows(self.rows.z_source)
             c = np.asarray(self.rows.codes[blk.factor], dtype=np.int64)
             base = 0 if k == 0 else lay.J1 * lay.q1 + lay.dense_off[k - 1]
             for a in range(blk.q):
@@ -449,8 +454,8 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
     if statistic is not None and not callable(statistic):
         raise TypeError("statistic must be a callable taking the refitted estimator")
     rng = check_random_state(random_state)
-    lmm = hasattr(est, "_lmm_state")
-    if lmm and est._lmm_state.problem is None:
+    lmm = _is_lmm(est)
+    if lmm and est.mixed_fit_.state.problem is None:
         raise ValueError("bootstrap needs a model with random effects")
     rows = training_rows(est)
     n = rows.X.shape[0]
@@ -500,7 +505,7 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
 
         bar = tqdm(total=n_boot, desc="bootstrap")
     results = []
-    with blas_for(est._lmm_state.problem if lmm else None):
+    with blas_for(est.mixed_fit_.state.problem if lmm else None):
         if n_jobs in (None, 1):
             for (b0, b1), seed in zip(chunks, seeds):
                 results.extend(run_batch(b0, b1, seed))
@@ -546,7 +551,7 @@ def _grouped_simulator(est, rep, rows, statistic, simulation):
         if simulation == "groups":
             raise ValueError(f"simulation='groups' is not available for {why}; use simulation='rows'")
         return None
-    lay = est._lmm_state.problem.layout
+    lay = est.mixed_fit_.state.problem.layout
     p = rows.X.shape[1] + 1
     if simulation == "auto" and rows.X.shape[0] <= 10 * lay.J1 * p * p:
         return None
@@ -557,7 +562,7 @@ def _grouped_simulator(est, rep, rows, statistic, simulation):
 
 def simulate_batch(est, rows, rng, n_sim):
     eta = _linear_predictors(est, rows, rng, n_sim)
-    if hasattr(est, "_lmm_state"):
+    if _is_lmm(est):
         return eta + _residual_sd(est, rows)[:, None] * rng.standard_normal(eta.shape)
     p = 1.0 / (1.0 + np.exp(-eta))
     return (rng.random(eta.shape) < p).astype(float)
@@ -565,7 +570,7 @@ def simulate_batch(est, rows, rng, n_sim):
 
 def _statistic_of(est, statistic, names):
     if statistic is None:
-        vals = list(_sdcor_values_est(est)) + ([est.sigma_] if hasattr(est, "_lmm_state") else []) + \
+        vals = list(_sdcor_values_est(est)) + ([est.sigma_] if _is_lmm(est) else []) + \
             list(est.fixed_effects_.to_numpy())
         return pd.Series(vals, index=names, dtype=float)
     v = statistic(est)
@@ -585,15 +590,8 @@ def _refit_estimator(est, y_new):
     """A copy of ``est`` refitted on its own rows with response ``y_new`` (no re-validation)."""
     m = copy.copy(est)
     m.__dict__ = dict(est.__dict__)
-    st = est._lmm_state if hasattr(est, "_lmm_state") else est._glmm_state
     fd = training_rows(est).fit_data
     from dataclasses import replace
 
-    fd2 = replace(fd, y=np.asarray(y_new, dtype=float))
-    if hasattr(est, "_lmm_state"):
-        m._fit_mixed(fd2)
-        m._finish(fd2)
-    else:
-        res = m._fit_mixed(fd2, st.blocks)
-        m._store(fd2, st.blocks, res)
+    refit_rows(m, replace(fd, y=np.asarray(y_new, dtype=float)))
     return m

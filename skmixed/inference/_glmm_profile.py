@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
+from .._design.theta import ThetaMap
 from ._lmm import MLProfile
 
 __all__ = ["GLMMProfile"]
@@ -46,7 +47,8 @@ class GLMMProfile(MLProfile):
         from .._solvers import glmm as sg
         from ._bootstrap import training_rows
 
-        st = est._glmm_state
+        fit = est.mixed_fit_
+        st = fit.state
         why = st.extra.get("not_simulable")
         if why == "a fit with an offset":
             raise ValueError("profile intervals are not available for a fit with an offset (the offset is not "
@@ -60,10 +62,14 @@ class GLMMProfile(MLProfile):
         fd = rows.fit_data
         X = np.ascontiguousarray(rows.X, dtype=float)
         w = np.ones(X.shape[0]) if rows.weights is None else np.asarray(rows.weights, dtype=float)
-        family = est._family
+        family = fit.family
         self.blocks = blocks
-        self.pos = [b.theta_index() for b in blocks]
+        self.theta_map = ThetaMap.for_blocks(blocks)
+        self.pos = self.theta_map.positions
         self.nagq = int(getattr(est, "nagq_", 1))
+        if self.nagq == 0:
+            raise ValueError("profile intervals need a fit of the Laplace (nagq=1) or adaptive Gauss-Hermite "
+                             "likelihood; nagq=0 maximises a penalised quasi-likelihood, not a likelihood")
         self._grad = False
         if len(blocks) == 1:
             blk = blocks[0]
@@ -80,14 +86,14 @@ class GLMMProfile(MLProfile):
         else:
             prob = sg.MultiFactorGLMM(X, np.asarray(rows.y, dtype=float), w, fd.factors, blocks, family=family)
             self._dev = prob.laplace
-        self.lower_theta = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in self.pos])
+        self.lower_theta = self.theta_map.lower
         self.n_theta = self.lower_theta.size
         self.sigma = 1.0
         theta = np.asarray(est.theta_, dtype=float)
         beta = np.asarray(est.fixed_effects_, dtype=float)
         # polish the fit's optimum on this criterion (the fit stops at a gradient tolerance)
         x0 = np.r_[theta, beta]
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower_theta] + [(None, None)] * beta.size
+        bounds = self.theta_map.bounds() + [(None, None)] * beta.size
         x1, f1 = self._minimize_x(lambda x: x, x0, bounds)
         f0 = self.deviance(x0)
         if not f1 < f0:
@@ -100,13 +106,7 @@ class GLMMProfile(MLProfile):
 
     # -- the criterion -----------------------------------------------------------------------
     def lambdas(self, theta):
-        out, k = [], 0
-        for blk, (r, c) in zip(self.blocks, self.pos):
-            lam = np.zeros((blk.q, blk.q))
-            lam[r, c] = theta[k:k + len(r)]
-            k += len(r)
-            out.append(lam)
-        return out
+        return self.theta_map.lambdas(theta)
 
     def to_sdcor(self, theta, sigma):
         out = []
@@ -213,7 +213,7 @@ class GLMMProfile(MLProfile):
             return x
 
         z0 = warm.get(key, np.r_[self.theta, self._beta_hat][free])
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower_theta] + [(None, None)] * (p - 1)
+        bounds = self.theta_map.bounds() + [(None, None)] * (p - 1)
         z, dev = self._minimize_x(to_x, z0, bounds, fixed=[k])
         warm[key] = z
         return np.sign(b - self._beta_hat[j]) * np.sqrt(max(dev - self.dev_min, 0.0))

@@ -57,7 +57,7 @@ class GroupedSimulator:
         from ._bootstrap import training_rows
 
         rows = training_rows(est)
-        st = est._lmm_state
+        st = est.mixed_fit_.state
         lay = st.problem.layout
         if len(lay.blocks) != 1:
             raise ValueError("the grouped simulation is for models with one grouping factor")
@@ -68,7 +68,7 @@ class GroupedSimulator:
         self.p, self.J, self.q = p, lay.J1, lay.q1
         shift = np.asarray(rep.x_shift, dtype=float)
         icol = 0 if p and np.all(X[:, 0] == 1.0) else None
-        extra = icol is None and -1 in blk.intercept_slopes
+        extra = icol is None and (-1 in blk.intercept_slopes or rep.centred)
         if extra:
             icol = p
         self.icol = icol

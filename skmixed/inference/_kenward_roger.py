@@ -33,6 +33,7 @@ can differ from pbkrtest).
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = ["kenward_roger", "kenward_roger_multi", "KRPieces", "MAX_DENSE_Q"]
 
@@ -72,40 +73,40 @@ class KRPieces:
         lams = problem.lambdas(np.asarray(theta, dtype=float))
         if lay.Q2 == 0:
             ZtZ, ZtX, XtX, Lam, E = self._one_factor(lay, cp, lams)
+            K = ZtZ @ Lam  # Z'U per level, U = Z Lambda
+            KxT = np.swapaxes(Lam, 1, 2) @ ZtX  # U'X
+            S = np.swapaxes(Lam, 1, 2) @ K + np.eye(ZtZ.shape[1])
         else:
-            ZtZ, ZtX, XtX, Lam, E = self._dense(lay, cp, lams)
+            ZtZ, ZtX, XtX, Lam, E = self._dense(lay, cp, lams)  # Lam sparse (block-diagonal)
+            K = np.asarray((Lam.T @ ZtZ[0]).T)[None]
+            KxT = np.asarray(Lam.T @ ZtX[0])[None]
+            S = np.asarray(Lam.T @ K[0])[None] + np.eye(ZtZ.shape[1])
         J, q = ZtZ.shape[0], ZtZ.shape[1]
-        # S = I + Lambda' Z'Z Lambda per group; powers of its inverse
-        K = ZtZ @ Lam  # Z'U
-        Kx = np.swapaxes(ZtX, 1, 2) @ Lam  # X'U, (J, p, q)
-        S = np.swapaxes(Lam, -1, -2) @ K + np.eye(q)
+        # V^-m = s2^-m (I - U (S^-1 + ... + S^-m) U'); with R = K S^-1 and W1 = S^-1 U'X every
+        # product below is one cubic step (R, R K') or quadratic in q
         Si = np.linalg.inv(S)
-        Si2 = Si @ Si
-        F1, F2 = Si, Si + Si2
-        F3 = F2 + Si2 @ Si
+        Si = (Si + np.swapaxes(Si, 1, 2)) / 2
+        R = K @ Si
         KT = np.swapaxes(K, 1, 2)
-        KxT = np.swapaxes(Kx, 1, 2)
-
-        def zz(F, m):
-            return (ZtZ - K @ F @ KT) / s2**m
-
-        def zx(F, m):
-            return (ZtX - K @ F @ KxT) / s2**m
-
-        def xx(F, m):
-            return (XtX - (Kx @ F @ KxT).sum(axis=0)) / s2**m
-
-        A1, A2 = zz(F1, 1), zz(F2, 2)
-        B1, B2 = zx(F1, 1), zx(F2, 2)
-        XV1X, XV2X, XV3X = xx(F1, 1), xx(F2, 2), xx(F3, 3)
-        trV2 = (cp.n_obs - J * q + np.einsum("gij,gji->", Si, Si)) / s2**2
+        W1 = Si @ KxT
+        W1T = np.swapaxes(W1, 1, 2)
+        Kx = np.swapaxes(KxT, 1, 2)
+        A1 = (ZtZ - R @ KT) / s2  # Z'V^-1 Z
+        B1 = (ZtX - K @ W1) / s2  # Z'V^-1 X
+        B2 = (ZtX - K @ W1 - R @ W1) / s2**2  # Z'V^-2 X
+        KW = (Kx @ W1).sum(axis=0)
+        WW = (W1T @ W1).sum(axis=0)
+        XV1X = (XtX - KW) / s2
+        XV2X = (XtX - KW - WW) / s2**2
+        XV3X = (XtX - KW - WW - (W1T @ Si @ W1).sum(axis=0)) / s2**3
+        trV2 = (cp.n_obs - J * q + np.sum(Si * Si)) / s2**2
 
         Phi = np.linalg.inv(XV1X)
         Phi = (Phi + Phi.T) / 2
         n_re = len(E)
         ng = n_re + 1
-        EB1 = [Ek @ B1 for Ek in E]  # (J, q, p) each
-        EA1 = [Ek @ A1 for Ek in E]  # (J, q, q)
+        EB1 = [_E_at(Ek, B1) for Ek in E]  # (J, q, p) each
+        EA1 = [_E_at(Ek, A1) for Ek in E]  # (J, q, q)
         B1T = np.swapaxes(B1, 1, 2)
         P = [-(B1T @ EB).sum(axis=0) for EB in EB1] + [-XV2X]
         P = [(Pk + Pk.T) / 2 for Pk in P]
@@ -113,10 +114,12 @@ class KRPieces:
         Ktr = np.empty((ng, ng))
         for k in range(n_re):
             for m in range(k, n_re):
-                Q[k, m] = (B1T @ (E[k] @ (A1 @ EB1[m]))).sum(axis=0)
+                Q[k, m] = (B1T @ _E_at(E[k], A1 @ EB1[m])).sum(axis=0)
                 Ktr[k, m] = Ktr[m, k] = np.einsum("gij,gji->", EA1[k], EA1[m])
-            Q[k, n_re] = (B1T @ (E[k] @ B2)).sum(axis=0)
-            Ktr[k, n_re] = Ktr[n_re, k] = np.einsum("gii->", E[k] @ A2)
+            Q[k, n_re] = (B1T @ _E_at(E[k], B2)).sum(axis=0)
+            # tr(E_k Z'V^-2 Z) = (s2 tr(E_k A1) - tr(E_k R R')) / s2^2, E_k symmetric
+            trA2 = s2 * np.einsum("gii->", EA1[k]) - np.sum(_E_at(E[k], R) * R)
+            Ktr[k, n_re] = Ktr[n_re, k] = trA2 / s2**2
         Q[n_re, n_re] = XV3X
         Ktr[n_re, n_re] = trV2
 
@@ -150,12 +153,12 @@ class KRPieces:
             if offsets is None:
                 Ek = np.zeros((q, q))
                 Ek[a, b] = Ek[b, a] = 1.0
-            else:
-                Ek = np.zeros((q_total, q_total))
+            else:  # I_J (x) E in the dense random-effects coordinates: sparse
                 ia = offsets + np.arange(J) * q + a
                 ib = offsets + np.arange(J) * q + b
-                Ek[ia, ib] = 1.0
-                Ek[ib, ia] = 1.0
+                r = np.r_[ia, ib] if a != b else ia
+                c = np.r_[ib, ia] if a != b else ib
+                Ek = sp.csr_matrix((np.ones(r.size), (r, c)), shape=(q_total, q_total))
             out.append(Ek)
         return out
 
@@ -188,15 +191,20 @@ class KRPieces:
         C[np.repeat(rows, q1), colsZ.ravel()] = np.asarray(cp.A21)[keep].ravel()
         C[colsZ.ravel(), np.repeat(rows, q1)] = np.asarray(cp.A21)[keep].ravel()
         C[n1:, n1:] = _sym(np.asarray(cp.A22)[:m - 1, :m - 1])
-        Lam = np.zeros((qt, qt))
-        E = []
+        E, lam_blocks = [], []
         offs = [0] + [n1 + int(o) for o in lay.dense_off]
         for blk, lam, off in zip(lay.blocks, lams, offs):
-            J, q = blk.n_levels, blk.q
-            for j in range(J):
-                Lam[off + j * q:off + (j + 1) * q, off + j * q:off + (j + 1) * q] = lam
-            E.extend(self._sym_units(blk.theta_index(), q, off, J, qt))
-        return C[None, :qt, :qt], C[None, :qt, qt:], C[qt:, qt:], Lam[None], E
+            lam_blocks.append(sp.kron(sp.identity(blk.n_levels), sp.csr_matrix(lam)))
+            E.extend(self._sym_units(blk.theta_index(), blk.q, off, blk.n_levels, qt))
+        Lam = sp.block_diag(lam_blocks, format="csr")
+        return C[None, :qt, :qt], C[None, :qt, qt:], C[qt:, qt:], Lam, E
+
+
+def _E_at(Ek, M):
+    """``E_k @ M`` per level (``M``: (J, q, k)); a sparse ``E_k`` has one level (the dense path)."""
+    if sp.issparse(Ek):
+        return np.asarray(Ek @ M[0])[None]
+    return Ek @ M
 
 
 def _sym(A):

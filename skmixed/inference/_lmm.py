@@ -227,7 +227,7 @@ class MLProfile:
         f = prob.factor(theta)
         self.sigma = float(np.sqrt(f[3] / self.N))
         self.blocks = prob.layout.blocks
-        self.pos = [b.theta_index() for b in self.blocks]
+        self.pos = self.prob.theta_map.positions
         self.x_hat = self.to_sdcor(theta, self.sigma)
         self.kind = []  # "sd" / "cor" per sdcor parameter
         for r, c in self.pos:
@@ -352,8 +352,7 @@ class MLProfile:
 
     def _zeta_beta(self, j, b, warm):
         key = ("beta", j)
-        lower = self.prob.lower
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+        bounds = self.prob.theta_map.bounds()
         th, dev = self._minimize(lambda t: self._dev_beta(j, b, t), warm.get(key, self.theta), bounds)
         warm[key] = th
         return np.sign(b - self.beta_hat[j]) * np.sqrt(max(dev - self.dev_min, 0.0))

@@ -10,13 +10,14 @@ from sklearn.utils.validation import check_is_fitted
 __all__ = ["InferenceMixin", "variance_parts"]
 
 
-def variance_parts(X, weights, blocks, beta):
+def variance_parts(X, weights, blocks, beta, z_source=None):
     """Nakagawa-Schielzeth ingredients from the training rows.
 
     Returns ``(var_fixed, [mean z z' per random-effects block])``: the (sample) variance of
     the fixed-part predictions ``X beta`` and, per block, the average outer product of the
     random-effect columns (Johnson's extension to random slopes: the variance a block
-    contributes is ``trace(Sigma_k mean(z z'))``).
+    contributes is ``trace(Sigma_k mean(z z'))``). ``z_source``: the matrix the blocks read
+    their columns from when it is not ``X`` (random-only columns after X's).
     """
     w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=float)
     eta = X @ beta
@@ -25,7 +26,7 @@ def variance_parts(X, weights, blocks, beta):
     var_fixed = float((w * (eta - mean) ** 2).sum() / max(N - 1, 1))
     mzz = []
     for blk in blocks:
-        Z = blk.z_rows(X)
+        Z = blk.z_rows(X if z_source is None else z_source)
         mzz.append((Z * w[:, None]).T @ Z / N)
     return var_fixed, mzz
 
@@ -114,16 +115,17 @@ class InferenceMixin:
         return (vf + vr) / (vf + vr + ve)
 
 
-def prediction_std(est, Xd, codes):
+def prediction_std(est, Xd, codes, z_source=None):
     """Standard deviations of the linear predictor at design rows ``Xd``: ``(fixed part, with
     random effects)``. The second adds, per grouping factor, ``z' Sigma z`` for levels not seen in
-    training and the BLUPs' conditional variances (their diagonal) for known levels."""
+    training and the BLUPs' conditional variances (their diagonal) for known levels. ``z_source``:
+    the matrix the random-effects columns are read from, when not ``Xd``."""
     V = est.vcov_.to_numpy()
     var_fixed = np.einsum("ij,jk,ik->i", Xd, V, Xd)
     var_re = np.zeros(Xd.shape[0])
-    for blk in est._re_blocks:
+    for blk in est.mixed_fit_.blocks:
         name = est.factors_[blk.factor].name
-        Z = blk.z_rows(Xd)
+        Z = blk.z_rows(Xd if z_source is None else z_source)
         c = codes[blk.factor]
         C = est.cov_re_[name].to_numpy()
         unseen = c < 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._base import predict_inputs
 from .._kernels import glmm as kg
 
 __all__ = ["marginal_proba"]
@@ -28,18 +29,22 @@ def marginal_proba(est, X, groups=None) -> np.ndarray:
     contribute their conditional modes. ``E[expit(eta + s e)]``, ``e ~ N(0, 1)``, is
     computed by 40-point Gauss-Hermite quadrature.
     """
-    pdata = est._prepare_predict(X, groups)
+    pdata = predict_inputs(est, X, groups)
+    fit = est.mixed_fit_
     Xd = np.ascontiguousarray(pdata.X)
+    Zs = pdata.z_source  # X, then any random-only columns
     eta = np.empty(Xd.shape[0])
     kg.linear_predictor(Xd, est.fixed_effects_.to_numpy(), eta)
+    if pdata.offset is not None:  # a formula's offset()
+        eta += pdata.offset
     s2 = np.zeros(Xd.shape[0])
-    for blk, b in zip(est._re_blocks, est._re_values):
+    for blk, b in zip(fit.blocks, fit.b):
         codes = pdata.codes[blk.factor]
-        kg.add_random_part(Xd, np.asarray(blk.intercept_slopes, dtype=np.int64), codes, np.ascontiguousarray(b),
-                           eta)
+        kg.add_random_part(np.ascontiguousarray(Zs), np.asarray(blk.intercept_slopes, dtype=np.int64), codes,
+                           np.ascontiguousarray(b), eta)
         unseen = codes < 0
         if unseen.any():
-            Z = blk.z_rows(Xd[unseen])
+            Z = blk.z_rows(Zs[unseen])
             C = est.cov_re_[est.factors_[blk.factor].name].to_numpy()
             s2[unseen] += np.einsum("ij,jk,ik->i", Z, C, Z)
     s = np.sqrt(s2)

@@ -31,6 +31,13 @@ class LMMRows:
     codes: list  # per grouping factor, int64 codes
     fit_data: object = None  # the fit's FitData (refits on simulated responses reuse it)
 
+    @property
+    def z_source(self) -> np.ndarray:
+        """The matrix the random-effects blocks read their columns from (``X``, then any
+        random-only columns)."""
+        zs = getattr(self.fit_data, "z_source", None)
+        return self.X if zs is None else zs
+
 
 @dataclass
 class LMMState:

@@ -1,0 +1,503 @@
+"""StreamingMixedLogistic: an online logistic GLMM (SEMA's idea with per-group Laplace statistics).
+
+No published method fits a GLMM on a stream; this one carries SEMA's idea over (per-group
+statistics, a per-row update of the row's group, corrections from the stored statistics):
+
+* **Per group** the stream keeps its last ``max_rows_per_group`` rows as they are (the
+  *buffer*) and a quadratic summary of the older ones: when the buffer is full its rows are
+  *folded* -- each row's Bernoulli log-likelihood replaced by its second-order expansion in
+  the linear predictor around the group's current conditional mode (the IRLS working weight
+  and response), summed into ``p^2 + pq + q^2 + p + q + 1`` numbers.  The logistic GLMM has
+  no finite sufficient statistics, so this is the approximation: exact for the buffered
+  rows, and for folded ones accurate to third order in how far the final fit's linear
+  predictor is from the fold's (the Bernoulli log-likelihood's third derivative is at most
+  0.1, and a fold happens at a mode already fitted to ``max_rows_per_group`` rows of its
+  group).  Memory: ``O(max_rows_per_group * p + p^2)`` per group, whatever the rows.
+* **Per row**: the row joins its group's buffer and the group's conditional mode takes a
+  Newton step (so its BLUP, used by :meth:`predict_proba`, is current).
+* **Corrections** (budgeted as in :class:`~skmixed.streaming.StreamingMixed`): the Laplace
+  (glmer ``nAGQ = 1``) fit of all rows seen, from the buffers and folded statistics: every
+  group's conditional mode by Newton, the deviance ``sum_g [-2 h_g + log|H_g|]`` minimised
+  over ``(beta, theta)`` by L-BFGS-B with central differences, warm-started from the last
+  correction.  Its cost grows with the groups and the buffered rows, never with the rows
+  folded.  The fixed effects and covariance parameters change only at corrections.
+
+The kernels are in :mod:`skmixed._kernels.stream_glmm`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._base import _check_groups_arg, _finite_or_raise
+from ._design.grouping import GroupingFactor, make_factors
+from ._kernels import stream_glmm as _k
+from ._solvers.sema import Staging
+from ._solvers.sema_exact import theta_positions
+from ._transaction import transactional
+from .streaming import AUTO_END_ROWS_PER_GROUP, AUTO_FIRST, AUTO_REFIT_EVERY, AUTO_ROWS_PER_GROUP
+
+__all__ = ["StreamingMixedLogistic"]
+
+
+@dataclass
+class LaplaceStreamState:
+    """Everything the online logistic GLMM keeps (per group: first axis, ``capacity`` rows).
+
+    Buffers ``Xbuf`` (rows x ``max_rows_per_group`` x p, the design with its intercept column),
+    ``ybuf``, ``nbuf`` (rows buffered); ``gn`` rows seen, ``glast`` row number of the last row
+    (-1: unseen); folded statistics ``Af, af, Bf, Df, cf, kf`` (see
+    :mod:`skmixed._kernels.stream_glmm`); ``u`` the conditional mode (spherical scale).
+    Global: ``beta``, ``theta`` and ``ic = [rows seen, row of the last correction attempt,
+    corrections run]``.
+    """
+
+    ROW_FIELDS = ("Xbuf", "ybuf", "nbuf", "gn", "glast", "Af", "af", "Bf", "Df", "cf", "kf", "u", "poly", "bref",
+                  "xbar", "polyx", "gfold")
+
+    Xbuf: np.ndarray
+    ybuf: np.ndarray
+    nbuf: np.ndarray
+    gn: np.ndarray
+    glast: np.ndarray
+    Af: np.ndarray
+    af: np.ndarray
+    Bf: np.ndarray
+    Df: np.ndarray
+    cf: np.ndarray
+    kf: np.ndarray
+    u: np.ndarray
+    poly: np.ndarray
+    bref: np.ndarray
+    xbar: np.ndarray
+    polyx: np.ndarray
+    gfold: np.ndarray
+    beta: np.ndarray
+    theta: np.ndarray
+    ic: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
+
+    @classmethod
+    def new(cls, p, q, R, capacity=16):
+        G = capacity
+        k = q * (q + 1) // 2
+        rows, cols = theta_positions(q)
+        theta = np.where(rows == cols, 1.0, 0.0)[:k]
+        return cls(Xbuf=np.zeros((G, R, p)), ybuf=np.zeros((G, R)), nbuf=np.zeros(G, dtype=np.int64),
+                   gn=np.zeros(G), glast=np.full(G, -1, dtype=np.int64), Af=np.zeros((G, p, p)),
+                   af=np.zeros((G, p)), Bf=np.zeros((G, q, q)), Df=np.zeros((G, p, q)), cf=np.zeros((G, q)),
+                   kf=np.zeros(G), u=np.zeros((G, q)),
+                   # higher-order series of folded rows: random intercept only (see the kernels)
+                   poly=np.zeros((G, _k.POLY_DEGREE + 1 if q == 1 else 1)), bref=np.zeros(G), xbar=np.zeros((G, p)),
+                   polyx=np.zeros((G, _k.POLY_DEGREE + 1 if q == 1 else 1, p)),
+                   gfold=np.zeros(G, dtype=np.int64), beta=np.zeros(p), theta=theta)
+
+    @property
+    def capacity(self):
+        return self.glast.shape[0]
+
+    @property
+    def p(self):
+        return self.beta.shape[0]
+
+    @property
+    def q(self):
+        return self.u.shape[1]
+
+    def ensure_capacity(self, n_groups):
+        G = self.capacity
+        if n_groups <= G:
+            return
+        new = max(2 * G, n_groups)
+        for name in self.ROW_FIELDS:
+            old = getattr(self, name)
+            arr = np.full((new,) + old.shape[1:], -1 if name == "glast" else 0, dtype=old.dtype)
+            arr[:G] = old
+            setattr(self, name, arr)
+
+    def copy(self):
+        return type(self)(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
+
+    def lam(self, theta=None):
+        q = self.q
+        L = np.zeros((q, q))
+        rows, cols = theta_positions(q)
+        L[rows, cols] = self.theta if theta is None else theta
+        return L
+
+    def deviance(self, beta, theta, zidx, u=None):
+        """Laplace deviance of all rows seen (modes into ``u``, a scratch copy by default)."""
+        u = self.u.copy() if u is None else u
+        return float(_k.laplace_deviance(np.ascontiguousarray(beta, dtype=float), self.lam(theta), zidx,
+                                         self.Xbuf, self.ybuf, self.nbuf, self.glast, self.Af, self.af,
+                                         self.Bf, self.Df, self.cf, self.kf, self.poly, self.bref, self.xbar, self.polyx, u))
+
+
+class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
+    """Logistic mixed model fitted online (one pass, ``partial_fit``): SEMA's idea with Laplace statistics.
+
+    Model ``P(y = 1) = logistic(X beta + Z b_g)``, ``b_g ~ N(0, Phi)`` with one grouping
+    factor (a random intercept plus random slopes on ``random_slopes``, correlated).  Each
+    row updates its group's conditional mode; the fixed effects and ``Phi`` are the Laplace
+    (glmer ``nAGQ = 1``) fit of all rows seen, recomputed at budgeted corrections from the
+    per-group statistics (see the module docstring for the method and its approximation).
+
+    Parameters
+    ----------
+    fit_intercept : bool, default=True
+        Add a fixed intercept (named ``"(Intercept)"``).  The random intercept is always present.
+    random_slopes : list of str or int, optional
+        Columns of ``X`` (names for a DataFrame, else positions) with a random slope.
+    max_rows_per_group : int, default=64
+        Rows kept as they are per group; older rows are folded into the group's quadratic
+        statistics.  Larger: closer to the batch Laplace fit, more memory
+        (``max_rows_per_group * (n_features + 1)`` numbers per group) and slower corrections.
+    refit_every : "auto" or int, default="auto"
+        Corrections (the Laplace fit from the stored statistics): ``"auto"`` as in
+        :class:`~skmixed.streaming.StreamingMixed` (rows doubling from 500, then every
+        20,000 rows, at least 16 rows per group apart, and at the end of a batch bringing at
+        least 4 rows per group since the last one); an int ``k``: every ``k`` rows.
+
+    Attributes
+    ----------
+    fixed_effects_ : pandas.Series
+    fixed_effects_se_ : pandas.Series
+        From the finite-difference Hessian of the Laplace deviance in ``(beta, theta)`` at
+        the current estimates (as glmer), computed on access.
+    coef_, intercept_, classes_
+    cov_re_ : dict
+        Factor name -> random-effect covariance ``Phi`` (DataFrame).
+    theta_ : ndarray
+        lme4's ``theta`` (column-wise lower triangle of ``chol(Phi)``; no residual scale).
+    random_effects_ : dict
+        Factor name -> DataFrame of the conditional modes of the groups seen.
+    deviance_ : float
+        Laplace deviance of all rows seen at the current estimates.
+    n_seen_, n_groups_, n_corrections_ : int
+
+    Examples
+    --------
+    >>> from skmixed.datasets import make_big_grouped_data
+    >>> from skmixed.streaming_logistic import StreamingMixedLogistic
+    >>> df = make_big_grouped_data(20_000, 50, seed=0)
+    >>> m = StreamingMixedLogistic()
+    >>> for a in range(0, 20_000, 5_000):
+    ...     m = m.partial_fit(df[["x", "b"]][a:a + 5_000], df["y_bin"][a:a + 5_000], groups=df["g"][a:a + 5_000])
+    >>> m.fixed_effects_.round(1).tolist()
+    [-0.0, 0.5, 0.3]
+    >>> m.predict_proba(df[["x", "b"]][:2], groups=df["g"][:2]).shape
+    (2, 2)
+    """
+
+    def __init__(self, fit_intercept=True, random_slopes=None, max_rows_per_group=64, refit_every="auto"):
+        self.fit_intercept = fit_intercept
+        self.random_slopes = random_slopes
+        self.max_rows_per_group = max_rows_per_group
+        self.refit_every = refit_every
+
+    # ------------------------------------------------------------------ public API
+    @transactional
+    def fit(self, X, y, groups=None):
+        """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`)."""
+        return self._consume(X, y, groups, reset=True)
+
+    @transactional
+    def partial_fit(self, X, y, groups=None, classes=None):
+        """Consume a batch of rows in order (validated as a whole first; all or nothing).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of 0/1 (or bool) of shape (n_samples,)
+        groups : array-like of shape (n_samples,)
+            Group labels (any hashable type); required.
+        classes : ignored
+            Accepted for scikit-learn's incremental-learning convention (always ``[0, 1]``).
+
+        Returns
+        -------
+        self
+        """
+        return self._consume(X, y, groups, reset=not hasattr(self, "_state"))
+
+    def predict_proba(self, X, groups=None):
+        """``[P(y=0), P(y=1)]`` with the groups' conditional modes (new or no groups: ``b = 0``)."""
+        eta = self.decision_function(X, groups)
+        p1 = 1.0 / (1.0 + np.exp(-eta))
+        return np.column_stack([1.0 - p1, p1])
+
+    def decision_function(self, X, groups=None):
+        """The linear predictor ``X beta + Z b_g``."""
+        check_is_fitted(self)
+        Xv = validate_data(self, X, reset=False, dtype=np.float64)
+        _finite_or_raise(Xv, "X")
+        Xd = self._design(Xv)
+        st = self._state
+        eta = Xd @ st.beta
+        groups = _check_groups_arg(groups)
+        if groups is not None:
+            g = np.asarray(groups, dtype=object).ravel()
+            if g.shape[0] != Xd.shape[0]:
+                raise ValueError(f"X has {Xd.shape[0]} rows but groups has {g.shape[0]}")
+            where = self._levels.get_indexer(pd.Index(g, dtype=object))
+            known = where >= 0
+            b = st.u[where[known]] @ st.lam().T
+            Z = self._z(Xd[known])
+            eta[known] += np.einsum("ij,ij->i", Z, b)
+        return eta
+
+    def predict(self, X, groups=None):
+        """Class labels (0/1): ``P(y=1) > 0.5``."""
+        return (self.decision_function(X, groups) > 0).astype(np.int64)
+
+    @property
+    def fixed_effects_(self):
+        check_is_fitted(self)
+        return pd.Series(self._state.beta.copy(), index=self.feature_names_, name="fixed_effects")
+
+    @property
+    def coef_(self):
+        b = self._state.beta
+        return (b[1:] if self.fit_intercept else b).copy()
+
+    @property
+    def intercept_(self):
+        return float(self._state.beta[0]) if self.fit_intercept else 0.0
+
+    @property
+    def theta_(self):
+        check_is_fitted(self)
+        return self._state.theta.copy()
+
+    @property
+    def cov_re_(self):
+        check_is_fitted(self)
+        L = self._state.lam()
+        return {self._factor_name: pd.DataFrame(L @ L.T, index=self.re_names_, columns=self.re_names_)}
+
+    @property
+    def random_effects_(self):
+        check_is_fitted(self)
+        st = self._state
+        n = len(self._levels)
+        return {self._factor_name: pd.DataFrame(st.u[:n] @ st.lam().T, index=self._levels, columns=self.re_names_)}
+
+    @property
+    def deviance_(self):
+        check_is_fitted(self)
+        st = self._state
+        return st.deviance(st.beta, st.theta, self._zidx)
+
+    @property
+    def n_corrections_(self):
+        check_is_fitted(self)
+        return int(self._state.ic[2])
+
+    @property
+    def fixed_effects_se_(self):
+        check_is_fitted(self)
+        st = self._state
+        p = st.p
+        x0 = np.concatenate([st.beta, st.theta])
+        on_bound = np.zeros(x0.size, dtype=bool)
+        rows, cols = theta_positions(st.q)
+        on_bound[p:] = (rows == cols) & (st.theta < 1e-4)
+        idx = np.flatnonzero(~on_bound)
+        H = _fd_hessian(lambda x: st.deviance(x[:p], x[p:], self._zidx), x0, idx)
+        try:
+            V = 2.0 * np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            V = np.full_like(H, np.nan)
+        se = np.sqrt(np.maximum(np.diag(V)[:p], 0.0))
+        return pd.Series(se, index=self.feature_names_, name="Std. Error")
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_state")
+
+    # ------------------------------------------------------------------ internals
+    def _design(self, Xv):
+        icpt = int(bool(self.fit_intercept))
+        Xd = np.empty((Xv.shape[0], Xv.shape[1] + icpt))
+        if icpt:
+            Xd[:, 0] = 1.0
+        Xd[:, icpt:] = Xv
+        return np.ascontiguousarray(Xd)
+
+    def _z(self, Xd):
+        return np.column_stack([np.ones(Xd.shape[0]) if c < 0 else Xd[:, c] for c in self._zidx])
+
+    def _check_params(self):
+        R = self.max_rows_per_group
+        if isinstance(R, bool) or not isinstance(R, numbers.Integral) or R < 1:
+            raise ValueError(f"max_rows_per_group must be a positive integer, got {R!r}")
+        k = self.refit_every
+        if not (isinstance(k, str) and k == "auto") and (
+                isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
+            raise ValueError(f"refit_every must be 'auto' or a positive integer, got {k!r}")
+
+    def _prepare(self, X, y, groups, reset):
+        if reset:
+            self._check_params()
+        groups = _check_groups_arg(groups)
+        if groups is None:
+            raise ValueError("StreamingMixedLogistic requires groups")
+        Xv, yv = validate_data(self, X, y, reset=reset, dtype=np.float64, y_numeric=False)
+        _finite_or_raise(Xv, "X")
+        yv = np.asarray(yv)
+        if yv.dtype == bool:
+            yv = yv.astype(np.float64)
+        try:
+            yv = np.ascontiguousarray(yv, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("y must be 0/1 (or boolean)") from None
+        if not np.isin(yv, (0.0, 1.0)).all():
+            raise ValueError("y must be 0/1 (or boolean): a binary outcome")
+        factors = make_factors(groups)
+        if len(factors) != 1:
+            raise ValueError(f"StreamingMixedLogistic supports one grouping factor; groups has {len(factors)}")
+        factor = factors[0]
+        if factor.codes.shape[0] != Xv.shape[0]:
+            raise ValueError(f"X has {Xv.shape[0]} rows but groups has {factor.codes.shape[0]}")
+        return self._design(Xv), yv, factor
+
+    def _consume(self, X, y, groups, reset):
+        Xd, yv, factor = self._prepare(X, y, groups, reset)
+        new = {}
+        if reset:
+            icpt = int(bool(self.fit_intercept))
+            names_in = ([str(c) for c in self.feature_names_in_] if hasattr(self, "feature_names_in_")
+                        else [f"x{k}" for k in range(Xd.shape[1] - icpt)])
+            slopes = []
+            for s in self.random_slopes or []:
+                if isinstance(s, str):
+                    if s not in names_in:
+                        raise ValueError(f"random slope {s!r} is not a column of X")
+                    slopes.append(names_in.index(s) + icpt)
+                else:
+                    if not 0 <= int(s) < len(names_in):
+                        raise ValueError(f"random slope column {s!r} out of range")
+                    slopes.append(int(s) + icpt)
+            zidx = np.array([0 if icpt else -1] + slopes, dtype=np.int64)
+            new.update(feature_names_=(["(Intercept)"] if icpt else []) + names_in,
+                       re_names_=["(Intercept)"] + [names_in[c - icpt] for c in slopes],
+                       _zidx=zidx, _levels=pd.Index([], dtype=object), _factor_name=factor.name,
+                       classes_=np.array([0, 1]))
+            base = LaplaceStreamState.new(Xd.shape[1], zidx.size, int(self.max_rows_per_group))
+        else:
+            base = self._state
+        levels = new.get("_levels", getattr(self, "_levels", None))
+        where = levels.get_indexer(factor.levels)
+        unseen = where < 0
+        if unseen.any():
+            where[unseen] = np.arange(len(levels), len(levels) + int(unseen.sum()))
+            levels = levels.append(pd.Index(factor.levels[unseen], dtype=object))
+        codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
+        zidx = new.get("_zidx", getattr(self, "_zidx", None))
+        stg = Staging(base, codes, fresh=reset)
+        try:
+            stg.ensure_capacity(len(levels))
+            self._run(stg, Xd, yv, codes, zidx, len(levels))
+        except BaseException:
+            stg.rollback()
+            raise
+        new.update(_state=stg.state, _levels=levels, n_seen_=int(stg.state.ic[0]), n_groups_=len(levels))
+        self.__dict__.update(new)
+        return self
+
+    def _next_correction(self, last, n_groups):
+        if self.refit_every == "auto":
+            return last + max(min(AUTO_REFIT_EVERY, max(last, AUTO_FIRST)), AUTO_ROWS_PER_GROUP * n_groups)
+        k = int(self.refit_every)
+        return (last // k + 1) * k
+
+    def _run(self, stg, Xd, yv, codes, zidx, n_groups):
+        st = stg.state
+        n = Xd.shape[0]
+        start = int(st.ic[0])
+        pos = 0
+        fold_anyway = False
+        while pos < n:
+            due = max(self._next_correction(int(st.ic[1]), n_groups) - start, pos + 1)
+            stop = min(due, n)
+            scheduled = due <= n or (self.refit_every == "auto"
+                                     and start + n - int(st.ic[1]) >= AUTO_END_ROWS_PER_GROUP * n_groups)
+            # no fold before the first correction: a fold linearises at the current beta
+            first = st.ic[2] == 0 and not fold_anyway
+            k = _k.add_rows(Xd[pos:stop], yv[pos:stop], codes[pos:stop], zidx, st.beta, st.lam(), st.Xbuf,
+                            st.ybuf, st.nbuf, st.gn, st.glast, st.Af, st.af, st.Bf, st.Df, st.cf, st.kf, st.u,
+                            st.poly, st.bref, st.xbar, st.polyx, st.gfold, start + pos, first)
+            st.ic[0] = start + pos + k
+            if k < stop - pos:
+                pos += k
+                # a buffer is full: correct now (if the rows cannot be fitted yet, fold anyway)
+                fold_anyway = not self._correct(stg, zidx)
+                continue
+            pos = stop
+            if scheduled:
+                self._correct(stg, zidx)
+
+    def _correct(self, stg, zidx):
+        """The Laplace fit of all rows seen from the stored statistics (if it can be fitted yet)."""
+        st = stg.state
+        st.ic[1] = st.ic[0]
+        seen = st.glast >= 0
+        if seen.sum() < 2 or st.ic[0] <= st.p + st.theta.size:
+            return False
+        stg.privatize()  # every group's mode is rewritten
+        p = st.p
+        rows, cols = theta_positions(st.q)
+        bounds = [(None, None)] * p + [(0.0 if r == c else None, None) for r, c in zip(rows, cols)]
+        x0 = np.concatenate([st.beta, st.theta])
+        u = st.u.copy()
+
+        def fun(x):
+            f0 = st.deviance(x[:p], x[p:], zidx, u)
+            if not np.isfinite(f0):
+                return 1e300, np.zeros_like(x)
+            h = 1e-5 * np.maximum(1.0, np.abs(x))
+            g = np.empty_like(x)
+            for i in range(x.size):
+                e = np.zeros_like(x)
+                e[i] = h[i]
+                lo = x - e
+                if bounds[i][0] is not None and lo[i] < bounds[i][0]:
+                    g[i] = (st.deviance((x + e)[:p], (x + e)[p:], zidx, u) - f0) / h[i]
+                else:
+                    g[i] = (st.deviance((x + e)[:p], (x + e)[p:], zidx, u)
+                            - st.deviance(lo[:p], lo[p:], zidx, u)) / (2 * h[i])
+            return f0, g
+
+        res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-5, "maxls": 50})
+        if not res.fun < 1e300:
+            return False
+        x = res.x
+        st.beta[:] = x[:p]
+        st.theta[:] = x[p:]
+        st.deviance(st.beta, st.theta, zidx, st.u)  # the modes at the new estimates
+        st.ic[2] += 1
+        return True
+
+
+def _fd_hessian(f, x0, idx):
+    """Central-difference Hessian of ``f`` at ``x0`` over the coordinates ``idx`` (others: identity rows)."""
+    k = x0.size
+    H = np.eye(k) * 1e300  # coordinates outside idx: held (their variance ~0)
+    h = 1e-4 * np.maximum(1.0, np.abs(x0))
+    f0 = f(x0)
+    for a, i in enumerate(idx):
+        ei = np.zeros(k)
+        ei[i] = h[i]
+        H[i, i] = (f(x0 + ei) - 2 * f0 + f(x0 - ei)) / h[i] ** 2
+        for j in idx[:a]:
+            ej = np.zeros(k)
+            ej[j] = h[j]
+            H[i, j] = H[j, i] = (f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej) + f(x0 - ei - ej)) / (
+                4 * h[i] * h[j])
+    return H

@@ -1,0 +1,122 @@
+"""StreamingMixedLogistic: the online logistic GLMM against the batch Laplace fit (issue 17).
+
+Rows arrive sorted by group (as make_big_grouped_data returns them), the hard order for a
+stream.  Every check is in units of the batch fit's (MixedLogisticRegressor, Laplace)
+standard errors.
+"""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+from skmixed import MixedLogisticRegressor
+from skmixed.datasets import make_big_grouped_data
+from skmixed.streaming_logistic import StreamingMixedLogistic
+
+
+@pytest.fixture(scope="module")
+def data():
+    df = make_big_grouped_data(20_000, 50, seed=0)  # grouped order, 400 rows per group
+    return df[["x", "b"]].to_numpy(float), df["y_bin"].to_numpy(), df["g"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def batch(data):
+    X, y, g = data
+    return MixedLogisticRegressor().fit(X, y, groups=g)
+
+
+@pytest.fixture(scope="module")
+def folded(data):
+    # 16 rows per group kept, the other 384 of each group folded (24 folds per group)
+    X, y, g = data
+    return _stream(X, y, g, 4000, max_rows_per_group=16)
+
+
+def _stream(X, y, g, size, **kw):
+    m = StreamingMixedLogistic(**kw)
+    for a in range(0, len(y), size):
+        m.partial_fit(X[a:a + size], y[a:a + size], groups=g[a:a + size])
+    return m
+
+
+def test_grouped_stream_is_the_batch_laplace_fit(folded, batch):
+    m = folded
+    z = (m.fixed_effects_ - batch.fixed_effects_) / batch.fixed_effects_se_
+    assert np.abs(z).max() < 0.2, z.to_numpy()
+    np.testing.assert_allclose(m.cov_re_["group"], batch.cov_re_["group"], rtol=0.05)
+    np.testing.assert_allclose(m.fixed_effects_se_, batch.fixed_effects_se_, rtol=0.02)
+    assert m.n_seen_ == 20_000 and m.n_groups_ == 50 and m.n_corrections_ >= 5
+
+
+def test_without_folds_it_is_the_batch_fit_exactly(data, batch):
+    # every row kept: the corrections are the batch Laplace fit (the optimiser's check)
+    X, y, g = data
+    m = _stream(X, y, g, 5000, max_rows_per_group=400)
+    z = (m.fixed_effects_ - batch.fixed_effects_) / batch.fixed_effects_se_
+    assert np.abs(z).max() < 1e-3, z.to_numpy()
+    np.testing.assert_allclose(m.cov_re_["group"], batch.cov_re_["group"], rtol=1e-3)
+    assert m.deviance_ == pytest.approx(batch.deviance_, abs=1e-3)
+
+
+def test_the_higher_order_fold_terms_matter(folded, batch):
+    # the random-intercept series is what keeps folded rows accurate: without it (quadratic
+    # folds only) the stored statistics describe the rows worse at the batch optimum
+    import skmixed._kernels.stream_glmm as k
+
+    m = folded
+    st = m._state
+    st2 = pickle.loads(pickle.dumps(st))
+    st2.poly[:] = 0.0
+    st2.polyx[:] = 0.0
+    full = st.deviance(st.beta, st.theta, m._zidx)
+    assert np.isfinite(full) and full == pytest.approx(batch.deviance_, abs=0.5)
+    assert abs(st2.deviance(batch.fixed_effects_.to_numpy(), batch.theta_, m._zidx) - batch.deviance_) > \
+        abs(st.deviance(batch.fixed_effects_.to_numpy(), batch.theta_, m._zidx) - batch.deviance_)
+    assert k.POLY_DEGREE == 6
+
+
+def test_predictions_transactions_and_errors(data):
+    X, y, g = data
+    m = _stream(X[:3000], y[:3000], g[:3000], 1000, max_rows_per_group=16)
+    p = m.predict_proba(X[:5], groups=g[:5])
+    assert p.shape == (5, 2) and np.allclose(p.sum(axis=1), 1)
+    # a known group's conditional mode moves its predictions; an unseen group gets b = 0
+    b = m.random_effects_["group"].loc[g[0], "(Intercept)"]
+    eta = X[:5] @ m.coef_ + m.intercept_
+    np.testing.assert_allclose(m.decision_function(X[:5], groups=g[:5]), eta + b)
+    np.testing.assert_allclose(m.decision_function(X[:5], groups=["new"] * 5), eta)
+    assert set(m.predict(X[:50], groups=g[:50])) <= {0, 1}
+    before = pickle.dumps(m)
+    for bad_y in (np.full(1000, 2.0), np.r_[y[3000:3999], np.nan]):
+        with pytest.raises(ValueError):
+            m.partial_fit(X[3000:4000], bad_y, groups=g[3000:4000])
+        assert pickle.dumps(m) == before
+    with pytest.raises(ValueError, match="groups"):
+        m.partial_fit(X[3000:4000], y[3000:4000])
+    with pytest.raises(ValueError, match="max_rows_per_group"):
+        StreamingMixedLogistic(max_rows_per_group=0).fit(X[:100], y[:100], groups=g[:100])
+
+
+def test_an_interrupted_batch_leaves_the_stream_as_it_was(data, monkeypatch):
+    # rows are written into the groups' arrays in place (an undo log, not a copy of every
+    # group): an interrupt after they went in rolls them back
+    import skmixed.streaming_logistic as sl
+
+    X, y, g = data
+    m = _stream(X[:3000], y[:3000], g[:3000], 3000, max_rows_per_group=16)
+    before = pickle.dumps(m)
+    Xbuf = m._state.Xbuf
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sl.StreamingMixedLogistic, "_correct", boom)
+    with pytest.raises(KeyboardInterrupt):
+        m.partial_fit(X[3000:6000], y[3000:6000], groups=g[3000:6000])
+    assert pickle.dumps(m) == before
+    monkeypatch.undo()
+    m.partial_fit(X[3000:3010], y[3000:3010], groups=g[3000:3010])  # a small batch: no copy
+    assert m._state.Xbuf is Xbuf and m.n_seen_ == 3010
