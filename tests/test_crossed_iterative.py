@@ -121,6 +121,8 @@ def test_iterative_fit_pickles_predicts_and_refuses_exact_inference(monkeypatch)
     assert m2.solver_ == "iterative"
     with pytest.raises(NotImplementedError, match="iterative path"):
         m.summary()
+    with pytest.raises(NotImplementedError, match="iterative path"):
+        m.bootstrap(n_boot=2)
 
 
 def test_zero_variance_factor(monkeypatch):

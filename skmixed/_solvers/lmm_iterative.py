@@ -650,30 +650,42 @@ class CrossedIterative:
                                converged=converged, message=message, info=info)
 
 
-class IterativeFitProblem:
-    """What an iterative fit keeps in place of the exact :class:`.lmm.LMMProblem` for inference.
+_REFUSAL = ("this fit took the iterative path (crossed random intercepts too large for the exact dense "
+            "factor, solver_='iterative'): inference that needs the exact factor (degrees of freedom, "
+            "profiles, likelihood-ratio refits, bootstrap) is not available for it")
 
-    Inference that needs the exact factor (Satterthwaite / Kenward-Roger degrees of freedom,
-    profiles, likelihood-ratio refits, the bootstrap) refuses by name instead of forming the
-    dense part the fit avoided.
-    """
 
-    def __init__(self, info, p):
-        from types import SimpleNamespace
-
-        self.info = dict(info)
-        e = np.empty(0, dtype=np.int64)
-        # ``m`` large: callers choosing a BLAS policy treat this as a big problem; the rest for pickling
-        self.layout = SimpleNamespace(m=10**9, codes1=e, row_slot=np.empty((0, 0), dtype=np.int64),
-                                      dense_codes=np.empty((0, 0), dtype=np.int64))
+class _Refusing:
+    """Any attribute not set explicitly is refused by name (dunder lookups stay AttributeErrors for pickle)."""
 
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        raise NotImplementedError(
-            "this fit took the iterative path (crossed random intercepts too large for the exact dense "
-            "factor, solver_='iterative'): inference that needs the exact factor (degrees of freedom, "
-            "profiles, likelihood-ratio refits, bootstrap) is not available for it")
+        raise NotImplementedError(_REFUSAL)
+
+
+class _IterativeLayout(_Refusing):
+    """What callers choosing a BLAS policy (``m``) and pickling (the per-row arrays, empty) read of a layout."""
+
+    def __init__(self):
+        e = np.empty(0, dtype=np.int64)
+        self.m = 10**9  # a big problem: no single-threaded BLAS policy for it
+        self.codes1 = e
+        self.row_slot = np.empty((0, 0), dtype=np.int64)
+        self.dense_codes = np.empty((0, 0), dtype=np.int64)
+
+
+class IterativeFitProblem(_Refusing):
+    """What an iterative fit keeps in place of the exact :class:`.lmm.LMMProblem` for inference.
+
+    Inference that needs the exact factor (Satterthwaite / Kenward-Roger degrees of freedom,
+    profiles, likelihood-ratio refits, the bootstrap) refuses by name (NotImplementedError)
+    instead of forming the dense part the fit avoided.
+    """
+
+    def __init__(self, info, p):
+        self.info = dict(info)
+        self.layout = _IterativeLayout()
 
 
 def fit_iterative(blocks, codes, X, y, weights, n_obs, reml, shift, yshift, max_iter=50, progress=None):
