@@ -76,6 +76,12 @@ def fittable(state) -> bool:
     return J >= 2 and state.n_eff > max(n_par, J) and state.has_P
 
 
+def theta_positions(q):
+    """Rows and columns of ``theta`` in an unstructured (q, q) ``Lambda`` (column-wise, as lme4)."""
+    rows, cols = ThetaMap.full(q).positions[0]
+    return rows.astype(np.int64), cols.astype(np.int64)
+
+
 def theta_of(Lphi, s2):
     """lme4's ``theta`` (column-wise lower triangle of ``chol(Phi) / sigma``) from SEMA's ``chol(Phi)``."""
     return ThetaMap.full(Lphi.shape[0]).theta_of([Lphi]) / np.sqrt(s2)
