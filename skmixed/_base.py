@@ -227,6 +227,9 @@ class MixedModelBase(BaseEstimator):
         if getattr(self, "random_slopes", None) is not None:
             raise ValueError("formula and random_slopes both given: the formula's bar terms ((1 + x | g)) "
                              "define the random slopes; drop random_slopes")
+        if getattr(self, "random_only", None) is not None:
+            raise ValueError("formula and random_only both given: a bar term's columns that are not in the "
+                             "fixed part ((0 + x | g)) are random-only already; drop random_only")
 
     def _formula_inputs(self, X, y, groups, sample_weight, reset):
         """With a formula: the fixed design, response, groups and weights it reads from the data frame X.

@@ -100,6 +100,8 @@ def test_array_random_only_with_a_fixed_column_and_positions(sleep):
     np.testing.assert_allclose(a.predict(df[["Days", "z"]], groups=df["Subject"]), f.predict(df), rtol=1e-8)
     with pytest.raises(ValueError, match="no random slope"):
         MixedLinearRegressor(random_only=["z"]).fit(df[["Days", "z"]], df["Reaction"], groups=df["Subject"])
+    with pytest.raises(ValueError, match="formula and random_only"):
+        MixedLinearRegressor(formula="Reaction ~ z + (Days | Subject)", random_only=["Days"]).fit(df)
     with pytest.raises(ValueError, match="not a column name"):
         MixedLinearRegressor(random_slopes=["Days"], random_only=["w"]).fit(df[["Days", "z"]], df["Reaction"],
                                                                            groups=df["Subject"])

@@ -11,6 +11,7 @@ exact fit, the same as ``fit`` on the concatenated rows.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -28,6 +29,10 @@ def _partition_stats(df: pd.DataFrame, est, how: dict):
     """GroupedStats of one partition (None when it is empty)."""
     if len(df) == 0:
         return None
+    # _prepare_fit sets state on the estimator (its formula, n_features_in_): on the threaded
+    # scheduler the partitions share the driver's object, so each works on its own copy (a shared
+    # one raced: a partition read another's half-reset formula and built different terms)
+    est = copy.copy(est)
     w = df[how["weights"]] if how["weights"] is not None else None
     if how["formula"] is not None:
         # the estimator's formula is the driver's FormulaSpec: the same coding on every partition,
