@@ -356,7 +356,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         self._lmm_state = LMMState(IterativeFitProblem(res.info, fd.X.shape[1]), np.eye(fd.X.shape[1]), 0.0,
                                    res.theta, bool(self.reml), float(fd.n_obs),
                                    extra={"ldw": self._log_weights(fd)})
-        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta, np.zeros(len(blocks)),
+        self._store_random_effects(fd, blocks, res.b, res.condvar, covs, res.theta,
                                    getattr(res, "theta_internal", None))
         self._set_common(fd, res.beta, res.vcov_beta, res.sigma, res.objective, len(blocks))
         self.n_iter_, self.converged_ = res.n_iter, res.converged

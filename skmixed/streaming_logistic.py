@@ -18,8 +18,9 @@ statistics, a per-row update of the row's group, corrections from the stored sta
 * **Corrections** (budgeted as in :class:`~skmixed.streaming.StreamingMixed`): the Laplace
   (glmer ``nAGQ = 1``) fit of all rows seen, from the buffers and folded statistics: every
   group's conditional mode by Newton, the deviance ``sum_g [-2 h_g + log|H_g|]`` minimised
-  over ``(beta, theta)`` by L-BFGS-B with central differences, warm-started from the last
-  correction.  Its cost grows with the groups and the buffered rows, never with the rows
+  over ``(beta, theta)`` by Newton steps with the last correction's curvature (scaled by the
+  rows seen; one central-difference gradient per step), or L-BFGS-B when there is none or a
+  variance is on its bound.  Its cost grows with the groups and the buffered rows, never with the rows
   folded.  The fixed effects and covariance parameters change only at corrections.
 
 The kernels are in :mod:`skmixed._kernels.stream_glmm`.
@@ -82,6 +83,9 @@ class LaplaceStreamState:
     beta: np.ndarray
     theta: np.ndarray
     ic: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
+    # the deviance's Hessian in (beta, theta) at the last correction divided by the rows seen
+    # then: the next one's Newton steps
+    hess: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
 
     @classmethod
     def new(cls, p, q, R, capacity=16):
@@ -473,16 +477,64 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                             - st.deviance(lo[:p], lo[p:], zidx, u)) / (2 * h[i])
             return f0, g
 
-        res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-5, "maxls": 50})
-        if not res.fun < 1e300:
-            return False
-        x = res.x
+        lower = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+        # Newton with the last curvature, unless a variance sat on its bound then (it may leave it)
+        reuse = st.hess.shape == (x0.size, x0.size) and np.diag(st.hess * st.ic[0]).max() < 1e299
+        # (kept per row seen: the curvature grows with the rows)
+        x = _newton(fun, x0, st.hess * st.ic[0], lower) if reuse else None
+        if x is None:
+            # no curvature yet, or Newton could not proceed (a variance leaving its bound):
+            # L-BFGS-B, then the curvature for the next corrections
+            res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                    options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-5, "maxls": 50})
+            if not res.fun < 1e300:
+                return False
+            x = res.x
+            inside = np.flatnonzero(~(np.isfinite(lower) & (x < 1e-3)))
+            st.hess = _fd_hessian(lambda v: st.deviance(v[:p], v[p:], zidx, u), x, inside) / st.ic[0]
+            if not np.isfinite(st.hess).all():
+                st.hess = np.empty((0, 0))
         st.beta[:] = x[:p]
         st.theta[:] = x[p:]
         st.deviance(st.beta, st.theta, zidx, st.u)  # the modes at the new estimates
         st.ic[2] += 1
         return True
+
+
+def _newton(fun, x0, H, lower, max_steps=8):
+    """Newton steps with a fixed Hessian ``H`` (the last correction's) from ``x0``; None if it cannot proceed.
+
+    Between corrections the deviance's curvature moves little, so each step costs one
+    central-difference gradient.  Converged when the Newton decrement ``g'H^-1 g / 2`` is
+    below 1e-6 (deviance units); a step that would cross a bound, an indefinite ``H`` or no
+    convergence in ``max_steps`` returns None (the caller then runs L-BFGS-B).
+    """
+    try:
+        c = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return None
+    x = np.array(x0, dtype=float)
+    f0, g = fun(x)
+    for _ in range(max_steps):
+        if not np.all(np.isfinite(g)) or not f0 < 1e300:
+            return None
+        w = np.linalg.solve(c, g)
+        dec = 0.5 * float(w @ w)
+        step = -np.linalg.solve(c.T, w)
+        if dec < 1e-6:
+            return x + step if np.all(x + step >= lower) else x
+        t = 1.0
+        while True:
+            cand = x + t * step
+            if np.all(cand >= lower):
+                fc, gc = fun(cand)
+                if fc <= f0:
+                    break
+            t *= 0.5
+            if t < 1e-3:
+                return None
+        x, f0, g = cand, fc, gc
+    return None
 
 
 def _fd_hessian(f, x0, idx):

@@ -121,6 +121,8 @@ def test_iterative_fit_pickles_predicts_and_refuses_exact_inference(monkeypatch)
     assert m2.solver_ == "iterative"
     with pytest.raises(NotImplementedError, match="iterative path"):
         m.summary()
+    with pytest.raises(NotImplementedError, match="iterative path"):
+        m.bootstrap(n_boot=2)
 
 
 def test_zero_variance_factor(monkeypatch):
@@ -132,3 +134,19 @@ def test_zero_variance_factor(monkeypatch):
     f_at_iter = _exact_criterion(df, y, m1.theta_, False)
     assert f_at_iter - m0.deviance_ < 1e-4
     assert m1.theta_["g1.(Intercept)"] < 0.1
+
+
+def test_large_crossed_design_is_iterative_by_default_and_small_in_memory(monkeypatch):
+    # 7,000 levels in the second factor: the exact dense part would be 392 MB (above the 256 MB switch)
+    import tracemalloc
+
+    df, y, _ = _crossed(n=60_000, levels=(9_000, 7_000), seed=7)
+    monkeypatch.setattr(li, "PROBE_BYTES", 48 * 2**20)  # the probes' memory budget is honoured
+    tracemalloc.start()
+    with pytest.warns(li.StochasticCriterionWarning):
+        m = MixedLinearRegressor(reml=False).fit(df[["x"]], y, groups=df[["g0", "g1"]])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert m.solver_ == "iterative" and m.converged_
+    assert peak < 120 * 2**20  # probe blocks within their budget, nothing near the 392 MB dense matrix
+    assert 0.8 < m.theta_["g0.(Intercept)"] < 1.2 and 0.55 < m.theta_["g1.(Intercept)"] < 0.85

@@ -6,11 +6,11 @@ the driver process; the code path is the same as on a cluster, where
 cluster round trip per pass the dominant cost of such small tests.
 """
 
-import dask
 import numpy as np
 import pandas as pd
 import pytest
 
+dask = pytest.importorskip("dask")
 dd = pytest.importorskip("dask.dataframe")
 
 from skmixed.dask import fit_dask, predict_dask  # noqa: E402

@@ -224,7 +224,8 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
     cand = np.empty(q)
     h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
     ld = np.nan
-    for it in range(max_iter + 1):
+    polish = False
+    for it in range(max_iter + 2):
         # b = Lam u (from _group_h); gradient and Hessian at u
         for k in range(q):
             t = cf[g, k]
@@ -271,8 +272,18 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
         dec = 0.0
         for k in range(q):
             dec += grad[k] * step[k]
-        if dec < tol or it == max_iter:
+        if polish or it == max_iter:
             break
+        if dec < tol:
+            # converged: one more (unchecked, tiny) Newton step, then h and log|H| at its end.
+            # h is flat at the mode but log|H| is not: stopping where the decrement first
+            # falls below tol would leave an error ~ sqrt(tol) in log|H| that depends on the
+            # start, and finite differences of the deviance would pick it up
+            for k in range(q):
+                u[k] += step[k]
+            h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
+            polish = True
+            continue
         t = 1.0
         ok = False
         for _ in range(40):
@@ -409,8 +420,10 @@ def add_rows(X, y, codes, zidx, beta, Lam, Xbuf, ybuf, nbuf, gn, glast, Af, af, 
 def laplace_deviance(beta, Lam, zidx, Xbuf, ybuf, nbuf, glast, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, u):
     """glmer's Laplace deviance of all rows seen at ``(beta, Lam)``; the modes are left in ``u``.
 
-    Every group's mode is found from ``u = 0`` (so the value does not depend on earlier
-    evaluations: finite differences of it are clean).  ``inf`` when a mode cannot be found.
+    Every group's mode is found by Newton from the ``u`` given (the modes of a nearby
+    evaluation: two or three steps), iterated until the Newton decrement is below 1e-13, so
+    the value does not depend on the start beyond that (finite differences of it are clean).
+    ``inf`` when a mode cannot be found.
     """
     G = glast.shape[0]
     q = Lam.shape[0]
@@ -418,8 +431,6 @@ def laplace_deviance(beta, Lam, zidx, Xbuf, ybuf, nbuf, glast, Af, af, Bf, Df, c
     for g in range(G):
         if glast[g] < 0:
             continue
-        for k in range(q):
-            u[g, k] = 0.0
         h, ld = group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 50, 1e-13)
         if not np.isfinite(ld):
             return np.inf

@@ -54,8 +54,8 @@ _LOG2PI = np.log(2.0 * np.pi)
 
 #: the exact path is kept while its dense Schur complement (8 Q2^2 bytes) stays below this
 DENSE_BYTES_LIMIT = 256 * 2**20
-#: memory the probe blocks of the conjugate gradients may take
-PROBE_BYTES = 320 * 2**20
+#: memory the probe blocks of the conjugate gradients and the estimators may take
+PROBE_BYTES = 256 * 2**20
 #: the largest sparse Jacobi-scaled Schur complement formed for the log-determinant's second-order control variate
 SPARSE_E_LIMIT = 1e7
 #: the expected criterion excess (from the trace estimators' spread) the probes are multiplied down to
@@ -222,7 +222,9 @@ class CrossedIterative:
         self.Zy_all = np.concatenate(stats.Zy)
         self.fac_of_rest = np.repeat(np.arange(1, self.K), stats.J[1:])
         self.spans = [(0, self.J1)] + [(self.J1 + int(stats.off[k]), int(stats.J[k])) for k in range(1, self.K)]
-        per_col = 8.0 * (7 * self.Q2 + self.J1)
+        # per probe: ~16 vectors over the rest's levels alive at once (CG's six, the solutions and
+        # the estimators' temporaries) and two over the first factor's
+        per_col = 8.0 * (16 * self.Q2 + 2 * self.J1)
         self.max_probes = int(max(8, min(1024, PROBE_BYTES // per_col)))
         if n_probes is None:  # 64, fewer on very large problems (the adaptive rule adds where needed)
             n_probes = int(np.clip(2e8 / max(stats.pj.shape[0] + stats.qa.shape[0], 1), 16, 64))
@@ -648,30 +650,42 @@ class CrossedIterative:
                                converged=converged, message=message, info=info)
 
 
-class IterativeFitProblem:
-    """What an iterative fit keeps in place of the exact :class:`.lmm.LMMProblem` for inference.
+_REFUSAL = ("this fit took the iterative path (crossed random intercepts too large for the exact dense "
+            "factor, solver_='iterative'): inference that needs the exact factor (degrees of freedom, "
+            "profiles, likelihood-ratio refits, bootstrap) is not available for it")
 
-    Inference that needs the exact factor (Satterthwaite / Kenward-Roger degrees of freedom,
-    profiles, likelihood-ratio refits, the bootstrap) refuses by name instead of forming the
-    dense part the fit avoided.
-    """
 
-    def __init__(self, info, p):
-        from types import SimpleNamespace
-
-        self.info = dict(info)
-        e = np.empty(0, dtype=np.int64)
-        # ``m`` large: callers choosing a BLAS policy treat this as a big problem; the rest for pickling
-        self.layout = SimpleNamespace(m=10**9, codes1=e, row_slot=np.empty((0, 0), dtype=np.int64),
-                                      dense_codes=np.empty((0, 0), dtype=np.int64))
+class _Refusing:
+    """Any attribute not set explicitly is refused by name (dunder lookups stay AttributeErrors for pickle)."""
 
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        raise NotImplementedError(
-            "this fit took the iterative path (crossed random intercepts too large for the exact dense "
-            "factor, solver_='iterative'): inference that needs the exact factor (degrees of freedom, "
-            "profiles, likelihood-ratio refits, bootstrap) is not available for it")
+        raise NotImplementedError(_REFUSAL)
+
+
+class _IterativeLayout(_Refusing):
+    """What callers choosing a BLAS policy (``m``) and pickling (the per-row arrays, empty) read of a layout."""
+
+    def __init__(self):
+        e = np.empty(0, dtype=np.int64)
+        self.m = 10**9  # a big problem: no single-threaded BLAS policy for it
+        self.codes1 = e
+        self.row_slot = np.empty((0, 0), dtype=np.int64)
+        self.dense_codes = np.empty((0, 0), dtype=np.int64)
+
+
+class IterativeFitProblem(_Refusing):
+    """What an iterative fit keeps in place of the exact :class:`.lmm.LMMProblem` for inference.
+
+    Inference that needs the exact factor (Satterthwaite / Kenward-Roger degrees of freedom,
+    profiles, likelihood-ratio refits, the bootstrap) refuses by name (NotImplementedError)
+    instead of forming the dense part the fit avoided.
+    """
+
+    def __init__(self, info, p):
+        self.info = dict(info)
+        self.layout = _IterativeLayout()
 
 
 def fit_iterative(blocks, codes, X, y, weights, n_obs, reml, shift, yshift, max_iter=50, progress=None):
