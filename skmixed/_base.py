@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+import weakref
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -149,6 +150,11 @@ def _finite_or_raise(a: np.ndarray, what: str):
         raise ValueError(f"{what} contains {bad}")
 
 
+# per estimator, the parameter objects last validated (a weak map, so the estimator's own
+# state -- and its pickle -- is untouched by validation)
+_VALIDATED = weakref.WeakKeyDictionary()
+
+
 class MixedModelBase(BaseEstimator):
     """Base class: shared parameters ``fit_intercept``, ``random_slopes``, ``group_column``.
 
@@ -158,6 +164,21 @@ class MixedModelBase(BaseEstimator):
 
     # fitted state of a formula model (the FormulaSpec read from the training data), None otherwise
     _formula = None
+
+    def _validate_params(self):
+        """scikit-learn's declarative check, skipped when no parameter object changed since the last one.
+
+        The check reads the parameters through ``get_params`` (``inspect.signature``), ~100 us a
+        call: for a stream of small ``partial_fit`` chunks that was most of each call's cost.
+        Parameters are compared by identity, so ``set_params`` (or any reassignment) triggers
+        a new check.
+        """
+        snap = tuple(self.__dict__.get(k, _VALIDATED) for k in self._parameter_constraints)
+        old = _VALIDATED.get(self)
+        if old is not None and len(old) == len(snap) and all(a is b for a, b in zip(old, snap)):
+            return
+        super()._validate_params()
+        _VALIDATED[self] = snap
     # whether fit takes an offset (a formula's offset() terms go there)
     _fits_offset = False
     # whether fit reads random-only columns (random slopes without a fixed effect; FitData.Z_extra)

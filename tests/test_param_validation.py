@@ -86,3 +86,19 @@ def test_sklearn_check_param_validation(est):
     from sklearn.utils.estimator_checks import check_param_validation
 
     check_param_validation(type(est).__name__, est)
+
+
+def test_validation_is_skipped_only_while_no_parameter_changes():
+    """The check is memoised per estimator (partial_fit's per-call cost) but set_params re-triggers it."""
+    from sklearn.utils._param_validation import InvalidParameterError
+    from skmixed import MixedLinearRegressor
+
+    rng = np.random.default_rng(0)
+    X, y, g = rng.normal(size=(60, 2)), rng.normal(size=60), np.repeat(np.arange(6), 10)
+    m = MixedLinearRegressor()
+    m.partial_fit(X, y, groups=g)
+    m.set_params(max_iter=-1)
+    with pytest.raises(InvalidParameterError, match="max_iter"):
+        m.partial_fit(X, y, groups=g)
+    m.set_params(max_iter=500)
+    m.partial_fit(X, y, groups=g)
