@@ -155,6 +155,22 @@ def scaled_lower(A22, s, Q2, M):
             M[i, i] += 1.0
 
 
+@njit(cache=True, inline="always")
+def _downdate_entry(M, L21, cols, r, e, s0):
+    """Row ``r`` of ``M`` minus entry ``e``'s products with its level's earlier entries ``s0..e``."""
+    q1 = L21.shape[1]
+    if q1 == 1:
+        le = L21[e, 0]
+        for f in range(s0, e + 1):
+            M[r, cols[f]] -= le * L21[f, 0]
+    else:
+        for f in range(s0, e + 1):
+            acc = 0.0
+            for a in range(q1):
+                acc += L21[e, a] * L21[f, a]
+            M[r, cols[f]] -= acc
+
+
 @njit(cache=True)
 def downdate_rows(M, L21, ptr, cols, tptr, tpos, tlev):
     """Subtract every level's ``L21_j L21_j'`` from the lower triangle of ``M``, row by row.
@@ -167,21 +183,9 @@ def downdate_rows(M, L21, ptr, cols, tptr, tpos, tlev):
     1,100 crossed levels). Columns increase along a segment, so ``f <= e`` is
     the lower triangle.
     """
-    q1 = L21.shape[1]
     for r in range(M.shape[0]):
         for t in range(tptr[r], tptr[r + 1]):
-            e = tpos[t]
-            s0 = ptr[tlev[t]]
-            if q1 == 1:
-                le = L21[e, 0]
-                for f in range(s0, e + 1):
-                    M[r, cols[f]] -= le * L21[f, 0]
-            else:
-                for f in range(s0, e + 1):
-                    acc = 0.0
-                    for a in range(q1):
-                        acc += L21[e, a] * L21[f, a]
-                    M[r, cols[f]] -= acc
+            _downdate_entry(M, L21, cols, r, tpos[t], ptr[tlev[t]])
 
 
 @njit(cache=True)
@@ -194,21 +198,10 @@ def downdate_levels(M, L21, ptr, cols):
     transposed pattern to build (at 10^6 levels :func:`downdate_rows`'s
     indirections cost 4x more).
     """
-    q1 = L21.shape[1]
     for j in range(ptr.shape[0] - 1):
         s0 = ptr[j]
         for e in range(s0, ptr[j + 1]):
-            r = cols[e]
-            if q1 == 1:
-                le = L21[e, 0]
-                for f in range(s0, e + 1):
-                    M[r, cols[f]] -= le * L21[f, 0]
-            else:
-                for f in range(s0, e + 1):
-                    acc = 0.0
-                    for a in range(q1):
-                        acc += L21[e, a] * L21[f, a]
-                    M[r, cols[f]] -= acc
+            _downdate_entry(M, L21, cols, cols[e], e, s0)
 
 
 @njit(cache=True)

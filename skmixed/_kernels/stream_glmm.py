@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from .glmm import _chol as chol_small, _chol_solve as chol_solve_small
 
 
 @njit(cache=True)
@@ -125,33 +126,15 @@ def _series(g, beta, poly, polyx):
 
 @njit(cache=True)
 def _chol_solve(H, g, R, out):
-    """Cholesky ``H = R R'`` (lower, into ``R``), ``out = H^-1 g``; returns ``log|H|`` (-inf if not SPD)."""
-    q = H.shape[0]
-    ld = 0.0
-    for j in range(q):
-        s = H[j, j]
-        for k in range(j):
-            s -= R[j, k] * R[j, k]
-        if not (s > 0.0):
-            return -np.inf
-        d = np.sqrt(s)
-        R[j, j] = d
-        ld += 2.0 * np.log(d)
-        for i in range(j + 1, q):
-            t = H[i, j]
-            for k in range(j):
-                t -= R[i, k] * R[j, k]
-            R[i, j] = t / d
-    for i in range(q):
-        t = g[i]
-        for k in range(i):
-            t -= R[i, k] * out[k]
-        out[i] = t / R[i, i]
-    for i in range(q - 1, -1, -1):
-        t = out[i]
-        for k in range(i + 1, q):
-            t -= R[k, i] * out[k]
-        out[i] = t / R[i, i]
+    """Cholesky ``H = R R'`` (lower, into ``R``), ``out = H^-1 g``; returns ``log|H|`` (-inf if not SPD).
+
+    The batch GLMM kernels' small Cholesky and solve (:mod:`.glmm`), with this module's
+    -inf convention for a matrix that is not positive definite.
+    """
+    ld = chol_small(H, R)
+    if not np.isfinite(ld):
+        return -np.inf
+    chol_solve_small(R, g, out)
     return ld
 
 
