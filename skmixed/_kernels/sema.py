@@ -425,6 +425,29 @@ def estep_all(alpha, beta, Lphi, Phiinv, gA, ga, gs, gB, gD, gc, gb, gCinv, gt1,
 
 
 @njit(cache=True)
+def gls_contribution(A, a, D, c, Cinv, DC, info, rhs):
+    """One group's GLS contributions: ``info = A - D Cinv D'`` and ``rhs = a - D Cinv c`` (``DC`` scratch, p x q)."""
+    p = A.shape[0]
+    q = Cinv.shape[0]
+    for m in range(p):
+        for k in range(q):
+            t = 0.0
+            for l in range(q):
+                t += D[m, l] * Cinv[l, k]
+            DC[m, k] = t
+    for m in range(p):
+        t = a[m]
+        for k in range(q):
+            t -= DC[m, k] * c[k]
+        rhs[m] = t
+        for l in range(p):
+            t = A[m, l]
+            for k in range(q):
+                t -= DC[m, k] * D[l, k]
+            info[m, l] = t
+
+
+@njit(cache=True)
 def gls_all(gA, ga, gD, gc, gCinv, glast, ginfo, grhs, Info, Rhs):
     """Every seen group's GLS contributions ``A_j - D_j Cinv_j D_j'``, ``a_j - D_j Cinv_j c_j`` and their sums.
 
@@ -440,26 +463,9 @@ def gls_all(gA, ga, gD, gc, gCinv, glast, ginfo, grhs, Info, Rhs):
     for g in range(G):
         if glast[g] < 0:
             continue
-        D = gD[g]
-        Cg = gCinv[g]
-        for m in range(p):
-            for k in range(q):
-                t = 0.0
-                for l in range(q):
-                    t += D[m, l] * Cg[l, k]
-                DC[m, k] = t
-        for m in range(p):
-            t = ga[g, m]
-            for k in range(q):
-                t -= DC[m, k] * gc[g, k]
-            grhs[g, m] = t
-            Rhs[m] += t
-            for l in range(p):
-                t = gA[g, m, l]
-                for k in range(q):
-                    t -= DC[m, k] * D[l, k]
-                ginfo[g, m, l] = t
-                Info[m, l] += t
+        gls_contribution(gA[g], ga[g], gD[g], gc[g], gCinv[g], DC, ginfo[g], grhs[g])
+        add_(Rhs, grhs[g])
+        add_(Info, ginfo[g])
 
 
 @njit(cache=True)
@@ -489,6 +495,8 @@ def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1,
     info = np.empty((p, p))
     info_inv = np.empty((p, p))
     rhs = np.empty(p)
+    info_g = np.empty((p, p))
+    rhs_g = np.empty(p)
     DC = np.empty((p, q))
     Cq = np.empty((q, q))
     if not rebuild_sums(alpha, gA, ga, gs, gB, gD, gc, gn, gtime, glast, XtX, Xy, P, sc, ic):
@@ -505,23 +513,9 @@ def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1,
                 if glast[g] < 0:
                     continue
                 _cinv(gB[g], Lphi, Phiinv, sc[SC_PHIOK] > 0.5, s2, Cq, W1, W2, W3)
-                D = gD[g]
-                for i in range(p):
-                    for k in range(q):
-                        t = 0.0
-                        for m in range(q):
-                            t += D[i, m] * Cq[m, k]
-                        DC[i, k] = t
-                for i in range(p):
-                    t = ga[g, i]
-                    for k in range(q):
-                        t -= DC[i, k] * gc[g, k]
-                    rhs[i] += t
-                    for l in range(p):
-                        t = gA[g, i, l]
-                        for k in range(q):
-                            t -= DC[i, k] * D[l, k]
-                        info[i, l] += t
+                gls_contribution(gA[g], ga[g], gD[g], gc[g], Cq, DC, info_g, rhs_g)
+                add_(rhs, rhs_g)
+                add_(info, info_g)
             if spd_inverse(info, info_inv, Rp):
                 for i in range(p):
                     t = 0.0
