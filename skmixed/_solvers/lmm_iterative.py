@@ -46,6 +46,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .._kernels import crossed_ops as kc
+from .lmm_newton import profiled_deviance_hessian
 
 __all__ = ["CrossedStats", "CrossedIterative", "IterativeResult", "IterativeFitProblem", "StochasticCriterionWarning",
            "fit_iterative", "iterative_applies", "dense_bytes", "warn_stochastic", "DENSE_BYTES_LIMIT"]
@@ -494,12 +495,7 @@ class CrossedIterative:
         Qm = Cu @ Yu + rx.T @ sx
         Qm = 0.5 * (Qm + Qm.T)
         AI = (W - Qm) / (2.0 * sigma2**3)
-        Jac = np.zeros((K + 1, K + 1))
-        Jac[0, 0] = 1.0
-        Jac[1:, 0] = theta**2
-        Jac[np.arange(1, K + 1), np.arange(1, K + 1)] = 2.0 * sigma2 * theta
-        Hp = Jac.T @ AI @ Jac
-        H = 2.0 * (Hp[1:, 1:] - np.outer(Hp[1:, 0], Hp[0, 1:]) / Hp[0, 0])
+        H = profiled_deviance_hessian(AI, sigma2, theta)
         self.last_ai = AI  # information of the log-likelihood in (sigma^2, sigma^2 theta_k^2)
         return g, H, covg
 

@@ -43,6 +43,22 @@ def scalar_terms(layout) -> bool:
     return all(b.q == 1 for b in layout.blocks)
 
 
+def profiled_deviance_hessian(AI, sigma2, theta):
+    """The profiled deviance's Hessian in theta from the average information ``AI``.
+
+    ``AI`` is the information of the log-likelihood in ``(sigma^2, sigma^2 theta_k^2)``
+    (scalar terms); it is mapped to ``(sigma^2, theta)`` and ``sigma^2`` is profiled out
+    (Schur complement); the deviance is ``-2`` log-likelihood.
+    """
+    K = theta.shape[0]
+    Jac = np.zeros((K + 1, K + 1))
+    Jac[0, 0] = 1.0
+    Jac[1:, 0] = theta**2
+    Jac[np.arange(1, K + 1), np.arange(1, K + 1)] = 2.0 * sigma2 * theta
+    Hp = Jac.T @ AI @ Jac
+    return 2.0 * (Hp[1:, 1:] - np.outer(Hp[1:, 0], Hp[0, 1:]) / Hp[0, 0])
+
+
 class ScalarNewton:
     """Profiled criterion, exact gradient and AI Hessian of an all-scalar-terms :class:`LMMProblem`.
 
@@ -178,14 +194,7 @@ class ScalarNewton:
             Zs[a, :lay.J1] = z1
             Zs[a, lay.J1:] = z2
         AI = (W - Zs @ Zs.T) / (2.0 * sigma2**3)
-        # to (sigma^2, theta), then profile sigma^2 out; deviance = -2 loglik
-        Jac = np.zeros((K + 1, K + 1))
-        Jac[0, 0] = 1.0
-        Jac[1:, 0] = theta**2
-        Jac[np.arange(1, K + 1), np.arange(1, K + 1)] = 2.0 * sigma2 * theta
-        Hp = Jac.T @ AI @ Jac
-        H = 2.0 * (Hp[1:, 1:] - np.outer(Hp[1:, 0], Hp[0, 1:]) / Hp[0, 0])
-        return g, H
+        return g, profiled_deviance_hessian(AI, sigma2, theta)
 
     def conditional_u_cov(self):
         """Per block, the (J, 1, 1) diagonal of ``(L_Z L_Z')^{-1}`` at the last :meth:`derivatives` point.
