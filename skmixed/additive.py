@@ -556,11 +556,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         Xpar = _parametric_matrix(fd.X, par_cols, by_dummies)
         # with an intercept the other parametric columns enter centred (an exact change of basis,
         # undone in _store): a covariate with a small spread around a large mean (x + 1e4) is
-        # otherwise nearly collinear with the intercept and the fit loses digits to the origin.
-        # Gaussian only for now: with a Poisson random slope on a centred column the PQL iteration
-        # was seen to stall (issue 15: to investigate), so the other families keep raw columns
+        # otherwise nearly collinear with the intercept and the fit loses digits to the origin
         par_shift = np.zeros(Xpar.shape[1])
-        if "(Intercept)" in par_names and Xpar.shape[1] > 1 and self.family == "gaussian":
+        if "(Intercept)" in par_names and Xpar.shape[1] > 1:
             par_shift = np.asarray(binning.parametric_mean(Xpar), dtype=float).copy()
             par_shift[par_names.index("(Intercept)")] = 0.0
         # ... and on a unit root-mean-square scale (coefficients are unscaled in _store): the

@@ -22,6 +22,7 @@ evaluated in the same blocked form (see ``_Factor``).
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 
@@ -559,7 +560,8 @@ def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho
 
 
 def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
-    """Fit by PIRLS with one fREML Newton step per iteration (mgcv ``bgam.fitd``).
+    """Fit by PIRLS with one fREML Newton step per iteration (mgcv ``bgam.fitd``); the binomial and
+    Poisson families by :func:`_fit_pql_local` (performance iteration run to its fixed point).
 
     Parameters
     ----------
@@ -576,6 +578,8 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
     FremlResult
     """
     fam = FAMILIES[family]
+    if fam != GAUSSIAN:
+        return _fit_pql_local(lay, y, pw, fam, max_iter, rho0)
     n = lay.n
     scale_known = fam != GAUSSIAN
     npen = len(lay.pen)
@@ -653,5 +657,267 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
     res = FremlResult(beta_d, u, rho, phi, np.array(edf), float(reml), it, converged, float(dev), F,
                       lay, eta, not scale_known)
     res.xtwx_dd = Add  # X'WX of the dense part (the smooth tests' R factors)
+    res.lam_u = np.array([lam[j] for j, i in enumerate(lay.pen) if lay.terms[i].Xbar is None])
+    return res
+
+
+def _penalty(lay: Layout, lam, beta_d, u):
+    """sum_j lambda_j b' S_j b at (beta_d, u)."""
+    tot = 0.0
+    for j, i in enumerate(lay.pen):
+        if lay.terms[i].Xbar is None:
+            s = lay.slot[i]
+            tot += lam[j] * float(u[:, s] @ u[:, s])
+        else:
+            c = lay.cols[i]
+            tot += lam[j] * float(beta_d[c] @ lay.pen_S[j] @ beta_d[c])
+    return tot
+
+
+def _working_reml(lay, A, rho, n):
+    """Working fREML (scale 1) at ``rho`` on the assembled working model ``A``, with the factor and
+    the penalized least-squares solution; inf if the factorization fails."""
+    Add, Aud, Auu, fd, fu, zWz = A
+    try:
+        F = _Factor(lay, Add, Aud, Auu, np.exp(rho))
+    except (linalg.LinAlgError, ValueError, FloatingPointError):
+        return np.inf, None, None, None
+    bd, u = F.solve(fd, fu)
+    D = max(zWz - bd @ fd - np.sum(u * fu), 1e-300)
+    v = 0.5 * (D + (n - lay.Mp) * _LOG2PI + F.logdet - lay.log_det_S(rho)[0])
+    return (v if np.isfinite(v) else np.inf), F, bd, u
+
+
+# the PQL outer loop stops when the coefficients (internal, unit-scale parametrisation) move less
+# than this relative amount between working models: the fixed point is then reached to ~1e-10,
+# whatever the start (so answers do not depend on the path the iteration took)
+_PQL_TOL = 1e-10
+_INNER_MAX = 50
+_SETTLED = 1e-3
+_RHO_LO, _RHO_HI = -25.0, 30.0
+
+
+class _PenaltyBasis:
+    """Each dense penalized term in the eigenbasis of its penalty (mgcv's ``Sl.initial.repara``).
+
+    With S = U diag(e) U' the term's coefficients become U' beta: the penalty's null space
+    (a smooth's linear part) gets columns of its own, so a smoothing parameter near its upper
+    bound (lambda ~ 1e13) no longer mixes a huge penalty into the null space's columns, which
+    cost the Cholesky factor of X'WX + S_lambda most of its digits there.  An exact orthogonal
+    change of basis: the solver's cross products are rotated in, its results rotated back.
+    """
+
+    def __init__(self, lay: Layout):
+        self.blocks = []  # (columns, U)
+        pen_S = list(lay.pen_S)
+        for i, t in enumerate(lay.terms):
+            if t.Xbar is None or not t.penalized:
+                continue
+            js = [j for j, ii in enumerate(lay.pen) if ii == i]
+            Ssum = sum(pen_S[j] for j in js)
+            if np.count_nonzero(Ssum - np.diag(np.diag(Ssum))) == 0:
+                continue  # already diagonal (identity penalties of small factors' re terms)
+            ev, U = np.linalg.eigh((Ssum + Ssum.T) / 2)
+            for j in js:
+                Sj = U.T @ pen_S[j] @ U
+                Sj = (Sj + Sj.T) / 2
+                if len(js) == 1:  # diagonal up to rounding: make it so, null space exactly 0
+                    e = np.where(ev > ev.max() * 1e-12, ev, 0.0) if ev.size else ev
+                    Sj = np.diag(e)
+                pen_S[j] = Sj
+            self.blocks.append((lay.cols[i], U))
+        self.lay = copy.copy(lay)
+        self.lay.pen_S = pen_S
+
+    def rotate_in(self, Add, Aud, fd):
+        if not self.blocks:
+            return Add, Aud, fd
+        Add, Aud, fd = Add.copy(), Aud.copy(), fd.copy()
+        for c, U in self.blocks:
+            Add[:, c] = Add[:, c] @ U
+        for c, U in self.blocks:
+            Add[c, :] = U.T @ Add[c, :]
+            if Aud.size:
+                Aud[:, :, c] = Aud[:, :, c] @ U
+            fd[c] = U.T @ fd[c]
+        return Add, Aud, fd
+
+    def coef_out(self, b):
+        b = b.copy()
+        for c, U in self.blocks:
+            b[c] = U @ b[c]
+        return b
+
+    def coef_in(self, b):
+        b = b.copy()
+        for c, U in self.blocks:
+            b[c] = U.T @ b[c]
+        return b
+
+    def factor_out(self, F: _Factor):
+        """The factor's inverse, penalty and U^-1 A_ud in the original basis (what callers read)."""
+        if not self.blocks:
+            return F
+        F = copy.copy(F)
+        Hinv, Sd, M = F.Hinv.copy(), F.Sd.copy(), F.M.copy()
+        for c, U in self.blocks:
+            Hinv[:, c] = Hinv[:, c] @ U.T
+            Sd[:, c] = Sd[:, c] @ U.T
+        for c, U in self.blocks:
+            Hinv[c, :] = U @ Hinv[c, :]
+            Sd[c, :] = U @ Sd[c, :]
+            if M.size:
+                M[:, :, c] = M[:, :, c] @ U.T
+        F.Hinv, F.Sd, F.M = (Hinv + Hinv.T) / 2, Sd, M
+        F.lay, F.cho, F.d = None, None, None
+        return F
+
+
+def _fit_pql_local(lay: Layout, y, pw, fam, max_iter=200, rho0=None):
+    """Known-scale fREML by performance iteration (PQL), run to its fixed point.
+
+    mgcv's ``bgam.fitd`` takes one Newton step on the log smoothing parameters per pass over the
+    rows and stops on a 1e-7 relative change of the deviance.  That is path dependent (a column's
+    units or origin change where it stops, ~5e-7 relative) and, with an uncontrolled step, it can
+    cycle: a random-slope variance bounced between two points 4 apart for 200 iterations.  Here:
+
+    * each pass at the current coefficients gives the working weights and response; the step to
+      the new coefficients is halved while the penalized deviance at the current smoothing
+      parameters exceeds the previous iterate's (mgcv's step control);
+    * while the coefficients still move by more than 1e-3 (relative), one Newton step on the
+      working model's fREML per pass (as bam: early working models are crude), then Newton to
+      convergence on each working model; every step is halved until the working fREML decreases
+      (eigenvalues made positive and floored, length capped at 4, as ``Sl.fitChol``), except the
+      last quadratically convergent ones whose predicted decrease is below the criterion's rounding;
+    * a smoothing parameter held at a bound (+-: a smooth gone linear, a variance gone to 0) by
+      its gradient stays there; one gone flat (gradient and curvature negligible) far out is moved
+      to its bound if the criterion is no larger there, else left alone (``Sl.fitChol``);
+    * the dense terms are solved in their penalties' eigenbasis (:class:`_PenaltyBasis`), so a
+      smoothing parameter at its bound does not cost the factorization its digits;
+    * converged when the coefficients move by less than 1e-10 (relative) between working models
+      with the working fREML's Newton step below 1e-8: the fixed point, reached from any start.
+    """
+    n = lay.n
+    npen = len(lay.pen)
+    pb = _PenaltyBasis(lay)
+    L = pb.lay  # the layout with the rotated penalties: what the factor and derivatives read
+    rho = np.zeros(npen) if rho0 is None else np.asarray(rho0, float).copy()
+    bd = np.zeros(lay.pd)  # dense coefficients in the penalties' eigenbasis
+    u = np.zeros((lay.G, lay.q))
+    prev = None  # (bd, u, deviance) at which the last working model was built
+    converged = False
+    gmax = change = np.inf
+    tol_g = None
+    it = n_halve = 0
+    for it in range(1, max_iter + 1):
+        buf, r, _, dev, zWz = lay.pass_(y, pw, fam, *((pb.coef_out(bd), u) if it > 1 else ()))
+        if prev is not None:
+            # step control on the penalized deviance at the current smoothing parameters (mgcv's):
+            # halve towards the previous iterate while it is larger there
+            lam = np.exp(rho)
+            pdev0 = prev[2] + _penalty(L, lam, prev[0], prev[1])
+            for _ in range(30):
+                pdev = dev + _penalty(L, lam, bd, u)
+                if np.isfinite(pdev) and pdev <= pdev0 + 1e-10 * (1.0 + abs(pdev0)):
+                    break
+                bd, u = (bd + prev[0]) / 2, (u + prev[1]) / 2
+                n_halve += 1
+                buf, r, _, dev, zWz = lay.pass_(y, pw, fam, pb.coef_out(bd), u)
+            if not np.isfinite(dev):
+                raise ValueError("the deviance became non-finite in the fREML iteration (overflow: check the response "
+                                 "and the scales of the covariates)")
+        Add0, Aud, Auu, fd, fu = lay.assemble(buf, r)
+        Add, Aud, fd = pb.rotate_in(Add0, Aud, fd)
+        A = (Add, Aud, Auu, fd, fu, zWz)
+        start = (bd, u)
+        # Newton on the working fREML in rho (one working model), each step halved until it decreases
+        step_max = 0.0
+        tried = np.zeros(npen, dtype=bool)  # flat coordinates already tried at their bound
+        # while the coefficients still move (early working models are crude) one Newton step per
+        # pass, as bam: optimising rho fully on them can throw a smoothing parameter onto a plateau
+        # far from the final working model's minimum, where it stays
+        settled = change <= _SETTLED * (1.0 + max(np.max(np.abs(bd), initial=0.0),
+                                                  np.max(np.abs(u), initial=0.0)))
+        for _inner in range(_INNER_MAX if settled else 1):
+            lam = np.exp(rho)
+            F = _Factor(L, Add, Aud, Auu, lam)
+            bd_t, u_t = F.solve(fd, fu)
+            reml, g, Hh, tr, D, bSb = _reml_parts(L, F, lam, rho, bd_t, u_t, fd, fu, zWz, 1.0, n, True)
+            if tol_g is None:
+                tol_g = abs(reml) * np.sqrt(np.finfo(float).eps)
+            gmax = float(np.max(np.abs(g))) if g.size else 0.0
+            if not g.size:
+                break
+            # coordinates with negligible gradient and curvature are left alone (Sl.fitChol), and so
+            # are those held at a bound by their gradient (a smooth gone linear, a variance gone to
+            # zero): the fixed point has them exactly at the bound.  A coordinate gone flat far out
+            # (|rho| > 10) is moved to its bound when the criterion is no larger there, so that
+            # where it stopped does not depend on the path the iteration took
+            hi, lo = rho >= _RHO_HI, rho <= _RHO_LO
+            flat = (np.abs(g) <= tol_g * 1e-3) & (np.abs(np.diag(Hh)) <= tol_g)
+            far = flat & ~hi & ~lo & (np.abs(rho) > 10) & ~tried & settled
+            if far.any():
+                tried |= far
+                rho_s = rho.copy()
+                rho_s[far] = np.where(rho[far] > 0, _RHO_HI, _RHO_LO)
+                if _working_reml(L, A, rho_s, n)[0] <= reml + 1e-12 * abs(reml):
+                    rho = rho_s
+                    continue
+            act = (~flat & ~hi & ~lo) | (hi & (g > tol_g)) | (lo & (g < -tol_g))
+            step = np.zeros(npen)
+            if act.any():
+                step[act] = _newton_step(g[act], Hh[np.ix_(act, act)])
+            step = np.clip(rho + step, _RHO_LO, _RHO_HI) - rho
+            step_max = float(np.max(np.abs(step)))
+            if step_max < 1e-8:
+                break
+            # (a step whose predicted decrease is below the rounding of the criterion is Newton's
+            # last, quadratically convergent ones: taken on the gradient, not on function values)
+            noise = 1e-11 * abs(reml)
+            for _ in range(30):
+                if -float(g @ step) < noise:
+                    break
+                v = _working_reml(L, A, rho + step, n)[0]
+                if v <= reml:
+                    break
+                step = step / 2
+            else:
+                step_max = 0.0  # no decrease along the direction: rho is optimal to rounding
+                break
+            rho = rho + step
+        else:  # out of inner iterations after a step: the state at the accepted rho
+            lam = np.exp(rho)
+            F = _Factor(L, Add, Aud, Auu, lam)
+            bd_t, u_t = F.solve(fd, fu)
+            reml, g, Hh, tr, D, bSb = _reml_parts(L, F, lam, rho, bd_t, u_t, fd, fu, zWz, 1.0, n, True)
+        bd, u = bd_t, u_t
+        if not np.all(np.isfinite(bd)) or not np.all(np.isfinite(u)):
+            raise ValueError("non-finite coefficients in the fREML iteration (overflow: check the response and "
+                             "the scales of the covariates)")
+        size = 1.0 + max(np.max(np.abs(bd), initial=0.0), np.max(np.abs(u), initial=0.0))
+        change = max(np.max(np.abs(bd - start[0]), initial=0.0), np.max(np.abs(u - start[1]), initial=0.0))
+        # (the first pass works from the response, not from coefficients: nothing to compare with)
+        prev = (start[0], start[1], dev) if it > 1 else None
+        if it > 1 and change <= _PQL_TOL * size and step_max < 1e-8:
+            converged = True
+            break
+    if not converged:
+        warnings.warn(
+            f"fREML (PQL) did not converge in {max_iter} iterations (last coefficient change {change:.3g}, "
+            f"max |REML gradient| {gmax:.3g}); results may be inaccurate", ConvergenceWarning, stacklevel=3,
+        )
+    lam = np.exp(rho)
+    beta_d = pb.coef_out(bd)
+    eta = lay.linear_predictor(beta_d, u)
+    # the score as bam reports it for a known scale: the penalized deviance in place of the working
+    # model's penalized residual sum of squares (their difference is Pearson's X^2 minus the
+    # deviance at the fit, not a constant)
+    reml = reml + 0.5 * (dev + bSb - D)
+    edf = [float(t.p) for t in lay.terms]
+    for j, i in enumerate(lay.pen):
+        edf[i] -= lam[j] * tr[j]
+    res = FremlResult(beta_d, u, rho, 1.0, np.array(edf), float(reml), it, converged, float(dev),
+                      pb.factor_out(F), lay, eta, False)
+    res.xtwx_dd = Add0
     res.lam_u = np.array([lam[j] for j, i in enumerate(lay.pen) if lay.terms[i].Xbar is None])
     return res
