@@ -22,6 +22,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._base import SHARED_CONSTRAINTS, MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
 from ._design.grouping import GroupingFactor, make_factors
+from ._design.level_index import LevelIndex
 from ._solvers import sema as _sema
 from ._solvers import sema_exact as _exact
 from ._solvers.lmm import drop_aliased
@@ -53,7 +54,8 @@ class StreamOrderWarning(UserWarning):
 
 # attributes a fit creates (removed by a reset); parameters and sklearn's own
 # bookkeeping (e.g. metadata-routing requests) are left alone
-_FITTED = ("_state", "_shift", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep", "_aliased_warned",
+_FITTED = ("_state", "_shift", "_zidx", "_trace_rows", "_no_groups", "factors_", "_levels", "_keep",
+           "_aliased_warned",
            "_order_warned",
            "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
            "n_groups_", "n_iter_", "formula_")
@@ -503,6 +505,15 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         return np.array([L[i, j] for j in range(q) for i in range(j, q)])
 
     @property
+    def factors_(self):
+        """The grouping factor (levels in order of first appearance), as the batch estimators'."""
+        try:
+            index = self.__dict__["_levels"]
+        except KeyError:
+            raise AttributeError("factors_") from None
+        return [ix.factor() for ix in index]
+
+    @property
     def random_effects_(self):
         check_is_fitted(self)
         if self._no_groups:
@@ -652,23 +663,21 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         if new["_no_groups"]:
             codes = np.zeros(Xd.shape[0], dtype=np.int64)
             n_levels = 1
-        else:
-            # batch-local levels -> stream codes; new levels get the next codes
-            levels = new["factors_"][0].levels
-            where = levels.get_indexer(factor.levels)
-            unseen = where < 0
-            if unseen.any():
-                where[unseen] = np.arange(len(levels), len(levels) + int(unseen.sum()))
-                levels = levels.append(pd.Index(factor.levels[unseen], dtype=object))
-                new["factors_"] = [GroupingFactor(factor.name if reset else new["factors_"][0].name,
-                                                  np.empty(0, dtype=np.int64), levels)]
-            codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
-            n_levels = len(levels)
-        stg = _sema.Staging(setup["_state"], codes, fresh=True) if reset else _sema.Staging(self._state, codes)
+        index = None if new["_no_groups"] else new["_levels"][0]
+        n_before = 0 if index is None else len(index)
+        stg = None
         try:
-            st = self._stage_batch(new, stg, Xd, yv, codes, n_levels, w)
+            if index is not None:
+                # batch-local levels -> stream codes (new levels get the next ones): O(batch)
+                codes = np.ascontiguousarray(index.code(factor.levels)[factor.codes])
+                n_levels = len(index)
+            stg = _sema.Staging(setup["_state"], codes, fresh=True) if reset else _sema.Staging(self._state, codes)
+            self._stage_batch(new, stg, Xd, yv, codes, n_levels, w)
         except BaseException:
-            stg.rollback()
+            if stg is not None:
+                stg.rollback()
+            if index is not None:
+                index.truncate(n_before)
             raise
         self.__dict__ = new  # the commit: one assignment
         correcting = self.refit_every is not None and not new["_no_groups"]
@@ -892,20 +901,19 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                               "fixed-effects part only", NoGroupsWarning, stacklevel=3)
                 zidx = np.empty(0, dtype=np.int64)
                 re_names = []
-                factors_ = []
+                levels_ = []
             else:
                 slopes, slope_names = self._slope_indices(names_in, icpt, rs)
                 zidx = np.array([0 if icpt else -1] + list(slopes), dtype=np.int64)
                 re_names = ["(Intercept)"] + list(slope_names)
-                factors_ = [GroupingFactor(factor.name, np.empty(0, dtype=np.int64),
-                                           pd.Index([], dtype=object))]
+                levels_ = [LevelIndex(factor.name)]
             shift = self._centring(Xd, zidx)
             if shift is not None:
                 Xd -= shift
             setup = dict(
                 _state=_sema.SemaState.new(Xd.shape[1], len(zidx), n_train=self.n_train,
                                            capacity=16), _shift=shift,
-                _zidx=zidx, _trace_rows=[], _no_groups=no_groups, factors_=factors_,
+                _zidx=zidx, _trace_rows=[], _no_groups=no_groups, _levels=levels_,
                 # the base's predict keeps these design columns: a stream cannot know aliased
                 # columns in advance, so it keeps all (an aliased column leaves X'X singular)
                 _keep=np.arange(Xd.shape[1]),

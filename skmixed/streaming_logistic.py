@@ -38,7 +38,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import _check_groups_arg, _finite_or_raise
-from ._design.grouping import GroupingFactor, make_factors
+from ._design.grouping import make_factors
+from ._design.level_index import LevelIndex
 from ._kernels import stream_glmm as _k
 from ._solvers.sema import Staging
 from ._solvers.sema_exact import theta_positions
@@ -249,7 +250,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             g = np.asarray(groups, dtype=object).ravel()
             if g.shape[0] != Xd.shape[0]:
                 raise ValueError(f"X has {Xd.shape[0]} rows but groups has {g.shape[0]}")
-            where = self._levels.get_indexer(pd.Index(g, dtype=object))
+            where = self._levels.lookup(g)
             known = where >= 0
             b = st.u[where[known]] @ st.lam().T
             Z = self._z(Xd[known])
@@ -290,7 +291,8 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         st = self._state
         n = len(self._levels)
-        return {self._factor_name: pd.DataFrame(st.u[:n] @ st.lam().T, index=self._levels, columns=self.re_names_)}
+        return {self._factor_name: pd.DataFrame(st.u[:n] @ st.lam().T, index=self._levels.levels,
+                                                 columns=self.re_names_)}
 
     @property
     def deviance_(self):
@@ -390,25 +392,25 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             zidx = np.array([0 if icpt else -1] + slopes, dtype=np.int64)
             new.update(feature_names_=(["(Intercept)"] if icpt else []) + names_in,
                        re_names_=["(Intercept)"] + [names_in[c - icpt] for c in slopes],
-                       _zidx=zidx, _levels=pd.Index([], dtype=object), _factor_name=factor.name,
+                       _zidx=zidx, _levels=LevelIndex(factor.name), _factor_name=factor.name,
                        classes_=np.array([0, 1]))
             base = LaplaceStreamState.new(Xd.shape[1], zidx.size, int(self.max_rows_per_group))
         else:
             base = self._state
         levels = new.get("_levels", getattr(self, "_levels", None))
-        where = levels.get_indexer(factor.levels)
-        unseen = where < 0
-        if unseen.any():
-            where[unseen] = np.arange(len(levels), len(levels) + int(unseen.sum()))
-            levels = levels.append(pd.Index(factor.levels[unseen], dtype=object))
-        codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
+        n_before = len(levels)
         zidx = new.get("_zidx", getattr(self, "_zidx", None))
-        stg = Staging(base, codes, fresh=reset)
+        stg = None
         try:
+            # batch-local levels -> stream codes (new levels get the next ones): O(batch)
+            codes = np.ascontiguousarray(levels.code(factor.levels)[factor.codes])
+            stg = Staging(base, codes, fresh=reset)
             stg.ensure_capacity(len(levels))
             self._run(stg, Xd, yv, codes, zidx, len(levels))
         except BaseException:
-            stg.rollback()
+            if stg is not None:
+                stg.rollback()
+            levels.truncate(n_before)
             raise
         new.update(_state=stg.state, _levels=levels, n_seen_=int(stg.state.ic[0]), n_groups_=len(levels))
         self.__dict__.update(new)
