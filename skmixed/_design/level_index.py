@@ -3,14 +3,15 @@
 A stream meets its groups a batch at a time.  Coding a batch against a ``pandas.Index`` of
 all levels seen and appending the new ones rebuilds the index's hash table and copies every
 label: ``O(levels seen)`` per batch, which dominates a stream of many groups (10^6 groups
-over 1,000 batches: ~0.4 s per batch at the end).  :class:`LevelIndex` keeps a dict from
-label to code and the labels in a growing array, so a batch costs ``O(its distinct labels)``;
+over 1,000 batches: ~0.4 s per batch at the end).  :class:`LevelIndex` keeps the labels in
+a list and a dict from label to code, so a batch costs ``O(its distinct labels)``;
 the ``pandas.Index`` that :attr:`levels` returns (for ``random_effects_``, ``predict``) is
 built on demand and cached until the next change.
 """
 
 from __future__ import annotations
 
+import weakref
 from itertools import repeat
 
 import numpy as np
@@ -23,6 +24,10 @@ __all__ = ["LevelIndex"]
 
 class LevelIndex:
     """Labels of one grouping factor in order of first appearance, with ``O(1)`` lookups.
+
+    The object holds only its name and the list of labels (what pickle, ``copy`` and
+    :mod:`skmixed.persist` store); the label -> code dict and the ``pandas.Index`` are a
+    cache beside it, rebuilt on first use after a load.
 
     Parameters
     ----------
@@ -45,18 +50,27 @@ class LevelIndex:
 
     def __init__(self, name: str):
         self.name = str(name)
-        self._labels = np.empty(16, dtype=object)
-        self._n = 0
-        self._map: dict = {}
-        self._index = None  # the cached pandas.Index of the labels (None: rebuild)
+        self._labels: list = []
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._labels)
+
+    def _cache(self) -> dict:
+        """The label -> code dict and the cached Index, brought up to date with the labels."""
+        c = _CACHE.get(self)
+        if c is None:
+            c = _CACHE[self] = {"map": {}, "n": 0, "index": None}
+        n = len(self._labels)
+        if c["n"] < n:  # labels added by another path (a load, a copy): map them
+            c["map"].update(zip(self._labels[c["n"]:], range(c["n"], n)))
+            c["n"] = n
+        return c
 
     def lookup(self, labels) -> np.ndarray:
         """Codes of ``labels`` (a sequence or Index); ``-1`` for labels not seen."""
         labels = _as_list(labels)
-        return np.fromiter(map(self._map.get, labels, repeat(-1)), dtype=np.int64, count=len(labels))
+        get = self._cache()["map"].get
+        return np.fromiter(map(get, labels, repeat(-1)), dtype=np.int64, count=len(labels))
 
     def code(self, labels) -> np.ndarray:
         """Codes of ``labels`` (distinct values), giving unseen ones the next codes in order.
@@ -67,54 +81,40 @@ class LevelIndex:
         codes = self.lookup(labels)
         unseen = np.flatnonzero(codes < 0)
         if unseen.size:
-            n0, k = self._n, unseen.size
-            if n0 + k > self._labels.shape[0]:
-                grown = np.empty(max(2 * self._labels.shape[0], n0 + k), dtype=object)
-                grown[:n0] = self._labels[:n0]
-                self._labels = grown
+            c = self._cache()
+            n0, k = len(self._labels), unseen.size
             new = [labels[i] for i in unseen.tolist()]
-            self._labels[n0:n0 + k] = np.fromiter(new, dtype=object, count=k)  # tuples stay labels
-            self._map.update(zip(new, range(n0, n0 + k)))
-            self._n = n0 + k
-            self._index = None
+            self._labels.extend(new)
+            c["map"].update(zip(new, range(n0, n0 + k)))
+            c["n"], c["index"] = n0 + k, None
             codes[unseen] = np.arange(n0, n0 + k)
         return codes
 
     def truncate(self, n: int) -> None:
         """Forget the labels from code ``n`` on (the undo of :meth:`code`)."""
-        for lab in self._labels[n:self._n].tolist():
-            self._map.pop(lab, None)
-        self._labels[n:self._n] = None
-        if n != self._n:
-            self._n = n
-            self._index = None
+        if n >= len(self._labels):
+            return
+        c = self._cache()
+        for lab in self._labels[n:]:
+            c["map"].pop(lab, None)
+        del self._labels[n:]
+        c["n"], c["index"] = n, None
 
     @property
     def levels(self) -> pd.Index:
         """The labels as a ``pandas.Index`` in code order (built once per change)."""
-        if self._index is None:
-            self._index = pd.Index(self._labels[:self._n].tolist()) if self._n else pd.Index([], dtype=object)
-        return self._index
+        c = self._cache()
+        if c["index"] is None:
+            c["index"] = pd.Index(list(self._labels)) if self._labels else pd.Index([], dtype=object)
+        return c["index"]
 
     def factor(self) -> GroupingFactor:
         """A :class:`GroupingFactor` with these levels (no rows)."""
         return GroupingFactor(self.name, np.empty(0, dtype=np.int64), self.levels)
 
-    # the dict and the cached Index are rebuilt on load: the pickle holds the labels only
-    def __getstate__(self):
-        return {"name": self.name, "labels": self._labels[:self._n].copy()}
 
-    def __setstate__(self, state):
-        self.__init__(state["name"])
-        labels = state["labels"]
-        if len(labels):
-            self.code(labels.tolist())
-
-    def __eq__(self, other):
-        return (isinstance(other, LevelIndex) and self.name == other.name and self._n == other._n
-                and self._labels[:self._n].tolist() == other._labels[:other._n].tolist())
-
-    __hash__ = None
+#: per LevelIndex object (by identity): its label -> code dict and Index; never pickled
+_CACHE: "weakref.WeakKeyDictionary[LevelIndex, dict]" = weakref.WeakKeyDictionary()
 
 
 def _as_list(labels) -> list:
