@@ -33,10 +33,6 @@ def training_rows(est):
     """The rows ``fit`` kept (design, y, weights, codes); a clear error when there are none."""
     st = est.mixed_fit_.state
     rows = None if st is None else st.rows
-    why = None if st is None else st.extra.get("not_simulable")
-    if why:
-        raise ValueError(f"simulation and the parametric bootstrap are not available for {why}: they draw "
-                         "0/1 responses without an offset")
     if rows is None:
         raise ValueError("this needs the training rows, which fit() keeps but partial_fit(), the distributed "
                          "fits and unpickled estimators do not: refit with fit()")
@@ -101,7 +97,11 @@ def simulate(est, n=1, random_state=None):
     rows = training_rows(est)
     y = simulate_batch(est, rows, rng, int(n))
     fit = est.mixed_fit_
-    if fit.kind == "lmm" or fit.family.name != "binomial" or rows.weights is not None:
+    if fit.kind == "lmm":
+        # an LMM is fitted to y - offset (as lmer): the simulated responses get their offset back
+        offset = getattr(rows.fit_data, "offset", None)
+        return y if offset is None else y + np.asarray(offset, dtype=float)[:, None]
+    if fit.family.name != "binomial" or rows.weights is not None:
         return y  # responses; weighted binomial rows: proportions of their trials, as glmer's simulate
     labels = est.classes_
     return np.where(y > 0, labels[1], labels[0]) if labels.dtype.kind not in "biuf" else labels[y.astype(int)]
