@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pure_levels", "group_separation"]
+__all__ = ["pure_levels", "group_separation", "separation_message"]
 
 
 def pure_levels(y, weights, codes, n_levels):
@@ -33,17 +33,25 @@ def group_separation(y, weights, factors, theta_by_factor, big=10.0):
     out = []
     for f in factors:
         pure = pure_levels(y, weights, f.codes, f.n_levels)
-        k = int(pure.sum())
-        sd = theta_by_factor.get(f.name, 0.0)
-        if k == 0:
-            continue
-        names = [str(v) for v in np.asarray(f.levels)[pure][:5]]
-        more = "" if k <= 5 else f" and {k - 5} more"
-        if k == f.n_levels:
-            out.append(f"every level of grouping factor {f.name!r} has a single class (complete separation by "
-                       f"groups): its random-effect variance diverges and the estimates are not meaningful")
-        elif sd > big:
-            out.append(f"grouping factor {f.name!r}: random-effect SD {sd:.3g} on the logit scale diverges; "
-                       f"{k} of {f.n_levels} levels have a single class (quasi-separation by groups), e.g. "
-                       f"{names}{more}")
+        msg = separation_message(f.name, f.levels, pure, theta_by_factor.get(f.name, 0.0), big)
+        if msg:
+            out.append(msg)
     return out
+
+
+def separation_message(name, levels, pure, sd, big=10.0):
+    """The message for one factor from its levels' single-class flags ``pure`` (None: no separation);
+    a distributed fit sums the flags from its partitions."""
+    k = int(np.sum(pure))
+    if k == 0:
+        return None
+    names = [str(v) for v in np.asarray(levels)[np.asarray(pure, dtype=bool)][:5]]
+    more = "" if k <= 5 else f" and {k - 5} more"
+    if k == len(pure):
+        return (f"every level of grouping factor {name!r} has a single class (complete separation by "
+                f"groups): its random-effect variance diverges and the estimates are not meaningful")
+    if sd > big:
+        return (f"grouping factor {name!r}: random-effect SD {sd:.3g} on the logit scale diverges; "
+                f"{k} of {len(pure)} levels have a single class (quasi-separation by groups), e.g. "
+                f"{names}{more}")
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from numbers import Integral
 from typing import NamedTuple
 
@@ -521,7 +522,36 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         ybar = float(np.sum(pw * fd.y) / np.sum(pw))
         gof = fit_summary_sums(self.family, fd.y, pw, self._inv_link(res.eta), ybar)
         self._store(fd, lay, res, design, gof)
+        self._warn_separation(fd, res)
         return self
+
+    def _warn_separation(self, fd, res):
+        """Binomial family: name the parametric columns whose coefficients diverge (on the internal
+        centred, unit-rms scale: |beta| > 15 logits per SD) and the grouping factors whose levels
+        separate the classes (as :class:`MixedLogisticRegressor`)."""
+        if self.family != "binomial":
+            return
+        from ._separation import group_separation
+        from .logistic import SeparationWarning
+
+        c = self._lay_cols.get("parametric")
+        if c is not None and len(self.fixed_effects_):
+            b = np.asarray(res.beta_d[c], dtype=float)
+            se = np.sqrt(np.maximum(np.diag(res.factor.Hinv[c, c]), 0.0))
+            bad = (np.abs(b) > 15) | ~np.isfinite(b) | (se > 100)
+            if self._par_icpt >= 0:
+                bad[self._par_icpt] = False  # the centred intercept is the mean logit: judged by the rows
+            if bad.any():
+                warnings.warn(f"fixed effects {list(self.fixed_effects_.index[bad])} diverge: the data are "
+                              "(quasi-)separated by them; estimates and standard errors of these coefficients "
+                              "are not meaningful", SeparationWarning, stacklevel=3)
+        if fd.factors and len(self.re_sd_):
+            sds = {}
+            for name, fi, *_ in self._re_info:
+                f = fd.factors[fi].name
+                sds[f] = max(sds.get(f, 0.0), float(self.re_sd_[name]))
+            for msg in group_separation(fd.y, fd.weights, fd.factors, sds):
+                warnings.warn(msg, SeparationWarning, stacklevel=3)
 
     def _model_terms(self, fd, names_all, binning) -> "_Design":
         """The model's terms for the rows of ``fd``, every data-dependent choice (bins, by levels,

@@ -29,6 +29,7 @@ The kernels are in :mod:`skmixed._kernels.stream_glmm`.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -434,6 +435,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             base = self._state
         levels = new.get("_levels", getattr(self, "_levels", None))
         n_before = len(levels)
+        base_corrections = int(base.ic[2])
         zidx = new.get("_zidx", getattr(self, "_zidx", None))
         stg = None
         try:
@@ -442,6 +444,11 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             stg = Staging(base, codes, fresh=reset)
             stg.ensure_capacity(len(levels))
             traces = self._run(stg, Xd, yv, codes, zidx, len(levels), new)
+            if stg.state.ic[2] > base_corrections:  # estimates changed in this batch: finite? separated?
+                _warn_separation(stg.state, Xd, levels, new.get("feature_names_", getattr(self, "feature_names_",
+                                                                                          None)),
+                                 new.get("_factor_name", getattr(self, "_factor_name", None)),
+                                 int(bool(self.fit_intercept)))
         except BaseException:
             if stg is not None:
                 stg.rollback()
@@ -582,6 +589,40 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         st.deviance(st.beta, st.theta, zidx, st.u)  # the modes at the new estimates
         st.ic[2] += 1
         return True
+
+
+def _warn_separation(st, Xd, levels, names, factor_name, icpt):
+    """SeparationWarning naming the columns whose coefficients diverge (``|beta_j| sd_j > 15`` logits
+    over the batch's spread of column j) and the groups whose conditional modes do (``|b_g| > 15``
+    with a random-effect SD above 10: the groups' rows all of one class), as the batch GLMM does.
+    Cost O(groups): run only after a correction (budgeted)."""
+    from .logistic import SeparationWarning
+
+    beta = st.beta
+    if not np.all(np.isfinite(beta)) or not np.all(np.isfinite(st.theta)):
+        raise ValueError("the stream's estimates became non-finite (overflow); the rows consumed before this "
+                         "batch are kept")
+    spread = Xd.std(axis=0) if Xd.shape[0] > 1 else np.zeros(Xd.shape[1])
+    big = np.abs(beta) * spread > 15
+    if icpt:
+        big[0] = False
+    if big.any():
+        warnings.warn(f"fixed effects {[names[j] for j in np.flatnonzero(big)]} diverge: the data are "
+                      "(quasi-)separated by them; estimates and standard errors of these coefficients are not "
+                      "meaningful", SeparationWarning, stacklevel=4)
+    L = st.lam()
+    sd = float(np.sqrt(np.max(np.diag(L @ L.T)))) if L.size else 0.0
+    if sd > 10:
+        n = len(levels)
+        b = st.u[:n] @ L.T
+        bad = np.flatnonzero(np.max(np.abs(b), axis=1) > 15)
+        if bad.size:
+            labels = [str(v) for v in np.asarray(levels.levels)[bad[:5]]]
+            more = "" if bad.size <= 5 else f" and {bad.size - 5} more"
+            warnings.warn(f"grouping factor {factor_name!r}: random-effect SD {sd:.3g} on the logit scale diverges; "
+                          f"{bad.size} of {n} groups have conditional modes beyond 15 logits (separation by "
+                          f"groups: their rows are of one class), e.g. {labels}{more}", SeparationWarning,
+                          stacklevel=4)
 
 
 def _newton(fun, x0, H, lower, max_steps=8):

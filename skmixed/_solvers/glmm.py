@@ -1061,7 +1061,12 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
         theta = np.asarray(r0.x)
         F0, beta, fac = prob.pirls(theta, state["beta"], joint=True)
     if fac is None:
-        raise ValueError("the penalized IRLS failed at the start values (non-finite working weights)")
+        hint = ""
+        if prob.family == BINOMIAL:
+            hint = ("; with a binary response this is complete separation: a combination of the fixed-effect "
+                    "columns (or the grouping) predicts the classes exactly, so the estimates diverge -- "
+                    "check the columns against y, or drop the separating ones")
+        raise ValueError("the penalized IRLS failed at the start values (non-finite working weights)" + hint)
     L, lp = fac
     lay = prob.layout
     Q2 = lay.Q2

@@ -37,8 +37,10 @@ from .._design.grouping import GroupingFactor
 from .._design.layout import amalgamate
 from .._design.scaling import ColumnScaling
 from .._kernels import glmm as _real_kg
+from .._separation import pure_levels, separation_message
 from .._solvers import glmm as sg
 from .._solvers.lmm import drop_aliased
+from ..logistic import SeparationWarning
 from ._common import Runner, default_client
 
 # the distributed fit has no offset (an empty offset is read as 0 by the kernels)
@@ -63,7 +65,8 @@ class _PartitionProblem:
     def meta(self):
         Xw = self.Xfull * self.w[:, None]
         return {"levels": self.levels, "XtWX": Xw.T @ self.Xfull, "n_obs": float(self.w.sum()),
-                "wy": float(self.w @ self.y), "ones": np.all(self.Xfull == 1.0, axis=0), "const": self.const}
+                "wy": float(self.w @ self.y), "ones": np.all(self.Xfull == 1.0, axis=0), "const": self.const,
+                "pure": pure_levels(self.y, self.w, self.codes, len(self.levels))}
 
     def restrict(self, keep, zcols):
         self.X = np.ascontiguousarray(self.Xfull[:, keep])
@@ -236,6 +239,13 @@ def fit_glmm_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuffle=T
     else:
         est.classes_ = classes
         est._warn_problems(res)
+        pure_by_factor = res.extra.get("group_pure_all") or (
+            [res.extra["group_pure"]] if "group_pure" in res.extra else [])
+        sds = est._re_sds()
+        for name, levels, pure in pure_by_factor:
+            msg = separation_message(name, levels, pure, sds.get(name, 0.0))
+            if msg:
+                warnings.warn(msg, SeparationWarning, stacklevel=2)
     return est
 
 
@@ -301,6 +311,11 @@ def _fit_one_factor(est, ddf, Xc, y, gc, sample_weight, classes, shuffle):
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         res = sg.fit_single_factor(prob, nagq=int(est.nagq), tol=float(est.tol), max_iter=int(est.max_iter))
     res.extra["lower"] = prob.lower_theta
+    # which levels hold a single class (every group lives in one partition): separation by groups
+    pure = np.zeros(factor.n_levels, dtype=bool)
+    for m, gi in zip(metas, gidx):
+        pure[gi] = m["pure"]
+    res.extra["group_pure"] = (factor.name, factor.levels, pure)
 
     from .._base import FitData
 

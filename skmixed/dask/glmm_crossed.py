@@ -68,11 +68,17 @@ def _key(codes, radix):
 
 
 def _combinations(df, est, how, classes, validate, levels, radix):
-    """Distinct combinations of the factors' (global) codes in one partition, as int64 keys."""
+    """Distinct combinations of the factors' (global) codes in one partition, as int64 keys, and per
+    factor the summed weights and weighted responses of each level (separation by groups)."""
     if len(df) == 0:
         return None
     fd = validate(df, est, how, classes)
-    return np.unique(_key(_global_codes(fd, levels), radix))
+    codes = _global_codes(fd, levels)
+    w = np.ones(fd.y.size) if fd.weights is None else fd.weights
+    pos = w > 0
+    sums = [(np.bincount(c[pos], weights=w[pos], minlength=lv.size),
+             np.bincount(c[pos], weights=(w * fd.y)[pos], minlength=lv.size)) for c, lv in zip(codes, levels)]
+    return np.unique(_key(codes, radix)), sums
 
 
 def _build(df, est, how, classes, validate, info):
@@ -185,9 +191,14 @@ def fit_crossed_glmm_dask(estimator, ddf, *, X, y, groups, sample_weight, classe
     radix = [int(n) for n in n_levels]
     if np.sum(np.log2(radix)) > 62:
         raise ValueError("too many combinations of grouping levels for the distributed fit")
-    keys = np.unique(np.concatenate([k for k in dask.compute(
+    combos = [k for k in dask.compute(
         *[delayed(_combinations)(p, est, how, classes, validate, info["levels"], radix) for p in parts])
-        if k is not None]))
+        if k is not None]
+    keys = np.unique(np.concatenate([k for k, _ in combos]))
+    # levels holding a single class (summed over the partitions): separation by groups
+    level_n = [sum(c[1][f][0] for c in combos) for f in range(len(radix))]
+    level_s = [sum(c[1][f][1] for c in combos) for f in range(len(radix))]
+    res_pure = [(n > 0) & ((s <= 0) | (s >= n)) for n, s in zip(level_n, level_s)]
     codes, rem = [None] * len(radix), keys.copy()
     for k in range(len(radix) - 1, -1, -1):
         codes[k] = rem % radix[k]
@@ -212,4 +223,6 @@ def fit_crossed_glmm_dask(estimator, ddf, *, X, y, groups, sample_weight, classe
     fd = FitData(np.empty((0, keep.size)), np.empty(0), None, kept_names, factors, terms, keep, first["n_design"],
                  n_obs_total=info["sw"])
     est._finish_fit(fd, blocks, res, scaling, info["const"])
+    if classes is not None:
+        res.extra["group_pure_all"] = [(f.name, f.levels, pure) for f, pure in zip(factors, res_pure)]
     return est, res
