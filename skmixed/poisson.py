@@ -142,7 +142,13 @@ class MixedPoissonRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         self._check_params()
         fd = self._prepare_fit(X, y, groups, sample_weight)
         offset = merge_offsets(fd.offset, offset, fd.X.shape[0])
-        res = self._fit_glmm(fd, offset)
+        try:
+            res = self._fit_glmm(fd, offset)
+        except np.linalg.LinAlgError as e:
+            raise ValueError(f"the Poisson fit failed numerically ({e}): the counts or weights are too large "
+                             f"(max count {np.max(fd.y):.3g}"
+                             + ("" if fd.weights is None else f", max weight {np.max(fd.weights):.3g}")
+                             + "); rescale them") from None
         self._finish_poisson(res)
         return self
 
@@ -156,6 +162,13 @@ class MixedPoissonRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             "distribution-specific variance approximation (lognormal, delta or trigamma) that skmixed does "
             "not implement")
         self._regressor_shapes()
+        # non-finite intermediate results (exp overflow of the counts' scale) are an error, never
+        # NaN or infinite estimates reported as a fit
+        vals = np.r_[np.asarray(self.fixed_effects_, dtype=float), np.asarray(self.theta_, dtype=float),
+                     float(self.loglik_)]
+        if not np.all(np.isfinite(vals)):
+            raise ValueError("the Poisson fit overflowed (non-finite log-likelihood or estimates): the counts or "
+                             "the weights are too large for the log link's exp; rescale them")
         self._warn_problems(res)
 
     def _warn_problems(self, res):

@@ -13,7 +13,7 @@ same state), makes one call with a generated input and checks:
     the retried batch is counted exactly once.
 
 The counts are collected per estimator and asserted to be zero (the failing cases are
-listed in the assertion message). Data are tiny: ~1,200 cases run in about two minutes.
+listed in the assertion message). Data are tiny: ~1,800 cases run in about three minutes (idle).
 """
 
 from __future__ import annotations
@@ -24,19 +24,25 @@ import warnings
 import numpy as np
 import pytest
 
-from skmixed import (AdditiveMixedRegressor, MixedLinearRegressor, MixedLogisticRegressor, SplitSampleMixed,
-                     StreamingMixed)
+from skmixed import (AdditiveMixedRegressor, MixedLinearRegressor, MixedLogisticRegressor, MixedPoissonRegressor,
+                     SplitSampleMixed, StreamingMixed, StreamingMixedLogistic)
 
 ALLOWED = (ValueError, TypeError)
 N, J = 48, 8
 
 
 def _data(seed, binary=False):
+    """``binary``: False (Gaussian), True (0/1) or "count" (Poisson)."""
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(J), N // J)
     X = rng.normal(size=(N, 2))
     eta = X @ [0.8, -0.5] + rng.normal(size=J)[g]
-    y = (eta + rng.normal(size=N) > 0).astype(float) if binary else eta + 0.5 * rng.normal(size=N)
+    if binary == "count":
+        y = rng.poisson(np.exp(0.5 * eta)).astype(float)
+    elif binary:
+        y = (eta + rng.normal(size=N) > 0).astype(float)
+    else:
+        y = eta + 0.5 * rng.normal(size=N)
     return X, y, g
 
 
@@ -47,6 +53,11 @@ ESTIMATORS = {
     "additive": (lambda: AdditiveMixedRegressor(), False),
     "streaming": (lambda: StreamingMixed(), False),
     "split": (lambda: SplitSampleMixed(MixedLinearRegressor(), n_subsamples=2, random_state=0), False),
+    # the estimators added after the suite was written
+    "poisson": (lambda: MixedPoissonRegressor(), "count"),
+    "stream_logistic": (lambda: StreamingMixedLogistic(max_rows_per_group=4), True),
+    "additive_binomial": (lambda: AdditiveMixedRegressor(family="binomial"), True),
+    "additive_poisson": (lambda: AdditiveMixedRegressor(family="poisson"), "count"),
 }
 
 
@@ -97,8 +108,12 @@ def _mutations(X, y, g, rng, binary):
     out += [("sw_negative", X, y, g, put(np.ones(n), -1.0)), ("sw_nan", X, y, g, put(np.ones(n), np.nan)),
             ("sw_zero", X, y, g, np.zeros(n)), ("sw_scalar", X, y, g, 2.0),
             ("sw_short", X, y, g, np.ones(n - 1)), ("sw_huge", X, y, g, np.full(n, 1e300)),
+            ("sw_e100", X, y, g, np.full(n, 1e100)),
             ("sw_random", X, y, g, rng.exponential(size=n))]
-    if binary:
+    if binary == "count":
+        out += [("y_negative", X, put(y, -1.0), g, None), ("y_fractional", X, put(y, 0.5), g, None),
+                ("y_all_zero", X, np.zeros(n), g, None), ("y_huge_counts", X, y * 1e6, g, None)]
+    elif binary:
         yb = np.where(X[:, 0] > 0, 1.0, 0.0)  # separated by a column
         ygrp = (g % 2).astype(float)  # separated by the groups
         out += [("separated_col", X, yb, g, None), ("separated_groups", X, ygrp, g, None),
@@ -128,7 +143,7 @@ def fitted():
         for name, (make, binary) in ESTIMATORS.items():
             X, y, g = _data(0, binary)
             est = make()
-            if isinstance(est, (MixedLinearRegressor, StreamingMixed)):
+            if isinstance(est, (MixedLinearRegressor, StreamingMixed, StreamingMixedLogistic)):
                 est.partial_fit(X, y, groups=g)  # accumulating state, so that fit's rejection is tested too
             else:
                 est.fit(X, y, groups=g)
@@ -175,8 +190,10 @@ def _interrupt_points():
     import skmixed._solvers.lmm_stats as sstats
     import skmixed._solvers.sema as ssema
     import skmixed._solvers.sema_exact as sexact
+    import skmixed._kernels.stream_glmm as ksg
     import skmixed.linear as lin
     import skmixed.streaming as stream
+    import skmixed.streaming_logistic as slog
 
     return {
         "linear": [(sstats.GroupedStats, "from_rows"), (sstats.GroupedStats, "merge"),
@@ -186,23 +203,28 @@ def _interrupt_points():
         "streaming": [(ssema, "consume"), (stream, "_check_finite_state"), (ssema.SemaState, "copy"),
                       (ssema.SemaState, "ensure_capacity"), (stream.StreamingMixed, "_prepare"),
                       (ssema.Staging, "privatize"), (sexact, "apply_fit"), (sexact, "record_order")],
+        "stream_logistic": [(ksg, "add_rows"), (slog.StreamingMixedLogistic, "_correct"),
+                            (slog.LaplaceStreamState, "deviance"), (slog.LaplaceStreamState, "ensure_capacity"),
+                            (ssema.Staging, "privatize"), (slog.StreamingMixedLogistic, "_prepare"),
+                            (slog, "_warn_separation"), (slog, "_newton")],
     }
 
 
 def _rows_counted(est):
-    return est.n_seen_ if isinstance(est, StreamingMixed) else est._stats.n_rows
+    return est.n_seen_ if isinstance(est, (StreamingMixed, StreamingMixedLogistic)) else est._stats.n_rows
 
 
-@pytest.mark.parametrize("name", ["linear", "streaming"])
+@pytest.mark.parametrize("name", ["linear", "streaming", "stream_logistic"])
 def test_fuzz_interrupts(fitted, name, monkeypatch):
     points = _interrupt_points()[name]
     rng = np.random.default_rng(7)
     n_cases, changed, double, lost, failures = 0, 0, 0, 0, []
-    for case in range(40 if name == "linear" else 400):
+    binary = ESTIMATORS[name][1]
+    for case in range({"linear": 40, "streaming": 400}.get(name, 120)):
         owner, attr = points[case % len(points)]
         k = int(rng.integers(0, 4))
         est = pickle.loads(fitted[name])
-        X, y, g = _data(100 + case)
+        X, y, g = _data(100 + case, binary)
         rows = rng.integers(1, N + 1)
         Xb, yb, gb = X[:rows], y[:rows], g[:rows]
         before, n0 = pickle.dumps(est), _rows_counted(est)

@@ -180,3 +180,18 @@ def test_trials_and_counts_are_simulated_on_their_own_scale():
     assert abs(k.sum(axis=0).mean() - c["incidence"].sum()) < 0.1 * c["incidence"].sum()
     b = bootstrap(mt, n_boot=3, random_state=0)
     assert b.n_failed == 0 and len(b.replicates) == 3
+
+
+def test_overflowing_counts_or_weights_are_a_clear_error():
+    """Counts or weights too large for exp: a ValueError, never NaN/-inf estimates or a LinAlgError
+    (issue: Trust II; the fit leaves the estimator as it was)."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(8), 6)
+    X = rng.normal(size=(48, 2))
+    y = rng.poisson(np.exp(0.5 * (X @ [0.8, -0.5] + rng.normal(size=8)[g]))).astype(float)
+    m = MixedPoissonRegressor().fit(X, y, groups=g)
+    before = pickle.dumps(m)
+    for yy, w in [(y * 1e155, None), (y, np.full(48, 1e300)), (y, np.full(48, 1e100))]:
+        with pytest.raises(ValueError, match="too large"):
+            m.fit(X, yy, groups=g, sample_weight=w)
+        assert pickle.dumps(m) == before
