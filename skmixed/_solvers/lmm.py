@@ -26,6 +26,8 @@ from .._design.layout import BlockLayout
 from .._design.theta import ThetaMap
 from .._kernels import gram
 from .._kernels import lmm as klmm
+from .._numdiff import central_hessian, richardson_gradient
+from .._numdiff import gradient as fd_gradient
 from .._threads import blas_for_dense
 from ._optim import covariance_probes, probe_boundary
 from .lmm_newton import ScalarNewton, scalar_terms
@@ -351,19 +353,7 @@ class LMMProblem:
         # central differences (one-sided at the boundary): evaluations are cheap
         # and independent of n, and central differences keep L-BFGS-B's final
         # iterates precise enough to reach lme4's optimum to ~1e-8
-        g = np.empty_like(theta)
-        for i in range(theta.size):
-            h = 1e-6 * max(1.0, abs(theta[i]))
-            tp = theta.copy()
-            tp[i] += h
-            fp = self.objective(tp)
-            if theta[i] - h >= self.lower[i]:
-                tm = theta.copy()
-                tm[i] -= h
-                g[i] = (fp - self.objective(tm)) / (2 * h)
-            else:
-                g[i] = (fp - f0) / h
-        return g
+        return fd_gradient(self.objective, theta, 1e-6, self.lower, f0=f0)
 
     def optimize(self, theta0=None, max_iter=500, tol=1e-10):
         """Minimise the profiled criterion (see :meth:`_optimize`).
@@ -506,20 +496,13 @@ class LMMProblem:
         if not np.isfinite(f0):
             return theta, False
         at_optimum = False
-        k = idx.size
         H = None
         for _ in range(max_steps):
             scale = np.maximum(1.0, np.abs(theta[idx]))
             hg = 5e-3 * scale
-            g = np.empty(k)
-            for i in range(k):
-                e = np.zeros_like(theta)
-                e[idx[i]] = hg[i]
-                d1 = (self.objective(theta + e) - self.objective(theta - e)) / (2 * hg[i])
-                d2 = (self.objective(theta + e / 2) - self.objective(theta - e / 2)) / hg[i]
-                g[i] = (4 * d2 - d1) / 3
+            g = richardson_gradient(self.objective, theta, hg, idx)
             if H is None:  # the Hessian barely changes over these tiny steps: compute it once
-                H = self._fd_hessian(theta, idx, 2e-3 * scale, f0)
+                H = central_hessian(self.objective, theta, 2e-3 * scale, f0=f0, idx=idx)
                 if not np.all(np.isfinite(H)):
                     break
                 try:
@@ -544,22 +527,6 @@ class LMMProblem:
             if rel < 1e-11:
                 break
         return theta, at_optimum
-
-    def _fd_hessian(self, theta, idx, h, f0):
-        k = idx.size
-        E = np.zeros((k, theta.size))
-        E[np.arange(k), idx] = h
-        fp = np.array([self.objective(theta + E[i]) for i in range(k)])
-        fm = np.array([self.objective(theta - E[i]) for i in range(k)])
-        H = np.diag((fp - 2 * f0 + fm) / h**2)
-        for i in range(k):
-            for j in range(i):
-                fpp = self.objective(theta + E[i] + E[j])
-                fpm = self.objective(theta + E[i] - E[j])
-                fmp = self.objective(theta - E[i] + E[j])
-                fmm = self.objective(theta - E[i] - E[j])
-                H[i, j] = H[j, i] = (fpp - fpm - fmp + fmm) / (4 * h[i] * h[j])
-        return H
 
     def _projected_gradient(self, theta, g):
         """Largest gradient component not pointing out of the box (zero-bounded SDs at 0 may push outwards)."""
