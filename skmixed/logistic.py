@@ -385,10 +385,14 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.vcov_method_ = res.vcov_method
         self.nagq_ = int(self.nagq) if blocks else 0
         self._set_factor_attrs(fd)
-        self._glmm_state = GLMMState(list(blocks), LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors],
-                                                           fd),
-                                     extra={"r2_parts": variance_parts(fd.X, fd.weights, blocks, beta,
-                                                                       fd.z_source)})
+        if fd.X.shape[0] == 0 and fd.n_obs > 0:
+            # a distributed fit: the rows stayed on the workers, so the row-based inference
+            # (simulate, bootstrap, Nakagawa R2) must refuse clearly rather than work on no rows
+            rows, extra = None, {}
+        else:
+            rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
+            extra = {"r2_parts": variance_parts(fd.X, fd.weights, blocks, beta, fd.z_source)}
+        self._glmm_state = GLMMState(list(blocks), rows, extra=extra)
         icpt, coef = self._sklearn_coefs(fd, beta)
         self.intercept_ = np.array([icpt])
         self.coef_ = coef.reshape(1, -1)
