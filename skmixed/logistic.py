@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.base import ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
@@ -19,7 +18,7 @@ from ._design.scaling import ColumnScaling, check_scales
 from ._separation import group_separation
 from ._kernels import glmm as kg
 from ._solvers import glmm as sg
-from ._solvers._optim import boundary_names
+from ._solvers._optim import boundary_names, warn_not_converged
 from ._families import BINOMIAL
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
 from ._transaction import transactional
@@ -424,8 +423,9 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
                           "0, or correlations +-1 within a term); see is_singular_, boundary_params_ and theta_; "
                           "the model is usable", SingularFitWarning, stacklevel=3)
         if not self.converged_:
-            warnings.warn(f"the optimiser did not converge after {self.n_iter_} iterations ({res.message}); "
-                          "estimates are the last iterate", ConvergenceWarning, stacklevel=3)
+            log = res.extra.get("fit_log")
+            warn_not_converged(log.optimizer if log is not None else "PIRLS", self.n_iter_, res.message, log,
+                               stacklevel=3)
 
     # ----------------------------------------------------------------- prediction
     def decision_function(self, X, groups=None, offset=None):

@@ -15,7 +15,6 @@ once, by :func:`skmixed._kernels.gram.accumulate`.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,6 +142,7 @@ class LMMProblem:
         self._size_classes_cache = False  # not computed yet (None: not applicable)
         self._pending_lam1 = None  # L11/L21 still to fill for this first-block Lambda (size classes)
         self._at_optimum = None  # a ScalarNewton holding the factor at the optimum, if any
+        self.optimizer = ""  # the optimiser the last optimize() ran (named by a convergence warning)
 
     # -- theta <-> Lambda ---------------------------------------------------------------
     def start(self) -> np.ndarray:
@@ -389,6 +389,7 @@ class LMMProblem:
                     radius = 0.1
         theta0 = np.asarray(theta0, dtype=float)
         bounds = self.theta_map.bounds()
+        self.optimizer = "COBYQA" if large else "L-BFGS-B"
         if large:
             res = optimize.minimize(self.objective, theta0, method="COBYQA", bounds=bounds,
                                     options={"maxfev": max(50, 20 * max_iter), "initial_tr_radius": radius,
@@ -452,6 +453,7 @@ class LMMProblem:
         and the iteration resumed from a better point if there is one.
         """
         newton = ScalarNewton(self)
+        self.optimizer = "Newton"
         theta = self.moment_start() if theta0 is None else np.asarray(theta0, dtype=float)
         n_iter = 0
         for _ in range(4):
@@ -710,10 +712,3 @@ def drop_aliased(XtX: np.ndarray, tol: float = 1e-7, shift=None) -> np.ndarray:
         Tinv[0, 1:] = np.asarray(shift, dtype=np.float64)[1:p]
         F = F @ Tinv
     return aliased_keep(F, tol)
-
-
-def warn_not_converged(message: str, n_iter: int):
-    from sklearn.exceptions import ConvergenceWarning
-
-    warnings.warn(f"theta optimisation did not converge after {n_iter} L-BFGS-B iterations ({message}); "
-                  "estimates are the last iterate", ConvergenceWarning, stacklevel=3)
