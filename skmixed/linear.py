@@ -803,3 +803,27 @@ def _is_estimate(name):
     if name.startswith("__"):
         return False
     return (name.endswith("_") and name not in _VALIDATION_ATTRS) or name in _PRIVATE_ESTIMATES
+
+
+# ------------------------------------------------------------------ seams for the distributed fit (skmixed.dask)
+def fit_grouped_stats(est: MixedLinearRegressor, stats: GroupedStats) -> None:
+    """Fit ``est`` from scratch on merged grouped statistics (the distributed fit's driver):
+    the end of ``partial_fit``'s path with no earlier accumulation; ``est``'s input-validation
+    state (names, formula) is the caller's. Raises when the statistics cannot be fitted.
+
+    Examples
+    --------
+    >>> from skmixed import MixedLinearRegressor
+    >>> from skmixed.datasets import load_sleepstudy
+    >>> from skmixed._base import fit_inputs
+    >>> from skmixed._solvers.lmm_stats import GroupedStats
+    >>> df = load_sleepstudy()
+    >>> m = MixedLinearRegressor(random_slopes=["Days"])
+    >>> fd = fit_inputs(m, df[["Days"]], df["Reaction"], df["Subject"], chunk=True)
+    >>> fit_grouped_stats(m, GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms,
+    ...                                             fd.feature_names))
+    >>> round(float(m.sigma_), 2)
+    25.59
+    """
+    est._stats = None
+    est._fit_stats(stats, unfit="raise")

@@ -146,6 +146,9 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
         self.intercept_ = float(self.intercept_[0])
         self._warn_problems(res)
 
+    def _finish_distributed(self, res, classes):
+        self._finish_poisson(res)
+
     def _warn_problems(self, res):
         if res.extra.get("hessian_failed") and not self.is_singular_:
             warnings.warn("the Hessian of the deviance is not positive definite at the optimum; standard errors "
