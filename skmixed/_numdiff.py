@@ -9,6 +9,7 @@
 - :func:`central_hessian`: central second differences (lme4's ``deriv12`` scheme);
 - :func:`richardson_hessian`: numDeriv's ``genD`` Hessian (lmerTest's);
 - :func:`hessian_from_gradient`: differences of an analytic gradient, symmetrised;
+  :func:`gradient_curvatures`: its diagonal alone (scales for an optimiser's coordinates);
 - :func:`stencil_offsets`, :func:`stencil_derivatives`: the central-difference gradient and Hessian
   of many points at once, from one batched evaluation of a stencil (the grouped bootstrap).
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["gradient", "gradient_in_box", "richardson_gradient", "richardson_jacobian", "second_difference",
-           "central_hessian", "richardson_hessian", "hessian_from_gradient", "stencil_offsets",
+           "central_hessian", "richardson_hessian", "hessian_from_gradient", "gradient_curvatures", "stencil_offsets",
            "stencil_derivatives"]
 
 _D, _EPS, _ZERO_TOL, _R, _V = 0.1, 1e-4, np.sqrt(np.finfo(float).eps / 7e-7), 4, 2.0
@@ -343,16 +344,43 @@ def hessian_from_gradient(grad_fun, x, g0=None):
     k = x.size
     Hs = np.empty((k, k))
     for i in range(k):
-        hstep = 1e-5 * max(1.0, abs(x[i])) if g0 is not None else 1e-4 * max(1.0, abs(x[i]))
-        xp = x.copy()
-        xp[i] += hstep
         if g0 is not None:
-            Hs[i] = (grad_fun(xp) - g0) / hstep
+            Hs[i] = _forward_gradient_row(grad_fun, x, i, 1e-5, g0)
         else:
+            hstep = 1e-4 * max(1.0, abs(x[i]))
+            xp = x.copy()
+            xp[i] += hstep
             xm = x.copy()
             xm[i] -= hstep
             Hs[i] = (grad_fun(xp) - grad_fun(xm)) / (2 * hstep)
     return 0.5 * (Hs + Hs.T)
+
+
+def _forward_gradient_row(grad_fun, x, i, h, g0):
+    """``(grad_fun(x + s e_i) - g0) / s``, ``s = h max(1, |x_i|)``: row ``i`` of the Hessian."""
+    s = h * max(1.0, abs(x[i]))
+    xp = x.copy()
+    xp[i] += s
+    return (grad_fun(xp) - g0) / s
+
+
+def gradient_curvatures(grad_fun, x, g0, h, idx):
+    """The Hessian's diagonal entries ``idx`` from forward differences of an analytic gradient.
+
+    Per ``i`` of ``idx`` (in order): ``(grad_fun(x + s_i e_i)[i] - g0[i]) / s_i``,
+    ``s_i = h max(1, |x_i|)``; ``g0`` the gradient at ``x``. One gradient per entry: the
+    curvatures that scale an optimiser's coordinates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmixed._numdiff import gradient_curvatures
+    >>> grad = lambda t: np.array([2 * t[0] * t[1], t[0] ** 2])
+    >>> x = np.array([1.0, 2.0])
+    >>> np.round(gradient_curvatures(grad, x, grad(x), 1e-6, [0, 1]), 4)
+    array([4., 0.])
+    """
+    return np.array([_forward_gradient_row(grad_fun, x, i, h, g0)[i] for i in idx])
 
 
 def stencil_offsets(k):

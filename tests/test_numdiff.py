@@ -8,7 +8,7 @@ reused from a gradient's evaluations, the batched stencil equal to the pointwise
 import numpy as np
 import pytest
 
-from skmixed._numdiff import (central_hessian, gradient, gradient_in_box, hessian_from_gradient,
+from skmixed._numdiff import (central_hessian, gradient, gradient_curvatures, gradient_in_box, hessian_from_gradient,
                               richardson_gradient, richardson_hessian, richardson_jacobian, second_difference,
                               stencil_derivatives, stencil_offsets)
 
@@ -143,3 +143,10 @@ def test_batched_stencil_equals_pointwise_derivatives():
 def test_second_difference_elementwise():
     assert second_difference(np.array([1.01, 4.0]), np.array([1.0, 1.0]), np.array([1.01, 0.0]),
                              np.array([0.1, 1.0])) == pytest.approx([2.0, 2.0])
+
+
+def test_gradient_curvatures_are_the_forward_hessians_diagonal():
+    g0 = grad_f(X)
+    c = gradient_curvatures(grad_f, X, g0, 1e-5, range(3))
+    assert np.array_equal(c, np.diag(hessian_from_gradient(grad_f, X, g0)))
+    np.testing.assert_allclose(gradient_curvatures(grad_f, X, g0, 1e-6, [2]), [hess_f(X)[2, 2]], rtol=1e-5)

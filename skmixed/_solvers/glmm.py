@@ -46,7 +46,7 @@ from scipy import optimize
 
 from .._design.theta import ThetaMap, scipy_bounds
 from .._kernels import glmm as kg
-from .._numdiff import central_hessian, hessian_from_gradient
+from .._numdiff import central_hessian, gradient_curvatures, hessian_from_gradient
 from .._numdiff import gradient as fd_gradient
 from .._threads import blas_for_dense
 from .._families import BINOMIAL
@@ -532,13 +532,11 @@ def _make_scaling(prob, x0, S):
         T[nt:, nt:] = np.eye(k - nt)
     u_save = prob.u.copy()
     _, g0 = prob.laplace(x0)
-    for i in range(nt):
-        d = 1e-3 * max(1.0, abs(x0[i]))
-        xp = x0.copy()
-        xp[i] += d
+
+    def grad(z):
         prob.u[:] = u_save
-        _, g1 = prob.laplace(xp)
-        curv = (g1[i] - g0[i]) / d
+        return prob.laplace(z)[1]
+    for i, curv in enumerate(gradient_curvatures(grad, x0, g0, 1e-3, range(nt))):
         T[i, i] = 1.0 / np.sqrt(curv) if curv > 0 else 0.1 * max(1.0, abs(x0[i]))
     prob.u[:] = u_save
     return T
