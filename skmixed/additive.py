@@ -549,7 +549,8 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             sds = {}
             for name, fi, *_ in self._re_info:
                 f = fd.factors[fi].name
-                sds[f] = max(sds.get(f, 0.0), float(self.re_sd_[name]))
+                # (on the logit scale per unit-rms slope column: the user's units do not matter)
+                sds[f] = max(sds.get(f, 0.0), float(self.re_sd_[name]) * self._re_zscale.get(name, 1.0))
             for msg in group_separation(fd.y, fd.weights, fd.factors, sds):
                 warnings.warn(msg, SeparationWarning, stacklevel=3)
 

@@ -900,10 +900,8 @@ def _fit_pql_local(lay: Layout, y, pw, fam, max_iter=200, rho0=None):
             converged = True
             break
     if not converged:
-        warnings.warn(
-            f"fREML (PQL) did not converge in {max_iter} iterations (last coefficient change {change:.3g}, "
-            f"max |REML gradient| {gmax:.3g}); results may be inaccurate", ConvergenceWarning, stacklevel=3,
-        )
+        warn_not_converged("fREML Newton", it, f"PQL: last coefficient change {change:.3g}, max |REML gradient| "
+                           f"{gmax:.3g}", stacklevel=3)
     lam = np.exp(rho)
     beta_d = pb.coef_out(bd)
     eta = lay.linear_predictor(beta_d, u)
