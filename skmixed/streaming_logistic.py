@@ -261,7 +261,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         Xv = validate_data(self, X, reset=False, dtype=np.float64)
         _finite_or_raise(Xv, "X")
-        Xd = self._internal(self._design(Xv))
+        Xd = self._design(Xv)
         st = self._state
         eta = Xd @ st.beta
         groups = _check_groups_arg(groups)
@@ -271,7 +271,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"X has {Xd.shape[0]} rows but groups has {g.shape[0]}")
             where = self._levels.lookup(g)
             known = where >= 0
-            b = st.u[where[known]] @ st.lam().T  # (internal columns)
+            b = st.u[where[known]] @ st.lam().T
             Z = self._z(Xd[known])
             eta[known] += np.einsum("ij,ij->i", Z, b)
         return eta
@@ -283,27 +283,26 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     @property
     def fixed_effects_(self):
         check_is_fitted(self)
-        return pd.Series(self._user_beta(self._state.beta), index=self.feature_names_, name="fixed_effects")
+        return pd.Series(self._state.beta.copy(), index=self.feature_names_, name="fixed_effects")
 
     @property
     def coef_(self):
-        b = self._user_beta(self._state.beta)
+        b = self._state.beta
         return (b[1:] if self.fit_intercept else b).copy()
 
     @property
     def intercept_(self):
-        return float(self._user_beta(self._state.beta)[0]) if self.fit_intercept else 0.0
+        return float(self._state.beta[0]) if self.fit_intercept else 0.0
 
     @property
     def theta_(self):
         check_is_fitted(self)
-        rows, cols = theta_positions(self._state.q)
-        return self._user_lam()[rows, cols]
+        return self._state.theta.copy()
 
     @property
     def cov_re_(self):
         check_is_fitted(self)
-        L = self._user_lam()
+        L = self._state.lam()
         return {self._factor_name: pd.DataFrame(L @ L.T, index=self.re_names_, columns=self.re_names_)}
 
     @property
@@ -311,7 +310,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         st = self._state
         n = len(self._levels)
-        return {self._factor_name: pd.DataFrame(st.u[:n] @ self._user_lam().T, index=self._levels.levels,
+        return {self._factor_name: pd.DataFrame(st.u[:n] @ st.lam().T, index=self._levels.levels,
                                                  columns=self.re_names_)}
 
     @property
@@ -340,8 +339,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             V = 2.0 * np.linalg.inv(H)
         except np.linalg.LinAlgError:
             V = np.full_like(H, np.nan)
-        T = self._beta_map()
-        se = np.sqrt(np.maximum(np.diag(T @ V[:p, :p] @ T.T), 0.0))
+        se = np.sqrt(np.maximum(np.diag(V)[:p], 0.0))
         return pd.Series(se, index=self.feature_names_, name="Std. Error")
 
     @property
@@ -365,69 +363,6 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             Xd[:, 0] = 1.0
         Xd[:, icpt:] = Xv
         return np.ascontiguousarray(Xd)
-
-    # the columns enter on an internal origin and scale (issue: Trust II): each non-intercept column
-    # divided by its root-mean-square spread about the first row's value over the first batch, and a
-    # fixed-only column (not a random slope) shifted to the first row's value when there is an
-    # intercept -- so the estimates do not depend on the columns' units or origins (equivariance)
-    def _make_origin(self, Xd):
-        icpt = int(bool(self.fit_intercept))
-        slopes = set()
-        names = ([str(c) for c in self.feature_names_in_] if hasattr(self, "feature_names_in_")
-                 else [f"x{k}" for k in range(Xd.shape[1] - icpt)])
-        for r in self.random_slopes or []:
-            if isinstance(r, str) and r in names:
-                slopes.add(names.index(r) + icpt)
-            elif not isinstance(r, str) and 0 <= int(r) < len(names):
-                slopes.add(int(r) + icpt)
-        shift = np.zeros(Xd.shape[1])
-        scale = np.ones(Xd.shape[1])
-        for j in range(icpt, Xd.shape[1]):
-            x0 = Xd[0, j]
-            if icpt and j not in slopes:
-                shift[j] = x0
-            rms = float(np.sqrt(np.mean((Xd[:, j] - x0) ** 2)))
-            s = rms if rms > 0 else abs(x0)
-            scale[j] = s if np.isfinite(s) and s > 0 else 1.0
-        return shift, scale
-
-    def _internal(self, Xd):
-        origin = self.__dict__.get("_origin")
-        if origin is None:  # (models saved before the internal scaling)
-            return Xd
-        return np.ascontiguousarray((Xd - origin[0]) / origin[1])
-
-    def _beta_map(self):
-        """``T`` with the user's coefficients ``= T @`` the internal ones."""
-        origin = self.__dict__.get("_origin")
-        p = self._state.p if "_state" in self.__dict__ else len(origin[0])
-        if origin is None:
-            return np.eye(p)
-        shift, scale = origin
-        T = np.diag(1.0 / scale)
-        if self.fit_intercept:
-            T[0] -= shift @ T
-        return T
-
-    def _user_beta(self, beta):
-        origin = self.__dict__.get("_origin")
-        if origin is None:
-            return beta.copy()
-        shift, scale = origin
-        b = beta / scale
-        if self.fit_intercept:
-            b[0] = beta[0] - shift @ b
-        return b
-
-    def _user_lam(self, st=None):
-        """Lambda on the user's columns (a random-slope column's rows divided by its scale)."""
-        st = self._state if st is None else st
-        L = st.lam()
-        origin = self.__dict__.get("_origin")
-        if origin is None:
-            return L
-        sz = np.array([1.0 if c < 0 else origin[1][c] for c in self._zidx])
-        return L / sz[:, None]
 
     def _z(self, Xd):
         return np.column_stack([np.ones(Xd.shape[0]) if c < 0 else Xd[:, c] for c in self._zidx])
@@ -479,10 +414,6 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         Xd, yv, factor = self._prepare(X, y, groups, reset)
         new = {}
         if reset:
-            # (the dictionary is put back if the call fails: @transactional)
-            self._origin = self._make_origin(Xd)
-        Xd = self._internal(Xd)
-        if reset:
             icpt = int(bool(self.fit_intercept))
             names_in = ([str(c) for c in self.feature_names_in_] if hasattr(self, "feature_names_in_")
                         else [f"x{k}" for k in range(Xd.shape[1] - icpt)])
@@ -497,7 +428,6 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                         raise ValueError(f"random slope column {s!r} out of range")
                     slopes.append(int(s) + icpt)
             zidx = np.array([0 if icpt else -1] + slopes, dtype=np.int64)
-            self._zidx = zidx  # (read by the trace and callback of this call; put back if it fails)
             new.update(feature_names_=(["(Intercept)"] if icpt else []) + names_in,
                        re_names_=["(Intercept)"] + [names_in[c - icpt] for c in slopes],
                        _zidx=zidx, _levels=LevelIndex(factor.name), _factor_name=factor.name,
@@ -562,14 +492,14 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         return traces
 
     def _trace_row(self, st, n_rows):
-        L = self._user_lam(st)
-        return [n_rows] + self._user_beta(st.beta).tolist() + (L @ L.T).ravel().tolist()
+        L = st.lam()
+        return [n_rows] + st.beta.tolist() + (L @ L.T).ravel().tolist()
 
     def _progress(self, new, st, corrected):
-        L = self._user_lam(st)
+        L = st.lam()
         names = new.get("re_names_", getattr(self, "re_names_", None))
         return {"n_rows": int(st.ic[0]),
-                "fixed_effects": pd.Series(self._user_beta(st.beta), index=new.get("feature_names_", getattr(
+                "fixed_effects": pd.Series(st.beta.copy(), index=new.get("feature_names_", getattr(
                     self, "feature_names_", None)), name="fixed_effects"),
                 "cov_re": pd.DataFrame(L @ L.T, index=names, columns=names), "corrected": bool(corrected)}
 
@@ -656,7 +586,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
 def _warn_separation(st, Xd, levels, names, factor_name, icpt):
     """SeparationWarning naming the columns whose coefficients diverge (``|beta_j| sd_j > 15`` logits
     over the batch's spread of column j) and, when the random-effect SD diverges (above 10), the groups
-    whose logit at the internal origin is beyond 5 (their rows of one class), as the batch GLMM does.
+    whose logit at x = 0 is beyond 5 (their rows of one class), as the batch GLMM does.
     Cost O(groups): run only after a correction (budgeted)."""
     from .logistic import SeparationWarning
 
@@ -677,7 +607,7 @@ def _warn_separation(st, Xd, levels, names, factor_name, icpt):
     if sd > 10:
         n = len(levels)
         b = st.u[:n] @ L.T
-        if icpt:  # the group's logit at the internal origin (the intercept may absorb half of them)
+        if icpt:  # the group's logit at x = 0 (the intercept may absorb half of them)
             b[:, 0] += beta[0]
         # with the SD diverging, groups whose logit is beyond 5 (p < 0.007 or > 0.993) are the separated ones
         bad = np.flatnonzero(np.max(np.abs(b), axis=1) > 5)

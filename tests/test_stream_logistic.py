@@ -73,10 +73,8 @@ def test_the_higher_order_fold_terms_matter(folded, batch):
     st2.polyx[:] = 0.0
     full = st.deviance(st.beta, st.theta, m._zidx)
     assert np.isfinite(full) and full == pytest.approx(batch.deviance_, abs=0.5)
-    # (the stream's state is on its internal column origin and scale: the batch optimum mapped there)
-    b = np.linalg.solve(m._beta_map(), batch.fixed_effects_.to_numpy())
-    assert abs(st2.deviance(b, batch.theta_, m._zidx) - batch.deviance_) > \
-        abs(st.deviance(b, batch.theta_, m._zidx) - batch.deviance_)
+    assert abs(st2.deviance(batch.fixed_effects_.to_numpy(), batch.theta_, m._zidx) - batch.deviance_) > \
+        abs(st.deviance(batch.fixed_effects_.to_numpy(), batch.theta_, m._zidx) - batch.deviance_)
     assert k.POLY_DEGREE == 6
 
 
