@@ -37,7 +37,8 @@ from scipy import optimize
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _check_groups_arg, _finite_or_raise
+from ._base import _check_groups_arg, _finite_or_raise, _frame_as_pandas
+from ._design.formula import FormulaSpec
 from ._design.grouping import make_factors
 from ._design.level_index import LevelIndex
 from ._kernels import stream_glmm as _k
@@ -177,6 +178,14 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     trace_every : int, optional
         Record the estimates every ``trace_every`` rows in :attr:`trace_` (a correction
         falling on such a row is recorded after it).
+    formula : str, optional
+        An lme4-style formula with one bar term, e.g. ``"y ~ x + b + (1 + x | g)"`` (the
+        fixed part read by formulaic, as for :class:`~skmixed.MixedLogisticRegressor`; the
+        random slopes must be fixed-effect columns too, the term must have a random
+        intercept).  Then ``fit`` / ``partial_fit`` / ``predict`` take one DataFrame with
+        the formula's columns (``y`` optional: the formula's response); the formula's
+        intercept (``0 +`` drops it) takes the place of ``fit_intercept``, and
+        ``random_slopes`` must be None.  See :meth:`from_formula`.
 
     Attributes
     ----------
@@ -213,7 +222,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, fit_intercept=True, random_slopes=None, max_rows_per_group=64, refit_every="auto",
-                 verbose=0, callback=None, trace_every=None):
+                 verbose=0, callback=None, trace_every=None, formula=None):
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.max_rows_per_group = max_rows_per_group
@@ -221,15 +230,16 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.callback = callback
         self.trace_every = trace_every
+        self.formula = formula
 
     # ------------------------------------------------------------------ public API
     @transactional
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y=None, groups=None):
         """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`)."""
         return self._consume(X, y, groups, reset=True)
 
     @transactional
-    def partial_fit(self, X, y, groups=None, classes=None):
+    def partial_fit(self, X, y=None, groups=None, classes=None):
         """Consume a batch of rows in order (validated as a whole first; all or nothing).
 
         Parameters
@@ -247,6 +257,41 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         """
         return self._consume(X, y, groups, reset=not hasattr(self, "_state"))
 
+    @classmethod
+    def from_formula(cls, formula, data, **params):
+        """Start a stream from an lme4-style formula and its first batch.
+
+        ``"y ~ x + b + (1 + x | g)"``: one bar term with a random intercept (its slopes must
+        also be fixed effects).  Later batches go to :meth:`partial_fit` as DataFrames with
+        the formula's columns (``y`` omitted); :meth:`predict` takes such frames too.
+
+        Parameters
+        ----------
+        formula : str
+        data : DataFrame
+            The first batch.
+        **params
+            Other constructor parameters (``max_rows_per_group``, ``refit_every``, ...).
+
+        Returns
+        -------
+        StreamingMixedLogistic
+            Fitted on ``data``.
+
+        Examples
+        --------
+        >>> from skmixed.datasets import make_big_grouped_data
+        >>> df = make_big_grouped_data(4_000, 20, seed=0)
+        >>> m = StreamingMixedLogistic.from_formula("y_bin ~ x + b + (1 | g)", df.iloc[:2000])
+        >>> m = m.partial_fit(df.iloc[2000:])
+        >>> m.n_seen_, list(m.fixed_effects_.index)
+        (4000, ['(Intercept)', 'x', 'b'])
+        """
+        for name in ("random_slopes", "fit_intercept"):
+            if name in params:
+                raise ValueError(f"{name} is set by the formula; do not pass it to from_formula")
+        return cls(formula=formula, **params).fit(data)
+
     def predict_proba(self, X, groups=None):
         """``[P(y=0), P(y=1)]`` with the groups' conditional modes (new or no groups: ``b = 0``)."""
         eta = self.decision_function(X, groups)
@@ -256,6 +301,11 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     def decision_function(self, X, groups=None):
         """The linear predictor ``X beta + Z b_g``."""
         check_is_fitted(self)
+        spec = self.__dict__.get("_formula")
+        if spec is not None:
+            if groups is not None:
+                raise ValueError("groups given with a formula: the data's grouping column is used; drop groups=")
+            X, groups = spec.rows(_frame_as_pandas(X))
         Xv = validate_data(self, X, reset=False, dtype=np.float64)
         _finite_or_raise(Xv, "X")
         Xd = self._design(Xv)
@@ -285,11 +335,11 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     @property
     def coef_(self):
         b = self._state.beta
-        return (b[1:] if self.fit_intercept else b).copy()
+        return (b[1:] if self._icpt() else b).copy()
 
     @property
     def intercept_(self):
-        return float(self._state.beta[0]) if self.fit_intercept else 0.0
+        return float(self._state.beta[0]) if self._icpt() else 0.0
 
     @property
     def theta_(self):
@@ -354,7 +404,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ internals
     def _design(self, Xv):
-        icpt = int(bool(self.fit_intercept))
+        icpt = int(self._icpt())
         Xd = np.empty((Xv.shape[0], Xv.shape[1] + icpt))
         if icpt:
             Xd[:, 0] = 1.0
@@ -378,13 +428,65 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None, got {self.callback!r}")
         v = self.verbose
-        if isinstance(v, bool) or not isinstance(v, (numbers.Integral, bool)) or v < 0:
-            if not isinstance(v, bool):
-                raise ValueError(f"verbose must be a non-negative integer or bool, got {v!r}")
+        if not isinstance(v, bool) and (not isinstance(v, numbers.Integral) or v < 0):
+            raise ValueError(f"verbose must be a non-negative integer or bool, got {v!r}")
+        f = self.formula
+        if f is not None:
+            if not isinstance(f, (str, FormulaSpec)):
+                raise TypeError(f"formula must be a string such as \"y ~ x + (1 | g)\", got {type(f).__name__}")
+            if self.random_slopes is not None:
+                raise ValueError("formula and random_slopes both given: the formula's bar term ((1 + x | g)) "
+                                 "defines the random slopes; drop random_slopes")
+
+    def _icpt(self, new=None):
+        """Whether the design has an intercept: the formula's say, else ``fit_intercept``."""
+        spec = (new or {}).get("_formula", self.__dict__.get("_formula"))
+        return bool(spec.intercept) if spec is not None else bool(self.fit_intercept)
+
+    def _formula_rows(self, X, y, groups, reset):
+        """With a formula: (fixed design, response, grouping column, spec, slope names) of the frame ``X``."""
+        spec = None if reset else self.__dict__.get("_formula")
+        if (self.formula if reset else spec) is None:
+            return X, y, groups, None, self.random_slopes
+        if groups is not None:
+            raise ValueError("groups given with a formula: its bar term names the grouping column ((1 | g)); "
+                             "drop groups=")
+        data = _frame_as_pandas(X)
+        if not isinstance(data, pd.DataFrame):
+            raise ValueError("a formula stream takes a DataFrame holding the formula's columns")
+        if reset:
+            if isinstance(self.formula, FormulaSpec):
+                spec = self.formula
+                Xf, gframe = spec.rows(data, need_groups=True)
+            else:
+                spec, Xf, gframe = FormulaSpec.build(self.formula, data)
+            if spec.parsed.offsets or spec.parsed.cbind is not None:
+                raise ValueError(f"StreamingMixedLogistic fits neither offset() terms nor cbind() responses "
+                                 f"(formula {spec.formula!r}); use MixedLogisticRegressor")
+            if len(spec.random) != 1:
+                raise ValueError(f"StreamingMixedLogistic supports one random-effects term (one grouping factor); "
+                                 f"{spec.formula!r} has {len(spec.random)}")
+            term = spec.random[0]
+            if not term.intercept:
+                raise ValueError(f"({term.factor}): the stream always estimates a random intercept; write (1 + ... | g)")
+            if term.columns and not term.correlated:
+                raise ValueError("the stream estimates a full covariance matrix; use | (correlated random effects)")
+            missing = [c for c in term.columns if c not in spec.columns]
+            if missing or spec.extra:
+                raise ValueError(f"random slope(s) {missing or list(term.columns)} must also be fixed-effect "
+                                 "columns of the formula")
+        else:
+            Xf, gframe = spec.rows(data, need_groups=True)
+        if y is None:
+            y = spec.target(data)[0]
+        self._formula = spec  # (restored by @transactional if the batch is refused)
+        return Xf, y, gframe, spec, list(spec.random[0].columns) or None
 
     def _prepare(self, X, y, groups, reset):
         if reset:
             self._check_params()
+            self.__dict__.pop("_formula", None)
+        X, y, groups, spec, slopes = self._formula_rows(X, y, groups, reset)
         groups = _check_groups_arg(groups)
         if groups is None:
             raise ValueError("StreamingMixedLogistic requires groups")
@@ -405,17 +507,17 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         factor = factors[0]
         if factor.codes.shape[0] != Xv.shape[0]:
             raise ValueError(f"X has {Xv.shape[0]} rows but groups has {factor.codes.shape[0]}")
-        return self._design(Xv), yv, factor
+        return self._design(Xv), yv, factor, slopes
 
     def _consume(self, X, y, groups, reset):
-        Xd, yv, factor = self._prepare(X, y, groups, reset)
+        Xd, yv, factor, slope_cols = self._prepare(X, y, groups, reset)
         new = {}
         if reset:
-            icpt = int(bool(self.fit_intercept))
+            icpt = int(self._icpt(new))
             names_in = ([str(c) for c in self.feature_names_in_] if hasattr(self, "feature_names_in_")
                         else [f"x{k}" for k in range(Xd.shape[1] - icpt)])
             slopes = []
-            for s in self.random_slopes or []:
+            for s in slope_cols or []:
                 if isinstance(s, str):
                     if s not in names_in:
                         raise ValueError(f"random slope {s!r} is not a column of X")

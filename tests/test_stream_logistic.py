@@ -139,3 +139,37 @@ def test_progress_callback_and_trace_do_not_change_the_fit(data):
     assert sum(i["corrected"] for i in info) == m.n_corrections_
     with pytest.raises(ValueError, match="trace_every"):
         StreamingMixedLogistic(trace_every=0).fit(X, y, groups=g)
+
+
+def test_formula_stream_is_the_array_stream_and_the_batch_fit():
+    df = make_big_grouped_data(8_000, 20, seed=3)  # grouped order, 400 rows per group
+    form = "y_bin ~ x + b + (1 + x | g)"
+    m = StreamingMixedLogistic.from_formula(form, df.iloc[:3000], max_rows_per_group=500)
+    m.partial_fit(df.iloc[3000:6000]).partial_fit(df.iloc[6000:])
+    arr = StreamingMixedLogistic(random_slopes=["x"], max_rows_per_group=500)
+    for a, b in ((0, 3000), (3000, 6000), (6000, 8000)):
+        arr.partial_fit(df[["x", "b"]][a:b], df["y_bin"][a:b], groups=df["g"][a:b])
+    np.testing.assert_array_equal(m.fixed_effects_, arr.fixed_effects_)
+    np.testing.assert_array_equal(m.predict_proba(df.iloc[:50]), arr.predict_proba(df[["x", "b"]][:50],
+                                                                                     groups=df["g"][:50]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = MixedLogisticRegressor.from_formula(form, df)
+    d = np.abs((m.fixed_effects_ - ref.fixed_effects_) / ref.fixed_effects_se_).max()
+    assert d < 1e-4, d  # no row folded: the stream's Laplace fit is the batch one
+    assert isinstance(m.predict_proba(df.iloc[:3]), np.ndarray)
+    pop = m.decision_function(df.iloc[:3].drop(columns=["g"]))  # no grouping column: population part
+    np.testing.assert_allclose(pop, df[["x", "b"]][:3].to_numpy() @ m.coef_ + m.intercept_)
+    for form_bad, msg in [("y_bin ~ x + (1 | g) + (1 | b)", "one random-effects term"),
+                          ("y_bin ~ x + (0 + x | g)", "random intercept"),
+                          ("y_bin ~ b + (1 + x | g)", "must also be fixed-effect")]:
+        with pytest.raises(ValueError, match=msg):
+            StreamingMixedLogistic.from_formula(form_bad, df.iloc[:500])
+    with pytest.raises(ValueError, match="groups given with a formula"):
+        m.partial_fit(df.iloc[:10], groups=df["g"][:10])
+    bad = df.iloc[:100].copy()
+    bad.loc[bad.index[5], "x"] = np.nan
+    before = pickle.dumps(m)
+    with pytest.raises(ValueError):
+        m.partial_fit(bad)
+    assert pickle.dumps(m) == before
