@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._base import _check_groups_arg, _finite_or_raise, _frame_as_pandas
 from ._design.formula import FormulaSpec
@@ -62,11 +62,12 @@ class LaplaceStreamState:
     corrections run]``.
     """
 
-    ROW_FIELDS = ("Xbuf", "ybuf", "nbuf", "gn", "glast", "Af", "af", "Bf", "Df", "cf", "kf", "u", "poly", "bref",
+    ROW_FIELDS = ("Xbuf", "ybuf", "wbuf", "nbuf", "gn", "glast", "Af", "af", "Bf", "Df", "cf", "kf", "u", "poly", "bref",
                   "xbar", "polyx", "gfold")
 
     Xbuf: np.ndarray
     ybuf: np.ndarray
+    wbuf: np.ndarray
     nbuf: np.ndarray
     gn: np.ndarray
     glast: np.ndarray
@@ -95,7 +96,7 @@ class LaplaceStreamState:
         k = q * (q + 1) // 2
         rows, cols = theta_positions(q)
         theta = np.where(rows == cols, 1.0, 0.0)[:k]
-        return cls(Xbuf=np.zeros((G, R, p)), ybuf=np.zeros((G, R)), nbuf=np.zeros(G, dtype=np.int64),
+        return cls(Xbuf=np.zeros((G, R, p)), ybuf=np.zeros((G, R)), wbuf=np.zeros((G, R)), nbuf=np.zeros(G, dtype=np.int64),
                    gn=np.zeros(G), glast=np.full(G, -1, dtype=np.int64), Af=np.zeros((G, p, p)),
                    af=np.zeros((G, p)), Bf=np.zeros((G, q, q)), Df=np.zeros((G, p, q)), cf=np.zeros((G, q)),
                    kf=np.zeros(G), u=np.zeros((G, q)),
@@ -141,7 +142,7 @@ class LaplaceStreamState:
         """Laplace deviance of all rows seen (modes into ``u``, a scratch copy by default)."""
         u = self.u.copy() if u is None else u
         return float(_k.laplace_deviance(np.ascontiguousarray(beta, dtype=float), self.lam(theta), zidx,
-                                         self.Xbuf, self.ybuf, self.nbuf, self.glast, self.Af, self.af,
+                                         self.Xbuf, self.ybuf, self.wbuf, self.nbuf, self.glast, self.Af, self.af,
                                          self.Bf, self.Df, self.cf, self.kf, self.poly, self.bref, self.xbar, self.polyx, u))
 
 
@@ -234,12 +235,12 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ public API
     @transactional
-    def fit(self, X, y=None, groups=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`)."""
-        return self._consume(X, y, groups, reset=True)
+        return self._consume(X, y, groups, reset=True, sample_weight=sample_weight)
 
     @transactional
-    def partial_fit(self, X, y=None, groups=None, classes=None):
+    def partial_fit(self, X, y=None, groups=None, classes=None, sample_weight=None):
         """Consume a batch of rows in order (validated as a whole first; all or nothing).
 
         Parameters
@@ -250,12 +251,16 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             Group labels (any hashable type); required.
         classes : ignored
             Accepted for scikit-learn's incremental-learning convention (always ``[0, 1]``).
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, non-negative (as :class:`~skmixed.MixedLogisticRegressor`'s
+            ``sample_weight`` for 0/1 outcomes: a weight of 2 counts the row twice); a row of
+            weight 0 is skipped (not counted in ``n_seen_``).
 
         Returns
         -------
         self
         """
-        return self._consume(X, y, groups, reset=not hasattr(self, "_state"))
+        return self._consume(X, y, groups, reset=not hasattr(self, "_state"), sample_weight=sample_weight)
 
     @classmethod
     def from_formula(cls, formula, data, **params):
@@ -509,8 +514,22 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {Xv.shape[0]} rows but groups has {factor.codes.shape[0]}")
         return self._design(Xv), yv, factor, slopes
 
-    def _consume(self, X, y, groups, reset):
+    def _consume(self, X, y, groups, reset, sample_weight=None):
         Xd, yv, factor, slope_cols = self._prepare(X, y, groups, reset)
+        wts = np.empty(0)
+        if sample_weight is not None:
+            wts = _check_sample_weight(sample_weight, Xd, dtype=np.float64, ensure_non_negative=True)
+            _finite_or_raise(wts, "sample_weight")
+            if float(wts.max(initial=0.0)) > 1e150:
+                raise ValueError("sample_weight is too large (above 1e150): rescale the weights")
+            keep = wts > 0
+            if not keep.any():
+                raise ValueError("sample_weight has no positive entry")
+            if not keep.all():  # a row of weight 0 is a row not seen (nor is a group only such rows name)
+                Xd, yv, wts = Xd[keep], yv[keep], wts[keep]
+                used, codes = np.unique(factor.codes[keep], return_inverse=True)
+                factor = type(factor)(factor.name, codes.astype(np.int64), factor.levels[used])
+            wts = np.ascontiguousarray(wts)
         new = {}
         if reset:
             icpt = int(self._icpt(new))
@@ -543,7 +562,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             codes = np.ascontiguousarray(levels.code(factor.levels)[factor.codes])
             stg = Staging(base, codes, fresh=reset)
             stg.ensure_capacity(len(levels))
-            traces = self._run(stg, Xd, yv, codes, zidx, len(levels), new)
+            traces = self._run(stg, Xd, yv, codes, zidx, len(levels), new, wts)
         except BaseException:
             if stg is not None:
                 stg.rollback()
@@ -561,7 +580,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         k = int(self.refit_every)
         return (last // k + 1) * k
 
-    def _run(self, stg, Xd, yv, codes, zidx, n_groups, new):
+    def _run(self, stg, Xd, yv, codes, zidx, n_groups, new, wts):
         """Feed the batch with the scheduled corrections; returns the trace rows recorded."""
         st = stg.state
         n = Xd.shape[0]
@@ -577,7 +596,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             bar = tqdm(total=n, unit="rows", desc="StreamingMixedLogistic", leave=False)
         try:
             while pos < n:
-                pos, fold_anyway = self._segment(stg, Xd, yv, codes, zidx, n_groups, new, start, pos, fold_anyway,
+                pos, fold_anyway = self._segment(stg, Xd, yv, wts, codes, zidx, n_groups, new, start, pos, fold_anyway,
                                                  traces, te, bar)
         finally:
             if bar is not None:
@@ -596,7 +615,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                     self, "feature_names_", None)), name="fixed_effects"),
                 "cov_re": pd.DataFrame(L @ L.T, index=names, columns=names), "corrected": bool(corrected)}
 
-    def _segment(self, stg, Xd, yv, codes, zidx, n_groups, new, start, pos, fold_anyway, traces, te, bar):
+    def _segment(self, stg, Xd, yv, wts, codes, zidx, n_groups, new, start, pos, fold_anyway, traces, te, bar):
         """Rows up to the next correction (or a full buffer); returns the new position and fold flag."""
         st = stg.state
         n = Xd.shape[0]
@@ -606,8 +625,9 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                                  and start + n - int(st.ic[1]) >= AUTO_END_ROWS_PER_GROUP * n_groups)
         # no fold before the first correction: a fold linearises at the current beta
         first = st.ic[2] == 0 and not fold_anyway
-        k = _k.add_rows(Xd[pos:stop], yv[pos:stop], codes[pos:stop], zidx, st.beta, st.lam(), st.Xbuf,
-                        st.ybuf, st.nbuf, st.gn, st.glast, st.Af, st.af, st.Bf, st.Df, st.cf, st.kf, st.u,
+        w = wts if wts.shape[0] == 0 else wts[pos:stop]
+        k = _k.add_rows(Xd[pos:stop], yv[pos:stop], w, codes[pos:stop], zidx, st.beta, st.lam(), st.Xbuf, st.ybuf,
+                        st.wbuf, st.nbuf, st.gn, st.glast, st.Af, st.af, st.Bf, st.Df, st.cf, st.kf, st.u,
                         st.poly, st.bref, st.xbar, st.polyx, st.gfold, start + pos, first)
         st.ic[0] = start + pos + k
         full = k < stop - pos
