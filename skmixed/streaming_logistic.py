@@ -42,6 +42,7 @@ from ._design.formula import FormulaSpec
 from ._design.grouping import make_factors
 from ._design.level_index import LevelIndex
 from ._kernels import stream_glmm as _k
+from ._kernels.sema import decay_factor
 from ._solvers.sema import Staging
 from ._solvers.sema_exact import theta_positions
 from ._transaction import transactional
@@ -86,6 +87,8 @@ class LaplaceStreamState:
     beta: np.ndarray
     theta: np.ndarray
     ic: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
+    # forgetting: [alpha (0: none), epoch]; rows are stored with weights relative to the epoch's
+    fg: np.ndarray = field(default_factory=lambda: np.zeros(2))
     # the deviance's Hessian in (beta, theta) at the last correction divided by the rows seen
     # then: the next one's Newton steps
     hess: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
@@ -138,12 +141,25 @@ class LaplaceStreamState:
         L[rows, cols] = self.theta if theta is None else theta
         return L
 
+    def weight_scale(self) -> float:
+        """What the stored weights are multiplied by now (forgetting since the epoch; 1 without)."""
+        return float(decay_factor(self.fg[1], float(self.ic[0]), self.fg[0]))
+
+    def rebase(self) -> None:
+        """Fold the forgetting since the epoch into the stored weights (every group: after a privatize)."""
+        ws = self.weight_scale()
+        if ws != 1.0:
+            for name in ("wbuf", "kf", "af", "Af", "Df", "cf", "Bf", "poly", "polyx"):
+                getattr(self, name)[...] *= ws
+        self.fg[1] = float(self.ic[0])
+
     def deviance(self, beta, theta, zidx, u=None):
         """Laplace deviance of all rows seen (modes into ``u``, a scratch copy by default)."""
         u = self.u.copy() if u is None else u
         return float(_k.laplace_deviance(np.ascontiguousarray(beta, dtype=float), self.lam(theta), zidx,
                                          self.Xbuf, self.ybuf, self.wbuf, self.nbuf, self.glast, self.Af, self.af,
-                                         self.Bf, self.Df, self.cf, self.kf, self.poly, self.bref, self.xbar, self.polyx, u))
+                                         self.Bf, self.Df, self.cf, self.kf, self.poly, self.bref, self.xbar, self.polyx, u,
+                                         self.weight_scale()))
 
 
 class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
@@ -187,6 +203,11 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         the formula's columns (``y`` optional: the formula's response); the formula's
         intercept (``0 +`` drops it) takes the place of ``fit_intercept``, and
         ``random_slopes`` must be None.  See :meth:`from_formula`.
+    forgetting : float, optional
+        Smooth sliding window ``alpha`` (> 1), as :class:`~skmixed.streaming.StreamingMixed`'s:
+        from row ``alpha`` on each new row down-weights all earlier rows by
+        ``(alpha - 1) / alpha``, and the corrections fit the rows so weighted (each row's
+        log-likelihood times its weight; the random-effects prior is not weighted).
 
     Attributes
     ----------
@@ -223,7 +244,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, fit_intercept=True, random_slopes=None, max_rows_per_group=64, refit_every="auto",
-                 verbose=0, callback=None, trace_every=None, formula=None):
+                 verbose=0, callback=None, trace_every=None, formula=None, forgetting=None):
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.max_rows_per_group = max_rows_per_group
@@ -232,6 +253,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         self.callback = callback
         self.trace_every = trace_every
         self.formula = formula
+        self.forgetting = forgetting
 
     # ------------------------------------------------------------------ public API
     @transactional
@@ -435,6 +457,9 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         v = self.verbose
         if not isinstance(v, bool) and (not isinstance(v, numbers.Integral) or v < 0):
             raise ValueError(f"verbose must be a non-negative integer or bool, got {v!r}")
+        a = self.forgetting
+        if a is not None and (isinstance(a, bool) or not isinstance(a, numbers.Real) or not np.isfinite(a) or a <= 1):
+            raise ValueError(f"forgetting must be a number > 1 (the window alpha) or None, got {a!r}")
         f = self.formula
         if f is not None:
             if not isinstance(f, (str, FormulaSpec)):
@@ -551,6 +576,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                        _zidx=zidx, _levels=LevelIndex(factor.name), _factor_name=factor.name,
                        classes_=np.array([0, 1]))
             base = LaplaceStreamState.new(Xd.shape[1], zidx.size, int(self.max_rows_per_group))
+            base.fg[0] = 0.0 if self.forgetting is None else float(self.forgetting)
         else:
             base = self._state
         levels = new.get("_levels", getattr(self, "_levels", None))
@@ -596,6 +622,9 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             bar = tqdm(total=n, unit="rows", desc="StreamingMixedLogistic", leave=False)
         try:
             while pos < n:
+                if st.fg[0] > 0 and decay_factor(st.fg[1], float(st.ic[0] + n - pos), st.fg[0]) < 1e-200:
+                    stg.privatize()  # (forgetting) keep the stored weights finite: fold the decay in now
+                    st.rebase()
                 pos, fold_anyway = self._segment(stg, Xd, yv, wts, codes, zidx, n_groups, new, start, pos, fold_anyway,
                                                  traces, te, bar)
         finally:
@@ -628,7 +657,8 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         w = wts if wts.shape[0] == 0 else wts[pos:stop]
         k = _k.add_rows(Xd[pos:stop], yv[pos:stop], w, codes[pos:stop], zidx, st.beta, st.lam(), st.Xbuf, st.ybuf,
                         st.wbuf, st.nbuf, st.gn, st.glast, st.Af, st.af, st.Bf, st.Df, st.cf, st.kf, st.u,
-                        st.poly, st.bref, st.xbar, st.polyx, st.gfold, start + pos, first)
+                        st.poly, st.bref, st.xbar, st.polyx, st.gfold, start + pos, first, float(st.fg[0]),
+                        float(st.fg[1]))
         st.ic[0] = start + pos + k
         full = k < stop - pos
         lo, hi = start + pos, start + pos + k
@@ -659,6 +689,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         if seen.sum() < 2 or st.ic[0] <= st.p + st.theta.size:
             return False
         stg.privatize()  # every group's mode is rewritten
+        st.rebase()  # (forgetting) the stored weights at their current scale
         p = st.p
         rows, cols = theta_positions(st.q)
         bounds = [(None, None)] * p + [(0.0 if r == c else None, None) for r, c in zip(rows, cols)]

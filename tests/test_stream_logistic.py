@@ -197,3 +197,25 @@ def test_sample_weight_counts_rows_and_matches_the_weighted_batch_fit():
     with pytest.raises(ValueError, match="(?i)negative"):
         m.partial_fit(X[:10], y[:10], groups=g[:10], sample_weight=-np.ones(10))
     assert pickle.dumps(m) == before
+
+
+def test_forgetting_targets_the_down_weighted_batch_fit():
+    from skmixed._kernels.sema import decay_factor
+
+    df = make_big_grouped_data(6_000, 20, seed=5).sample(frac=1, random_state=1)
+    X, y, g = df[["x", "b"]].to_numpy(float), df["y_bin"].to_numpy(), df["g"].to_numpy()
+    alpha, n = 2000.0, len(y)
+    w = np.array([decay_factor(i, n, alpha) for i in range(1, n + 1)])  # lam ** (rows after it, from alpha)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = MixedLogisticRegressor().fit(X, y, groups=g, sample_weight=w)
+    for keep, tol in ((1000, 1e-5), (16, 0.05)):  # no row folded (measured 3e-8 SE); folded (0.010)
+        m = StreamingMixedLogistic(max_rows_per_group=keep, forgetting=alpha)
+        for a in range(0, n, 1500):
+            m.partial_fit(X[a:a + 1500], y[a:a + 1500], groups=g[a:a + 1500])
+        d = np.abs((m.fixed_effects_ - ref.fixed_effects_) / ref.fixed_effects_se_).max()
+        assert d < tol, (keep, d)
+    plain = StreamingMixedLogistic(max_rows_per_group=1000).fit(X, y, groups=g)
+    assert np.abs((plain.fixed_effects_ - ref.fixed_effects_) / ref.fixed_effects_se_).max() > 0.2  # it matters
+    with pytest.raises(ValueError, match="forgetting"):
+        StreamingMixedLogistic(forgetting=1.0).fit(X, y, groups=g)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 from .glmm import _chol as chol_small, _chol_solve as chol_solve_small
+from .sema import decay_factor
 
 
 @njit(cache=True)
@@ -143,10 +144,12 @@ def _chol_solve(H, g, R, out):
 
 
 @njit(cache=True)
-def _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx):
+def _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx,
+             ws):
     """``h_g(u)`` (the group's approximate log-likelihood plus the prior ``-|u|^2 / 2``).
 
     ``eta_off[i]`` must hold ``x_i'beta`` for the group's buffered rows; ``b`` is workspace.
+    ``ws`` multiplies the log-likelihood (all stored weights; forgetting), not the prior.
     """
     p = beta.shape[0]
     q = Lam.shape[0]
@@ -173,7 +176,7 @@ def _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, 
         for m in range(q):
             t += Bf[g, k, m] * b[m]
         h -= 0.5 * b[k] * t
-        h -= 0.5 * u[k] * u[k]
+        h -= 0.5 * u[k] * u[k] / ws  # (ws * h below: the prior is not weighted)
     if q == 1 and poly.shape[1] > 1:
         h += _poly(_series(g, beta, poly, polyx), _shift(g, b, beta, bref, xbar))[0]
     for r in range(nbuf[g]):
@@ -182,11 +185,12 @@ def _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, 
             c = zidx[k]
             eta += b[k] * (1.0 if c < 0 else Xbuf[g, r, c])
         h += wbuf[g, r] * _loglik_row(ybuf[g, r], eta)
-    return h
+    return ws * h
 
 
 @njit(cache=True)
-def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, max_iter, tol):
+def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, max_iter, tol,
+               ws):
     """Conditional mode ``u_g^`` (Newton from ``u``, in place, with step halving).
 
     Returns ``(h_g(u^), log|H_g(u^)|)``; ``log|H|`` is ``nan`` when Newton fails.
@@ -209,7 +213,7 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf
     grad = np.empty(q)
     step = np.empty(q)
     cand = np.empty(q)
-    h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
+    h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx, ws)
     ld = np.nan
     polish = False
     for it in range(max_iter + 2):
@@ -241,6 +245,11 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf
                 gb[k] += res * z[k]
                 for m in range(q):
                     M[k, m] += w * z[k] * z[m]
+        if ws != 1.0:  # the log-likelihood's weight (forgetting); the prior keeps its own
+            for k in range(q):
+                gb[k] *= ws
+                for m in range(q):
+                    M[k, m] *= ws
         # grad_u = Lam' gb - u ; H = Lam' M Lam + I
         for k in range(q):
             t = 0.0
@@ -269,7 +278,7 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf
             # start, and finite differences of the deviance would pick it up
             for k in range(q):
                 u[k] += step[k]
-            h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
+            h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx, ws)
             polish = True
             continue
         t = 1.0
@@ -277,13 +286,13 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf
         for _ in range(40):
             for k in range(q):
                 cand[k] = u[k] + t * step[k]
-            hc = _group_h(g, cand, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
+            hc = _group_h(g, cand, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx, ws)
             if hc >= h - 1e-12 * abs(h):
                 ok = True
                 break
             t *= 0.5
         if not ok:
-            _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
+            _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx, ws)
             break
         for k in range(q):
             u[k] = cand[k]
@@ -292,11 +301,11 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf
 
 
 @njit(cache=True)
-def fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, gfold):
+def fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, gfold, ws):
     """Fold the group's buffered rows into its quadratic statistics at its conditional mode."""
     p = beta.shape[0]
     q = Lam.shape[0]
-    group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 50, 1e-12)
+    group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 50, 1e-12, ws)
     b = np.zeros(q)
     for k in range(q):
         t = 0.0
@@ -380,37 +389,44 @@ def fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf
 
 @njit(cache=True)
 def add_rows(X, y, wts, codes, zidx, beta, Lam, Xbuf, ybuf, wbuf, nbuf, gn, glast, Af, af, Bf, Df, cf, kf, u, poly, bref,
-             xbar, polyx, gfold, n0, stop_at_fold):
+             xbar, polyx, gfold, n0, stop_at_fold, alpha, epoch):
     """Stream rows in: each joins its group's buffer (a full buffer is folded first), then the
     group's conditional mode takes one Newton step (its BLUP ``Lam u_g`` is current for
     predictions).  ``n0`` is the number of rows seen before the batch.
 
     With ``stop_at_fold`` the kernel returns before the first fold (a fold linearises at the
     current ``beta``, which should then come from a correction): returns the rows consumed.
+
+    Forgetting (``alpha > 0``): row ``t`` is stored with the weight ``w / d(epoch, t)`` and
+    the log-likelihood at row ``t`` is weighted by ``d(epoch, t)`` (``d`` = :func:`decay_factor`),
+    so row ``i`` counts ``w_i d(i, t)`` -- the sliding window of :class:`StreamingMixed`.
     """
     n = X.shape[0]
     p = X.shape[1]
     R = Xbuf.shape[1]
     for i in range(n):
         g = codes[i]
+        ws = decay_factor(epoch, n0 + i + 1, alpha)
         if nbuf[g] == R:
             if stop_at_fold:
                 return i
-            fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, gfold)
+            fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, gfold,
+                       ws)
         r = nbuf[g]
         for m in range(p):
             Xbuf[g, r, m] = X[i, m]
         ybuf[g, r] = y[i]
-        wbuf[g, r] = 1.0 if wts.shape[0] == 0 else wts[i]
+        wbuf[g, r] = (1.0 if wts.shape[0] == 0 else wts[i]) / ws
         nbuf[g] = r + 1
         gn[g] += 1.0
         glast[g] = n0 + i + 1
-        group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 1, 0.0)
+        group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 1, 0.0, ws)
     return n
 
 
 @njit(cache=True)
-def laplace_deviance(beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, glast, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, u):
+def laplace_deviance(beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, glast, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, u,
+                     ws):
     """glmer's Laplace deviance of all rows seen at ``(beta, Lam)``; the modes are left in ``u``.
 
     Every group's mode is found by Newton from the ``u`` given (the modes of a nearby
@@ -424,7 +440,7 @@ def laplace_deviance(beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, glast, Af, af, Bf,
     for g in range(G):
         if glast[g] < 0:
             continue
-        h, ld = group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 50, 1e-13)
+        h, ld = group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 50, 1e-13, ws)
         if not np.isfinite(ld):
             return np.inf
         dev += -2.0 * h + ld
