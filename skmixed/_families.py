@@ -44,6 +44,11 @@ class Family:
     def linkfun(self, mu):
         raise NotImplementedError
 
+    def simulate(self, mu, w, rng):
+        """Responses drawn at means ``mu`` (``(n,)`` or ``(n, n_sim)``) for rows of weights ``w``
+        (None: unit weights), on the scale the fit takes them (proportions for weighted binomial rows)."""
+        raise NotImplementedError
+
     def linkinv(self, eta):
         raise NotImplementedError
 
@@ -112,6 +117,14 @@ class Binomial(Family):
     def saturated_constant(self, y, w):
         return float(2.0 * np.sum(w * (special.xlogy(y, y) + special.xlogy(1.0 - y, 1.0 - y))))
 
+    def simulate(self, mu, w, rng):
+        # glmer's simulate: a weighted row is w trials (a proportion of w successes); frequency
+        # weights are the same thing, w identical rows whose likelihood is that of their sum
+        if w is None:
+            return (rng.random(mu.shape) < mu).astype(float)
+        n = np.round(np.asarray(w, dtype=float))[:, None] if mu.ndim == 2 else np.round(w)
+        return rng.binomial(n.astype(np.int64), mu) / n
+
     def check_y(self, y):
         if np.any((y < 0) | (y > 1)):
             raise ValueError("a binomial response must be 0/1 or a proportion in [0, 1]")
@@ -145,6 +158,13 @@ class Poisson(Family):
 
     def saturated_constant(self, y, w):
         return float(2.0 * np.sum(w * (special.xlogy(y, y) - y)))
+
+    def simulate(self, mu, w, rng):
+        # frequency weights: w identical rows, whose likelihood is that of their sum ~ Poisson(w mu)
+        if w is None:
+            return rng.poisson(mu).astype(float)
+        w = np.asarray(w, dtype=float)[:, None] if mu.ndim == 2 else np.asarray(w, dtype=float)
+        return rng.poisson(w * mu) / w
 
     def check_y(self, y):
         if np.any(y < 0):

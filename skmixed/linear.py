@@ -248,9 +248,6 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         else:
             self._fit_mixed(fd)
         self._finish(fd)
-        if fd.offset is not None:
-            # simulate()/bootstrap() draw responses around X beta + Z b: refuse rather than omit the offset
-            self._lmm_state.extra["not_simulable"] = "a fit with an offset"
         return self
 
     def _fit_mixed(self, fd: FitData):

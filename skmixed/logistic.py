@@ -256,16 +256,16 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
                               UserWarning, stacklevel=2)
         offset = merge_offsets(fd.offset, offset, fd.X.shape[0])
         res = self._fit_glmm(fd, offset)
-        if offset is not None or trials:
-            # the simulation code draws Bernoulli rows without an offset: refuse rather than mislead
-            self._glmm_state.extra["not_simulable"] = "a fit with an offset" if offset is not None \
-                else "binomial proportions with trials"
         self.classes_ = classes
         self._warn_problems(res, fd)
         return self
 
     def _fit_glmm(self, fd, offset):
         """Fit the validated data (shared with MixedPoissonRegressor); stores everything but the classes."""
+        if offset is not fd.offset:
+            # the fit's data carries its whole offset (formula's and argument's): simulations,
+            # bootstrap refits and likelihood profiles read it from there
+            fd = dataclasses.replace(fd, offset=offset)
         blocks = amalgamate(fd.terms, [f.n_levels for f in fd.factors]) if fd.terms else []
         if self.nagq > 1 and blocks and (len(blocks) > 1 or blocks[0].q > 1):
             raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects "
@@ -311,7 +311,7 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
     def _refit_response(self, fd: FitData):
         # the bootstrap's refits: the fitted blocks, the design as given (no re-scaling)
         blocks = self._glmm_state.blocks
-        self._store(fd, blocks, self._fit_mixed(fd, blocks))
+        self._store(fd, blocks, self._fit_mixed(fd, blocks, fd.offset))
 
     def _weights(self, fd):
         return np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
@@ -385,10 +385,14 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         self.vcov_method_ = res.vcov_method
         self.nagq_ = int(self.nagq) if blocks else 0
         self._set_factor_attrs(fd)
-        self._glmm_state = GLMMState(list(blocks), LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors],
-                                                           fd),
-                                     extra={"r2_parts": variance_parts(fd.X, fd.weights, blocks, beta,
-                                                                       fd.z_source)})
+        if fd.X.shape[0] == 0 and fd.n_obs > 0:
+            # a distributed fit: the rows stayed on the workers, so the row-based inference
+            # (simulate, bootstrap, Nakagawa R2) must refuse clearly rather than work on no rows
+            rows, extra = None, {}
+        else:
+            rows = LMMRows(fd.X, fd.y, fd.weights, [f.codes for f in fd.factors], fd)
+            extra = {"r2_parts": variance_parts(fd.X, fd.weights, blocks, beta, fd.z_source)}
+        self._glmm_state = GLMMState(list(blocks), rows, extra=extra)
         icpt, coef = self._sklearn_coefs(fd, beta)
         self.intercept_ = np.array([icpt])
         self.coef_ = coef.reshape(1, -1)

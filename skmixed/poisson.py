@@ -13,11 +13,12 @@ from ._families import POISSON
 from ._summary import Summary
 from .logistic import MixedLogisticRegressor, SingularFitWarning
 from ._transaction import transactional
+from .inference._mixin import InferenceMixin
 
 __all__ = ["MixedPoissonRegressor"]
 
 
-class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
+class MixedPoissonRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
     """Poisson mixed model (GLMM, log link), as ``lme4::glmer(family = poisson)``.
 
     ``y | b ~ Poisson(mu)``, ``log(mu) = offset + X beta + Z b``, ``b ~ N(0, Sigma)``.
@@ -102,7 +103,16 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
     _fit_fixed_only = MixedLogisticRegressor._fit_fixed_only
     _glmer_summary_lines = MixedLogisticRegressor._glmer_summary_lines
     _store = MixedLogisticRegressor._store
-    _refit_response = MixedLogisticRegressor._refit_response
+
+    def _refit_response(self, fd):
+        # the bootstrap's refits, with a regressor's shapes as after fit
+        MixedLogisticRegressor._refit_response(self, fd)
+        self._regressor_shapes()
+
+    def _regressor_shapes(self):
+        # the shared storage sets a binary classifier's (1, p) / (1,)
+        self.coef_ = np.ravel(self.coef_)
+        self.intercept_ = float(np.ravel(self.intercept_)[0])
 
     def _validate_y(self, y, n):
         y_arr = super()._validate_y(y, n)
@@ -138,12 +148,14 @@ class MixedPoissonRegressor(RegressorMixin, MixedModelBase):
 
     def _finish_poisson(self, res):
         """What the Poisson model changes in the shared storage (also after a distributed fit)."""
-        # the inference helpers (bootstrap, simulate, Nakagawa R2) are written for the logistic model
-        self._glmm_state.extra["not_simulable"] = "the Poisson model"
+        # Nakagawa's R2 for counts needs a distribution-specific variance approximation (lognormal,
+        # delta or trigamma, which R packages disagree on): refused by name rather than guessed
         self._glmm_state.extra.pop("r2_parts", None)
-        # a regressor's shapes (the shared storage sets a binary classifier's (1, p) / (1,))
-        self.coef_ = self.coef_.ravel()
-        self.intercept_ = float(self.intercept_[0])
+        self._glmm_state.extra["r2_unavailable"] = (
+            "R² and the ICC are not available for the Poisson model: Nakagawa's R² for counts needs a "
+            "distribution-specific variance approximation (lognormal, delta or trigamma) that skmixed does "
+            "not implement")
+        self._regressor_shapes()
         self._warn_problems(res)
 
     def _warn_problems(self, res):

@@ -145,6 +145,16 @@ def test_glmm_laplace_equals_in_memory(client, seed000):
     np.testing.assert_allclose(proba.to_numpy(), f.predict_proba(df[["x", "b"]], groups=df["g"])[:, 1], rtol=1e-6)
     labels = predict_dask(m, ddf).compute()
     np.testing.assert_array_equal(labels.to_numpy(), f.predict(df[["x", "b"]], groups=df["g"]))
+    # the rows stayed on the workers: row-based inference refuses by name instead of running on
+    # no rows (it returned an empty simulation, NaN R2 and a ZeroDivisionError before)
+    for call in (m.simulate, lambda: m.bootstrap(n_boot=3)):
+        with pytest.raises(ValueError, match="training rows"):
+            call()
+    for attr in ("r2_marginal_", "r2_conditional_", "icc_"):
+        with pytest.raises(ValueError, match="variance decomposition"):
+            getattr(m, attr)
+    ci = m.confint(method="wald")  # lme4's Wald intervals: NA for the variance parameters
+    np.testing.assert_allclose(ci.loc[["x", "b"]], f.confint(method="wald").loc[["x", "b"]], rtol=1e-5)
 
 
 def test_glmm_weighted_string_classes(client):

@@ -115,6 +115,10 @@ def test_glmm_crossed_logistic_equals_in_memory(two_factor_counts):
     d = fit_dask(MixedLogisticRegressor(), ddf, y="y", X=["x", "b"], groups=["g", "item"])
     _assert_same_glmm(d, m, same_search=False)
     assert list(d.classes_) == ["no", "yes"]
+    with pytest.raises(ValueError, match="training rows"):
+        d.simulate()
+    with pytest.raises(ValueError, match="variance decomposition"):
+        d.r2_marginal_
     proba = predict_dask(d, ddf, method="predict_proba").compute()
     np.testing.assert_allclose(proba.to_numpy(), m.predict_proba(df[["x", "b"]], groups=df[["g", "item"]])[:, 1],
                                rtol=1e-6)

@@ -102,16 +102,17 @@ def test_glmm_profile_random_slope_matches_lme4():
     np.testing.assert_array_less(np.abs(ci.iloc[:, 1] - ref["upper"]), 1e-3 * width)
 
 
-def test_glmm_profile_needs_the_rows_and_no_offset():
+def test_glmm_profile_needs_the_rows_and_keeps_the_offset():
     df = _cbpp()
     m = MixedLogisticRegressor.from_formula("y ~ 1 + (1 | herd)", df)
     m2 = pickle.loads(pickle.dumps(m))
     with pytest.raises(ValueError, match="training rows"):
         m2.confint(method="profile")
-    mo = MixedLogisticRegressor().fit(np.random.default_rng(0).normal(size=(len(df), 1)), df["y"], groups=df["herd"],
-                                      offset=np.full(len(df), 0.1))
-    with pytest.raises(ValueError, match="offset"):
-        mo.confint(method="profile")
+    # a constant offset moves the intercept's interval by itself and leaves the SD's (before: refused)
+    mo = MixedLogisticRegressor.from_formula("y ~ 1 + offset(o) + (1 | herd)", df.assign(o=0.1))
+    ci, ci0 = mo.confint(method="profile"), m.confint(method="profile")
+    np.testing.assert_allclose(ci.iloc[0], ci0.iloc[0], rtol=1e-4)
+    np.testing.assert_allclose(ci.iloc[1], ci0.iloc[1] - 0.1, atol=1e-4)
     m0 = MixedLogisticRegressor.from_formula("y ~ 1 + (1 | herd)", df, nagq=0)
     with pytest.raises(ValueError, match="nagq=0"):
         m0.confint(method="profile")

@@ -103,17 +103,21 @@ def test_glmm_bootstrap_small():
     assert y.shape == (len(df), 2) and set(np.unique(y)) <= {0, 1}
 
 
-def test_simulation_refuses_offsets_and_trials_by_name():
-    """The simulation draws 0/1 rows without an offset: fits with an offset or with binomial
-    proportions (trials as weights) are refused with the reason, not simulated wrongly."""
-    cb = datasets.load_cbpp()
-    X = pd.get_dummies(cb["period"], prefix="period", drop_first=True).astype(float)
-    y = cb["incidence"] / cb["size"]
-    trials = MixedLogisticRegressor().fit(X, y, groups=cb["herd"], sample_weight=cb["size"])
-    with pytest.raises(ValueError, match="binomial proportions"):
-        trials.simulate(2, random_state=0)
+def test_simulation_keeps_offsets_and_trials():
+    """A constant offset is the intercept moved: the same seed simulates the same responses, and
+    the bootstrap's intercepts move by the offset (before, offsets and trials were refused)."""
     df = datasets.load_cbpp_bernoulli()
     Xb = pd.get_dummies(df["period"], prefix="period", drop_first=True).astype(float)
+    base = MixedLogisticRegressor().fit(Xb, df["y"], groups=df["herd"])
     off = MixedLogisticRegressor().fit(Xb, df["y"], groups=df["herd"], offset=np.full(len(df), 0.1))
-    with pytest.raises(ValueError, match="offset"):
-        skmixed.bootstrap(off, 2, random_state=0)
+    np.testing.assert_array_equal(off.simulate(5, random_state=0), base.simulate(5, random_state=0))
+    b0, b1 = skmixed.bootstrap(base, 3, random_state=0), skmixed.bootstrap(off, 3, random_state=0)
+    d = (b0.replicates - b1.replicates).to_numpy()
+    np.testing.assert_allclose(d[:, 1], 0.1, atol=1e-4)  # (Intercept)
+    np.testing.assert_allclose(np.delete(d, 1, axis=1), 0.0, atol=1e-4)
+    cb = datasets.load_cbpp()
+    X = pd.get_dummies(cb["period"], prefix="period", drop_first=True).astype(float)
+    trials = MixedLogisticRegressor().fit(X, cb["incidence"] / cb["size"], groups=cb["herd"],
+                                          sample_weight=cb["size"])
+    k = trials.simulate(2, random_state=0) * cb["size"].to_numpy()[:, None]
+    assert np.allclose(k, np.round(k))

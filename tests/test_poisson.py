@@ -160,15 +160,23 @@ def test_formula_offset_and_cbind_equal_glmer(nagq):
     _check(b, REFS["cbpp_trials_laplace" if nagq == 1 else "cbpp_trials_agq9"], ll_tol=1e-5, se_rtol=1e-4)
 
 
-def test_inference_helpers_refuse_what_they_cannot_simulate():
+def test_trials_and_counts_are_simulated_on_their_own_scale():
+    """A binomial-trials fit simulates proportions of its trials (glmer's simulate), a Poisson fit
+    counts; both bootstrap (before, both refused)."""
     from skmixed import bootstrap
 
     X, ep = _epil()
     m = MixedPoissonRegressor().fit(X, ep["y"], groups=ep["subject"])
-    with pytest.raises(ValueError, match="not available for the Poisson model"):
-        bootstrap(m, n_boot=2)
+    y = m.simulate(3, random_state=0)
+    assert y.shape == (len(ep), 3) and np.all(y == np.round(y))
+    assert bootstrap(m, n_boot=2, random_state=0).replicates.shape == (2, 1 + X.shape[1] + 1)
     c = load_cbpp()
     Xc = pd.get_dummies(c["period"], prefix="period", drop_first=True, dtype=float)
     mt = MixedLogisticRegressor().fit(Xc, c["incidence"] / c["size"], groups=c["herd"], sample_weight=c["size"])
-    with pytest.raises(ValueError, match="binomial proportions with trials"):
-        mt.simulate(1)
+    s = mt.simulate(200, random_state=1)
+    k = s * c["size"].to_numpy()[:, None]
+    assert np.allclose(k, np.round(k)) and s.min() >= 0 and s.max() <= 1
+    # the simulated total incidence is near the observed one (the fit reproduces it)
+    assert abs(k.sum(axis=0).mean() - c["incidence"].sum()) < 0.1 * c["incidence"].sum()
+    b = bootstrap(mt, n_boot=3, random_state=0)
+    assert b.n_failed == 0 and len(b.replicates) == 3

@@ -174,8 +174,14 @@ def test_lmer_offset(sleep, key, formula, reml):
     np.testing.assert_allclose(m.predict(sleep.head(5)), ref["fitted_head"], rtol=1e-7)
     shifted = sleep.head(5).assign(off=sleep["off"].head(5) + 10.0)
     np.testing.assert_allclose(m.predict(shifted), np.asarray(ref["fitted_head"]) + 10.0, rtol=1e-7)
-    with pytest.raises(ValueError, match="offset"):
-        m.simulate(1)
+    # simulate draws around the fitted mean with its offset; the bootstrap refits on y - offset,
+    # so it equals the bootstrap of the same model fitted to y - offset without one
+    base = MixedLinearRegressor(formula=formula.replace(" + offset(off)", "").replace("Reaction", "r"),
+                                reml=reml).fit(sleep.assign(r=sleep["Reaction"] - sleep["off"]))
+    np.testing.assert_allclose(m.simulate(3, random_state=0),
+                               base.simulate(3, random_state=0) + sleep["off"].to_numpy()[:, None], rtol=1e-9)
+    np.testing.assert_allclose(m.bootstrap(4, random_state=0).replicates,
+                               base.bootstrap(4, random_state=0).replicates, rtol=1e-6, atol=1e-8)
 
 
 def _offset_frame():

@@ -22,11 +22,13 @@ converges in a few dozen cheap evaluations. glmer's strategy is kept: an
 
 Several grouping factors (crossed or nested) use the core's one-pass
 cross-product kernel and blocked Cholesky (:mod:`skmixed._solvers.lmm`) with
-PIRLS working weights. Where every term is scalar (random intercepts, ``(0 + x | g)``)
-the gradient in ``(theta, beta)`` is exact (:mod:`skmixed._solvers.glmm_multi_grad`:
-selected inverse on the coupling pattern and one adjoint solve), the search starts from
-one PQL step and the standard errors difference that gradient; vector terms keep
-central differences and glmer's nAGQ=0 start stage.
+PIRLS working weights. The gradient in ``(theta, beta)`` is exact
+(:mod:`skmixed._solvers.glmm_multi_grad`: selected inverse on the coupling pattern and
+one adjoint solve), for scalar terms (random intercepts, ``(0 + x | g)``) and vector
+terms (``(1 + x | g)``, correlated or not) alike, and the standard errors difference
+that gradient. With scalar terms the search starts from one PQL step, with vector
+terms from the joint PIRLS at lme4's start. Only a problem without local rows (the
+distributed one) keeps central differences and glmer's nAGQ=0 start stage.
 
 Standard errors of ``beta`` follow glmer's default: the inverse of half the
 Hessian of ``F`` with respect to ``(theta, beta)``, the Hessian here by central
@@ -762,7 +764,7 @@ class MultiFactorGLMM:
     ``beta`` set to 0 gives the u-only Newton step (Laplace), solving for all of
     ``[u; beta]`` gives the joint step (nAGQ = 0). ``log|L|^2`` is the Z-part of the factor.
 
-    With scalar terms only, :meth:`laplace_grad` returns the Laplace deviance with its exact
+    :meth:`laplace_grad` returns the Laplace deviance with its exact
     gradient (:attr:`exact_gradient`); consecutive calls warm-start PIRLS from the first-order
     change of the modes, and a call at the last point returns it again without work.
     """
@@ -912,28 +914,32 @@ class MultiFactorGLMM:
 
     @property
     def exact_gradient(self):
-        """The exact gradient's evaluator (:mod:`.glmm_multi_grad`) when every term is scalar, else None.
+        """The exact gradient's evaluator (:mod:`.glmm_multi_grad`), or None.
 
-        It reads the rows, so a problem without local rows (the distributed one, whose row passes
-        are its partitions' sums) has none: finite differences there.
+        Scalar terms get :class:`.glmm_multi_grad.ScalarLaplaceGradient`, vector terms
+        :class:`.glmm_multi_grad.BlockLaplaceGradient`. It reads the rows, so a problem without
+        local rows (the distributed one, whose row passes are its partitions' sums) has none:
+        finite differences there.
         """
         if not hasattr(self, "Z"):
             return None
         if self._grad is None:
-            from .glmm_multi_grad import ScalarLaplaceGradient
+            from .glmm_multi_grad import BlockLaplaceGradient, ScalarLaplaceGradient
 
             self._grad = ScalarLaplaceGradient(self)
+            if not self._grad.applies:
+                self._grad = BlockLaplaceGradient(self)
         return self._grad if self._grad.applies else None
 
     def laplace_grad(self, x, tol=1e-7):
-        """``F`` and its exact gradient in ``(theta, beta)`` (scalar terms: :mod:`.glmm_multi_grad`).
+        """``F`` and its exact gradient in ``(theta, beta)`` (:mod:`.glmm_multi_grad`).
 
         ``tol``: PIRLS stops when a Newton step moves the modes by less; the gradient is exact to
         about that (differences of gradients for a Hessian need a tighter one).
         """
         grad = self.exact_gradient
         if grad is None:
-            raise ValueError("the exact gradient needs scalar random-effects terms")
+            raise ValueError("the exact gradient needs the rows (a distributed problem has none)")
         x = np.asarray(x, dtype=float)
         key = x.tobytes()
         if self._last_grad is not None and self._last_grad[0] == key and self._last_grad[4] <= tol:
@@ -947,7 +953,7 @@ class MultiFactorGLMM:
             # first-order prediction of the modes from the last evaluation: PIRLS then starts
             # O(|dx|^2) from the mode and needs a Newton step or two fewer
             x_old, u_old, jac = self._mode_jac
-            self.u = [uo + (jk @ (x - x_old))[:, None] for uo, jk in zip(u_old, jac)]
+            self.u = [uo + (jk @ (x - x_old)).reshape(uo.shape) for uo, jk in zip(u_old, jac)]
         pw, _, out = self.pirls(theta, beta, joint=False, tol=tol, refactor=False)
         if not np.isfinite(pw) or out is None:
             self._mode_jac = None
@@ -958,7 +964,7 @@ class MultiFactorGLMM:
             # to first order by g_u' du (the error left is O(|du|^2))
             fac, ldL2, u_at = out
             g, jac, gu = grad.gradient(theta, beta, u_at, fac, want_jac=True)
-            F = pw + ldL2 + sum(float(a @ (b - c)[:, 0]) for a, b, c in zip(gu, self.u, u_at))
+            F = pw + ldL2 + sum(float(a @ (b - c).ravel()) for a, b, c in zip(gu, self.u, u_at))
         else:
             F = pw
             g, jac, gu = grad.gradient(theta, beta, self.u, out, want_jac=True)
@@ -990,10 +996,11 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, f
                      z_source=None, problem=None):
     """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
 
-    Laplace with scalar terms: a joint PIRLS at lme4's start and one PQL step give the start
-    and the scales, then :func:`._optim.minimize_bounded` on the exact gradient (its final
-    check included), and the Hessian for the standard errors by forward differences of that
-    gradient. Otherwise glmer's scheme on finite differences: an nAGQ=0 stage, then Laplace.
+    Laplace: a joint PIRLS at lme4's start (and, with scalar terms, one PQL step) gives the
+    start and the scales, then :func:`._optim.minimize_bounded` on the exact gradient (its
+    final check included), and the Hessian for the standard errors by forward differences of
+    that gradient. Without local rows (a distributed problem) glmer's scheme on finite
+    differences: an nAGQ=0 stage, then Laplace.
 
     Every PIRLS step factors the LMM's dense part: from a few hundred rows on
     (crossed factors with many levels) that runs with one BLAS thread, as in
@@ -1024,7 +1031,12 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
     bounds_t = prob.theta_map.bounds()
     exact = nagq == 1 and prob.exact_gradient is not None
     pql_scale = S_pql = None
-    if exact:
+    if exact and not prob.exact_gradient.scalar:
+        # vector terms: the joint PIRLS at lme4's start theta gives beta and the curvature in it
+        # (the one-step PQL start below needs the scalar terms' Newton LMM)
+        theta = theta0
+        F0, beta, fac = prob.pirls(theta, beta0, joint=True, tol=1e-3)
+    elif exact:
         # the Laplace stage's exact gradient needs no nAGQ=0 search for its start: the joint PIRLS
         # at lme4's start theta (to start-value precision) and one PQL step from its weights
         theta = theta0

@@ -36,9 +36,10 @@ def _is_lmm(est) -> bool:
 
 def _check(est):
     check_is_fitted(est)
-    if not (_is_lmm(est) or type(est).__name__ == "MixedLogisticRegressor"):
-        raise TypeError(f"inference needs a fitted MixedLinearRegressor or MixedLogisticRegressor, got "
-                        f"{type(est).__name__}")
+    kind = getattr(getattr(est, "mixed_fit_", None), "kind", None)
+    if kind not in ("lmm", "glmm"):
+        raise TypeError(f"inference needs a fitted MixedLinearRegressor, MixedLogisticRegressor or "
+                        f"MixedPoissonRegressor, got {type(est).__name__}")
 
 
 def _ddf_name(ddf) -> str:
@@ -334,9 +335,15 @@ def anova(*models, ddf="Satterthwaite", names=None, refit=True) -> pd.DataFrame:
         _check(m)
     if len(models) == 1:
         return _anova_terms(models[0], ddf)
-    kinds = {_is_lmm(m) for m in models}
+    kinds = {"gaussian" if _is_lmm(m) else m.mixed_fit_.family.name for m in models}
     if len(kinds) > 1:
-        raise ValueError("anova compares models of one family: all linear or all logistic")
+        raise ValueError(f"anova compares models of one family: all linear, all logistic or all Poisson, got "
+                         f"{sorted(kinds)}")
+    agq = {int(getattr(m, "nagq_", 1)) > 1 for m in models if not _is_lmm(m)}
+    if len(agq) > 1:
+        # glmer's nAGQ > 1 deviance is on the unit-deviance scale, the Laplace one is not
+        raise ValueError("anova cannot compare a Laplace fit with an adaptive Gauss-Hermite (nagq > 1) fit: "
+                         "their deviances are on different scales; refit them with the same nagq")
     nobs = {float(m.n_obs_) for m in models}
     if len(nobs) > 1:
         raise ValueError(f"models were not all fitted to the same number of observations ({sorted(nobs)})")

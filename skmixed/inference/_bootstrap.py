@@ -33,10 +33,6 @@ def training_rows(est):
     """The rows ``fit`` kept (design, y, weights, codes); a clear error when there are none."""
     st = est.mixed_fit_.state
     rows = None if st is None else st.rows
-    why = None if st is None else st.extra.get("not_simulable")
-    if why:
-        raise ValueError(f"simulation and the parametric bootstrap are not available for {why}: they draw "
-                         "0/1 responses without an offset")
     if rows is None:
         raise ValueError("this needs the training rows, which fit() keeps but partial_fit(), the distributed "
                          "fits and unpickled estimators do not: refit with fit()")
@@ -60,6 +56,9 @@ def _random_draws(est, rng, n_sim):
 def _linear_predictors(est, rows, rng, n_sim):
     """(n, n_sim) linear predictors with new random effects."""
     eta0 = rows.X @ est.fixed_effects_.to_numpy()
+    offset = getattr(rows.fit_data, "offset", None)
+    if offset is not None and not _is_lmm(est):  # a GLMM's offset is part of its linear predictor
+        eta0 = eta0 + offset
     eta = np.empty((eta0.shape[0], n_sim))
     eta[:] = eta0[:, None]
     for blk, b in zip(est.mixed_fit_.blocks, _random_draws(est, rng, n_sim)):
@@ -96,13 +95,16 @@ def simulate(est, n=1, random_state=None):
         raise ValueError(f"n must be a positive integer, got {n!r}")
     rng = check_random_state(random_state)
     rows = training_rows(est)
-    eta = _linear_predictors(est, rows, rng, int(n))
-    if _is_lmm(est):
-        return eta + _residual_sd(est, rows)[:, None] * rng.standard_normal(eta.shape)
-    p = 1.0 / (1.0 + np.exp(-eta))
-    y = (rng.random(eta.shape) < p).astype(float)
-    return np.where(y > 0, est.classes_[1], est.classes_[0]) if est.classes_.dtype.kind not in "biuf" else \
-        est.classes_[y.astype(int)]
+    y = simulate_batch(est, rows, rng, int(n))
+    fit = est.mixed_fit_
+    if fit.kind == "lmm":
+        # an LMM is fitted to y - offset (as lmer): the simulated responses get their offset back
+        offset = getattr(rows.fit_data, "offset", None)
+        return y if offset is None else y + np.asarray(offset, dtype=float)[:, None]
+    if fit.family.name != "binomial" or rows.weights is not None:
+        return y  # responses; weighted binomial rows: proportions of their trials, as glmer's simulate
+    labels = est.classes_
+    return np.where(y > 0, labels[1], labels[0]) if labels.dtype.kind not in "biuf" else labels[y.astype(int)]
 
 
 # ---------------------------------------------------------------------- results
@@ -409,8 +411,10 @@ def bootstrap(est, n_boot=1000, statistic=None, n_jobs=None, random_state=None, 
 
     Parameters
     ----------
-    est : fitted MixedLinearRegressor or MixedLogisticRegressor
-        Fitted with ``fit`` (the training rows are needed).
+    est : fitted MixedLinearRegressor, MixedLogisticRegressor or MixedPoissonRegressor
+        Fitted with ``fit`` (the training rows are needed). A GLMM's offset is kept in its
+        linear predictor; weighted binomial rows are drawn as proportions of their trials
+        and frequency-weighted Poisson rows as the mean of their identical rows.
     n_boot : int
         Number of replicates.
     statistic : callable, optional
@@ -540,7 +544,7 @@ def _grouped_simulator(est, rep, rows, statistic, simulation):
         return None
     why = None
     if rep is None:
-        why = "the logistic model"
+        why = "GLMMs"
     elif not rep.batchable:
         why = "models with more than one grouping factor"
     elif statistic is not None:
@@ -561,11 +565,14 @@ def _grouped_simulator(est, rep, rows, statistic, simulation):
 
 
 def simulate_batch(est, rows, rng, n_sim):
+    """``(n_rows, n_sim)`` responses drawn at the training rows, on the scale the fit takes them."""
     eta = _linear_predictors(est, rows, rng, n_sim)
     if _is_lmm(est):
         return eta + _residual_sd(est, rows)[:, None] * rng.standard_normal(eta.shape)
-    p = 1.0 / (1.0 + np.exp(-eta))
-    return (rng.random(eta.shape) < p).astype(float)
+    family = est.mixed_fit_.family
+    with np.errstate(over="ignore"):
+        mu = family.linkinv(eta)
+    return family.simulate(mu, rows.weights, rng)
 
 
 def _statistic_of(est, statistic, names):

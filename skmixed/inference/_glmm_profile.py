@@ -31,7 +31,8 @@ class GLMMProfile(MLProfile):
     Parameters
     ----------
     est : fitted MixedLogisticRegressor or MixedPoissonRegressor
-        Fitted with ``fit`` (the rows are needed), with random effects and without an offset.
+        Fitted with ``fit`` (the rows are needed), with random effects; an offset is kept in the
+        linear predictor.
 
     Examples
     --------
@@ -49,10 +50,6 @@ class GLMMProfile(MLProfile):
 
         fit = est.mixed_fit_
         st = fit.state
-        why = st.extra.get("not_simulable")
-        if why == "a fit with an offset":
-            raise ValueError("profile intervals are not available for a fit with an offset (the offset is not "
-                             "kept with the fit); use method='wald'")
         if st.rows is None:
             training_rows(est)  # the clear error about missing rows
         blocks = st.blocks
@@ -71,11 +68,11 @@ class GLMMProfile(MLProfile):
             raise ValueError("profile intervals need a fit of the Laplace (nagq=1) or adaptive Gauss-Hermite "
                              "likelihood; nagq=0 maximises a penalised quasi-likelihood, not a likelihood")
         self._grad = False
-        if len(blocks) == 1:
+        if len(blocks) == 1 and fd.Z_extra is None:  # as the fit: random-only columns go the general way
             blk = blocks[0]
             prob = sg.SingleFactorGLMM(X, np.asarray(rows.y, dtype=float), w, np.asarray(rows.codes[blk.factor]),
                                        blk.n_levels, np.asarray(blk.intercept_slopes, dtype=np.int64),
-                                       blk.pattern, family=family)
+                                       blk.pattern, family=family, offset=fd.offset)
             if self.nagq > 1:
                 nodes, weights = sg.gauss_hermite(self.nagq)
                 self._dev = lambda x: prob.agq(x, nodes, weights)  # noqa: E731
@@ -84,7 +81,8 @@ class GLMMProfile(MLProfile):
                 self._dev_grad = lambda x: prob.laplace(x, want_grad=True)  # noqa: E731
                 self._grad = True
         else:
-            prob = sg.MultiFactorGLMM(X, np.asarray(rows.y, dtype=float), w, fd.factors, blocks, family=family)
+            prob = sg.MultiFactorGLMM(X, np.asarray(rows.y, dtype=float), w, fd.factors, blocks, family=family,
+                                      offset=fd.offset, z_source=None if fd.Z_extra is None else fd.z_source)
             self._dev = prob.laplace
         self.lower_theta = self.theta_map.lower
         self.n_theta = self.lower_theta.size

@@ -84,6 +84,9 @@ class InferenceMixin:
         check_is_fitted(self)
         st = getattr(self, "_lmm_state", None) or getattr(self, "_glmm_state", None)
         parts = None if st is None else st.extra.get("r2_parts")
+        why = None if st is None else st.extra.get("r2_unavailable")
+        if why:
+            raise ValueError(why)
         if parts is None:
             raise ValueError("R² and the ICC need the fit's variance decomposition, which fit() computes "
                              "(partial_fit and the distributed fits do not)")
