@@ -14,7 +14,9 @@ worker thread, say) does not leak into another; process-based joblib workers
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import time
 
 import numba
 import threadpoolctl
@@ -107,14 +109,90 @@ def single_threaded_loop():
             numba.set_num_threads(prev)
 
 
+def _runnable_threads() -> int | None:
+    """Threads of other processes runnable on the machine right now (Linux), or None where unknown.
+
+    The kernel's run-queue count (``/proc/loadavg``) less this process's own running
+    threads (their states in ``/proc/self/task``): OpenBLAS workers spin for a while
+    after a call, and must not read as another process's load.
+    """
+    try:
+        with open("/proc/loadavg") as fh:
+            total = int(fh.read().split()[3].split("/")[0])
+        own = 0
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as fh:
+                    st = fh.read()
+            except OSError:
+                continue
+            if st[st.rfind(")") + 2:st.rfind(")") + 3] == "R":
+                own += 1
+        return max(total - own, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def spare_core(samples: int = 3) -> bool:
+    """Whether a second core is free for this process now.
+
+    True when the process may use two or more CPUs, at least one of ``samples``
+    readings of the kernel's run queue a millisecond apart leaves a CPU beside this
+    process's own running threads with nothing else to run (:func:`_runnable_threads`;
+    a transient thread may be missed, a busy process never is), and the one-minute
+    load average leaves a core spare. Where the run queue cannot be read, the load
+    average alone decides. Cheap (well under a millisecond); read once per optimiser loop.
+    """
+    n = usable_cpus()
+    if n < 2:
+        return False
+    try:
+        load1 = os.getloadavg()[0]
+    except OSError:
+        return False
+    if load1 > n - 0.5:
+        return False
+    counts = []
+    for i in range(samples):
+        if i:
+            time.sleep(0.001)
+        c = _runnable_threads()
+        if c is None:
+            return True
+        counts.append(c)
+    return min(counts) <= n - 2
+
+
+#: dense parts from this many rows use a second BLAS/numba thread when a core is free
+PARALLEL_DENSE_ROWS = 1500
+
+
 def blas_for_dense(m: int):
     """The thread setting for a loop that factors an ``m``-row dense part again and again.
 
-    One BLAS and one numba thread (:func:`single_threaded_loop`) for a few hundred
-    to a few thousand rows; the caller's setting below that (calls too small to
-    thread) and above (where the second thread pays).
+    Below ~200 rows the calls are too small to thread: the caller's setting. From
+    there to :data:`PARALLEL_DENSE_ROWS`, one BLAS and one numba thread
+    (:func:`single_threaded_loop`): the second thread gains little per call. Larger
+    parts keep the caller's setting (a second thread nearly halves a 2,000-row
+    Cholesky) only while :func:`spare_core` finds a core free: with a busy process
+    on the other core, two OpenBLAS threads made the same Cholesky and triangular
+    inverse 4-8 times slower than one (measured on 2 cores), which is the collapse under
+    load this policy exists to avoid. A ``threadpool_limits`` the caller set stays
+    in force either way (it is the caller's setting, and one thread is never more).
     """
-    return single_threaded_loop() if 200 < m <= 4000 else contextlib.nullcontext()
+    if m <= 200:
+        return contextlib.nullcontext()
+    if m >= PARALLEL_DENSE_ROWS and spare_core():
+        return contextlib.nullcontext()
+    return single_threaded_loop()
 
 
 def effective_n_threads() -> int:

@@ -22,10 +22,12 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._base import SHARED_CONSTRAINTS, MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
 from ._design.grouping import GroupingFactor, make_factors
+from ._design.level_index import LevelIndex
 from ._solvers import sema as _sema
 from ._solvers import sema_exact as _exact
 from ._solvers.lmm import drop_aliased
 from ._transaction import transactional
+from .streaming_multi import SeveralFactorsStream
 
 __all__ = ["StreamOrderWarning", "StreamingMixed"]
 
@@ -53,13 +55,14 @@ class StreamOrderWarning(UserWarning):
 
 # attributes a fit creates (removed by a reset); parameters and sklearn's own
 # bookkeeping (e.g. metadata-routing requests) are left alone
-_FITTED = ("_state", "_shift", "_zidx", "_trace_rows", "_no_groups", "factors_", "_keep", "_aliased_warned",
+_FITTED = ("_state", "_shift", "_zidx", "_trace_rows", "_no_groups", "factors_", "_levels", "_keep",
+           "_aliased_warned",
            "_order_warned",
            "n_features_in_", "feature_names_in_", "feature_names_", "re_names_", "n_seen_",
-           "n_groups_", "n_iter_", "formula_")
+           "n_groups_", "n_iter_", "formula_", "_multi", "_multi_reg", "_multi_fit", "_multi_re_names")
 
 
-class StreamingMixed(RegressorMixin, MixedModelBase):
+class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
     """Linear mixed model fitted online with SEMA (one pass, ``partial_fit``).
 
     Model ``y = X beta + Z b_g + e`` with one grouping factor ``g``, ``b_g ~ N(0, Phi)`` (a
@@ -80,6 +83,22 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     group's E-step as in SEMA, then one step of the fixed effects towards their GLS estimate
     at the last correction's variance parameters (ECME; EM's own step lags far behind on
     grouped streams), with the variance parameters held until the next correction.
+
+    **Several grouping factors** (nested or crossed: ``groups`` with several columns, or a
+    formula such as ``"y ~ x + (1 | user) + (1 | item)"`` or ``"y ~ x + (1 | school/class)"``):
+    SEMA's per-group summaries are not sufficient statistics then, so the stream accumulates
+    the chunked LMM's grouped cross-products (as :meth:`MixedLinearRegressor.partial_fit
+    <skmixed.MixedLinearRegressor.partial_fit>`: per level, per co-occurring pair of levels;
+    their size grows with the levels and pairs met, never with the rows) and every correction
+    is the exact ML fit of all rows seen.  Between corrections each row updates its levels'
+    random effects (one Gauss-Seidel step of each factor's normal equations, the fixed
+    effects and variance parameters held at the last correction's) so predictions stay
+    current.  ``fixed_effects_se_``, ``loglik_`` and ``theta_`` are the last correction's;
+    ``n_groups_`` counts the levels of all factors.  ``forgetting``, ``n_train``,
+    ``update_every`` and ``refit_every=None`` are single-factor only (a ValueError says so),
+    as is :meth:`sweep`; with ``refit_every="auto"`` a batch also ends with a correction
+    until the first one succeeds.  A batch costs ``O(rows + levels + level pairs)`` (the
+    statistics are merged), not ``O(rows)`` as with one factor.
 
     Parameters
     ----------
@@ -138,7 +157,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         never executes code. Bar terms ``(expr | g)``, ``(expr || g)`` (uncorrelated),
         ``(1 | a/b)`` (nested) and ``(1 | a:b)`` give the random effects (one
         correlated term with a random intercept; its slopes must be fixed-effect
-        columns too, else a ValueError). ``offset(expr)`` terms are a known part of
+        columns too, else a ValueError; several terms: the several-factor stream
+        described above). ``offset(expr)`` terms are a known part of
         the mean: the stream fits ``y - offset`` and :meth:`predict` adds the new
         data's offset.
         ``group_column`` and ``random_slopes`` must then be None and the formula's
@@ -211,6 +231,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     5000
     """
 
+    _FITTED_ATTRS = _FITTED
     # set per stream by _warn_if_aliased; the class default serves streams pickled before it existed
     _aliased_warned = False
     # subtracted from the design columns before the state sees them (None: nothing; see _centring)
@@ -309,6 +330,9 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         self
         """
         check_is_fitted(self)
+        if self._is_multi():
+            raise ValueError("sweep() is SEMA's EM sweep of a single-factor stream; a stream with several "
+                             "grouping factors is the exact ML fit after every correction (refit_every)")
         if not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         st = self._state.copy()  # the sweeps update in place: the model's state changes only on success
@@ -334,6 +358,10 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
             A formula model given a pandas DataFrame returns a Series on the frame's index.
         """
         pdata = self._prepare_predict(X, groups)
+        if self._is_multi():
+            out = self._predict_multi(pdata)
+            out = out if pdata.offset is None else out + pdata.offset
+            return self._pandas_output(X, out)
         Xd = pdata.X
         st = self._state
         out = Xd @ st.beta
@@ -355,6 +383,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         from ._summary import Summary, format_coef_table, format_varcorr
 
         check_is_fitted(self)
+        if self._is_multi():
+            return self._summary_multi()
         st = self._state
         lines = ["Linear mixed model fit online by SEMA (maximum likelihood) [StreamingMixed]",
                  f"rows seen: {self.n_seen_:,}, groups: {self.n_groups_:,}, sweeps: {self.n_iter_}"
@@ -384,8 +414,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         formula : str
         data : pandas.DataFrame
             The first batch.
-        sample_weight : None
-            Not supported (SEMA has no weighted update).
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights of the first batch's rows (as in :meth:`fit`).
         **params
             Other constructor parameters (``n_train``, ``forgetting``, ...).
 
@@ -403,12 +433,10 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         >>> int(m.n_seen_), m.re_names_
         (180, ['(Intercept)', 'Days'])
         """
-        if sample_weight is not None:
-            raise ValueError("StreamingMixed takes no sample_weight")
         for name in ("random_slopes", "fit_intercept", "group_column"):
             if name in params:
                 raise ValueError(f"{name} is set by the formula; do not pass it to from_formula")
-        return cls(formula=formula, **params).fit(data)
+        return cls(formula=formula, **params).fit(data, sample_weight=sample_weight)
 
     def _formula_slopes(self, spec):
         """The random slopes of a formula stream, refusing what SEMA cannot fit."""
@@ -434,11 +462,15 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     @property
     def fixed_effects_(self):
         check_is_fitted(self)
+        if self._is_multi():
+            return pd.Series(self._multi.beta.copy(), index=self.feature_names_, name="fixed_effects")
         return pd.Series(self._user_beta(self._state.beta), index=self.feature_names_, name="fixed_effects")
 
     @property
     def fixed_effects_se_(self):
         check_is_fitted(self)
+        if self._is_multi():  # the last correction's
+            return self._multi_result("se", pd.Series(np.nan, index=self.feature_names_, name="std_error")).copy()
         st = self._state
         if st.has_P and st.n_eff > 0:
             T = self._user_map()
@@ -450,17 +482,19 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     @property
     def coef_(self):
         check_is_fitted(self)
-        b = self._user_beta(self._state.beta)
+        b = self.fixed_effects_.to_numpy()
         return b[1:].copy() if self._has_intercept() else b.copy()
 
     @property
     def intercept_(self):
         check_is_fitted(self)
-        return float(self._user_beta(self._state.beta)[0]) if self._has_intercept() else 0.0
+        return float(self.fixed_effects_.iloc[0]) if self._has_intercept() else 0.0
 
     @property
     def sigma_(self):
         check_is_fitted(self)
+        if self._is_multi():
+            return float(np.sqrt(self._multi.s2))
         return float(np.sqrt(self._state.s2))
 
     @property
@@ -468,12 +502,20 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         check_is_fitted(self)
         if self._no_groups:
             return {}
+        if self._is_multi():
+            st, out = self._multi, {}
+            for k, ix in enumerate(self._levels):
+                rn, q = self._multi_re_names[ix.name], int(st.qk[k])
+                out[ix.name] = pd.DataFrame(st.Phi[k, :q, :q].copy(), index=rn, columns=rn)
+            return out
         return {self.factors_[0].name: pd.DataFrame(self._state.Phi.copy(), index=self.re_names_,
                                                 columns=self.re_names_)}
 
     @property
     def loglik_(self):
         check_is_fitted(self)
+        if self._is_multi():  # of the rows seen at the last correction
+            return self._multi_result("loglik")
         return _sema.loglik(self._state, alpha=self._alpha())
 
     @property
@@ -482,31 +524,53 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
 
     @property
     def bic_(self):
+        if self._is_multi():
+            return -2.0 * self.loglik_ + np.log(self._multi_result("n_rows")) * self._n_params()
         return -2.0 * self.loglik_ + np.log(self._state.n_eff) * self._n_params()
 
     @property
     def is_singular_(self):
         """True when ``Phi`` is (numerically) singular: a variance or correlation at the boundary."""
         check_is_fitted(self)
+        if self._is_multi():
+            return self._multi_result("is_singular", False)
         L, Phi = self._state.Lphi, self._state.Phi
         return bool(np.any(np.diag(L) ** 2 <= 1e-8 * np.maximum(np.diag(Phi), 1e-300)))
 
     def _n_params(self):
+        if self._is_multi():
+            return self._multi_result("n_params", np.nan)
         q = self._state.q
         return self._state.p + q * (q + 1) // 2 + 1
 
     @property
     def theta_(self):
         check_is_fitted(self)
+        if self._is_multi():
+            return np.array(self._multi_result("theta", np.empty(0)), dtype=float)
         L = self._state.Lphi / np.sqrt(self._state.s2)
         q = L.shape[0]
         return np.array([L[i, j] for j in range(q) for i in range(j, q)])
+
+    @property
+    def factors_(self):
+        """The grouping factor (levels in order of first appearance), as the batch estimators'."""
+        try:
+            index = self.__dict__["_levels"]
+        except KeyError:
+            raise AttributeError("factors_") from None
+        return [ix.factor() for ix in index]
 
     @property
     def random_effects_(self):
         check_is_fitted(self)
         if self._no_groups:
             return {}
+        if self._is_multi():
+            st = self._multi
+            return {ix.name: pd.DataFrame(st.effects(k, len(ix)), index=ix.levels,
+                                          columns=self._multi_re_names[ix.name])
+                    for k, ix in enumerate(self._levels)}
         levels = self.factors_[0].levels
         return {self.factors_[0].name: pd.DataFrame(self._state.gb[:len(levels)].copy(), index=levels,
                                                 columns=self.re_names_)}
@@ -515,6 +579,11 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     def trace_(self):
         check_is_fitted(self)
         rows = self._trace_rows
+        if self._is_multi():
+            cols = self._trace_columns_multi()
+            df = pd.DataFrame(np.concatenate(rows) if rows else np.empty((0, len(cols))), columns=cols)
+            df["n_rows"] = df["n_rows"].astype(np.int64)
+            return df
         cols = _sema.TRACE_COLUMNS(self.feature_names_, self.re_names_)
         data = np.concatenate(rows) if rows else np.empty((0, len(cols)))
         if self._shift is not None and len(data):
@@ -526,7 +595,7 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         return df
 
     def __sklearn_is_fitted__(self):
-        return hasattr(self, "_state")
+        return hasattr(self, "_state") or self._is_multi()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -626,6 +695,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         failure or an interrupt (``KeyboardInterrupt``) anywhere before the commit rolls the
         groups back and leaves the model as it was, so a batch is counted once or not at all.
         """
+        if (self._several_factors(X, groups) if reset else self._is_multi()):
+            return self._consume_multi(X, y, groups, reset, sample_weight)
         Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
         w = None
         if sample_weight is not None:
@@ -652,23 +723,21 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         if new["_no_groups"]:
             codes = np.zeros(Xd.shape[0], dtype=np.int64)
             n_levels = 1
-        else:
-            # batch-local levels -> stream codes; new levels get the next codes
-            levels = new["factors_"][0].levels
-            where = levels.get_indexer(factor.levels)
-            unseen = where < 0
-            if unseen.any():
-                where[unseen] = np.arange(len(levels), len(levels) + int(unseen.sum()))
-                levels = levels.append(pd.Index(factor.levels[unseen], dtype=object))
-                new["factors_"] = [GroupingFactor(factor.name if reset else new["factors_"][0].name,
-                                                  np.empty(0, dtype=np.int64), levels)]
-            codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
-            n_levels = len(levels)
-        stg = _sema.Staging(setup["_state"], codes, fresh=True) if reset else _sema.Staging(self._state, codes)
+        index = None if new["_no_groups"] else new["_levels"][0]
+        n_before = 0 if index is None else len(index)
+        stg = None
         try:
-            st = self._stage_batch(new, stg, Xd, yv, codes, n_levels, w)
+            if index is not None:
+                # batch-local levels -> stream codes (new levels get the next ones): O(batch)
+                codes = np.ascontiguousarray(index.code(factor.levels)[factor.codes])
+                n_levels = len(index)
+            stg = _sema.Staging(setup["_state"], codes, fresh=True) if reset else _sema.Staging(self._state, codes)
+            self._stage_batch(new, stg, Xd, yv, codes, n_levels, w)
         except BaseException:
-            stg.rollback()
+            if stg is not None:
+                stg.rollback()
+            if index is not None:
+                index.truncate(n_before)
             raise
         self.__dict__ = new  # the commit: one assignment
         correcting = self.refit_every is not None and not new["_no_groups"]
@@ -808,6 +877,8 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
     @property
     def n_corrections_(self):
         check_is_fitted(self)
+        if self._is_multi():
+            return int(self._multi.n_corrections)
         return int(self._state.xc[1])
 
     def _warn_if_aliased(self, reset):
@@ -835,14 +906,13 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                       "values until later rows separate them; remove aliased columns and refit",
                       UserWarning, stacklevel=4)
 
-    def _prepare(self, X, y, groups, reset):
-        """Validate the whole batch; returns the design, y, the batch's factor and the setup."""
-        if reset:
-            self._check_params()
+    def _read_batch(self, X, y, groups, reset, several=False):
+        """Read and check a batch: (X after the formula, X values, y - offset, grouping factors or None, slopes)."""
         X = data = _frame_as_pandas(X)
         X, y, groups, _ = self._formula_inputs(X, y, groups, None, reset)
         spec = self._formula
-        rs = self._formula_slopes(spec) if (reset and spec is not None) else self.random_slopes
+        rs = (self._formula_slopes(spec) if (reset and spec is not None and not several)
+              else self.random_slopes)
         groups = _check_groups_arg(groups)
         if self.group_column is not None:
             if groups is not None:
@@ -864,14 +934,25 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
         if offset is not None:  # a formula's offset(): the stream fits y - offset (predict adds it back)
             yv = yv - offset
         n = Xv.shape[0]
-        factor = None
+        factors = None
         if groups is not None:
             factors = make_factors(groups)
+            for f in factors:
+                if f.codes.shape[0] != n:
+                    raise ValueError(f"X has {n} rows but groups has {f.codes.shape[0]}")
+        return X, Xv, yv, factors, rs
+
+    def _prepare(self, X, y, groups, reset):
+        """Validate the whole batch; returns the design, y, the batch's factor and the setup."""
+        if reset:
+            self._check_params()
+        X, Xv, yv, factors, rs = self._read_batch(X, y, groups, reset)
+        factor = None
+        if factors is not None:
             if len(factors) != 1:
-                raise ValueError(f"StreamingMixed supports one grouping factor; groups has {len(factors)}")
+                raise ValueError(f"this stream has one grouping factor; the batch has {len(factors)} (a stream "
+                                 "with several factors is set up by its first batch or fit)")
             factor = factors[0]
-            if factor.codes.shape[0] != n:
-                raise ValueError(f"X has {n} rows but groups has {factor.codes.shape[0]}")
         setup = {}
         Xd = np.ascontiguousarray(self._design(Xv, shift=0.0 if reset else None))
         if reset:
@@ -892,27 +973,26 @@ class StreamingMixed(RegressorMixin, MixedModelBase):
                               "fixed-effects part only", NoGroupsWarning, stacklevel=3)
                 zidx = np.empty(0, dtype=np.int64)
                 re_names = []
-                factors_ = []
+                levels_ = []
             else:
                 slopes, slope_names = self._slope_indices(names_in, icpt, rs)
                 zidx = np.array([0 if icpt else -1] + list(slopes), dtype=np.int64)
                 re_names = ["(Intercept)"] + list(slope_names)
-                factors_ = [GroupingFactor(factor.name, np.empty(0, dtype=np.int64),
-                                           pd.Index([], dtype=object))]
+                levels_ = [LevelIndex(factor.name)]
             shift = self._centring(Xd, zidx)
             if shift is not None:
                 Xd -= shift
             setup = dict(
                 _state=_sema.SemaState.new(Xd.shape[1], len(zidx), n_train=self.n_train,
                                            capacity=16), _shift=shift,
-                _zidx=zidx, _trace_rows=[], _no_groups=no_groups, factors_=factors_,
+                _zidx=zidx, _trace_rows=[], _no_groups=no_groups, _levels=levels_,
                 # the base's predict keeps these design columns: a stream cannot know aliased
                 # columns in advance, so it keeps all (an aliased column leaves X'X singular)
                 _keep=np.arange(Xd.shape[1]),
                 feature_names_=feature_names, re_names_=re_names,
             )
-            if spec is not None:
-                setup["formula_"] = spec.formula
+            if self._formula is not None:
+                setup["formula_"] = self._formula.formula
         else:
             if self._no_groups and factor is not None:
                 raise ValueError("this model was fitted without groups; cannot add grouped rows "

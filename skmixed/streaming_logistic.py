@@ -38,7 +38,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import _check_groups_arg, _finite_or_raise
-from ._design.grouping import GroupingFactor, make_factors
+from ._design.grouping import make_factors
+from ._design.level_index import LevelIndex
 from ._kernels import stream_glmm as _k
 from ._solvers.sema import Staging
 from ._solvers.sema_exact import theta_positions
@@ -167,6 +168,15 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         :class:`~skmixed.streaming.StreamingMixed` (rows doubling from 500, then every
         20,000 rows, at least 16 rows per group apart, and at the end of a batch bringing at
         least 4 rows per group since the last one); an int ``k``: every ``k`` rows.
+    verbose : int, default=0
+        Show a tqdm progress bar over the rows of each batch.
+    callback : callable, optional
+        Called as ``callback(info)`` after every correction and at the end of every batch,
+        ``info`` a dict with ``n_rows``, ``fixed_effects`` (Series), ``cov_re`` (DataFrame) and
+        ``corrected`` (whether the estimates were just refitted).
+    trace_every : int, optional
+        Record the estimates every ``trace_every`` rows in :attr:`trace_` (a correction
+        falling on such a row is recorded after it).
 
     Attributes
     ----------
@@ -184,6 +194,9 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     deviance_ : float
         Laplace deviance of all rows seen at the current estimates.
     n_seen_, n_groups_, n_corrections_ : int
+    trace_ : pandas.DataFrame
+        Estimates every ``trace_every`` rows (``n_rows``, ``beta[...]``, ``Phi[...]``), the
+        columns :func:`skmixed.plot.plot_trace` draws.
 
     Examples
     --------
@@ -199,11 +212,15 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     (2, 2)
     """
 
-    def __init__(self, fit_intercept=True, random_slopes=None, max_rows_per_group=64, refit_every="auto"):
+    def __init__(self, fit_intercept=True, random_slopes=None, max_rows_per_group=64, refit_every="auto",
+                 verbose=0, callback=None, trace_every=None):
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.max_rows_per_group = max_rows_per_group
         self.refit_every = refit_every
+        self.verbose = verbose
+        self.callback = callback
+        self.trace_every = trace_every
 
     # ------------------------------------------------------------------ public API
     @transactional
@@ -249,7 +266,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             g = np.asarray(groups, dtype=object).ravel()
             if g.shape[0] != Xd.shape[0]:
                 raise ValueError(f"X has {Xd.shape[0]} rows but groups has {g.shape[0]}")
-            where = self._levels.get_indexer(pd.Index(g, dtype=object))
+            where = self._levels.lookup(g)
             known = where >= 0
             b = st.u[where[known]] @ st.lam().T
             Z = self._z(Xd[known])
@@ -290,7 +307,8 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         st = self._state
         n = len(self._levels)
-        return {self._factor_name: pd.DataFrame(st.u[:n] @ st.lam().T, index=self._levels, columns=self.re_names_)}
+        return {self._factor_name: pd.DataFrame(st.u[:n] @ st.lam().T, index=self._levels.levels,
+                                                 columns=self.re_names_)}
 
     @property
     def deviance_(self):
@@ -321,6 +339,16 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         se = np.sqrt(np.maximum(np.diag(V)[:p], 0.0))
         return pd.Series(se, index=self.feature_names_, name="Std. Error")
 
+    @property
+    def trace_(self):
+        check_is_fitted(self)
+        cols = (["n_rows"] + [f"beta[{nm}]" for nm in self.feature_names_]
+                + [f"Phi[{a},{b}]" for a in self.re_names_ for b in self.re_names_])
+        rows = self.__dict__.get("_trace_rows") or []
+        df = pd.DataFrame(np.array(rows) if rows else np.empty((0, len(cols))), columns=cols)
+        df["n_rows"] = df["n_rows"].astype(np.int64)
+        return df
+
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_state")
 
@@ -344,6 +372,15 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         if not (isinstance(k, str) and k == "auto") and (
                 isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
             raise ValueError(f"refit_every must be 'auto' or a positive integer, got {k!r}")
+        t = self.trace_every
+        if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1):
+            raise ValueError(f"trace_every must be a positive integer or None, got {t!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"callback must be callable or None, got {self.callback!r}")
+        v = self.verbose
+        if isinstance(v, bool) or not isinstance(v, (numbers.Integral, bool)) or v < 0:
+            if not isinstance(v, bool):
+                raise ValueError(f"verbose must be a non-negative integer or bool, got {v!r}")
 
     def _prepare(self, X, y, groups, reset):
         if reset:
@@ -390,27 +427,29 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             zidx = np.array([0 if icpt else -1] + slopes, dtype=np.int64)
             new.update(feature_names_=(["(Intercept)"] if icpt else []) + names_in,
                        re_names_=["(Intercept)"] + [names_in[c - icpt] for c in slopes],
-                       _zidx=zidx, _levels=pd.Index([], dtype=object), _factor_name=factor.name,
+                       _zidx=zidx, _levels=LevelIndex(factor.name), _factor_name=factor.name,
                        classes_=np.array([0, 1]))
             base = LaplaceStreamState.new(Xd.shape[1], zidx.size, int(self.max_rows_per_group))
         else:
             base = self._state
         levels = new.get("_levels", getattr(self, "_levels", None))
-        where = levels.get_indexer(factor.levels)
-        unseen = where < 0
-        if unseen.any():
-            where[unseen] = np.arange(len(levels), len(levels) + int(unseen.sum()))
-            levels = levels.append(pd.Index(factor.levels[unseen], dtype=object))
-        codes = np.ascontiguousarray(where.astype(np.int64)[factor.codes])
+        n_before = len(levels)
         zidx = new.get("_zidx", getattr(self, "_zidx", None))
-        stg = Staging(base, codes, fresh=reset)
+        stg = None
         try:
+            # batch-local levels -> stream codes (new levels get the next ones): O(batch)
+            codes = np.ascontiguousarray(levels.code(factor.levels)[factor.codes])
+            stg = Staging(base, codes, fresh=reset)
             stg.ensure_capacity(len(levels))
-            self._run(stg, Xd, yv, codes, zidx, len(levels))
+            traces = self._run(stg, Xd, yv, codes, zidx, len(levels), new)
         except BaseException:
-            stg.rollback()
+            if stg is not None:
+                stg.rollback()
+            levels.truncate(n_before)
             raise
         new.update(_state=stg.state, _levels=levels, n_seen_=int(stg.state.ic[0]), n_groups_=len(levels))
+        if traces or reset:
+            new["_trace_rows"] = ([] if reset else list(self.__dict__.get("_trace_rows") or [])) + traces
         self.__dict__.update(new)
         return self
 
@@ -420,31 +459,75 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         k = int(self.refit_every)
         return (last // k + 1) * k
 
-    def _run(self, stg, Xd, yv, codes, zidx, n_groups):
+    def _run(self, stg, Xd, yv, codes, zidx, n_groups, new):
+        """Feed the batch with the scheduled corrections; returns the trace rows recorded."""
         st = stg.state
         n = Xd.shape[0]
         start = int(st.ic[0])
         pos = 0
         fold_anyway = False
-        while pos < n:
-            due = max(self._next_correction(int(st.ic[1]), n_groups) - start, pos + 1)
-            stop = min(due, n)
-            scheduled = due <= n or (self.refit_every == "auto"
-                                     and start + n - int(st.ic[1]) >= AUTO_END_ROWS_PER_GROUP * n_groups)
-            # no fold before the first correction: a fold linearises at the current beta
-            first = st.ic[2] == 0 and not fold_anyway
-            k = _k.add_rows(Xd[pos:stop], yv[pos:stop], codes[pos:stop], zidx, st.beta, st.lam(), st.Xbuf,
-                            st.ybuf, st.nbuf, st.gn, st.glast, st.Af, st.af, st.Bf, st.Df, st.cf, st.kf, st.u,
-                            st.poly, st.bref, st.xbar, st.polyx, st.gfold, start + pos, first)
-            st.ic[0] = start + pos + k
-            if k < stop - pos:
-                pos += k
-                # a buffer is full: correct now (if the rows cannot be fitted yet, fold anyway)
-                fold_anyway = not self._correct(stg, zidx)
-                continue
-            pos = stop
-            if scheduled:
-                self._correct(stg, zidx)
+        traces = []
+        te = self.trace_every
+        bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, unit="rows", desc="StreamingMixedLogistic", leave=False)
+        try:
+            while pos < n:
+                pos, fold_anyway = self._segment(stg, Xd, yv, codes, zidx, n_groups, new, start, pos, fold_anyway,
+                                                 traces, te, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        return traces
+
+    def _trace_row(self, st, n_rows):
+        L = st.lam()
+        return [n_rows] + st.beta.tolist() + (L @ L.T).ravel().tolist()
+
+    def _progress(self, new, st, corrected):
+        L = st.lam()
+        names = new.get("re_names_", getattr(self, "re_names_", None))
+        return {"n_rows": int(st.ic[0]),
+                "fixed_effects": pd.Series(st.beta.copy(), index=new.get("feature_names_", getattr(
+                    self, "feature_names_", None)), name="fixed_effects"),
+                "cov_re": pd.DataFrame(L @ L.T, index=names, columns=names), "corrected": bool(corrected)}
+
+    def _segment(self, stg, Xd, yv, codes, zidx, n_groups, new, start, pos, fold_anyway, traces, te, bar):
+        """Rows up to the next correction (or a full buffer); returns the new position and fold flag."""
+        st = stg.state
+        n = Xd.shape[0]
+        due = max(self._next_correction(int(st.ic[1]), n_groups) - start, pos + 1)
+        stop = min(due, n)
+        scheduled = due <= n or (self.refit_every == "auto"
+                                 and start + n - int(st.ic[1]) >= AUTO_END_ROWS_PER_GROUP * n_groups)
+        # no fold before the first correction: a fold linearises at the current beta
+        first = st.ic[2] == 0 and not fold_anyway
+        k = _k.add_rows(Xd[pos:stop], yv[pos:stop], codes[pos:stop], zidx, st.beta, st.lam(), st.Xbuf,
+                        st.ybuf, st.nbuf, st.gn, st.glast, st.Af, st.af, st.Bf, st.Df, st.cf, st.kf, st.u,
+                        st.poly, st.bref, st.xbar, st.polyx, st.gfold, start + pos, first)
+        st.ic[0] = start + pos + k
+        full = k < stop - pos
+        lo, hi = start + pos, start + pos + k
+        if te:  # estimates are held between corrections: rows at the multiples before it
+            row = self._trace_row(st, 0)
+            traces.extend([[m] + row[1:] for m in range((lo // te + 1) * te, hi, te)])
+        corrected = False
+        if full:
+            # a buffer is full: correct now (if the rows cannot be fitted yet, fold anyway)
+            corrected = self._correct(stg, zidx)
+            fold_anyway = not corrected
+        elif scheduled:
+            corrected = self._correct(stg, zidx)
+        if te and hi % te == 0 and hi > lo:
+            traces.append(self._trace_row(st, hi))
+        if bar is not None:
+            bar.update(k)
+        pos += k
+        if self.callback is not None and (corrected or pos == n):
+            self.callback(self._progress(new, st, corrected))
+        return pos, fold_anyway
 
     def _correct(self, stg, zidx):
         """The Laplace fit of all rows seen from the stored statistics (if it can be fitted yet)."""

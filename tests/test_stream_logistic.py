@@ -120,3 +120,22 @@ def test_an_interrupted_batch_leaves_the_stream_as_it_was(data, monkeypatch):
     monkeypatch.undo()
     m.partial_fit(X[3000:3010], y[3000:3010], groups=g[3000:3010])  # a small batch: no copy
     assert m._state.Xbuf is Xbuf and m.n_seen_ == 3010
+
+
+def test_progress_callback_and_trace_do_not_change_the_fit(data):
+    X, y, g = (a[:6000] for a in data)
+    info = []
+    m = StreamingMixedLogistic(trace_every=1000, callback=info.append, verbose=1)
+    plain = StreamingMixedLogistic()
+    for a in range(0, 6000, 2000):
+        m.partial_fit(X[a:a + 2000], y[a:a + 2000], groups=g[a:a + 2000])
+        plain.partial_fit(X[a:a + 2000], y[a:a + 2000], groups=g[a:a + 2000])
+    np.testing.assert_array_equal(m.fixed_effects_, plain.fixed_effects_)
+    tr = m.trace_
+    assert tr["n_rows"].tolist() == list(range(1000, 6001, 1000))
+    assert {"beta[x0]", "Phi[(Intercept),(Intercept)]"} <= set(tr.columns)
+    assert tr["beta[x0]"].iloc[-1] == m.fixed_effects_["x0"]  # the batch ends with a correction at 6000
+    assert info[-1]["n_rows"] == 6000 and info[-1]["corrected"]
+    assert sum(i["corrected"] for i in info) == m.n_corrections_
+    with pytest.raises(ValueError, match="trace_every"):
+        StreamingMixedLogistic(trace_every=0).fit(X, y, groups=g)

@@ -445,12 +445,12 @@ def test_from_formula_categorical_fixed_effect_and_new_levels():
 
 
 @pytest.mark.parametrize("formula,kwargs,msg", [
-    ("Reaction ~ Days + (1 | Subject) + (1 | Days)", {}, "one random-effects term"),
+    ("Reaction ~ Days + (1 | Subject) + (1 | Days)", {"forgetting": 100.0}, "does not support forgetting"),
+    ("Reaction ~ Days + (1 | Subject) + (1 | Days)", {"refit_every": None}, "does not support refit_every=None"),
     ("Reaction ~ Days + (1 + Days || Subject)", {}, "full covariance"),
     ("Reaction ~ Days + (0 + Days | Subject)", {}, "random intercept"),
     ("Reaction ~ 1 + (1 + Days | Subject)", {}, "must also be fixed-effect"),
     ("Reaction ~ Days + (1 | Subject)", {"random_slopes": ["Days"]}, "set by the formula"),
-    ("Reaction ~ Days + (1 | Subject)", {"sample_weight": np.ones(180)}, "no sample_weight"),
     ("Missing ~ Days + (1 | Subject)", {}, "not in data"),
 ])
 def test_from_formula_rejects_what_sema_cannot_fit(formula, kwargs, msg):

@@ -28,6 +28,7 @@ from .._kernels import gram
 from .._kernels import lmm as klmm
 from .._threads import blas_for_dense
 from ._optim import covariance_probes, probe_boundary
+from .crossed_moments import henderson_start
 from .lmm_newton import ScalarNewton, scalar_terms
 
 __all__ = ["CrossProducts", "LMMProblem", "LMMResult", "cross_products", "aliased_keep", "drop_aliased",
@@ -78,8 +79,13 @@ def cross_products(layout: BlockLayout, X, y, weights=None, n_threads=None, z_so
     if dense:
         zoff[1:] = np.cumsum(layout.dense_q)[:-1]
     threads = numba.get_num_threads() if n_threads is None else n_threads
-    # small problems are not worth the per-thread buffers
+    # small problems are not worth the per-thread buffers; nor are rows that touch a few entries of
+    # a large dense part (crossed factors): each chunk zeroes, sums and mirrors its own m x m buffer,
+    # which costs more than the rows themselves (60k rows, m = 2,000: 0.25-1.2 s chunked, 0.03 s serial)
     n_chunks = int(max(1, min(threads, n // 20_000)))
+    nv = Zd.shape[1] + X.shape[1] + 1
+    if n * (nv * (nv + 1) // 2 + nv * Z1.shape[1]) < 4 * layout.m * layout.m:
+        n_chunks = 1
     args = (layout.codes1, Z1, layout.dense_codes, layout.row_slot, Zd, zoff, layout.dense_q, layout.dense_off,
             layout.Q2, X, xs, y, float(y_shift), w, layout.ptr, layout.J1)
     if n_chunks == 1:  # no parallel region to start for one chunk (partial_fit's small chunks)
@@ -157,6 +163,11 @@ class LMMProblem:
         """
         lay, cp = self.layout, self.cp
         theta = self.start()
+        if len(lay.blocks) > 1 and all(b.intercept_slopes == [-1] for b in lay.blocks):
+            # crossed random intercepts: the moment equations of all factors together
+            th = self._henderson_start()
+            if th is not None:
+                return th
         N = cp.n_obs
         m = lay.m
         vy = max(cp.A22[m - 1, m - 1] / N, 1e-300)
@@ -185,6 +196,29 @@ class LMMProblem:
         for (p_, *_), t2 in zip(stats, taus):
             theta[p_] = min(max(np.sqrt(t2 / s2), 0.05), 10.0)
         return theta
+
+    def _henderson_start(self):
+        """:func:`.crossed_moments.henderson_start` from the cross-product blocks (random intercepts only)."""
+        lay, cp = self.layout, self.cp
+        m, p, Q2 = lay.m, lay.p, lay.Q2
+        A22, a21 = cp.A22, cp.A21[:, 0]
+        xy0 = lay.ptr[1:] - (p + 1)
+        n, ZX, Zy = [cp.A11[:, 0, 0]], [a21[xy0[:, None] + np.arange(p)]], [a21[lay.ptr[1:] - 1]]
+        spans = [(int(o), int(J)) for o, J in zip(lay.dense_off, lay.dense_J)]
+        for o, J in spans:
+            n.append(np.diagonal(A22)[o:o + J])
+            ZX.append(A22[o:o + J, Q2:Q2 + p])
+            Zy.append(A22[o:o + J, m - 1])
+        lev = np.repeat(np.arange(lay.J1), np.diff(lay.ptr))
+        pairs = {}
+        for l, (o, J) in enumerate(spans, start=1):
+            sel = (lay.cols >= o) & (lay.cols < o + J) & (a21 != 0)
+            pairs[0, l] = (lev[sel], lay.cols[sel] - o, a21[sel])
+            for h, (o2, J2) in enumerate(spans[:l - 1], start=1):
+                i, j = np.nonzero(A22[o2:o2 + J2, o:o + J])
+                pairs[h, l] = (i, j, A22[o2 + i, o + j])
+        return henderson_start(cp.n_obs, A22[Q2:Q2 + p, Q2:Q2 + p], A22[Q2:Q2 + p, m - 1], A22[m - 1, m - 1],
+                               n, ZX, Zy, pairs)
 
     def lambdas(self, theta) -> list:
         return self.theta_map.lambdas(theta)

@@ -46,6 +46,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .._kernels import crossed_ops as kc
+from .crossed_moments import henderson_start
 from .lmm_newton import profiled_deviance_hessian
 
 __all__ = ["CrossedStats", "CrossedIterative", "IterativeResult", "IterativeFitProblem", "StochasticCriterionWarning",
@@ -241,8 +242,21 @@ class CrossedIterative:
 
     # -- start ---------------------------------------------------------------------------------
     def moment_start(self) -> np.ndarray:
-        """The ANOVA-style start of :meth:`.lmm.LMMProblem.moment_start`, from the per-level sums."""
+        """Henderson's method-1 moment estimates (:func:`.crossed_moments.henderson_start`), as the exact
+        path starts from; per-factor ANOVA estimates where the moment equations are singular."""
         st = self.st
+        pairs = {}
+        for l in range(1, self.K):
+            o, J = int(st.off[l]), int(st.J[l])
+            sel = (st.pl >= o) & (st.pl < o + J)
+            pairs[0, l] = (st.pj[sel], st.pl[sel] - o, st.pv[sel])
+            for h in range(1, l):
+                o2, J2 = int(st.off[h]), int(st.J[h])
+                sel = (st.qa >= o2) & (st.qa < o2 + J2) & (st.qb >= o) & (st.qb < o + J)
+                pairs[h, l] = (st.qa[sel] - o2, st.qb[sel] - o, st.qv[sel])
+        theta = henderson_start(st.n_obs, st.XtX, st.Xty, st.yty, st.n, st.ZX, st.Zy, pairs)
+        if theta is not None:
+            return theta
         N = st.n_obs
         vy = max(st.yty / N, 1e-300)
         stats = []
