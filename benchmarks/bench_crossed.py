@@ -97,11 +97,34 @@ from skmixed import MixedLinearRegressor
 G = df[["a", "b"]]
 if {force}:
     li.DENSE_BYTES_LIMIT = 0
+phases = {{}}  # where the iterative fit's time goes: wall and CPU seconds per step, and calls
+
+def _timed(owner, name, key):
+    fn = getattr(owner, name)
+    def wrapper(*a, **k):
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return fn(*a, **k)
+        finally:
+            ph = phases.setdefault(key, [0.0, 0.0, 0])
+            ph[0] += time.perf_counter() - t
+            ph[1] += time.process_time() - c
+            ph[2] += 1
+    setattr(owner, name, wrapper)
+
+for owner, name, key in [(li.CrossedStats, "from_rows", "one pass over the rows (CrossedStats)"),
+                         (li.CrossedIterative, "evaluate", "criterion evaluations (PCG solves, SLQ probes; all)"),
+                         (li.CrossedIterative, "_pcg", "  block PCG (within evaluations and derivatives)"),
+                         (li.CrossedIterative, "derivatives", "gradient traces + AI Hessian"),
+                         (li.CrossedIterative, "refine_report", "  report refinement (one evaluation on more probes)"),
+                         (li.CrossedIterative, "result", "results")]:
+    _timed(owner, name, key)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     li.DENSE_BYTES_LIMIT, keep = 0, li.DENSE_BYTES_LIMIT
     MixedLinearRegressor(reml=False).fit(df[["x"]].iloc[:3000], df["y"].iloc[:3000], groups=G.iloc[:3000])  # warm
     li.DENSE_BYTES_LIMIT = keep
+    phases.clear()
     t, c = time.perf_counter(), time.process_time()
     m = MixedLinearRegressor(reml=False).fit(df[["x"]], df["y"], groups=G)
     fit_s, cpu_s = time.perf_counter() - t, time.process_time() - c
@@ -113,7 +136,9 @@ out = dict(fit_s=fit_s, cpu_s=cpu_s, load1=os.getloadavg()[0], peak_mb=peak_mb()
            sigma=m.sigma_, crit=f"{{m.deviance_:.7f}}", crit_se=info.get("criterion_se", 0.0),
            excess=info.get("expected_excess", 0.0), probes=info.get("n_probes", 0),
            theta=m.theta_.tolist(), se_b0=float(m.fixed_effects_se_.iloc[0]), se_bx=float(m.fixed_effects_se_["x"]),
-           sd_se=info.get("sd_se"), realised=globals().get("realised"), note=f"{{m.n_iter_}} Newton iterations, converged_={{m.converged_}}")
+           sd_se=info.get("sd_se"), realised=globals().get("realised"), phases=phases,
+           cg_iterations=info.get("cg_iterations"), n_evaluations=info.get("n_evaluations"),
+           note=f"{{m.n_iter_}} Newton iterations, converged_={{m.converged_}}")
 if {exact_at_theta}:
     from skmixed._design.layout import BlockLayout
     from skmixed._solvers.lmm import LMMProblem, cross_products
@@ -188,6 +213,15 @@ def _iterative_cases(args):
     row = dict(tool="skmixed MixedLinearRegressor", **(res or {"note": err}))
     print(f"\n### crossed y ~ x + (1|a) + (1|b), ML: {rows_n:,} rows, {ja:,} x {jb:,} levels\n")
     print(markdown_table([row], cols))
+    if res and res.get("phases"):
+        print(f"\nWhere the fit's time went ({res['n_evaluations']} criterion evaluations, at most "
+              f"{res['cg_iterations']} CG iterations in the last; the rest of the fit: input checks, factor codes, "
+              f"scaling):\n")
+        ph = [dict(step=k, wall_s=v[0], cpu_s=v[1], calls=v[2]) for k, v in res["phases"].items()]
+        top = [v for k, v in res["phases"].items() if not k.startswith(" ")]
+        ph.append(dict(step="rest of the fit", wall_s=res["fit_s"] - sum(v[0] for v in top),
+                       cpu_s=res["cpu_s"] - sum(v[1] for v in top), calls=""))
+        print(markdown_table(ph, ["step", "wall_s", "cpu_s", "calls"]))
     if res and big:
         truth = dict(b_0=1.0, b_x=0.5, sd_a=1.0, sd_b=0.7, sigma=1.0)
         ses = dict(b_0=res["se_b0"], b_x=res["se_bx"], sd_a=res["sd_se"][0], sd_b=res["sd_se"][1],

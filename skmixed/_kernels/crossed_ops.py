@@ -68,16 +68,36 @@ def rest_apply(diag_rest, qa, qb, qv, col_scale, X, out):
 
 
 @njit(cache=True)
-def schur_apply(pj, pl, pv, theta1, d1inv, diag_rest, qa, qb, qv, col_scale, X, out, T):
-    """``out = S X`` for the Schur complement of the first factor; ``T`` is (J1, nc) scratch."""
-    a1r_apply(pj, pl, pv, theta1, col_scale, X, T)
+def schur_apply(pptr, pl, pv, theta1, d1inv, diag_rest, qa, qb, qv, col_scale, X, out):
+    """``out = S X`` for the Schur complement of the first factor, whose pairs are grouped by its
+    level (CSR over ``pptr``).
+
+    Each first-factor level's row of ``A_1r X`` is formed, scaled by ``D1^{-1}`` and scattered
+    back while it is in registers: no ``(J1, nc)`` scratch block goes through memory (with a
+    million first-factor levels that block is hundreds of MB, written and read once per product).
+    """
     nc = X.shape[1]
-    for j in range(T.shape[0]):
+    rest_apply(diag_rest, qa, qb, qv, col_scale, X, out)
+    t = np.empty(nc)
+    for j in range(pptr.shape[0] - 1):
+        lo, hi = pptr[j], pptr[j + 1]
+        if lo == hi:
+            continue
+        for r in range(nc):
+            t[r] = 0.0
+        for e in range(lo, hi):
+            l = pl[e]
+            c = theta1 * pv[e] * col_scale[l]
+            for r in range(nc):
+                t[r] += c * X[l, r]
         f = d1inv[j]
         for r in range(nc):
-            T[j, r] *= f
-    rest_apply(diag_rest, qa, qb, qv, col_scale, X, out)
-    ar1_apply_add(pj, pl, pv, theta1, col_scale, T, out, -1.0)
+            t[r] *= f
+        for e in range(lo, hi):
+            l = pl[e]
+            c = theta1 * pv[e] * col_scale[l]
+            for r in range(nc):
+                out[l, r] -= c * t[r]
 
 
 @njit(cache=True)
@@ -92,23 +112,22 @@ def schur_diag(pj, pl, pv, theta1, d1inv, diag_rest, col_scale):
 
 
 @njit(cache=True)
-def block_pcg(pj, pl, pv, theta1, d1inv, diag_rest, qa, qb, qv, col_scale, minv, B, tol, max_iter):
+def block_pcg(pptr, pl, pv, theta1, d1inv, diag_rest, qa, qb, qv, col_scale, minv, B, tol, max_iter):
     """Solve ``S X = B`` column by column (in lockstep) by CG preconditioned with ``diag(minv)``.
 
     Each column stops when its residual norm falls below ``tol`` times its right-hand
-    side's. Returns ``(X, alphas, betas, iters)``: the CG step lengths and
+    side's. Returns ``(X, alphas, betas, iters, SP0)``: the CG step lengths and
     direction updates of every column (``(max_iter, nc)``) and its iteration count,
     from which the Lanczos tridiagonal of ``M^{1/2} S M^{1/2}`` started at
-    ``M^{1/2} b`` follows (stochastic Lanczos quadrature, Ubaru, Chen & Saad 2017).
+    ``M^{1/2} b`` follows (stochastic Lanczos quadrature, Ubaru, Chen & Saad 2017),
+    and ``SP0 = S M B``, the first iteration's product (callers needing ``S M B`` get it free).
     """
     n, nc = B.shape
-    J1 = d1inv.shape[0]
     X = np.zeros((n, nc))
     R = B.copy()
     Zp = np.empty((n, nc))
     P = np.empty((n, nc))
     AP = np.empty((n, nc))
-    T = np.empty((J1, nc))
     alphas = np.zeros((max_iter, nc))
     betas = np.zeros((max_iter, nc))
     iters = np.zeros(nc, dtype=np.int64)
@@ -133,13 +152,16 @@ def block_pcg(pj, pl, pv, theta1, d1inv, diag_rest, qa, qb, qv, col_scale, minv,
         for i in range(n):
             s += R[i, r] * Zp[i, r]
         rz[r] = s
+    SP0 = np.zeros((n, nc))
     pap = np.zeros(nc)
     rr = np.zeros(nc)
     rz_new = np.zeros(nc)
     for it in range(max_iter):
         if not active.any():
             break
-        schur_apply(pj, pl, pv, theta1, d1inv, diag_rest, qa, qb, qv, col_scale, P, AP, T)
+        schur_apply(pptr, pl, pv, theta1, d1inv, diag_rest, qa, qb, qv, col_scale, P, AP)
+        if it == 0:
+            SP0[:, :] = AP
         pap[:] = 0.0
         for i in range(n):
             for r in range(nc):
@@ -176,7 +198,7 @@ def block_pcg(pj, pl, pv, theta1, d1inv, diag_rest, qa, qb, qv, col_scale, minv,
             for r in range(nc):
                 if active[r]:
                     P[i, r] = Zp[i, r] + betas[it, r] * P[i, r]
-    return X, alphas, betas, iters
+    return X, alphas, betas, iters, SP0
 
 
 @njit(cache=True)
@@ -200,3 +222,65 @@ def gram_apply(n_all, J1, pj, pl, pv, qa, qb, qv, x, out):
         v = qv[e]
         out[a] += v * x[b]
         out[b] += v * x[a]
+
+
+@njit(cache=True)
+def pair_table(ca, cb, Ja, Jb, w):
+    """The co-occurrence table of two factors: level pairs meeting in some row, sorted by ``(a, b)``.
+
+    ``w`` holds the rows' weights (empty: unit weights). Returns ``(pa, pb, pv)``: the pairs
+    and their summed weights, as ``np.unique`` of the keys ``a * Jb + b`` would give them (each
+    pair's weights summed in row order), but in linear time: the rows are bucketed by ``a``
+    (a counting sort), each bucket's ``b`` levels gathered in a marker array and sorted
+    (insertion sort for the usual handful, a library sort for large buckets).
+    """
+    n = ca.shape[0]
+    unit = w.shape[0] == 0
+    ptr = np.zeros(Ja + 1, dtype=np.int64)
+    for i in range(n):
+        ptr[ca[i] + 1] += 1
+    for j in range(Ja):
+        ptr[j + 1] += ptr[j]
+    pos = ptr[:-1].copy()
+    bb = np.empty(n, dtype=np.int64)
+    ww = np.empty(n)
+    for i in range(n):
+        j = ca[i]
+        k = pos[j]
+        bb[k] = cb[i]
+        ww[k] = 1.0 if unit else w[i]
+        pos[j] = k + 1
+    mark = np.full(Jb, -1, dtype=np.int64)
+    acc = np.zeros(Jb)
+    touched = np.empty(Jb, dtype=np.int64)
+    pa = np.empty(n, dtype=np.int64)
+    pb = np.empty(n, dtype=np.int64)
+    pv = np.empty(n)
+    m = 0
+    for j in range(Ja):
+        nt = 0
+        for k in range(ptr[j], ptr[j + 1]):
+            b = bb[k]
+            if mark[b] != j:
+                mark[b] = j
+                acc[b] = 0.0
+                touched[nt] = b
+                nt += 1
+            acc[b] += ww[k]
+        if nt > 32:
+            touched[:nt] = np.sort(touched[:nt])
+        else:
+            for k in range(1, nt):
+                key = touched[k]
+                q = k - 1
+                while q >= 0 and touched[q] > key:
+                    touched[q + 1] = touched[q]
+                    q -= 1
+                touched[q + 1] = key
+        for k in range(nt):
+            b = touched[k]
+            pa[m] = j
+            pb[m] = b
+            pv[m] = acc[b]
+            m += 1
+    return pa[:m].copy(), pb[:m].copy(), pv[:m].copy()

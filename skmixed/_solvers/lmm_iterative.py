@@ -114,18 +114,19 @@ class CrossedStats:
 
     @classmethod
     def from_rows(cls, codes, n_levels, X, y, weights=None, x_shift=None, y_shift=0.0):
-        """One pass per statistic over the rows (``np.bincount`` and a sort of pair keys per factor pair).
+        """One pass per statistic over the rows (``np.bincount`` per level sum, a linear-time co-occurrence
+        table per factor pair: :func:`skmixed._kernels.crossed_ops.pair_table`).
 
         ``codes[k]`` are factor ``k``'s level codes (solver order), ``x_shift`` / ``y_shift``
         centre the fixed columns and ``y`` as :func:`.lmm.cross_products` does.
         """
         n, p = X.shape
         K = len(codes)
-        w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)
         Xc = X if x_shift is None or not np.any(x_shift) else X - np.asarray(x_shift)[None, :]
         yc = np.asarray(y, dtype=np.float64) - float(y_shift)
-        wX = Xc * w[:, None]
-        wy = yc * w
+        wX = Xc if w is None else Xc * w[:, None]  # no copies for unit weights (10^7 rows: 160 MB each)
+        wy = yc if w is None else yc * w
         J = np.asarray(n_levels, dtype=np.int64)
         cnt, ZX, Zy = [], [], []
         for k in range(K):
@@ -138,21 +139,23 @@ class CrossedStats:
         if K > 1:
             off[1:] = np.concatenate([[0], np.cumsum(J[1:-1])])
         pairs = {}
+        wk = np.empty(0) if w is None else w
         for k in range(K):
             for l in range(k + 1, K):
-                key = np.asarray(codes[k], dtype=np.int64) * J[l] + np.asarray(codes[l], dtype=np.int64)
-                uniq, inv = np.unique(key, return_inverse=True)
-                v = np.bincount(inv.ravel(), weights=w, minlength=uniq.shape[0])
-                pairs[k, l] = (uniq // J[l], uniq % J[l], v)
+                pairs[k, l] = kc.pair_table(np.asarray(codes[k], dtype=np.int64), np.asarray(codes[l], dtype=np.int64),
+                                            int(J[k]), int(J[l]), wk)
         e64, e0 = np.empty(0, dtype=np.int64), np.empty(0)
         pj = np.concatenate([pairs[0, l][0] for l in range(1, K)]) if K > 1 else e64
         pl = np.concatenate([pairs[0, l][1] + off[l] for l in range(1, K)]) if K > 1 else e64
         pv = np.concatenate([pairs[0, l][2] for l in range(1, K)]) if K > 1 else e0
+        if K > 2:  # grouped by first-factor level (the Schur products walk them level by level)
+            order = np.argsort(pj, kind="stable")
+            pj, pl, pv = pj[order], pl[order], pv[order]
         rr = [(k, l) for k in range(1, K) for l in range(k + 1, K)]
         qa = np.concatenate([pairs[k, l][0] + off[k] for k, l in rr]) if rr else e64
         qb = np.concatenate([pairs[k, l][1] + off[l] for k, l in rr]) if rr else e64
         qv = np.concatenate([pairs[k, l][2] for k, l in rr]) if rr else e0
-        return cls(J, cnt, ZX, Zy, wX.T @ Xc, wX.T @ yc, float(wy @ yc), float(w.sum()),
+        return cls(J, cnt, ZX, Zy, wX.T @ Xc, wX.T @ yc, float(wy @ yc), float(n if w is None else w.sum()),
                    np.ascontiguousarray(pj), np.ascontiguousarray(pl), np.ascontiguousarray(pv),
                    np.ascontiguousarray(qa), np.ascontiguousarray(qb), np.ascontiguousarray(qv), off)
 
@@ -224,6 +227,11 @@ class CrossedIterative:
         self.Zy_all = np.concatenate(stats.Zy)
         self.fac_of_rest = np.repeat(np.arange(1, self.K), stats.J[1:])
         self.spans = [(0, self.J1)] + [(self.J1 + int(stats.off[k]), int(stats.J[k])) for k in range(1, self.K)]
+        if np.any(np.diff(stats.pj) < 0):  # statistics built elsewhere: group the pairs by first-factor level
+            order = np.argsort(stats.pj, kind="stable")
+            stats.pj, stats.pl, stats.pv = stats.pj[order], stats.pl[order], stats.pv[order]
+        self.pptr = np.zeros(self.J1 + 1, dtype=np.int64)  # CSR pointer of the pairs over the first factor
+        np.cumsum(np.bincount(stats.pj, minlength=self.J1), out=self.pptr[1:])
         # per probe: ~16 vectors over the rest's levels alive at once (CG's six, the solutions and
         # the estimators' temporaries) and two over the first factor's
         per_col = 8.0 * (16 * self.Q2 + 2 * self.J1)
@@ -283,16 +291,8 @@ class CrossedIterative:
 
     def _pcg(self, o, B, tol):
         st = self.st
-        return kc.block_pcg(st.pj, st.pl, st.pv, o["t1"], o["d1inv"], o["diag_rest"], st.qa, st.qb, st.qv,
+        return kc.block_pcg(self.pptr, st.pl, st.pv, o["t1"], o["d1inv"], o["diag_rest"], st.qa, st.qb, st.qv,
                             o["cs"], 1.0 / o["D"], np.ascontiguousarray(B), tol, 20 * int(np.sqrt(self.Q2)) + 200)
-
-    def _schur(self, o, X):
-        st = self.st
-        out = np.empty_like(X)
-        T = np.empty((self.J1, X.shape[1]))
-        kc.schur_apply(st.pj, st.pl, st.pv, o["t1"], o["d1inv"], o["diag_rest"], st.qa, st.qb, st.qv, o["cs"],
-                       np.ascontiguousarray(X), out, T)
-        return out
 
     def _a1r(self, o, X):
         st = self.st
@@ -374,7 +374,7 @@ class CrossedIterative:
                                                    np.concatenate(st.Zy[1:])])
         b2 = R2 - self._ar1(o, o["d1inv"][:, None] * R1)
         B = np.hstack([b2, sqD[:, None] * self.Z])
-        Xs, alphas, betas, iters = self._pcg(o, B, self.cg_tol)
+        Xs, alphas, betas, iters, SP0 = self._pcg(o, B, self.cg_tol)
         x2 = Xs[:, :p + 1]
         x1 = o["d1inv"][:, None] * (R1 - self._a1r(o, x2))
         AinvR = np.vstack([x1, x2])  # A^{-1} Lambda Z'[X y]
@@ -404,7 +404,8 @@ class CrossedIterative:
             lam, vec = sla.eigh_tridiagonal(dg, off)
             quad[i] = Q2 * float((vec[0] ** 2 * np.log(np.maximum(lam, 1e-300))).sum())
         VZ = self.Z / sqD[:, None]
-        SZ = self._schur(o, VZ) / sqD[:, None]  # S_hat Z
+        # S_hat Z: CG's first product was S applied to the preconditioned probes, M sqD Z = Z / sqD = VZ
+        SZ = SP0[:, p + 1:] / sqD[:, None]
         # control variate: the expansion log(I - E) = -E - E^2/2 - ..., E = I - S_hat (zero diagonal);
         # its second term's trace is exact where the sparse S_hat is small enough to form
         EZ = self.Z - SZ
@@ -453,7 +454,8 @@ class CrossedIterative:
         ctrl = np.einsum("ij,ij->j", VGVz, Z)
         cs = o["cs"]
         gdiag = np.zeros(self.Q2)
-        np.add.at(gdiag, self.st.pl, (o["t1"] * self.st.pv * cs[self.st.pl]) ** 2 * o["d1inv"][self.st.pj] ** 2)
+        gdiag += np.bincount(self.st.pl, weights=(o["t1"] * self.st.pv * cs[self.st.pl]) ** 2 * o["d1inv"][self.st.pj] ** 2,
+                             minlength=self.Q2)
         t1, _, per[0] = _controlled_mean(est, ctrl, float((gdiag / D).sum()))
         tr[0] = float(o["d1inv"].sum()) + t1
         if self.reml and self.st.p:
@@ -631,7 +633,7 @@ class CrossedIterative:
         D = o["D"]
         h = o["t1"] * st.pv * o["cs"][st.pl]
         corr1 = np.zeros(self.J1)
-        np.add.at(corr1, st.pj, h**2 / D[st.pl])
+        corr1 += np.bincount(st.pj, weights=h**2 / D[st.pl], minlength=self.J1)
         diag1 = o["d1inv"] + o["d1inv"] ** 2 * corr1
         diag = np.concatenate([diag1, 1.0 / D])
         us, bs, cvs, lams = [], [], [], []
