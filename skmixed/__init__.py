@@ -30,13 +30,14 @@ scikit-learn, pandas and numba) is imported on first access, as in
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["AdditiveMixedRegressor", "BootstrapResult", "MixedLinearRegressor", "MixedLogisticRegressor",
-           "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed",
+__all__ = ["AdditiveMixedRegressor", "BootstrapResult", "MixedConvergenceWarning", "MixedLinearRegressor",
+           "MixedLogisticRegressor", "MixedPoissonRegressor", "NoGroupsWarning", "RefitWarning", "SplitSampleMixed", "StreamingMixed",
            "StreamingMixedLogistic", "StreamOrderWarning", "anova", "bootstrap", "coef_table", "confint", "tidy"]
 
 # public name -> module holding it (imported on first access, PEP 562)
 _LAZY = {
     "AdditiveMixedRegressor": ".additive",
+    "MixedConvergenceWarning": "._solvers._optim",
     "MixedLinearRegressor": ".linear",
     "MixedLogisticRegressor": ".logistic",
     "MixedPoissonRegressor": ".poisson",

@@ -231,6 +231,10 @@ class MixedModelBase(BaseEstimator):
         input or model keeps scikit-learn's ndarray."""
         return on_index(values, X) if self._formula is not None else values
 
+    def _check_params(self):
+        """Validate the constructor parameters (estimators with more checks extend this)."""
+        self._validate_params()
+
     def _has_intercept(self) -> bool:
         """Whether the fixed design has an intercept: the formula's say, else ``fit_intercept``."""
         if self._formula is not None:
@@ -745,6 +749,23 @@ def fit_inputs(est: MixedModelBase, X, y=None, groups=None, sample_weight=None, 
     feature names, the fitted formula). ``kwargs``: ``chunk`` and ``reset`` of ``_prepare_fit``.
     """
     return est._prepare_fit(X, y, groups, sample_weight, **kwargs)
+
+
+def has_intercept(est: MixedModelBase) -> bool:
+    """Whether ``est``'s fixed design has an intercept (the formula's say, else ``fit_intercept``)."""
+    return est._has_intercept()
+
+
+def check_params(est: MixedModelBase) -> None:
+    """Validate ``est``'s constructor parameters as its ``fit`` does (a ValueError/TypeError naming the
+    parameter)."""
+    est._check_params()
+
+
+def adopt_formula(est: MixedModelBase, spec) -> None:
+    """Give ``est`` the fitted formula state ``spec`` (a :class:`~skmixed._design.formula.FormulaSpec`):
+    what a fit's input validation sets, for a fit whose rows were validated elsewhere (Dask partitions)."""
+    est._formula = spec
 
 
 def predict_inputs(est: MixedModelBase, X, groups=None) -> PredictData:

@@ -14,7 +14,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import SHARED_CONSTRAINTS, MixedModelBase
+from ._base import SHARED_CONSTRAINTS, MixedModelBase, fit_inputs, has_intercept
 from ._design.formula import as_pandas
 from ._design.mgcv_formula import SmoothSpec, is_smooth_term, parse_smooth, split_mgcv_formula
 from ._design.smooths import SMOOTHS, make_smooth
@@ -1304,3 +1304,32 @@ def _unit_deviance(family, y, mu):
     with np.errstate(divide="ignore", invalid="ignore"):
         a = np.where(y > 0, y * np.log(np.where(y > 0, y, 1) / mu), 0.0)
     return 2 * (a - (y - mu))
+
+
+# ------------------------------------------------------------------ seams for the distributed fit (skmixed.dask)
+def validated_rows(est: AdditiveMixedRegressor, X, y, groups=None, sample_weight=None):
+    """``(fd, names_all)``: the validated rows of ``X`` (a :class:`~skmixed._base.FitData`, response
+    checked against the family) and the input column names; sets ``est``'s input-validation state."""
+    fd = fit_inputs(est, X, y, groups, sample_weight, chunk=True, reset=True)
+    est._check_y_family(fd.y)
+    return fd, est._input_names(X, fd.n_design - int(has_intercept(est)))
+
+
+def smooth_specs(est: AdditiveMixedRegressor, names):
+    """The smooth terms of ``est`` over the input columns ``names`` (:class:`SmoothSpec` per term)."""
+    return est._smooth_specs(names)
+
+
+def model_terms(est: AdditiveMixedRegressor, fd, names_all, binning):
+    """The model's binned terms for ``fd`` with every data-dependent choice asked of ``binning``."""
+    return est._model_terms(fd, names_all, binning)
+
+
+def store_fit(est: AdditiveMixedRegressor, fd, lay, res, design, gof) -> None:
+    """Set ``est``'s fitted attributes from the fREML result ``res`` (``gof``: :func:`fit_summary_sums`)."""
+    est._store(fd, lay, res, design, gof)
+
+
+def inverse_link(est: AdditiveMixedRegressor, eta):
+    """The mean from the linear predictor ``eta`` under ``est``'s family."""
+    return est._inv_link(eta)

@@ -19,7 +19,8 @@ from ._design.scaling import ColumnScaling, check_scales, gram_scaling, scale_cr
 from ._summary import Summary, varcorr_table
 from ._progress import progress_bar
 from ._row_buffer import RowBuffer, plain_chunk
-from ._solvers.lmm import CrossProducts, LMMProblem, cross_products, warn_not_converged
+from ._solvers._optim import warn_not_converged
+from ._solvers.lmm import CrossProducts, LMMProblem, cross_products
 from ._solvers.lmm_iterative import IterativeFitProblem, fit_iterative, iterative_applies, warn_stochastic
 from ._solvers.lmm_stats import GroupedStats
 from ._transaction import transactional
@@ -311,7 +312,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             problem.progress = bar if self.verbose else None
             theta, n_iter, converged, message = problem.optimize(theta0=theta0, max_iter=self.max_iter)
         if not converged:
-            warn_not_converged(message, n_iter)
+            warn_not_converged(problem.optimizer, n_iter, message, stacklevel=2)
         res = problem.result(theta, n_iter, converged, message)
         if shift is not None:
             T = np.eye(fd.X.shape[1])
@@ -342,7 +343,7 @@ class MixedLinearRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
             res = fit_iterative(blocks, [f.codes for f in fd.factors], X, fd.y, fd.weights, fd.n_obs,
                                 bool(self.reml), shift, yshift, self.max_iter, bar if self.verbose else None)
         if not res.converged:
-            warn_not_converged(res.message, res.n_iter)
+            warn_not_converged("Newton (stochastic gradient)", res.n_iter, res.message, stacklevel=2)
         if shift is not None:
             T = _basis(fd.X.shape[1], shift)
             res.beta = T @ res.beta
@@ -799,3 +800,27 @@ def _is_estimate(name):
     if name.startswith("__"):
         return False
     return (name.endswith("_") and name not in _VALIDATION_ATTRS) or name in _PRIVATE_ESTIMATES
+
+
+# ------------------------------------------------------------------ seams for the distributed fit (skmixed.dask)
+def fit_grouped_stats(est: MixedLinearRegressor, stats: GroupedStats) -> None:
+    """Fit ``est`` from scratch on merged grouped statistics (the distributed fit's driver):
+    the end of ``partial_fit``'s path with no earlier accumulation; ``est``'s input-validation
+    state (names, formula) is the caller's. Raises when the statistics cannot be fitted.
+
+    Examples
+    --------
+    >>> from skmixed import MixedLinearRegressor
+    >>> from skmixed.datasets import load_sleepstudy
+    >>> from skmixed._base import fit_inputs
+    >>> from skmixed._solvers.lmm_stats import GroupedStats
+    >>> df = load_sleepstudy()
+    >>> m = MixedLinearRegressor(random_slopes=["Days"])
+    >>> fd = fit_inputs(m, df[["Days"]], df["Reaction"], df["Subject"], chunk=True)
+    >>> fit_grouped_stats(m, GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms,
+    ...                                             fd.feature_names))
+    >>> round(float(m.sigma_), 2)
+    25.59
+    """
+    est._stats = None
+    est._fit_stats(stats, unfit="raise")

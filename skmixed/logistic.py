@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.base import ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import GLMM_CONSTRAINTS, FitData, MixedModelBase, merge_offsets
+from ._base import GLMM_CONSTRAINTS, FitData, MixedModelBase, fit_inputs, merge_offsets
 from ._design.layout import amalgamate
 from ._design.scaling import ColumnScaling, check_scales
 from ._separation import group_separation
 from ._kernels import glmm as kg
 from ._solvers import glmm as sg
-from ._solvers._optim import boundary_names
+from ._solvers._optim import boundary_names, warn_not_converged
 from ._families import BINOMIAL
 from ._summary import Summary, format_coef_table, format_groups_and_flags, format_varcorr, varcorr_table
 from ._transaction import transactional
@@ -401,6 +401,11 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         """Largest random-effect SD per grouping factor (logit scale)."""
         return {f: float(np.sqrt(np.max(np.diag(c.to_numpy())))) for f, c in self.cov_re_.items() if c.size}
 
+    def _finish_distributed(self, res, classes):
+        """After a distributed fit: the classes seen across the partitions, and the warnings of a fit."""
+        self.classes_ = classes
+        self._warn_problems(res)
+
     def _warn_problems(self, res, fd=None):
         beta = res.extra.get("beta_internal", self.fixed_effects_.to_numpy())
         se = res.extra.get("se_internal", self.fixed_effects_se_.to_numpy())
@@ -424,8 +429,9 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
                           "0, or correlations +-1 within a term); see is_singular_, boundary_params_ and theta_; "
                           "the model is usable", SingularFitWarning, stacklevel=3)
         if not self.converged_:
-            warnings.warn(f"the optimiser did not converge after {self.n_iter_} iterations ({res.message}); "
-                          "estimates are the last iterate", ConvergenceWarning, stacklevel=3)
+            log = res.extra.get("fit_log")
+            warn_not_converged(log.optimizer if log is not None else "PIRLS", self.n_iter_, res.message, log,
+                               stacklevel=3)
 
     # ----------------------------------------------------------------- prediction
     def decision_function(self, X, groups=None, offset=None):
@@ -549,3 +555,29 @@ class MixedLogisticRegressor(InferenceMixin, ClassifierMixin, MixedModelBase):
         tags.input_tags.allow_nan = False
         tags.classifier_tags.multi_class = False
         return tags
+
+
+# ------------------------------------------------------------------ seams for the distributed fits (skmixed.dask)
+def glmm_family(est: MixedLogisticRegressor):
+    """The :mod:`~skmixed._families` family ``est`` fits (binomial, or Poisson for the subclass)."""
+    return est._family
+
+
+def coded_fit_inputs(est: MixedLogisticRegressor, X, y, groups=None, sample_weight=None, **kwargs):
+    """:func:`~skmixed._base.fit_inputs` of a response already coded against the classes of the whole
+    data (a partition may hold one class): ``y`` checked as numbers, not re-coded into classes.
+    ``est`` is changed for this purpose: give it a copy."""
+    est._validate_y = functools.partial(MixedModelBase._validate_y, est)
+    return fit_inputs(est, X, y, groups, sample_weight, **kwargs)
+
+
+def finish_fit(est: MixedLogisticRegressor, fd, blocks, res, scaling, loglik_constant) -> None:
+    """Set ``est``'s fitted attributes from the solver's result ``res`` (a
+    :class:`~skmixed._solvers.glmm.GLMMResult` on the columns ``scaling`` maps back); ``fd`` may hold no rows."""
+    est._finish_fit(fd, blocks, res, scaling, loglik_constant)
+
+
+def finish_distributed_fit(est: MixedLogisticRegressor, res, classes=None) -> None:
+    """The last step of a distributed fit: the classes (logistic) or count attributes (Poisson), and the
+    warnings a fit gives (singular fit, separation, non-convergence)."""
+    est._finish_distributed(res, classes)

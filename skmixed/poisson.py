@@ -6,10 +6,10 @@ import warnings
 
 import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
 
 from ._base import GLMM_CONSTRAINTS, MixedModelBase, merge_offsets
 from ._families import POISSON
+from ._solvers._optim import warn_not_converged
 from ._summary import Summary
 from .logistic import MixedLogisticRegressor, SingularFitWarning
 from ._transaction import transactional
@@ -158,6 +158,9 @@ class MixedPoissonRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
         self._regressor_shapes()
         self._warn_problems(res)
 
+    def _finish_distributed(self, res, classes):
+        self._finish_poisson(res)
+
     def _warn_problems(self, res):
         if res.extra.get("hessian_failed") and not self.is_singular_:
             warnings.warn("the Hessian of the deviance is not positive definite at the optimum; standard errors "
@@ -168,8 +171,9 @@ class MixedPoissonRegressor(InferenceMixin, RegressorMixin, MixedModelBase):
                           "0, or correlations +-1 within a term); see is_singular_, boundary_params_ and theta_",
                           SingularFitWarning, stacklevel=3)
         if not self.converged_:
-            warnings.warn(f"the optimiser did not converge after {self.n_iter_} iterations ({res.message}); "
-                          "estimates are the last iterate", ConvergenceWarning, stacklevel=3)
+            log = res.extra.get("fit_log")
+            warn_not_converged(log.optimizer if log is not None else "PIRLS", self.n_iter_, res.message, log,
+                               stacklevel=3)
 
     # ----------------------------------------------------------------- prediction
     def _linear_predictor(self, X, groups, offset):

@@ -41,6 +41,8 @@ from ._base import _check_groups_arg, _finite_or_raise
 from ._design.grouping import make_factors
 from ._design.level_index import LevelIndex
 from ._kernels import stream_glmm as _k
+from ._numdiff import central_hessian
+from ._numdiff import gradient as fd_gradient
 from ._solvers.sema import Staging
 from ._solvers.sema_exact import theta_positions
 from ._transaction import transactional
@@ -543,24 +545,14 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         x0 = np.concatenate([st.beta, st.theta])
         u = st.u.copy()
 
+        lower = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+
         def fun(x):
             f0 = st.deviance(x[:p], x[p:], zidx, u)
             if not np.isfinite(f0):
                 return 1e300, np.zeros_like(x)
-            h = 1e-5 * np.maximum(1.0, np.abs(x))
-            g = np.empty_like(x)
-            for i in range(x.size):
-                e = np.zeros_like(x)
-                e[i] = h[i]
-                lo = x - e
-                if bounds[i][0] is not None and lo[i] < bounds[i][0]:
-                    g[i] = (st.deviance((x + e)[:p], (x + e)[p:], zidx, u) - f0) / h[i]
-                else:
-                    g[i] = (st.deviance((x + e)[:p], (x + e)[p:], zidx, u)
-                            - st.deviance(lo[:p], lo[p:], zidx, u)) / (2 * h[i])
-            return f0, g
+            return f0, fd_gradient(lambda v: st.deviance(v[:p], v[p:], zidx, u), x, 1e-5, lower, f0=f0)
 
-        lower = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
         # Newton with the last curvature, unless a variance sat on its bound then (it may leave it)
         reuse = st.hess.shape == (x0.size, x0.size) and np.diag(st.hess * st.ic[0]).max() < 1e299
         # (kept per row seen: the curvature grows with the rows)
@@ -622,17 +614,7 @@ def _newton(fun, x0, H, lower, max_steps=8):
 
 def _fd_hessian(f, x0, idx):
     """Central-difference Hessian of ``f`` at ``x0`` over the coordinates ``idx`` (others: identity rows)."""
-    k = x0.size
-    H = np.eye(k) * 1e300  # coordinates outside idx: held (their variance ~0)
+    H = np.eye(x0.size) * 1e300  # coordinates outside idx: held (their variance ~0)
     h = 1e-4 * np.maximum(1.0, np.abs(x0))
-    f0 = f(x0)
-    for a, i in enumerate(idx):
-        ei = np.zeros(k)
-        ei[i] = h[i]
-        H[i, i] = (f(x0 + ei) - 2 * f0 + f(x0 - ei)) / h[i] ** 2
-        for j in idx[:a]:
-            ej = np.zeros(k)
-            ej[j] = h[j]
-            H[i, j] = H[j, i] = (f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej) + f(x0 - ei - ej)) / (
-                4 * h[i] * h[j])
+    H[np.ix_(idx, idx)] = central_hessian(f, x0, h[idx], idx=idx)
     return H

@@ -33,10 +33,6 @@ ALLOWED = {
     ("_threads.py", "threadpoolctl", "_ALL_CONTROLLERS"): "third-party internals (threadpoolctl)",
 }
 
-# known debt, path prefixes relative to skmixed/: the distributed fits (skmixed/dask/, moved there by #19)
-# still drive an estimator's fit steps (_prepare_fit, _store, _fit_stats, ...) from outside; their seam
-# is a MixedFit built by the distributed solver and set by the estimator (issue #13), not done yet
-PENDING = ("dask/",)
 
 _ATTR_FUNCS = {"getattr", "hasattr", "setattr", "delattr"}
 
@@ -89,7 +85,7 @@ def violations():
 def test_no_cross_module_private_access():
     found = violations()
     bad = [f"skmixed/{rel}:{line}: {obj}.{name}" for rel, line, obj, name in found
-           if (rel, obj, name) not in ALLOWED and not rel.startswith(PENDING)]
+           if (rel, obj, name) not in ALLOWED]
     assert not bad, ("modules reach into other objects' private members (use a public seam: see this "
                      "test's docstring):\n" + "\n".join(bad))
     used = {(rel, obj, name) for rel, _, obj, name in found}

@@ -24,14 +24,17 @@ The same probes serve the LMM (:meth:`skmixed._solvers.lmm.LMMProblem._escape_bo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
+from sklearn.exceptions import ConvergenceWarning
 
 from .._design.theta import ThetaMap, scipy_bounds
 
-__all__ = ["FitLog", "probe_boundary", "minimize_bounded", "boundary_names"]
+__all__ = ["FitLog", "MixedConvergenceWarning", "probe_boundary", "minimize_bounded", "boundary_names",
+           "warn_not_converged"]
 
 #: probe distances off a bound, in units of the parameter's scale: the usual, a near one (a
 #: shallow dip close to the bound), a far one (a dip the criterion reaches only past a ridge)
@@ -50,6 +53,7 @@ class FitLog:
     final_check : ``"ok"`` when no improving feasible direction was found, else what failed.
     on_boundary : indices of the parameters on their bound at the end.
     events : a short text per notable step.
+    optimizer : the optimiser that ran (``"L-BFGS-B"`` for :func:`minimize_bounded`).
     """
 
     started_on_boundary: bool = False
@@ -58,17 +62,88 @@ class FitLog:
     final_check: str = ""
     on_boundary: list = field(default_factory=list)
     events: list = field(default_factory=list)
+    optimizer: str = ""
 
     @property
     def left_boundary(self) -> bool:
         """Escaped from a bound, or started on / touched one and did not end on it."""
         return self.n_escapes > 0 or ((self.started_on_boundary or self.touched_boundary) and not self.on_boundary)
 
+    def summary(self, final_check=True) -> str:
+        """The log in one line, for warnings and reports.
+
+        Examples
+        --------
+        >>> FitLog(started_on_boundary=True, n_escapes=1, final_check="ok", on_boundary=[2]).summary()
+        'final check ok; started on a bound; left a bound 1 time(s); ends on the bound of parameters [2]'
+        """
+        parts = [f"final check {self.final_check or 'not run'}"] if final_check else []
+        if self.started_on_boundary:
+            parts.append("started on a bound")
+        elif self.touched_boundary:
+            parts.append("touched a bound")
+        if self.n_escapes:
+            parts.append(f"left a bound {self.n_escapes} time(s)")
+        if self.on_boundary:
+            parts.append(f"ends on the bound of parameters {list(self.on_boundary)}")
+        return "; ".join(parts)
+
     def merge(self, other: "FitLog") -> None:
         self.started_on_boundary |= other.started_on_boundary
         self.touched_boundary |= other.touched_boundary
         self.n_escapes += other.n_escapes
         self.events += other.events
+
+
+class MixedConvergenceWarning(ConvergenceWarning):
+    """An optimiser stopped before its convergence test passed; the estimates are its last iterate.
+
+    A :class:`sklearn.exceptions.ConvergenceWarning` (filters on that class catch it) that names
+    the optimiser that actually ran and keeps what it reported.
+
+    Attributes
+    ----------
+    optimizer : str
+        ``"L-BFGS-B"``, ``"COBYQA"``, ``"Newton"``, ``"Newton (stochastic trace estimates)"``,
+        ``"fREML Newton"``, ...
+    n_iter : int
+        Its iterations.
+    reason : str
+        Its own stopping message.
+    fit_log : FitLog or None
+        What it met on the way (bounds left, the final check), when it keeps a log.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_not_converged("COBYQA", 40, "maximum evaluations reached")
+    >>> str(w[0].message)
+    'COBYQA did not converge after 40 iterations (maximum evaluations reached); estimates are the last iterate'
+    >>> w[0].message.optimizer
+    'COBYQA'
+    """
+
+    def __init__(self, optimizer, n_iter, reason, fit_log=None):
+        self.optimizer, self.n_iter, self.reason, self.fit_log = str(optimizer), int(n_iter), str(reason), fit_log
+        text = f"{optimizer} did not converge after {n_iter} iterations ({reason}); estimates are the last iterate"
+        log = None if fit_log is None else fit_log.summary(final_check="final check" not in self.reason)
+        if log:
+            text += f"; fit log: {log}"
+        super().__init__(text)
+
+    def __reduce__(self):
+        return type(self), (self.optimizer, self.n_iter, self.reason, self.fit_log)
+
+
+def warn_not_converged(optimizer, n_iter, reason, fit_log=None, stacklevel=3):
+    """Warn that ``optimizer`` did not converge: every solver path's one convergence warning.
+
+    Raises a :class:`MixedConvergenceWarning`; ``stacklevel`` as for :func:`warnings.warn` called
+    where this function is called.
+    """
+    warnings.warn(MixedConvergenceWarning(optimizer, n_iter, reason, fit_log), stacklevel=stacklevel + 1)
 
 
 def _at_bound(x, lower, scale, rel=1e-4):
@@ -196,6 +271,7 @@ def minimize_bounded(fg, x0, lower, *, fun=None, scale=None, maxiter=500, gtol=1
     lower = np.asarray(lower, dtype=float)
     scale = np.ones_like(x0) if scale is None else np.asarray(scale, dtype=float)
     log = FitLog() if log is None else log
+    log.optimizer = "L-BFGS-B"
     grad_ok = 100 * gtol if grad_ok is None else grad_ok
     bounded = np.isfinite(lower)
     if len(_at_bound(x0, lower, scale)):

@@ -34,6 +34,7 @@ from .._kernels.binned import (
     binned_pass, linear_predictor,
 )
 from .._threads import effective_n_threads
+from ._optim import warn_not_converged
 
 FAMILIES = {"gaussian": GAUSSIAN, "binomial": BINOMIAL, "poisson": POISSON}
 _LOG2PI = np.log(2 * np.pi)
@@ -631,10 +632,7 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
             log_phi = log_phi + step[npen]
         have_fit = True
     if not converged:
-        warnings.warn(
-            f"fREML did not converge in {max_iter} iterations (max |REML gradient| "
-            f"{np.max(np.abs(g)):.3g}); results may be inaccurate", ConvergenceWarning, stacklevel=3,
-        )
+        warn_not_converged("fREML Newton", max_iter, f"max |REML gradient| {np.max(np.abs(g)):.3g}", stacklevel=3)
     # final state at the accepted rho (beta_d, u, F from the last factorization)
     lam = np.exp(rho)
     phi = 1.0 if scale_known else float(np.exp(log_phi))

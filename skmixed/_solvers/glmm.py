@@ -46,6 +46,8 @@ from scipy import optimize
 
 from .._design.theta import ThetaMap, scipy_bounds
 from .._kernels import glmm as kg
+from .._numdiff import central_hessian, gradient_curvatures, hessian_from_gradient
+from .._numdiff import gradient as fd_gradient
 from .._threads import blas_for_dense
 from .._families import BINOMIAL
 from ._optim import FitLog, covariance_probes, minimize_bounded
@@ -395,46 +397,6 @@ class SingleFactorGLMM:
         return theta, b, u, S, pw + ld, state["n"]
 
 
-def _hessian_from_grad(grad_fun, x, g0=None):
-    """Finite-difference Hessian of an analytic gradient (symmetrised).
-
-    Forward differences from ``g0`` (the gradient at ``x``) when given, else central:
-    with an analytic gradient the O(h) error of forward differences is ~1e-5
-    relative, far below what standard errors need, at half the evaluations.
-    """
-    k = x.size
-    Hs = np.empty((k, k))
-    for i in range(k):
-        hstep = 1e-5 * max(1.0, abs(x[i])) if g0 is not None else 1e-4 * max(1.0, abs(x[i]))
-        xp = x.copy()
-        xp[i] += hstep
-        if g0 is not None:
-            Hs[i] = (grad_fun(xp) - g0) / hstep
-        else:
-            xm = x.copy()
-            xm[i] -= hstep
-            Hs[i] = (grad_fun(xp) - grad_fun(xm)) / (2 * hstep)
-    return 0.5 * (Hs + Hs.T)
-
-
-def _hessian_from_fun(fun, x):
-    """Central-difference Hessian of a function (lme4's deriv12 scheme, delta 1e-4)."""
-    k = x.size
-    f0 = fun(x)
-    Hs = np.empty((k, k))
-    d = 1e-4
-    for i in range(k):
-        ei = np.zeros(k)
-        ei[i] = d
-        Hs[i, i] = (fun(x + ei) - 2 * f0 + fun(x - ei)) / d ** 2
-        for j in range(i):
-            ej = np.zeros(k)
-            ej[j] = d
-            Hs[i, j] = Hs[j, i] = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej)
-                                   + fun(x - ei - ej)) / (4 * d * d)
-    return Hs
-
-
 def _vcov_from_hessian(Hdev, n_theta):
     """glmer's vcov: beta block of (Hdev / 2)^-1; None if the Hessian is not positive definite."""
     try:
@@ -570,13 +532,11 @@ def _make_scaling(prob, x0, S):
         T[nt:, nt:] = np.eye(k - nt)
     u_save = prob.u.copy()
     _, g0 = prob.laplace(x0)
-    for i in range(nt):
-        d = 1e-3 * max(1.0, abs(x0[i]))
-        xp = x0.copy()
-        xp[i] += d
+
+    def grad(z):
         prob.u[:] = u_save
-        _, g1 = prob.laplace(xp)
-        curv = (g1[i] - g0[i]) / d
+        return prob.laplace(z)[1]
+    for i, curv in enumerate(gradient_curvatures(grad, x0, g0, 1e-3, range(nt))):
         T[i, i] = 1.0 / np.sqrt(curv) if curv > 0 else 0.1 * max(1.0, abs(x0[i]))
     prob.u[:] = u_save
     return T
@@ -660,14 +620,10 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                     return F, sc.T.T @ g
                 f0 = fa(x)
                 u_save = prob.u.copy()
-                g = np.empty_like(xi)
-                for i in range(xi.size):
-                    hs = 1e-4
-                    e = np.zeros_like(xi)
-                    e[i] = hs
-                    g[i] = (fa(sc.x(xi + e)) - fa(sc.x(xi - e))) / (2 * hs)
+
+                def restore():
                     prob.u[:] = u_save
-                return f0, g
+                return f0, fd_gradient(lambda z: fa(sc.x(z)), xi, 1e-4, absolute=True, restore=restore)
 
             def f_probe(xi):
                 u_save = prob.u.copy()
@@ -702,18 +658,18 @@ def fit_single_factor(prob: SingleFactorGLMM, nagq=1, tol=1e-5, max_iter=500, co
                 def gfun(xx):
                     prob.u[:] = u_save
                     return prob.laplace(xx)[1]
-                Hdev = _hessian_from_grad(gfun, x, gfun(x))
+                Hdev = hessian_from_gradient(gfun, x, gfun(x))
             elif exact:
                 def gfun(xx):
                     prob.u[:] = u_save
                     g = prob.agq_grad(xx, nodes, weights)[1]
                     return np.full(xx.size, np.nan) if g is None else g
-                Hdev = _hessian_from_grad(gfun, x, gfun(x))
+                Hdev = hessian_from_gradient(gfun, x, gfun(x))
             else:
                 def ffun(xx):
                     prob.u[:] = u_save
                     return fa(xx)
-                Hdev = _hessian_from_fun(ffun, x)
+                Hdev = central_hessian(ffun, x, 1e-4)
             prob.u[:] = u_save
             V = _vcov_from_hessian(Hdev, nt)
         if V is None:
@@ -973,25 +929,6 @@ class MultiFactorGLMM:
         return F, g
 
 
-def _fd_grad(fun, x, lower, h=1e-5, f0=None, central=True):
-    """Finite-difference gradient: central where the bound allows, else forward from ``f0``."""
-    g = np.empty_like(x)
-    for i in range(x.size):
-        hs = h * max(1.0, abs(x[i]))
-        xp = x.copy()
-        xp[i] += hs
-        fp = fun(xp)
-        if central and x[i] - hs >= lower[i]:
-            xm = x.copy()
-            xm[i] -= hs
-            g[i] = (fp - fun(xm)) / (2 * hs)
-        else:
-            if f0 is None:
-                f0 = fun(x)
-            g[i] = (fp - f0) / hs
-    return g
-
-
 def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, family=BINOMIAL, offset=None,
                      z_source=None, problem=None):
     """Laplace (or nAGQ=0) fit with several grouping factors; returns GLMMResult.
@@ -1053,7 +990,7 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
         def f0_and_grad(t):
             F = f0(t)
             # only start values for the Laplace stage (gtol 1e-3): forward differences, half the PIRLS runs
-            return F, _fd_grad(f0, t, prob.lower_theta, 1e-4, f0=F, central=nagq == 0)
+            return F, fd_gradient(f0, t, 1e-4, prob.lower_theta, f0=F, central=nagq == 0)
 
         r0 = optimize.minimize(f0_and_grad, theta0, jac=True,
                                method="L-BFGS-B", bounds=bounds_t,
@@ -1096,7 +1033,7 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
             def fr(z):
                 prob.u = [uk.copy() for uk in u_save]
                 return fxi(z)
-            g = _fd_grad(fr, xi, lo_xi, 1e-4)
+            g = fd_gradient(fr, xi, 1e-4, lo_xi)
             prob.u = u_save
             return F, g
 
@@ -1121,12 +1058,12 @@ def _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter):
             def gg(z):
                 prob.u = [uk.copy() for uk in u_save]
                 return prob.laplace_grad(z, tol=1e-10)[1]
-            Hdev = _hessian_from_grad(gg, x, gg(x))
+            Hdev = hessian_from_gradient(gg, x, gg(x))
         else:
             def ff(z):
                 prob.u = [uk.copy() for uk in u_save]
                 return prob.laplace(z)
-            Hdev = _hessian_from_fun(ff, x)
+            Hdev = central_hessian(ff, x, 1e-4)
         prob.u = u_save
         V = _vcov_from_hessian(Hdev, nt)
         vmethod = "hessian"

@@ -15,7 +15,6 @@ once, by :func:`skmixed._kernels.gram.accumulate`.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +25,8 @@ from .._design.layout import BlockLayout
 from .._design.theta import ThetaMap
 from .._kernels import gram
 from .._kernels import lmm as klmm
+from .._numdiff import central_hessian, richardson_gradient
+from .._numdiff import gradient as fd_gradient
 from .._threads import blas_for_dense
 from ._optim import covariance_probes, probe_boundary
 from .crossed_moments import henderson_start
@@ -147,6 +148,7 @@ class LMMProblem:
         self._size_classes_cache = False  # not computed yet (None: not applicable)
         self._pending_lam1 = None  # L11/L21 still to fill for this first-block Lambda (size classes)
         self._at_optimum = None  # a ScalarNewton holding the factor at the optimum, if any
+        self.optimizer = ""  # the optimiser the last optimize() ran (named by a convergence warning)
 
     # -- theta <-> Lambda ---------------------------------------------------------------
     def start(self) -> np.ndarray:
@@ -385,19 +387,7 @@ class LMMProblem:
         # central differences (one-sided at the boundary): evaluations are cheap
         # and independent of n, and central differences keep L-BFGS-B's final
         # iterates precise enough to reach lme4's optimum to ~1e-8
-        g = np.empty_like(theta)
-        for i in range(theta.size):
-            h = 1e-6 * max(1.0, abs(theta[i]))
-            tp = theta.copy()
-            tp[i] += h
-            fp = self.objective(tp)
-            if theta[i] - h >= self.lower[i]:
-                tm = theta.copy()
-                tm[i] -= h
-                g[i] = (fp - self.objective(tm)) / (2 * h)
-            else:
-                g[i] = (fp - f0) / h
-        return g
+        return fd_gradient(self.objective, theta, 1e-6, self.lower, f0=f0)
 
     def optimize(self, theta0=None, max_iter=500, tol=1e-10):
         """Minimise the profiled criterion (see :meth:`_optimize`).
@@ -433,6 +423,7 @@ class LMMProblem:
                     radius = 0.1
         theta0 = np.asarray(theta0, dtype=float)
         bounds = self.theta_map.bounds()
+        self.optimizer = "COBYQA" if large else "L-BFGS-B"
         if large:
             res = optimize.minimize(self.objective, theta0, method="COBYQA", bounds=bounds,
                                     options={"maxfev": max(50, 20 * max_iter), "initial_tr_radius": radius,
@@ -496,6 +487,7 @@ class LMMProblem:
         and the iteration resumed from a better point if there is one.
         """
         newton = ScalarNewton(self)
+        self.optimizer = "Newton"
         theta = self.moment_start() if theta0 is None else np.asarray(theta0, dtype=float)
         n_iter = 0
         for _ in range(4):
@@ -540,20 +532,13 @@ class LMMProblem:
         if not np.isfinite(f0):
             return theta, False
         at_optimum = False
-        k = idx.size
         H = None
         for _ in range(max_steps):
             scale = np.maximum(1.0, np.abs(theta[idx]))
             hg = 5e-3 * scale
-            g = np.empty(k)
-            for i in range(k):
-                e = np.zeros_like(theta)
-                e[idx[i]] = hg[i]
-                d1 = (self.objective(theta + e) - self.objective(theta - e)) / (2 * hg[i])
-                d2 = (self.objective(theta + e / 2) - self.objective(theta - e / 2)) / hg[i]
-                g[i] = (4 * d2 - d1) / 3
+            g = richardson_gradient(self.objective, theta, hg, idx)
             if H is None:  # the Hessian barely changes over these tiny steps: compute it once
-                H = self._fd_hessian(theta, idx, 2e-3 * scale, f0)
+                H = central_hessian(self.objective, theta, 2e-3 * scale, f0=f0, idx=idx)
                 if not np.all(np.isfinite(H)):
                     break
                 try:
@@ -578,22 +563,6 @@ class LMMProblem:
             if rel < 1e-11:
                 break
         return theta, at_optimum
-
-    def _fd_hessian(self, theta, idx, h, f0):
-        k = idx.size
-        E = np.zeros((k, theta.size))
-        E[np.arange(k), idx] = h
-        fp = np.array([self.objective(theta + E[i]) for i in range(k)])
-        fm = np.array([self.objective(theta - E[i]) for i in range(k)])
-        H = np.diag((fp - 2 * f0 + fm) / h**2)
-        for i in range(k):
-            for j in range(i):
-                fpp = self.objective(theta + E[i] + E[j])
-                fpm = self.objective(theta + E[i] - E[j])
-                fmp = self.objective(theta - E[i] + E[j])
-                fmm = self.objective(theta - E[i] - E[j])
-                H[i, j] = H[j, i] = (fpp - fpm - fmp + fmm) / (4 * h[i] * h[j])
-        return H
 
     def _projected_gradient(self, theta, g):
         """Largest gradient component not pointing out of the box (zero-bounded SDs at 0 may push outwards)."""
@@ -777,10 +746,3 @@ def drop_aliased(XtX: np.ndarray, tol: float = 1e-7, shift=None) -> np.ndarray:
         Tinv[0, 1:] = np.asarray(shift, dtype=np.float64)[1:p]
         F = F @ Tinv
     return aliased_keep(F, tol)
-
-
-def warn_not_converged(message: str, n_iter: int):
-    from sklearn.exceptions import ConvergenceWarning
-
-    warnings.warn(f"theta optimisation did not converge after {n_iter} L-BFGS-B iterations ({message}); "
-                  "estimates are the last iterate", ConvergenceWarning, stacklevel=3)

@@ -28,6 +28,8 @@ from scipy import optimize
 from .._design.terms import RandomTerm
 from .._design.theta import ThetaMap
 from .._kernels import sema as _k
+from .._numdiff import central_hessian, second_difference
+from .._numdiff import gradient as fd_gradient
 from .lmm import LMMProblem
 from .lmm_stats import GroupedStats
 
@@ -175,18 +177,8 @@ class Profile:
 
     def gradient(self, theta, f0, h):
         """Central differences (forward on a bound); also returns ``f(theta + h e_i)``, ``f(theta - h e_i)``."""
-        k = theta.size
-        g, fp, fm = np.empty(k), np.empty(k), np.full(k, np.nan)
         on_bound = (self.lower == 0) & (theta <= h)
-        for i in range(k):
-            e = np.zeros(k)
-            e[i] = h[i]
-            fp[i] = self(theta + e)
-            if on_bound[i]:
-                g[i] = (fp[i] - f0) / h[i]
-            else:
-                fm[i] = self(theta - e)
-                g[i] = (fp[i] - fm[i]) / (2 * h[i])
+        g, fp, fm = fd_gradient(self, theta, h, f0=f0, absolute=True, forward=on_bound, full_output=True)
         return g, fp, fm, on_bound
 
     def hessian(self, theta, f0, h, fp, fm, idx):
@@ -199,13 +191,7 @@ class Profile:
         if np.isnan(fm[idx]).any():
             return None
         H = np.full((k, k), np.nan)
-        for a, i in enumerate(idx):
-            H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
-            for j in idx[:a]:
-                ei, ej = np.zeros(k), np.zeros(k)
-                ei[i], ej[j] = h[i], h[j]
-                H[i, j] = H[j, i] = (self(theta + ei + ej) - self(theta + ei - ej) - self(theta - ei + ej)
-                                     + self(theta - ei - ej)) / (4 * h[i] * h[j])
+        H[np.ix_(idx, idx)] = central_hessian(self, theta, h[idx], f0=f0, idx=idx, fp=fp, fm=fm)
         return H
 
     def escape(self, theta, f0):
@@ -259,7 +245,7 @@ class Profile:
                     H = None  # the free set changed
                 if H is not None and not np.isnan(fm[idx]).any():
                     # the diagonal comes free with the gradient: only the off-diagonal is reused
-                    H[idx, idx] = (fp[idx] - 2 * f0 + fm[idx]) / h[idx] ** 2
+                    H[idx, idx] = second_difference(fp[idx], f0, fm[idx], h[idx])
                 fresh = H is None or idx.size == 1
                 if fresh:
                     H = self.hessian(theta, f0, h, fp, fm, idx)

@@ -30,11 +30,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from .._base import FitData, NoGroupsWarning
+from .._base import FitData, NoGroupsWarning, check_params, fit_inputs, has_intercept
 from .._design.grouping import GroupingFactor
 from .._kernels.binned import GAUSSIAN, _round_to_grid, index_few_values
 from .._solvers.freml import Layout, fit_freml
-from ..additive import _MAX_BINS, _parametric_matrix, fit_summary_sums
+from ..additive import (_MAX_BINS, _parametric_matrix, fit_summary_sums, inverse_link, model_terms, smooth_specs,
+                        store_fit, validated_rows)
 from ._common import Runner, as_list, build_parts, default_client
 
 _FEW = _MAX_BINS  # distinct values kept exactly (more: a grid over the range)
@@ -52,9 +53,7 @@ def _validated(df, est, how):
     w = df[how["weights"]] if how["weights"] is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)  # the driver warns once
-        fd = est._prepare_fit(X, y, g, w, chunk=True, reset=True)
-    est._check_y_family(fd.y)
-    names_all = est._input_names(X, fd.n_design - int(est._has_intercept()))
+        fd, names_all = validated_rows(est, X, y, g, w)
     return est, fd, names_all
 
 
@@ -210,7 +209,7 @@ class _Part:
     def __init__(self, df, est, how, info):
         est, fd, names_all = _validated(df, est, how)
         fd = _global_fd(est, fd, info)
-        design = est._model_terms(fd, names_all, GlobalBinning(info))
+        design = model_terms(est, fd, names_all, GlobalBinning(info))
         self.lay = Layout(design.terms, fd.X.shape[0], rowwise=_rowwise(design, info["n"]), plan_n=info["n"])
         self.y = np.ascontiguousarray(fd.y, dtype=np.float64)
         self.pw = np.ones(self.y.size) if fd.weights is None else np.ascontiguousarray(fd.weights)
@@ -231,7 +230,7 @@ class _Part:
 
         lay = self.lay
         eta = linear_predictor(lay.K, lay.Zm, V, beta, lay.Xflat, lay.tinfo, lay.n)
-        return fit_summary_sums(est.family, self.y, self.pw, est._inv_link(eta), ybar)
+        return fit_summary_sums(est.family, self.y, self.pw, inverse_link(est, eta), ybar)
 
 
 def _build_part(df, est, how, info):
@@ -311,8 +310,8 @@ def _plan_pass2(est, first, info):
     """What pass 2 must look at: smooth columns' bins, tensors, the parametric block, by ranges."""
     names = first["names"]
     col = names.index
-    specs = est._smooth_specs(first["names_all"])
-    icpt = int(est._has_intercept())
+    specs = smooth_specs(est, first["names_all"])
+    icpt = int(has_intercept(est))
     sm_cols = sorted({col(c) for sp in specs for c in sp.columns if c in names})
     by_cols = sorted({col(sp.by) for sp in specs if sp.by is not None and sp.by in names})
     cols = {}
@@ -397,7 +396,7 @@ def fit_additive_dask(estimator, ddf, *, y, X, groups=None, sample_weight=None):
     from dask import delayed
 
     est = clone(estimator)
-    est._check_params()
+    check_params(est)
     if not est.discrete:
         raise ValueError("the distributed additive fit needs discrete=True (bam's binned covariates)")
     if est.formula is not None:
@@ -425,18 +424,18 @@ def fit_additive_dask(estimator, ddf, *, y, X, groups=None, sample_weight=None):
     head = ddf.head(5, npartitions=-1, compute=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est._prepare_fit(head[Xc], head[y], head[gc] if gc else None, None, chunk=True, reset=True)
+        fit_inputs(est, head[Xc], head[y], head[gc] if gc else None, None, chunk=True, reset=True)
     first = s1[0]
     fd0 = FitData(np.empty((0, len(first["names"]))), np.empty(0), None, first["names"],
                   [GroupingFactor(name, np.empty(0, dtype=np.int64), lv) for name, lv in
                    zip(first["factor_names"], info["levels"])],
                   first["terms"], np.arange(first["n_design"]), first["n_design"], n_obs_total=info["sw"])
-    design = est._model_terms(fd0, first["names_all"], GlobalBinning(info))
+    design = model_terms(est, fd0, first["names_all"], GlobalBinning(info))
     lay = DistributedLayout(design.terms, _rowwise(design, info["n"]), info["n"], runner, info["y_var"])
     res = fit_freml(lay, None, None, est.family)
     V, beta = lay.fitted_values(res.beta_d, res.u)
     k = len(runner.parts)
     sums = runner.map(_run_summary, [clone(est)] * k, [V] * k, [beta] * k, [info["ybar"]] * k)
     gof = {key: float(sum(s[key] for s in sums)) for key in sums[0]}
-    est._store(fd0, lay, res, design, gof)
+    store_fit(est, fd0, lay, res, design, gof)
     return est

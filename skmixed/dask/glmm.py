@@ -32,12 +32,14 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .._base import NoGroupsWarning
+from .._base import NoGroupsWarning, check_params, fit_inputs
 from .._design.grouping import GroupingFactor
 from .._design.layout import amalgamate
 from .._design.scaling import ColumnScaling
 from .._kernels import glmm as _real_kg
 from .._solvers import glmm as sg
+from .._solvers.glmm import _n_chunks
+from ..logistic import coded_fit_inputs, finish_distributed_fit, finish_fit, glmm_family
 from .._solvers.lmm import drop_aliased
 from ._common import Runner, default_client
 
@@ -70,7 +72,7 @@ class _PartitionProblem:
         self.Xfull = None
         self.zcols = zcols
         self.kw = np.empty(0) if np.all(self.w == 1.0) else self.w
-        self.chunks = sg._n_chunks(self.gptr.size - 1)
+        self.chunks = _n_chunks(self.gptr.size - 1)
         return self
 
     def call(self, name, beta, Lam, u, extra):
@@ -104,17 +106,12 @@ class _PartitionProblem:
 
 def _validated(df, est, how, classes):
     """FitData of one partition's rows; a logistic response as 0/1 codes of the global ``classes``."""
-    import functools
-
     from sklearn.base import clone
-
-    from .._base import MixedModelBase
 
     est = clone(est)
     y = df[how["y"]]
     if classes is not None:
         # y arrives as 0/1 codes of the global classes; a partition may hold one class only
-        est._validate_y = functools.partial(MixedModelBase._validate_y, est)
         codes = pd.Index(classes).get_indexer(pd.Series(y).to_numpy())
         if (codes < 0).any():
             raise ValueError("y has labels outside the two classes")
@@ -123,7 +120,9 @@ def _validated(df, est, how, classes):
     w = df[how["weights"]] if how["weights"] is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)
-        return est._prepare_fit(df[how["X"]], y, g, w, chunk=True, reset=True)
+        if classes is not None:
+            return coded_fit_inputs(est, df[how["X"]], y, g, w, chunk=True, reset=True)
+        return fit_inputs(est, df[how["X"]], y, g, w, chunk=True, reset=True)
 
 
 def _build(df, est, how, classes):
@@ -132,7 +131,7 @@ def _build(df, est, how, classes):
     fd = _validated(df, est, how, classes)
     ww = np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
     g = df[how["groups"][0]]
-    return (_PartitionProblem(fd.X, fd.y, ww, pd.Series(g).reset_index(drop=True), est._family), fd.terms,
+    return (_PartitionProblem(fd.X, fd.y, ww, pd.Series(g).reset_index(drop=True), glmm_family(est)), fd.terms,
             fd.feature_names)
 
 
@@ -209,7 +208,7 @@ def fit_glmm_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuffle=T
     from .glmm_crossed import fit_crossed_glmm_dask
 
     est = clone(estimator)
-    est._check_params()
+    check_params(est)
     if getattr(est, "random_only", None):
         raise ValueError("the distributed GLMM fit does not take random_only columns (random slopes without "
                          "a fixed effect): fit in memory")
@@ -231,11 +230,7 @@ def fit_glmm_dask(estimator, ddf, *, y, X, groups, sample_weight=None, shuffle=T
         est, res = _fit_one_factor(est, ddf, Xc, y, gc, sample_weight, classes, shuffle)
     est.feature_names_in_ = np.asarray(Xc, dtype=object)
     est.n_features_in_ = len(Xc)
-    if poisson:
-        est._finish_poisson(res)
-    else:
-        est.classes_ = classes
-        est._warn_problems(res)
+    finish_distributed_fit(est, res, classes)
     return est
 
 
@@ -295,7 +290,7 @@ def _fit_one_factor(est, ddf, Xc, y, gc, sample_weight, classes, shuffle):
     # a row-free stand-in: _start_beta sees which columns are constant 1 and the weighted mean of y
     X_stub = ones.astype(np.float64)[None, :]
     prob = sg.SingleFactorGLMM(X_stub, np.array([wy / n_obs]), np.ones(1), np.zeros(1, dtype=np.int64),
-                               factor.n_levels, zcols, blk.pattern, family=est._family)
+                               factor.n_levels, zcols, blk.pattern, family=glmm_family(est))
     prob.n_obs = float(n_obs)
     prob.kernels = _RemoteKernels(runner, gidx)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -310,5 +305,5 @@ def _fit_one_factor(est, ddf, Xc, y, gc, sample_weight, classes, shuffle):
     # the kernels ran on the user's columns (no internal scaling); the log-likelihood's constant
     # (0 for 0/1 rows, sum log y! for counts) is summed over the partitions
     const = float(sum(m["const"] for m in metas))
-    est._finish_fit(fd, blocks, res, ColumnScaling(np.zeros(keep.size), np.ones(keep.size)), const)
+    finish_fit(est, fd, blocks, res, ColumnScaling(np.zeros(keep.size), np.ones(keep.size)), const)
     return est, res

@@ -35,6 +35,7 @@ from .._design.scaling import ColumnScaling
 from .._design.terms import RandomTerm
 from .._solvers import glmm as sg
 from .._solvers.lmm import drop_aliased
+from ..logistic import finish_fit, glmm_family
 from ._common import Runner, build_parts, default_client
 
 __all__ = ["fit_crossed_glmm_dask"]
@@ -53,7 +54,7 @@ def _meta(df, est, how, classes, validate):
             "names": list(fd.feature_names), "terms": fd.terms, "n_design": fd.n_design, "n": fd.y.size,
             "sw": sw, "swy": float(w @ fd.y), "mean": mean, "m2": w @ (fd.X - mean) ** 2,
             "ss": np.sum(fd.X ** 2, axis=0), "xtwx": (fd.X * w[:, None]).T @ fd.X,
-            "ones": np.all(fd.X == 1.0, axis=0), "const": est._family.loglik_constant(fd.y, w)}
+            "ones": np.all(fd.X == 1.0, axis=0), "const": glmm_family(est).loglik_constant(fd.y, w)}
 
 
 def _global_codes(fd, levels):
@@ -90,7 +91,7 @@ def _build(df, est, how, classes, validate, info):
     w = np.ones(fd.y.size) if fd.weights is None else fd.weights
     factors = [GroupingFactor(f.name, c, lv) for f, c, lv in zip(fd.factors, codes, info["levels"])]
     return sg.MultiFactorGLMM(X, np.ascontiguousarray(fd.y, dtype=np.float64), w, factors, info["blocks"],
-                              family=est._family, layout=part_layout)
+                              family=glmm_family(est), layout=part_layout)
 
 
 def _cross_products(prob, lams, beta, u, joint):
@@ -200,16 +201,16 @@ def fit_crossed_glmm_dask(estimator, ddf, *, X, y, groups, sample_weight, classe
     prob = DistributedMultiFactorGLMM(runner, dataclasses.replace(layout, row_slot=layout.row_slot[:0],
                                                                   codes1=layout.codes1[:0],
                                                                   dense_codes=layout.dense_codes[:0]),
-                                      blocks, est._family)
+                                      blocks, glmm_family(est))
     # start values from one summary row: the columns that are 1 on every row (scaled), the weighted mean of y
     ones = info["ones"][keep] & ((1.0 - scaling.center) * scaling.scale == 1.0)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         res = sg.fit_multi_factor(ones.astype(np.float64)[None, :], np.array([info["ybar"]]), np.ones(1), None,
                                   blocks, nagq=int(est.nagq), tol=float(est.tol), max_iter=int(est.max_iter),
-                                  family=est._family, problem=prob)
+                                  family=glmm_family(est), problem=prob)
     factors = [GroupingFactor(name, np.empty(0, dtype=np.int64), lv)
                for name, lv in zip(first["factor_names"], info["levels"])]
     fd = FitData(np.empty((0, keep.size)), np.empty(0), None, kept_names, factors, terms, keep, first["n_design"],
                  n_obs_total=info["sw"])
-    est._finish_fit(fd, blocks, res, scaling, info["const"])
+    finish_fit(est, fd, blocks, res, scaling, info["const"])
     return est, res

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from .._base import NoGroupsWarning, offset_response
+from .._base import NoGroupsWarning, adopt_formula, fit_inputs, has_intercept, offset_response
 from .._design.formula import FormulaSpec, parse_formula
 from .._progress import dask_progress
 from .._solvers.lmm_stats import GroupedStats
+from ..linear import fit_grouped_stats
 from ._common import as_list, plain_strings, tree_sum
 
 
@@ -45,7 +46,7 @@ def _partition_stats(df: pd.DataFrame, est, how: dict):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoGroupsWarning)  # the driver warns once
         # a formula's offset(): the LMM's statistics are those of y - offset, as in fit
-        fd = offset_response(est._prepare_fit(X, y, groups, w, chunk=True, reset=True))
+        fd = offset_response(fit_inputs(est, X, y, groups, w, chunk=True, reset=True))
     return GroupedStats.from_rows(fd.X, fd.y, fd.weights, fd.factors, fd.terms, fd.feature_names)
 
 
@@ -134,14 +135,13 @@ def fit_linear_dask(estimator, ddf, formula=None, *, y=None, X=None, groups=None
         raise ValueError("the dask DataFrame has no rows")
     # what validate_data would have set on the concatenated frame
     if formula is not None:
-        est._formula = spec  # what the workers' _prepare_fit set on their copies
-    names_in = list(total.feature_names[int(est._has_intercept()):])
+        adopt_formula(est, spec)  # what the workers' input validation set on their copies
+    names_in = list(total.feature_names[int(has_intercept(est)):])
     if formula is None:
         names_in = list(how["X"])
     est.feature_names_in_ = np.asarray(names_in, dtype=object)
     est.n_features_in_ = len(names_in)
-    est._stats = None
-    est._fit_stats(total, unfit="raise")
+    fit_grouped_stats(est, total)
     if formula is not None:
         est.formula_ = formula
     return est

@@ -64,7 +64,8 @@ def predict_dask(model, ddf, X=None, groups=None, name="prediction", method="pre
     check_is_fitted(model)
     if method not in ("predict", "predict_proba", "decision_function") or not hasattr(model, method):
         raise ValueError(f"method must be a prediction method of the model, got {method!r}")
-    if getattr(model, "_formula", None) is not None and X is None:
+    spec = model.formula_spec() if callable(getattr(model, "formula_spec", None)) else None
+    if spec is not None and X is None:
         Xc, gc = None, None
     else:
         Xc = as_list(X) if X is not None else [str(c) for c in getattr(model, "feature_names_in_", [])]

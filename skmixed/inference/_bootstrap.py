@@ -20,6 +20,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import refit_rows
+from .._numdiff import stencil_derivatives, stencil_offsets
 from ._lmm import _chol_psd, blas_for, profile_names
 
 __all__ = ["bootstrap", "simulate", "BootstrapResult", "training_rows"]
@@ -270,11 +271,7 @@ class _LMMReplicator:
         active = np.isfinite(f)
         done = np.zeros(B, dtype=bool)
         # finite-difference stencil: centre, +-h e_i, +-h e_i +-h e_j (i < j)
-        E = np.eye(k)
-        offs = [np.zeros(k)] + [s * E[i] for i in range(k) for s in (1, -1)]
-        pairs = [(i, j) for i in range(k) for j in range(i)]
-        offs += [si * E[i] + sj * E[j] for (i, j) in pairs for si in (1, -1) for sj in (1, -1)]
-        offs = np.array(offs)
+        offs = stencil_offsets(k)
         for _ in range(max_iter):
             idx = np.flatnonzero(active & ~done)
             if idx.size == 0:
@@ -285,16 +282,7 @@ class _LMMReplicator:
             vals, _ = evaluate(pts.reshape(-1, k), np.repeat(idx, len(offs)))
             vals = vals.reshape(idx.size, len(offs))
             f0 = vals[:, 0]
-            g = np.empty((idx.size, k))
-            H = np.empty((idx.size, k, k))
-            for i in range(k):
-                fp, fm = vals[:, 1 + 2 * i], vals[:, 2 + 2 * i]
-                g[:, i] = (fp - fm) / (2 * h[:, i])
-                H[:, i, i] = (fp - 2 * f0 + fm) / h[:, i] ** 2
-            base = 1 + 2 * k
-            for n_, (i, j) in enumerate(pairs):
-                fpp, fpm, fmp, fmm = (vals[:, base + 4 * n_ + t] for t in range(4))
-                H[:, i, j] = H[:, j, i] = (fpp - fpm - fmp + fmm) / (4 * h[:, i] * h[:, j])
+            g, H = stencil_derivatives(vals, h)
             # projected Newton: a standard deviation on its bound whose gradient points outwards
             # stays there (it must curve upwards: the bound is then a minimum along it)
             fixed = (lower == 0)[None, :] & (th <= 0) & (g >= 0)

@@ -13,7 +13,7 @@ import scipy.linalg as sla
 from scipy import optimize, stats
 
 from .._solvers.lmm import LMMProblem
-from ._numdiff import richardson_hessian, richardson_jacobian
+from .._numdiff import gradient_in_box, richardson_hessian, richardson_jacobian
 
 __all__ = ["LMMInference", "MLProfile", "profile_names", "blas_for"]
 
@@ -300,15 +300,7 @@ class MLProfile:
             f = fun(x)
             if not np.isfinite(f):
                 return 1e300, np.zeros_like(x)
-            g = np.empty_like(x)
-            for i in range(x.size):
-                h = 1e-6 * max(1.0, abs(x[i]))
-                e = np.zeros_like(x)
-                e[i] = h
-                up = x + e if x[i] + h <= hi[i] else x
-                dn = x - e if x[i] - h >= lo[i] else x
-                g[i] = (fun(up) - fun(dn)) / ((up[i] - dn[i]) or 1.0)
-            return f, g
+            return f, gradient_in_box(fun, x, lo, hi, 1e-6)
 
         best = None
         start = x0
