@@ -21,7 +21,8 @@ deviance is ``sum_g h_g(u_g*) + log det H_g(u_g*)``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from ._jit import prange_only, run_in_threads
 
@@ -306,9 +307,40 @@ def _group_pass_q1(beta, X, zc, y, w, fam, off, perm, start, stop, b, A, s, full
     return h
 
 
+def _zsel(zcols):
+    """What the group kernels specialise on: the one random-effect column's index (q = 1), else ``zcols``.
+
+    Its type (integer or array) picks the per-group pass at compile time (:func:`_mode_pass`),
+    so a first fit compiles the q = 1 pass or the general ones, never all three.
+    """
+    return int(zcols[0]) if zcols.shape[0] == 1 else zcols
+
+
+def _mode_pass(zsel, beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s, full, B, wrx, Tx, Tz, Cg):
+    """One pass over a group's rows for :func:`_group_mode` (chosen by the type of ``zsel``, see :func:`_zsel`)."""
+    raise NotImplementedError  # numba only: resolved by the overload below
+
+
+@overload(_mode_pass)
+def _mode_pass_impl(zsel, beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s, full, B, wrx, Tx, Tz,
+                    Cg):
+    if isinstance(zsel, types.Integer):
+        def one(zsel, beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s, full, B, wrx, Tx, Tz, Cg):
+            return _group_pass_q1(beta, X, zsel, y, w, fam, off, perm, start, stop, bvec[0], A, s, full, B, wrx,
+                                  Tx, Tz, Cg)
+        return one
+
+    def general(zsel, beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s, full, B, wrx, Tx, Tz, Cg):
+        if full:
+            return _group_pass_full(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s, B, wrx, Tx, Tz,
+                                    Cg)
+        return _group_pass(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s)
+    return general
+
+
 @njit(cache=True, error_model="numpy")
-def _group_mode(beta, X, zcols, y, w, fam, off, perm, start, stop, Lam, ug, tol, maxit, A, s, H, L, z, bvec, step, rhs,
-                uold, full, B, wrx, Tx, Tz, Cg):
+def _group_mode(zsel, beta, X, zcols, y, w, fam, off, perm, start, stop, Lam, ug, tol, maxit, A, s, H, L, z, bvec, step,
+                rhs, uold, full, B, wrx, Tx, Tz, Cg):
     """Penalized IRLS (Newton with step halving) for one group's u; A, s, H, L end at the mode.
 
     Returns (h, logdet H, iterations). Newton on h_g is exact IRLS here because
@@ -328,13 +360,8 @@ def _group_mode(beta, X, zcols, y, w, fam, off, perm, start, stop, Lam, ug, tol,
             for c in range(q):
                 t += Lam[a, c] * ug[c]
             bvec[a] = t
-        if q == 1:
-            h = _group_pass_q1(beta, X, zcols[0], y, w, fam, off, perm, start, stop, bvec[0], A, s, full, B, wrx,
-                               Tx, Tz, Cg)
-        elif full:
-            h = _group_pass_full(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s, B, wrx, Tx, Tz, Cg)
-        else:
-            h = _group_pass(beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s)
+        h = _mode_pass(zsel, beta, X, zcols, y, w, fam, off, perm, start, stop, bvec, z, A, s, full, B, wrx, Tx, Tz,
+                       Cg)
         for a in range(q):
             h += ug[a] * ug[a]
         if not (h <= hprev + 1e-13 * abs(hprev)) and n_half < 40:  # (a nan h, e.g. exp overflow, too)
@@ -377,12 +404,12 @@ def laplace_single(beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_gr
 
     Runs :func:`_laplace_groups` over the groups in parallel threads; see there.
     """
-    run_in_threads(_laplace_groups, gptr.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit,
-                   want_grad, h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam, off)
+    run_in_threads(_laplace_groups, gptr.shape[0] - 1, _zsel(zcols), beta, X, zcols, y, w, perm, gptr, Lam, u, tol,
+                   maxit, want_grad, h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam, off)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _laplace_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_grad,
+def _laplace_groups(g0, g1, zsel, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit, want_grad,
                     h_out, ld_out, it_out, gbeta_out, glam_out, t_rows, t_cols, jac_out, fam, off):
     """Conditional modes, Laplace deviance pieces and their gradient, one grouping factor.
 
@@ -425,8 +452,8 @@ def _laplace_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, Lam, u, tol, maxit
         Tz = np.empty((q, q, q))
         Cg = np.empty((p, p))
         ug = u[g]
-        h, ld, it = _group_mode(beta, X, zcols, y, w, fam, off, perm, gptr[g], gptr[g + 1], Lam, ug, tol, maxit,
-                                A, s, H, L, z, bvec, step, rhs, uold, want_grad, B, wrx, Tx, Tz, Cg)
+        h, ld, it = _group_mode(zsel, beta, X, zcols, y, w, fam, off, perm, gptr[g], gptr[g + 1], Lam, ug, tol,
+                                maxit, A, s, H, L, z, bvec, step, rhs, uold, want_grad, B, wrx, Tx, Tz, Cg)
         h_out[g] = h
         ld_out[g] = ld
         it_out[g] = it
@@ -686,12 +713,12 @@ def _agq_grad_groups(g0, g1, beta, X, zcols, y, w, perm, gptr, lam, u, nodes, we
 def joint_stats(beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
                 A_out, B_out, s_out, h_out, C_out, xr_out, fam, off):
     """Blocks of the joint (u, beta) PIRLS system (:func:`_joint_stats_chunks`, chunks in parallel threads)."""
-    run_in_threads(_joint_stats_chunks, chunks.shape[0] - 1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u,
-                   solve_u, tol, A_out, B_out, s_out, h_out, C_out, xr_out, fam, off)
+    run_in_threads(_joint_stats_chunks, chunks.shape[0] - 1, _zsel(zcols), beta, X, zcols, y, w, perm, gptr, chunks,
+                   Lam, u, solve_u, tol, A_out, B_out, s_out, h_out, C_out, xr_out, fam, off)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _joint_stats_chunks(c0, c1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
+def _joint_stats_chunks(c0, c1, zsel, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u, solve_u, tol,
                         A_out, B_out, s_out, h_out, C_out, xr_out, fam, off):
     """Blocks of the joint (u, beta) penalized IRLS system, one grouping factor.
 
@@ -703,24 +730,27 @@ def _joint_stats_chunks(c0, c1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u
     given beta (Newton iterations on the group's rows, which are then in cache),
     so one pass over memory gives the blocks at the profiled point and the
     beta step is an exact Newton step of the profiled penalized deviance.
+    Without, the blocks are those at the given u: the same kernel stopped after
+    its first pass (``maxit`` 1: the Newton step is computed, never taken), so
+    there is no second row loop to compile.
     """
     q = zcols.shape[0]
     p = X.shape[1]
     # typed like laplace_single's arguments (literal 50 / True would compile a second _group_mode)
-    maxit = np.int64(50)
+    maxit = np.int64(50) if solve_u else np.int64(1)
+    full = np.bool_(True)
     for c in range(c0, c1):
         z = np.empty(q)
         bvec = np.empty(q)
-        if solve_u:
-            H = np.empty((q, q))
-            L = np.zeros((q, q))
-            step = np.empty(q)
-            rhs = np.empty(q)
-            uold = np.zeros(q)
-            wrx = np.empty(p)
-            Tx = np.empty((q, q, p))
-            Tz = np.empty((q, q, q))
-            Cg = np.empty((p, p))
+        H = np.empty((q, q))
+        L = np.zeros((q, q))
+        step = np.empty(q)
+        rhs = np.empty(q)
+        uold = np.zeros(q)
+        wrx = np.empty(p)
+        Tx = np.empty((q, q, p))
+        Tz = np.empty((q, q, q))
+        Cg = np.empty((p, p))
         C = C_out[c]
         xr = xr_out[c]
         for j in range(p):
@@ -728,66 +758,19 @@ def _joint_stats_chunks(c0, c1, beta, X, zcols, y, w, perm, gptr, chunks, Lam, u
             for k in range(p):
                 C[j, k] = 0.0
         for g in range(chunks[c], chunks[c + 1]):
-            if solve_u:
-                # Newton to the mode; the last sweep (at the returned u) also
-                # accumulated B, X'WX and X'W(y - mu): no separate pass needed
-                hg, _, _ = _group_mode(beta, X, zcols, y, w, fam, off, perm, gptr[g], gptr[g + 1], Lam, u[g], tol,
-                                       maxit, A_out[g], s_out[g], H, L, z, bvec, step, rhs, uold, solve_u, B_out[g],
-                                       wrx, Tx, Tz, Cg)
-                uu = 0.0
-                for a in range(q):
-                    uu += u[g, a] * u[g, a]
-                h_out[g] = hg - uu
-                for j in range(p):
-                    xr[j] += wrx[j]
-                    for k in range(p):
-                        C[j, k] += Cg[j, k]
-                continue
+            # the last sweep (at the returned u) also accumulated B, X'WX and X'W(y - mu):
+            # no separate pass needed
+            hg, _, _ = _group_mode(zsel, beta, X, zcols, y, w, fam, off, perm, gptr[g], gptr[g + 1], Lam, u[g],
+                                   tol, maxit, A_out[g], s_out[g], H, L, z, bvec, step, rhs, uold, full,
+                                   B_out[g], wrx, Tx, Tz, Cg)
+            uu = 0.0
             for a in range(q):
-                t = 0.0
-                for k in range(q):
-                    t += Lam[a, k] * u[g, k]
-                bvec[a] = t
-            A = A_out[g]
-            B = B_out[g]
-            s = s_out[g]
-            for a in range(q):
-                s[a] = 0.0
-                for k in range(q):
-                    A[a, k] = 0.0
-                for j in range(p):
-                    B[a, j] = 0.0
-            h = 0.0
-            for i in range(gptr[g], gptr[g + 1]):
-                r = _row(perm, i)
-                _load_z(X, r, zcols, z)
-                eta = _xbeta(X, r, beta) + _offv(off, r)
-                for a in range(q):
-                    eta += z[a] * bvec[a]
-                wr = _wt(w, r)
-                mu, d, vr, dv = _row_eval(eta, y[r], wr, fam)
-                h += d
-                v = wr * vr
-                res = wr * (y[r] - mu)
-                for a in range(q):
-                    s[a] += res * z[a]
-                    for k in range(a + 1):
-                        A[a, k] += v * z[a] * z[k]
-                for j in range(p):
-                    xj = X[r, j]
-                    vx = v * xj
-                    xr[j] += res * xj
-                    for a in range(q):
-                        B[a, j] += vx * z[a]
-                    for k in range(j + 1):
-                        C[j, k] += vx * X[r, k]
-            for a in range(q):
-                for k in range(a):
-                    A[k, a] = A[a, k]
-            h_out[g] = h
-        for j in range(p):
-            for k in range(j):
-                C[k, j] = C[j, k]
+                uu += u[g, a] * u[g, a]
+            h_out[g] = hg - uu
+            for j in range(p):
+                xr[j] += wrx[j]
+                for k in range(p):
+                    C[j, k] += Cg[j, k]
 
 
 @njit(cache=True, parallel=prange_only(), error_model="numpy")

@@ -147,21 +147,20 @@ def accumulate(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, xsh
     return A11, A21, off + off.T + np.diag(np.diag(A22))
 
 
-@njit(cache=True)
 def accumulate_serial(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2, X, xshift, y, yshift, w, ptr,
                       J1):
     """:func:`accumulate` in the calling thread, for small inputs (chunks of ``partial_fit``).
 
     A parallel region costs a thread wake-up and a barrier even with one chunk
     (milliseconds to hundreds of milliseconds on a loaded machine); a few thousand
-    rows are summed faster than the threads start.
+    rows are summed faster than the threads start. Plain Python around the one row
+    kernel the layout needs -- the one :func:`accumulate`'s chunks call, with the
+    same argument types -- so a first fit compiles nothing else.
     """
     q1 = Z1.shape[1]
-    p = X.shape[1]
-    m = Q2 + p + 1
-    nnz = ptr[J1]
+    m = Q2 + X.shape[1] + 1
     A11 = np.zeros((J1, q1, q1))
-    A21 = np.zeros((nnz, q1))
+    A21 = np.zeros((int(ptr[J1]), q1))
     A22 = np.zeros((m, m))
     n = codes1.shape[0]
     if dq.shape[0] == 0:
@@ -169,9 +168,7 @@ def accumulate_serial(codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
     else:
         _accumulate_rows(0, n, codes1, Z1, dense_codes, row_slot, Zd, zoff, dq, doff, Q2,
                          X, xshift, y, yshift, w, ptr, A11, A21, A22)
-    for a in range(m):
-        for b in range(a):
-            s = A22[a, b] + A22[b, a]
-            A22[a, b] = s
-            A22[b, a] = s
-    return A11, A21, A22
+    # rows were accumulated on either side of the diagonal: A22[a, b] + A22[b, a] on both sides
+    S = A22 + A22.T
+    np.fill_diagonal(S, np.diagonal(A22))
+    return A11, A21, S

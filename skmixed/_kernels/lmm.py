@@ -38,15 +38,12 @@ def _term_of(col, doff, dq, Q2):
     return k
 
 
-@njit(cache=True)
-def _level_factor(j, A11, A21, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21):
-    """``L11[j]`` and level ``j``'s rows of ``L21``; returns ``log|L11[j]|^2`` (inf if not PD)."""
+@njit(cache=True, inline="always")
+def _level_block(j, A11, lam1, L11):
+    """``L11[j] = chol(lam1' A11[j] lam1 + I)``; returns ``log|L11[j]|^2`` (inf if not PD)."""
     q1 = A11.shape[1]
     B = np.empty((q1, q1))
     T = np.empty((q1, q1))
-    row = np.empty(q1)
-    tmp = np.empty(max(q1, 8))
-    # B = lam1' A11[j] lam1 + I
     for a in range(q1):
         for b in range(q1):
             s = 0.0
@@ -65,6 +62,35 @@ def _level_factor(j, A11, A21, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L1
     ld = 0.0
     for a in range(q1):
         ld += 2.0 * np.log(L11[j, a, a])
+    return ld
+
+
+@njit(cache=True, inline="always")
+def _solve_rows(src, s0, s1, lam1, Lj, L21):
+    """``L21[s] = Lj^-1 lam1' src[s]`` for the stored rows ``s0..s1`` (``src`` may be ``L21``)."""
+    q1 = lam1.shape[0]
+    row = np.empty(q1)
+    for s in range(s0, s1):
+        for b in range(q1):
+            acc = 0.0
+            for c in range(q1):
+                acc += src[s, c] * lam1[c, b]
+            row[b] = acc
+        for a in range(q1):
+            acc = row[a]
+            for c in range(a):
+                acc -= Lj[a, c] * L21[s, c]
+            L21[s, a] = acc / Lj[a, a]
+
+
+@njit(cache=True)
+def _level_factor(j, A11, A21, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21):
+    """``L11[j]`` and level ``j``'s rows of ``L21``; returns ``log|L11[j]|^2`` (inf if not PD)."""
+    q1 = A11.shape[1]
+    tmp = np.empty(max(q1, 8))
+    ld = _level_block(j, A11, lam1, L11)
+    if not np.isfinite(ld):
+        return np.inf
     s0 = ptr[j]
     s1 = ptr[j + 1]
     # copy and apply the dense-term Lambda' to the stored rows
@@ -91,18 +117,7 @@ def _level_factor(j, A11, A21, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L1
                 L21[s + r, a] = tmp[r]
         s += q
     # right-multiply by lam1, then solve against L11[j]' (forward substitution)
-    Lj = L11[j]
-    for s in range(s0, s1):
-        for b in range(q1):
-            acc = 0.0
-            for c in range(q1):
-                acc += L21[s, c] * lam1[c, b]
-            row[b] = acc
-        for a in range(q1):
-            acc = row[a]
-            for c in range(a):
-                acc -= Lj[a, c] * L21[s, c]
-            L21[s, a] = acc / Lj[a, a]
+    _solve_rows(L21, s0, s1, lam1, L11[j], L21)
     return ld
 
 
@@ -118,6 +133,23 @@ def level_factors(A11, A21, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, 
         ld += _level_factor(j, A11, A21, ptr, cols, lam1, lam_d, lam_off, dq, doff, Q2, L11, L21)
         if not np.isfinite(ld):
             return np.inf
+    return ld
+
+
+@njit(cache=True)
+def level_factors_one(A11, A21, ptr, lam1, L11, L21):
+    """:func:`level_factors` for one grouping factor (no other random-effect terms).
+
+    Each level's stored rows are then its ``X`` and ``y`` columns, which no other
+    Lambda touches: the kernel a one-factor fit compiles, without the dense terms'
+    bookkeeping.
+    """
+    ld = 0.0
+    for j in range(A11.shape[0]):
+        ld += _level_block(j, A11, lam1, L11)
+        if not np.isfinite(ld):
+            return np.inf
+        _solve_rows(A21, ptr[j], ptr[j + 1], lam1, L11[j], L21)
     return ld
 
 

@@ -59,6 +59,9 @@ IC_TRAINED = 2  # training-phase EM done (or not requested)
 IC_NSWEEPS = 3  # SEMA-Update sweeps run (training EM iterations included)
 IC_NTRAINIT = 4  # EM iterations of the training phase
 N_IC = 5
+# why process_rows stopped before the end of its rows (the whole-state step its caller runs)
+STAGE_TRAIN = 1  # the training phase's EM is due
+STAGE_SWEEP = 2  # a SEMA-Update sweep is due
 
 
 @njit(cache=True)
@@ -543,7 +546,7 @@ def sweep(n_sweeps, tol, gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1,
 
 
 @njit(cache=True)
-def _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc):
+def start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc):
     """Training-phase start: OLS ``beta``, ``s2`` = OLS residual variance, ``Phi = s2 I``."""
     p = beta.shape[0]
     q = Phi.shape[0]
@@ -570,8 +573,7 @@ def _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc):
 
 
 @njit(cache=True)
-def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
-                 train_tol, train_maxit, wts,
+def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every, lo, stage, n_trace, wts,
                  gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3, gJw, gtime, glast,
                  XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic, trace,
                  ecme, ginfo, grhs, Info, Rhs, K):
@@ -579,8 +581,16 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
 
     ``zidx[k]`` is the column of ``X`` holding random-effect covariate ``k`` (-1: constant 1).
     ``wts[i]`` is row ``i``'s frequency weight (a weight of 2 counts as the row twice).
-    ``trace`` receives ``[n_rows, beta, vec(Phi), s2]`` every ``trace_every`` rows; the number
-    of trace rows written is returned.
+    ``trace`` receives ``[n_rows, beta, vec(Phi), s2]`` every ``trace_every`` rows (``n_trace``
+    written so far).
+
+    The whole-state EM steps -- the training phase's EM once ``n_train`` rows are in, a
+    SEMA-Update sweep every ``update_every`` rows -- are not run here: the kernel stops
+    at that row and returns ``(i, STAGE_TRAIN or STAGE_SWEEP, n_trace)``, the caller runs
+    :func:`start_values` / :func:`sweep` and calls again with ``lo = i`` and
+    ``stage`` the step it ran, which finishes row ``i`` (``stage`` 0: start afresh at
+    ``lo``). So this kernel's compile does not hold the sweep's (a first fit that never
+    sweeps compiles no sweep at all). Returns ``(n, 0, n_trace)`` when every row is in.
 
     With ``ecme`` (after an exact correction) the variance parameters stay at the last
     correction's values (SEMA's per-row update of ``Phi`` and ``s2`` is order-sensitive too;
@@ -597,10 +607,9 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
     n = X.shape[0]
     p = X.shape[1]
     q = zidx.shape[0]
-    # sweep() is called with these rather than literal 1 / False, which would each
-    # compile another copy of it (the Python-level call passes plain int and bool)
-    one_sweep = np.int64(1)
-    no_gls = np.bool_(False)
+    # mstep() is called with this rather than a literal True, which would compile another
+    # copy of it (the sweep passes a plain bool)
+    update_beta = np.bool_(True)
     x = np.empty(p)
     z = np.empty(q)
     u = np.empty(p)
@@ -614,8 +623,16 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
     DCw = np.empty((p, q))
     res = np.empty(p)
     lam = (alpha - 1.0) / alpha if alpha > 0.0 else 1.0
-    n_trace = 0
-    for i in range(n):
+    for i in range(lo, n):
+        if i == lo and stage != 0:
+            # row i is in; the caller ran its training EM or sweep: finish the row
+            now = ic[IC_NROWS]
+            if stage == STAGE_TRAIN and update_every > 0 and now % update_every == 0:
+                return i, STAGE_SWEEP, n_trace
+            if trace_every > 0 and now % trace_every == 0:
+                _trace_row(trace[n_trace], now, beta, Phi, sc)
+                n_trace += 1
+            continue
         g = codes[i]
         # a frequency weight w: the row's sums scaled by w (x, z, y by sqrt(w)), its count by w
         wi = wts[i]
@@ -705,14 +722,8 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
         if ic[IC_TRAINED] == 0:
             # ---- training phase: only accumulate; EM on the summaries once n_train rows
             # are in and X'X is invertible
-            if now >= n_train:
-                if spd_inverse(XtX, P, Rp):
-                    _start_values(XtX, Xy, P, gs, glast, beta, Phi, Lphi, Phiinv, sc)
-                    it = sweep(train_maxit, train_tol, no_gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb,
-                               gCinv, gt1, gT2w, gt3, gJw, gtime, glast, XtX, Xy, P, t1, T2,
-                               beta, Phi, Lphi, Phiinv, sc, ic)
-                    ic[IC_NTRAINIT] = it
-                    ic[IC_TRAINED] = 1
+            if now >= n_train and spd_inverse(XtX, P, Rp):
+                return i, STAGE_TRAIN, n_trace
         elif ecme:
             # ---- 2'. ECME row (after a correction): the group's BLUP at the held variance
             # parameters and its GLS contributions swapped in; SEMA's complete-data
@@ -809,24 +820,30 @@ def process_rows(X, y, codes, zidx, n_train, alpha, update_every, trace_every,
                     for l in range(p):
                         P[m, l] = (P[m, l] - um * u[l]) * inv_ld
                 # ---- 4. M-step
-                mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, True)
+                mstep(P, Xy, t1, T2, beta, Phi, Lphi, Phiinv, sc, W3, update_beta)
             elif spd_inverse(XtX, P, Rp):
                 # first invertible X'X: invert it, skip this row's M-step (reference code)
                 ic[IC_HASP] = 1
         if update_every > 0 and now % update_every == 0 and ic[IC_TRAINED] == 1:
-            sweep(one_sweep, -1.0, no_gls, alpha, gA, ga, gs, gB, gD, gc, gn, gb, gCinv, gt1, gT2w, gt3,
-                  gJw, gtime, glast, XtX, Xy, P, t1, T2, beta, Phi, Lphi, Phiinv, sc, ic)
+            return i, STAGE_SWEEP, n_trace
         if trace_every > 0 and now % trace_every == 0:
-            row = trace[n_trace]
-            row[0] = now
-            for m in range(p):
-                row[1 + m] = beta[m]
-            for k in range(q):
-                for l in range(q):
-                    row[1 + p + k * q + l] = Phi[k, l]
-            row[1 + p + q * q] = sc[SC_S2]
+            _trace_row(trace[n_trace], now, beta, Phi, sc)
             n_trace += 1
-    return n_trace
+    return n, 0, n_trace
+
+
+@njit(cache=True, inline="always")
+def _trace_row(row, now, beta, Phi, sc):
+    """``row = [now, beta, vec(Phi), s2]``."""
+    p = beta.shape[0]
+    q = Phi.shape[0]
+    row[0] = now
+    for m in range(p):
+        row[1 + m] = beta[m]
+    for k in range(q):
+        for l in range(q):
+            row[1 + p + k * q + l] = Phi[k, l]
+    row[1 + p + q * q] = sc[SC_S2]
 
 
 @njit(cache=True)

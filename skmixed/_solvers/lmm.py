@@ -28,6 +28,7 @@ from .._kernels import lmm as klmm
 from .._numdiff import central_hessian, richardson_gradient
 from .._numdiff import gradient as fd_gradient
 from .._threads import blas_for_dense
+from . import first_block
 from ._optim import covariance_probes, probe_boundary
 from .crossed_moments import henderson_start
 from .lmm_newton import ScalarNewton, scalar_terms
@@ -246,8 +247,10 @@ class LMMProblem:
         if lay.q1 == 1 and not vector_terms:
             ld11 = klmm.level_factors_scalar(self._a11, self._a21, lay.ptr, lay.cols, lams[0][0, 0], s,
                                              self._L11, self._L21)
+        elif len(lams) == 1:
+            ld11 = klmm.level_factors_one(self.cp.A11, self.cp.A21, lay.ptr, lams[0], self._L11, self._L21)
         else:
-            lam_d = np.concatenate([lam.ravel() for lam in lams[1:]]) if len(lams) > 1 else np.empty(0)
+            lam_d = np.concatenate([lam.ravel() for lam in lams[1:]])
             ld11 = klmm.level_factors(self.cp.A11, self.cp.A21, lay.ptr, lay.cols, lams[0], lam_d,
                                       self._lam_off, lay.dense_q, lay.dense_off, lay.Q2, self._L11, self._L21)
         if not np.isfinite(ld11):
@@ -595,6 +598,8 @@ class LMMProblem:
         """
         lay = self.layout
         self._fill_first_block()
+        if len(lay.blocks) == 1:
+            return first_block.modes(self._L11, self._L21, lay.p, v)
         return klmm.solve_first_block(self._L11, self._L21, lay.ptr, lay.cols, v, 0)
 
     def conditional_u_cov(self, L) -> list:
@@ -613,6 +618,8 @@ class LMMProblem:
         else:
             Minv = np.zeros((0, 0))
         self._fill_first_block()
+        if len(lay.blocks) == 1:
+            return [first_block.condvar(self._L11)]
         cvu = [klmm.first_block_condvar(self._L11, self._L21, lay.ptr, lay.cols, Minv, Q2)]
         for k, blk in enumerate(lay.blocks[1:]):
             o, q, J = lay.dense_off[k], blk.q, blk.n_levels

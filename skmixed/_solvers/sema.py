@@ -349,10 +349,22 @@ def consume(state: SemaState, X, y, codes, zidx, *, n_train=0, alpha=None, updat
     n_trace_max = (state.n_rows + X.shape[0]) // te - state.n_rows // te if te else 0
     trace = np.empty((n_trace_max, 2 + state.p + state.q * state.q))
     wts = np.ones(X.shape[0]) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
-    k = _k.process_rows(X, y, codes, zidx, int(n_train), float(alpha or 0.0),
-                        int(update_every or 0), te, float(train_tol), int(train_maxit), wts,
-                        *state._args(), trace, ecme, state.ginfo, state.grhs,
-                        state.Info, state.Rhs, state.K)
+    a = float(alpha or 0.0)
+    i, stage, k = 0, 0, 0
+    while True:
+        i, stage, k = _k.process_rows(X, y, codes, zidx, int(n_train), a, int(update_every or 0), te, i, stage, k,
+                                      wts, *state._args(), trace, ecme, state.ginfo, state.grhs,
+                                      state.Info, state.Rhs, state.K)
+        if stage == _k.STAGE_TRAIN:  # the training phase's EM, from OLS start values
+            _k.start_values(state.XtX, state.Xy, state.P, state.gs, state.glast, state.beta, state.Phi,
+                             state.Lphi, state.Phiinv, state.sc)
+            it = _k.sweep(int(train_maxit), float(train_tol), False, a, *state._args())
+            state.ic[_k.IC_NTRAINIT] = it
+            state.ic[_k.IC_TRAINED] = 1
+        elif stage == _k.STAGE_SWEEP:  # one SEMA-Update sweep
+            _k.sweep(1, -1.0, False, a, *state._args())
+        else:
+            break
     if ecme and X.shape[0]:
         state.stale[0] = 1
     return trace[:k]
