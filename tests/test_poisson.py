@@ -182,6 +182,12 @@ def test_trials_and_counts_are_simulated_on_their_own_scale():
     assert b.n_failed == 0 and len(b.replicates) == 3
 
 
+def test_non_integer_counts_warn():
+    X, ep = _epil()
+    with pytest.warns(UserWarning, match="non-integer counts"):
+        MixedPoissonRegressor().fit(X, ep["y"] + 0.5, groups=ep["subject"])
+
+
 def test_overflowing_counts_or_weights_are_a_clear_error():
     """Counts or weights too large for exp: a ValueError, never NaN/-inf estimates or a LinAlgError
     (issue: Trust II; the fit leaves the estimator as it was)."""

@@ -42,7 +42,7 @@ _LOG2PI = np.log(2 * np.pi)
 
 
 @dataclass
-class Term:
+class BinnedTerm:
     """One model term in binned form: X_t[i, :] = z[i] * Xbar[index[i], :].
 
     ``Xbar=None`` marks a random-effect term of the primary grouping factor (identity basis,
@@ -71,10 +71,10 @@ class Term:
         return self.Xbar is None or self.S is not None
 
 
-class Layout:
+class BinnedLayout:
     """Column layout, pair accumulation plan and buffers for the binned pass."""
 
-    def __init__(self, terms: list[Term], n: int, rowwise=None, plan_n=None):
+    def __init__(self, terms: list[BinnedTerm], n: int, rowwise=None, plan_n=None):
         """``rowwise`` (one flag per term) and ``plan_n`` (the row count the pair plan is sized for)
         fix the accumulation plan independently of this layout's own rows: a distributed fit gives
         every partition's layout the plan of the whole data, so their accumulators add up."""
@@ -303,7 +303,7 @@ class Layout:
 class _Factor:
     """Blocked factorization of A = X'WX + S_lambda (sparse u block by Schur complement)."""
 
-    def __init__(self, lay: Layout, Add, Aud, Auu, lam):
+    def __init__(self, lay: BinnedLayout, Add, Aud, Auu, lam):
         self.lay = lay
         Sd = np.zeros_like(Add)
         lam_u = np.zeros(lay.q)
@@ -363,7 +363,7 @@ class FremlResult:
     converged: bool
     deviance: float
     factor: _Factor
-    layout: Layout
+    layout: BinnedLayout
     eta: np.ndarray
     scale_estimated: bool
     n_starts: int = 1
@@ -371,7 +371,7 @@ class FremlResult:
     lam_u: np.ndarray | None = None
 
 
-def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
+def _derivs(lay: BinnedLayout, F: _Factor, lam, beta_d, u, phi):
     """Traces and quadratic forms for the REML gradient/Hessian in rho = log lambda."""
     pen = lay.pen
     npen = len(pen)
@@ -521,7 +521,7 @@ def _better_start(res, y, pw, fam, n, tol=1e-3):
     return best_rho
 
 
-def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None, global_search=True):
+def fit_freml(lay: BinnedLayout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None, global_search=True):
     """Fit by fREML; with ``global_search`` restart from any better basin a scan finds.
 
     The local fit (:func:`fit_freml_local`) is followed by a scan of each smoothing parameter
@@ -560,13 +560,13 @@ def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho
     return res
 
 
-def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
+def fit_freml_local(lay: BinnedLayout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
     """Fit by PIRLS with one fREML Newton step per iteration (mgcv ``bgam.fitd``); the binomial and
     Poisson families by :func:`_fit_pql_local` (performance iteration run to its fixed point).
 
     Parameters
     ----------
-    lay : Layout
+    lay : BinnedLayout
     y, pw : ndarray (n,)
         Response and prior weights.
     family : {"gaussian", "binomial", "poisson"}
@@ -659,7 +659,7 @@ def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-
     return res
 
 
-def _penalty(lay: Layout, lam, beta_d, u):
+def _penalty(lay: BinnedLayout, lam, beta_d, u):
     """sum_j lambda_j b' S_j b at (beta_d, u)."""
     tot = 0.0
     for j, i in enumerate(lay.pen):
@@ -705,7 +705,7 @@ class _PenaltyBasis:
     change of basis: the solver's cross products are rotated in, its results rotated back.
     """
 
-    def __init__(self, lay: Layout):
+    def __init__(self, lay: BinnedLayout):
         self.blocks = []  # (columns, U)
         pen_S = list(lay.pen_S)
         for i, t in enumerate(lay.terms):
@@ -771,7 +771,7 @@ class _PenaltyBasis:
         return F
 
 
-def _fit_pql_local(lay: Layout, y, pw, fam, max_iter=200, rho0=None):
+def _fit_pql_local(lay: BinnedLayout, y, pw, fam, max_iter=200, rho0=None):
     """Known-scale fREML by performance iteration (PQL), run to its fixed point.
 
     mgcv's ``bgam.fitd`` takes one Newton step on the log smoothing parameters per pass over the
