@@ -134,10 +134,13 @@ class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
         500) and then every 20,000 rows, but never more often than every 16 rows per group
         seen (a correction costs about as much as 3-5 rows per group, so this budget keeps
         corrections under about a quarter of the time); and at the end of every batch that
-        brings at least 4 rows per group since the last correction (so the estimates such a
-        :meth:`partial_fit` call leaves are the ML fit of all rows seen, whatever their
-        order; after a smaller batch they are SEMA's ECME estimates: the fixed effects' GLS
-        estimate at the last correction's variance parameters).  An int ``k``: every ``k``
+        brings at least 4 rows per group, or 1% of the rows seen, since the last correction
+        (so the estimates such a :meth:`partial_fit` call leaves are the ML fit of all rows
+        seen, whatever their order -- also on small data and when groups arrive one after
+        another; after a smaller batch they are SEMA's ECME estimates: the fixed effects' GLS
+        estimate at the last correction's variance parameters).  A correction that starts
+        from or lands on a singular fit (a variance at zero) also runs the batch optimiser
+        from its own start, the better optimum wins (several times a warm correction's cost).  An int ``k``: every ``k``
         rows (the
         results then do not depend on how the stream is cut into batches).  ``None``: plain
         SEMA; a :class:`StreamOrderWarning` then says when the stream's order looks grouped or

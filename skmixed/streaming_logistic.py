@@ -170,7 +170,8 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         Corrections (the Laplace fit from the stored statistics): ``"auto"`` as in
         :class:`~skmixed.streaming.StreamingMixed` (rows doubling from 500, then every
         20,000 rows, at least 16 rows per group apart, and at the end of a batch bringing at
-        least 4 rows per group since the last one); an int ``k``: every ``k`` rows.
+        least 4 rows per group, or 1% of the rows seen, since the last one); an int ``k``:
+        every ``k`` rows.  A correction from or to a singular fit also runs from cold starts.
     verbose : int, default=0
         Show a tqdm progress bar over the rows of each batch.
     callback : callable, optional
