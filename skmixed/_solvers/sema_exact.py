@@ -368,7 +368,9 @@ def exact_fit(state, zidx, feature_names, re_names, *, alpha=None, theta0=None, 
     theta, n_iter, converged, _ = problem.optimize(theta0=None if warm is not None else (
         theta0 if theta0 is not None and np.shape(theta0) == (problem.n_theta,) else None), max_iter=max_iter)
     cold = prof.fit_at(theta, bool(converged), n_iter)
-    if warm is not None and (cold is None or prof(warm.theta) <= prof(cold.theta)):
+    # the warm (Newton-polished) optimum unless the cold one is better beyond the optimisers'
+    # resolution: on ties the choice must not depend on rounding (a stream cut differently)
+    if warm is not None and (cold is None or prof(warm.theta) <= prof(cold.theta) + 1e-6):
         return warm
     return cold
 
