@@ -11,6 +11,8 @@ glmer's ``logLik``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import special
 
@@ -169,6 +171,10 @@ class Poisson(Family):
     def check_y(self, y):
         if np.any(y < 0):
             raise ValueError("a Poisson response must be non-negative counts")
+        if np.any(np.abs(y - np.round(y)) > 1e-8 * np.maximum(1.0, np.abs(y))):
+            # glmer's poisson()$aic warns alike: the likelihood of non-integer counts is not a Poisson one
+            warnings.warn("non-integer counts in a Poisson model: the log-likelihood (and AIC/BIC) is not a "
+                          "Poisson likelihood", UserWarning, stacklevel=4)
 
     def start_mean(self, y, w, offset=None):
         # the intercept reproducing the total: sum w y = exp(b0) sum w exp(offset)

@@ -20,7 +20,7 @@ from ._design.mgcv_formula import SmoothSpec, is_smooth_term, parse_smooth, spli
 from ._design.smooths import SMOOTHS, make_smooth
 from ._design.tensor import TensorSmooth
 from ._kernels.binned import discretize, index_few_values, remap_codes
-from ._solvers.freml import FAMILIES, Layout, Term, fit_freml
+from ._solvers.freml import FAMILIES, BinnedLayout, BinnedTerm, fit_freml
 from ._summary import Summary
 from ._transaction import transactional
 
@@ -515,7 +515,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         # smooth columns are named/indexed among the input columns (before aliased ones are dropped)
         names_all = self._input_names(X, fd.n_design - icpt)
         design = self._model_terms(fd, names_all, RowBinning(exact=not self.discrete))
-        lay = Layout(design.terms, fd.X.shape[0])
+        lay = BinnedLayout(design.terms, fd.X.shape[0])
         pw = np.ones(fd.X.shape[0]) if fd.weights is None else fd.weights
         res = fit_freml(lay, fd.y, pw, self.family)
         ybar = float(np.sum(pw * fd.y) / np.sum(pw))
@@ -571,7 +571,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         rowwise_par = False
         if Xpar.shape[1]:
             Xbar, idx, rowwise_par = binning.compress(Xpar, par_shift, par_scale)
-            terms.append(Term("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
+            terms.append(BinnedTerm("parametric", idx, np.ascontiguousarray(Xbar), Xbar.shape[0]))
         for sp in specs:
             if sp.kind == "s":
                 self._add_smooth(fd, sp, terms, smooths, by_levels, binning)
@@ -597,9 +597,9 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
                         z = z / zscale[tname]
                         zmax[tname] = binning.slope_absmax(col, z)
                     if rt.factor == primary:
-                        t = Term(tname, f.codes, None, f.n_levels, z=z, kind="re")
+                        t = BinnedTerm(tname, f.codes, None, f.n_levels, z=z, kind="re")
                     else:  # small factors join the dense block (explicit identity basis)
-                        t = Term(tname, f.codes, np.eye(f.n_levels), f.n_levels, z=z, S=np.eye(f.n_levels),
+                        t = BinnedTerm(tname, f.codes, np.eye(f.n_levels), f.n_levels, z=z, S=np.eye(f.n_levels),
                                  rank=f.n_levels, kind="re")
                     terms.append(t)
                     re_info.append((tname, rt.factor, col, cname))
@@ -629,7 +629,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
         cw = None if self.discrete else np.bincount(k, minlength=vals.size)
         if sp.by is None:
             c = sm.centred(B, cw)
-            terms.append(Term(f"s({name})", k, np.ascontiguousarray(B @ c.Z), vals.size, S=c.S,
+            terms.append(BinnedTerm(f"s({name})", k, np.ascontiguousarray(B @ c.Z), vals.size, S=c.S,
                               rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
             smooths.append(_SmoothInfo(f"s({name})", j, c, *binning.range(j, x)))
             return
@@ -638,7 +638,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             # numeric by: f(x) * z, no centring constraint (mgcv drops it for a non-constant by)
             c = _Uncentred(sm, B)
             tname = f"s({name}):{sp.by}"
-            terms.append(Term(tname, k, np.ascontiguousarray(B), vals.size, z=np.ascontiguousarray(fd.X[:, byc]),
+            terms.append(BinnedTerm(tname, k, np.ascontiguousarray(B), vals.size, z=np.ascontiguousarray(fd.X[:, byc]),
                               S=c.S, rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
             smooths.append(_SmoothInfo(tname, j, c, *binning.range(j, x), byc, None))
             return
@@ -649,7 +649,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             ind = (fcol == lev).astype(np.float64)
             c = sm.centred(B, cw)
             tname = f"s({name}):{sp.by}{_fmt_level(lev)}"
-            terms.append(Term(tname, k, np.ascontiguousarray(B @ c.Z), vals.size, z=ind, S=c.S,
+            terms.append(BinnedTerm(tname, k, np.ascontiguousarray(B @ c.Z), vals.size, z=ind, S=c.S,
                               rank=c.rank, logdet_S=c.logdet_S, kind="smooth"))
             smooths.append(_SmoothInfo(tname, j, c, *binning.range(j, x, (byc, lev), ind > 0), byc, lev))
 
@@ -684,7 +684,7 @@ class AdditiveMixedRegressor(RegressorMixin, MixedModelBase):
             raise ValueError(f"{sp.label}: {e}") from None
         B = ts.basis(xs)
         c = ts.centred(B, counts)
-        terms.append(Term(sp.label, index, np.ascontiguousarray(B @ c.Z), kept.size, S=sum(c.S_list),
+        terms.append(BinnedTerm(sp.label, index, np.ascontiguousarray(B @ c.Z), kept.size, S=sum(c.S_list),
                           rank=c.rank, kind="smooth", S_list=c.S_list))
         lo, hi = zip(*[binning.range(jj, fd.X[:, jj]) for jj in js])
         lo, hi = list(lo), list(hi)

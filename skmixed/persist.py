@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-__all__ = ["ModelSpecRecord", "PandasRecord", "VersionWarning", "load", "save", "trusted_types"]
+__all__ = ["ItemsRecord", "ModelSpecRecord", "PandasRecord", "VersionWarning", "load", "save", "trusted_types"]
 
 _FORMAT = "skmixed-skops-1"
 
@@ -164,6 +164,19 @@ class ModelSpecRecord:
                                         for k, (kind, state) in self.encoder_state.items()})
 
 
+class ItemsRecord:
+    """A dict whose keys skops cannot write as JSON (tuples: the chunked LMM's factor pairs), as its items.
+
+    Examples
+    --------
+    >>> ItemsRecord({(0, 1): "v"}).items
+    [((0, 1), 'v')]
+    """
+
+    def __init__(self, d):
+        self.items = list(d.items())
+
+
 def _is_model_spec(obj) -> bool:
     t = type(obj)
     return t.__name__ == "ModelSpec" and t.__module__.startswith("formulaic")
@@ -191,6 +204,9 @@ def _encode(obj, memo):
             out[i] = _encode(v, memo)
     elif type(obj) in (list, tuple, set, frozenset):
         out = type(obj)(_encode(v, memo) for v in obj)
+    elif type(obj) is dict and not all(isinstance(k, (str, int, float, bool)) or k is None for k in obj):
+        out = ItemsRecord({})
+        out.items = [(_encode(k, memo), _encode(v, memo)) for k, v in obj.items()]
     elif type(obj) is dict:
         out = {_encode(k, memo): _encode(v, memo) for k, v in obj.items()}
     elif _is_ours(obj) and hasattr(obj, "__dict__") and not isinstance(obj, type):
@@ -220,6 +236,8 @@ def _decode(obj, memo):
             out[i] = _decode(v, memo)
     elif type(obj) in (list, tuple, set, frozenset):
         out = type(obj)(_decode(v, memo) for v in obj)
+    elif isinstance(obj, ItemsRecord):
+        out = {_decode(k, memo): _decode(v, memo) for k, v in obj.items}
     elif type(obj) is dict:
         out = {_decode(k, memo): _decode(v, memo) for k, v in obj.items()}
     elif _is_ours(obj) and hasattr(obj, "__dict__") and not isinstance(obj, type):

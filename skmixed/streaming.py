@@ -101,9 +101,11 @@ class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
     current.  ``fixed_effects_se_``, ``loglik_`` and ``theta_`` are the last correction's;
     ``n_groups_`` counts the levels of all factors.  ``forgetting``, ``n_train``,
     ``update_every`` and ``refit_every=None`` are single-factor only (a ValueError says so),
-    as is :meth:`sweep`; with ``refit_every="auto"`` a batch also ends with a correction
-    until the first one succeeds.  A batch costs ``O(rows + levels + level pairs)`` (the
-    statistics are merged), not ``O(rows)`` as with one factor.
+    as is :meth:`sweep`; with ``refit_every="auto"`` every batch ends with a correction
+    (so the estimates a :meth:`partial_fit` call leaves are the ML fit of all rows seen).  A
+    batch costs ``O(rows + levels + level pairs)`` plus that correction (the statistics are
+    merged and refitted, warm-started), not ``O(rows)`` as with one factor: feed several-factor
+    streams in batches of thousands of rows, or use an int ``refit_every`` with small batches.
 
     Parameters
     ----------

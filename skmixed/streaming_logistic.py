@@ -36,12 +36,14 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._base import _check_groups_arg, _finite_or_raise
+from ._base import _check_groups_arg, _finite_or_raise, _frame_as_pandas
+from ._design.formula import FormulaSpec
 from ._design.grouping import make_factors
 from ._design.level_index import LevelIndex
 from ._kernels import stream_glmm as _k
+from ._kernels.sema import decay_factor
 from ._numdiff import central_hessian
 from ._numdiff import gradient as fd_gradient
 from ._solvers.sema import Staging
@@ -64,11 +66,12 @@ class LaplaceStreamState:
     corrections run]``.
     """
 
-    ROW_FIELDS = ("Xbuf", "ybuf", "nbuf", "gn", "glast", "Af", "af", "Bf", "Df", "cf", "kf", "u", "poly", "bref",
+    ROW_FIELDS = ("Xbuf", "ybuf", "wbuf", "nbuf", "gn", "glast", "Af", "af", "Bf", "Df", "cf", "kf", "u", "poly", "bref",
                   "xbar", "polyx", "gfold")
 
     Xbuf: np.ndarray
     ybuf: np.ndarray
+    wbuf: np.ndarray
     nbuf: np.ndarray
     gn: np.ndarray
     glast: np.ndarray
@@ -87,6 +90,8 @@ class LaplaceStreamState:
     beta: np.ndarray
     theta: np.ndarray
     ic: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
+    # forgetting: [alpha (0: none), epoch]; rows are stored with weights relative to the epoch's
+    fg: np.ndarray = field(default_factory=lambda: np.zeros(2))
     # the deviance's Hessian in (beta, theta) at the last correction divided by the rows seen
     # then: the next one's Newton steps
     hess: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
@@ -97,7 +102,7 @@ class LaplaceStreamState:
         k = q * (q + 1) // 2
         rows, cols = theta_positions(q)
         theta = np.where(rows == cols, 1.0, 0.0)[:k]
-        return cls(Xbuf=np.zeros((G, R, p)), ybuf=np.zeros((G, R)), nbuf=np.zeros(G, dtype=np.int64),
+        return cls(Xbuf=np.zeros((G, R, p)), ybuf=np.zeros((G, R)), wbuf=np.zeros((G, R)), nbuf=np.zeros(G, dtype=np.int64),
                    gn=np.zeros(G), glast=np.full(G, -1, dtype=np.int64), Af=np.zeros((G, p, p)),
                    af=np.zeros((G, p)), Bf=np.zeros((G, q, q)), Df=np.zeros((G, p, q)), cf=np.zeros((G, q)),
                    kf=np.zeros(G), u=np.zeros((G, q)),
@@ -139,12 +144,25 @@ class LaplaceStreamState:
         L[rows, cols] = self.theta if theta is None else theta
         return L
 
+    def weight_scale(self) -> float:
+        """What the stored weights are multiplied by now (forgetting since the epoch; 1 without)."""
+        return float(decay_factor(self.fg[1], float(self.ic[0]), self.fg[0]))
+
+    def rebase(self) -> None:
+        """Fold the forgetting since the epoch into the stored weights (every group: after a privatize)."""
+        ws = self.weight_scale()
+        if ws != 1.0:
+            for name in ("wbuf", "kf", "af", "Af", "Df", "cf", "Bf", "poly", "polyx"):
+                getattr(self, name)[...] *= ws
+        self.fg[1] = float(self.ic[0])
+
     def deviance(self, beta, theta, zidx, u=None):
         """Laplace deviance of all rows seen (modes into ``u``, a scratch copy by default)."""
         u = self.u.copy() if u is None else u
         return float(_k.laplace_deviance(np.ascontiguousarray(beta, dtype=float), self.lam(theta), zidx,
-                                         self.Xbuf, self.ybuf, self.nbuf, self.glast, self.Af, self.af,
-                                         self.Bf, self.Df, self.cf, self.kf, self.poly, self.bref, self.xbar, self.polyx, u))
+                                         self.Xbuf, self.ybuf, self.wbuf, self.nbuf, self.glast, self.Af, self.af,
+                                         self.Bf, self.Df, self.cf, self.kf, self.poly, self.bref, self.xbar, self.polyx, u,
+                                         self.weight_scale()))
 
 
 class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
@@ -181,6 +199,19 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     trace_every : int, optional
         Record the estimates every ``trace_every`` rows in :attr:`trace_` (a correction
         falling on such a row is recorded after it).
+    formula : str, optional
+        An lme4-style formula with one bar term, e.g. ``"y ~ x + b + (1 + x | g)"`` (the
+        fixed part read by formulaic, as for :class:`~skmixed.MixedLogisticRegressor`; the
+        random slopes must be fixed-effect columns too, the term must have a random
+        intercept).  Then ``fit`` / ``partial_fit`` / ``predict`` take one DataFrame with
+        the formula's columns (``y`` optional: the formula's response); the formula's
+        intercept (``0 +`` drops it) takes the place of ``fit_intercept``, and
+        ``random_slopes`` must be None.  See :meth:`from_formula`.
+    forgetting : float, optional
+        Smooth sliding window ``alpha`` (> 1), as :class:`~skmixed.streaming.StreamingMixed`'s:
+        from row ``alpha`` on each new row down-weights all earlier rows by
+        ``(alpha - 1) / alpha``, and the corrections fit the rows so weighted (each row's
+        log-likelihood times its weight; the random-effects prior is not weighted).
 
     Attributes
     ----------
@@ -217,7 +248,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, fit_intercept=True, random_slopes=None, max_rows_per_group=64, refit_every="auto",
-                 verbose=0, callback=None, trace_every=None):
+                 verbose=0, callback=None, trace_every=None, formula=None, forgetting=None):
         self.fit_intercept = fit_intercept
         self.random_slopes = random_slopes
         self.max_rows_per_group = max_rows_per_group
@@ -225,15 +256,17 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.callback = callback
         self.trace_every = trace_every
+        self.formula = formula
+        self.forgetting = forgetting
 
     # ------------------------------------------------------------------ public API
     @transactional
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y=None, groups=None, sample_weight=None):
         """Forget everything and consume ``X, y`` in one pass (= reset + :meth:`partial_fit`)."""
-        return self._consume(X, y, groups, reset=True)
+        return self._consume(X, y, groups, reset=True, sample_weight=sample_weight)
 
     @transactional
-    def partial_fit(self, X, y, groups=None, classes=None):
+    def partial_fit(self, X, y=None, groups=None, classes=None, sample_weight=None):
         """Consume a batch of rows in order (validated as a whole first; all or nothing).
 
         Parameters
@@ -244,12 +277,51 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             Group labels (any hashable type); required.
         classes : ignored
             Accepted for scikit-learn's incremental-learning convention (always ``[0, 1]``).
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights, non-negative (as :class:`~skmixed.MixedLogisticRegressor`'s
+            ``sample_weight`` for 0/1 outcomes: a weight of 2 counts the row twice); a row of
+            weight 0 is skipped (not counted in ``n_seen_``).
 
         Returns
         -------
         self
         """
-        return self._consume(X, y, groups, reset=not hasattr(self, "_state"))
+        return self._consume(X, y, groups, reset=not hasattr(self, "_state"), sample_weight=sample_weight)
+
+    @classmethod
+    def from_formula(cls, formula, data, **params):
+        """Start a stream from an lme4-style formula and its first batch.
+
+        ``"y ~ x + b + (1 + x | g)"``: one bar term with a random intercept (its slopes must
+        also be fixed effects).  Later batches go to :meth:`partial_fit` as DataFrames with
+        the formula's columns (``y`` omitted); :meth:`predict` takes such frames too.
+
+        Parameters
+        ----------
+        formula : str
+        data : DataFrame
+            The first batch.
+        **params
+            Other constructor parameters (``max_rows_per_group``, ``refit_every``, ...).
+
+        Returns
+        -------
+        StreamingMixedLogistic
+            Fitted on ``data``.
+
+        Examples
+        --------
+        >>> from skmixed.datasets import make_big_grouped_data
+        >>> df = make_big_grouped_data(4_000, 20, seed=0)
+        >>> m = StreamingMixedLogistic.from_formula("y_bin ~ x + b + (1 | g)", df.iloc[:2000])
+        >>> m = m.partial_fit(df.iloc[2000:])
+        >>> m.n_seen_, list(m.fixed_effects_.index)
+        (4000, ['(Intercept)', 'x', 'b'])
+        """
+        for name in ("random_slopes", "fit_intercept"):
+            if name in params:
+                raise ValueError(f"{name} is set by the formula; do not pass it to from_formula")
+        return cls(formula=formula, **params).fit(data)
 
     def predict_proba(self, X, groups=None):
         """``[P(y=0), P(y=1)]`` with the groups' conditional modes (new or no groups: ``b = 0``)."""
@@ -260,6 +332,11 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     def decision_function(self, X, groups=None):
         """The linear predictor ``X beta + Z b_g``."""
         check_is_fitted(self)
+        spec = self.__dict__.get("_formula")
+        if spec is not None:
+            if groups is not None:
+                raise ValueError("groups given with a formula: the data's grouping column is used; drop groups=")
+            X, groups = spec.rows(_frame_as_pandas(X))
         Xv = validate_data(self, X, reset=False, dtype=np.float64)
         _finite_or_raise(Xv, "X")
         Xd = self._design(Xv)
@@ -289,11 +366,11 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     @property
     def coef_(self):
         b = self._state.beta
-        return (b[1:] if self.fit_intercept else b).copy()
+        return (b[1:] if self._icpt() else b).copy()
 
     @property
     def intercept_(self):
-        return float(self._state.beta[0]) if self.fit_intercept else 0.0
+        return float(self._state.beta[0]) if self._icpt() else 0.0
 
     @property
     def theta_(self):
@@ -354,7 +431,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ internals
     def _design(self, Xv):
-        icpt = int(bool(self.fit_intercept))
+        icpt = int(self._icpt())
         Xd = np.empty((Xv.shape[0], Xv.shape[1] + icpt))
         if icpt:
             Xd[:, 0] = 1.0
@@ -378,13 +455,68 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None, got {self.callback!r}")
         v = self.verbose
-        if isinstance(v, bool) or not isinstance(v, (numbers.Integral, bool)) or v < 0:
-            if not isinstance(v, bool):
-                raise ValueError(f"verbose must be a non-negative integer or bool, got {v!r}")
+        if not isinstance(v, bool) and (not isinstance(v, numbers.Integral) or v < 0):
+            raise ValueError(f"verbose must be a non-negative integer or bool, got {v!r}")
+        a = self.forgetting
+        if a is not None and (isinstance(a, bool) or not isinstance(a, numbers.Real) or not np.isfinite(a) or a <= 1):
+            raise ValueError(f"forgetting must be a number > 1 (the window alpha) or None, got {a!r}")
+        f = self.formula
+        if f is not None:
+            if not isinstance(f, (str, FormulaSpec)):
+                raise TypeError(f"formula must be a string such as \"y ~ x + (1 | g)\", got {type(f).__name__}")
+            if self.random_slopes is not None:
+                raise ValueError("formula and random_slopes both given: the formula's bar term ((1 + x | g)) "
+                                 "defines the random slopes; drop random_slopes")
+
+    def _icpt(self, new=None):
+        """Whether the design has an intercept: the formula's say, else ``fit_intercept``."""
+        spec = (new or {}).get("_formula", self.__dict__.get("_formula"))
+        return bool(spec.intercept) if spec is not None else bool(self.fit_intercept)
+
+    def _formula_rows(self, X, y, groups, reset):
+        """With a formula: (fixed design, response, grouping column, spec, slope names) of the frame ``X``."""
+        spec = None if reset else self.__dict__.get("_formula")
+        if (self.formula if reset else spec) is None:
+            return X, y, groups, None, self.random_slopes
+        if groups is not None:
+            raise ValueError("groups given with a formula: its bar term names the grouping column ((1 | g)); "
+                             "drop groups=")
+        data = _frame_as_pandas(X)
+        if not isinstance(data, pd.DataFrame):
+            raise ValueError("a formula stream takes a DataFrame holding the formula's columns")
+        if reset:
+            if isinstance(self.formula, FormulaSpec):
+                spec = self.formula
+                Xf, gframe = spec.rows(data, need_groups=True)
+            else:
+                spec, Xf, gframe = FormulaSpec.build(self.formula, data)
+            if spec.parsed.offsets or spec.parsed.cbind is not None:
+                raise ValueError(f"StreamingMixedLogistic fits neither offset() terms nor cbind() responses "
+                                 f"(formula {spec.formula!r}); use MixedLogisticRegressor")
+            if len(spec.random) != 1:
+                raise ValueError(f"StreamingMixedLogistic supports one random-effects term (one grouping factor); "
+                                 f"{spec.formula!r} has {len(spec.random)}")
+            term = spec.random[0]
+            if not term.intercept:
+                raise ValueError(f"({term.factor}): the stream always estimates a random intercept; write (1 + ... | g)")
+            if term.columns and not term.correlated:
+                raise ValueError("the stream estimates a full covariance matrix; use | (correlated random effects)")
+            missing = [c for c in term.columns if c not in spec.columns]
+            if missing or spec.extra:
+                raise ValueError(f"random slope(s) {missing or list(term.columns)} must also be fixed-effect "
+                                 "columns of the formula")
+        else:
+            Xf, gframe = spec.rows(data, need_groups=True)
+        if y is None:
+            y = spec.target(data)[0]
+        self._formula = spec  # (restored by @transactional if the batch is refused)
+        return Xf, y, gframe, spec, list(spec.random[0].columns) or None
 
     def _prepare(self, X, y, groups, reset):
         if reset:
             self._check_params()
+            self.__dict__.pop("_formula", None)
+        X, y, groups, spec, slopes = self._formula_rows(X, y, groups, reset)
         groups = _check_groups_arg(groups)
         if groups is None:
             raise ValueError("StreamingMixedLogistic requires groups")
@@ -405,17 +537,31 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         factor = factors[0]
         if factor.codes.shape[0] != Xv.shape[0]:
             raise ValueError(f"X has {Xv.shape[0]} rows but groups has {factor.codes.shape[0]}")
-        return self._design(Xv), yv, factor
+        return self._design(Xv), yv, factor, slopes
 
-    def _consume(self, X, y, groups, reset):
-        Xd, yv, factor = self._prepare(X, y, groups, reset)
+    def _consume(self, X, y, groups, reset, sample_weight=None):
+        Xd, yv, factor, slope_cols = self._prepare(X, y, groups, reset)
+        wts = np.empty(0)
+        if sample_weight is not None:
+            wts = _check_sample_weight(sample_weight, Xd, dtype=np.float64, ensure_non_negative=True)
+            _finite_or_raise(wts, "sample_weight")
+            if float(wts.max(initial=0.0)) > 1e150:
+                raise ValueError("sample_weight is too large (above 1e150): rescale the weights")
+            keep = wts > 0
+            if not keep.any():
+                raise ValueError("sample_weight has no positive entry")
+            if not keep.all():  # a row of weight 0 is a row not seen (nor is a group only such rows name)
+                Xd, yv, wts = Xd[keep], yv[keep], wts[keep]
+                used, codes = np.unique(factor.codes[keep], return_inverse=True)
+                factor = type(factor)(factor.name, codes.astype(np.int64), factor.levels[used])
+            wts = np.ascontiguousarray(wts)
         new = {}
         if reset:
-            icpt = int(bool(self.fit_intercept))
+            icpt = int(self._icpt(new))
             names_in = ([str(c) for c in self.feature_names_in_] if hasattr(self, "feature_names_in_")
                         else [f"x{k}" for k in range(Xd.shape[1] - icpt)])
             slopes = []
-            for s in self.random_slopes or []:
+            for s in slope_cols or []:
                 if isinstance(s, str):
                     if s not in names_in:
                         raise ValueError(f"random slope {s!r} is not a column of X")
@@ -430,6 +576,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                        _zidx=zidx, _levels=LevelIndex(factor.name), _factor_name=factor.name,
                        classes_=np.array([0, 1]))
             base = LaplaceStreamState.new(Xd.shape[1], zidx.size, int(self.max_rows_per_group))
+            base.fg[0] = 0.0 if self.forgetting is None else float(self.forgetting)
         else:
             base = self._state
         levels = new.get("_levels", getattr(self, "_levels", None))
@@ -441,7 +588,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             codes = np.ascontiguousarray(levels.code(factor.levels)[factor.codes])
             stg = Staging(base, codes, fresh=reset)
             stg.ensure_capacity(len(levels))
-            traces = self._run(stg, Xd, yv, codes, zidx, len(levels), new)
+            traces = self._run(stg, Xd, yv, codes, zidx, len(levels), new, wts)
         except BaseException:
             if stg is not None:
                 stg.rollback()
@@ -459,7 +606,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         k = int(self.refit_every)
         return (last // k + 1) * k
 
-    def _run(self, stg, Xd, yv, codes, zidx, n_groups, new):
+    def _run(self, stg, Xd, yv, codes, zidx, n_groups, new, wts):
         """Feed the batch with the scheduled corrections; returns the trace rows recorded."""
         st = stg.state
         n = Xd.shape[0]
@@ -475,7 +622,10 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             bar = tqdm(total=n, unit="rows", desc="StreamingMixedLogistic", leave=False)
         try:
             while pos < n:
-                pos, fold_anyway = self._segment(stg, Xd, yv, codes, zidx, n_groups, new, start, pos, fold_anyway,
+                if st.fg[0] > 0 and decay_factor(st.fg[1], float(st.ic[0] + n - pos), st.fg[0]) < 1e-200:
+                    stg.privatize()  # (forgetting) keep the stored weights finite: fold the decay in now
+                    st.rebase()
+                pos, fold_anyway = self._segment(stg, Xd, yv, wts, codes, zidx, n_groups, new, start, pos, fold_anyway,
                                                  traces, te, bar)
         finally:
             if bar is not None:
@@ -494,7 +644,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                     self, "feature_names_", None)), name="fixed_effects"),
                 "cov_re": pd.DataFrame(L @ L.T, index=names, columns=names), "corrected": bool(corrected)}
 
-    def _segment(self, stg, Xd, yv, codes, zidx, n_groups, new, start, pos, fold_anyway, traces, te, bar):
+    def _segment(self, stg, Xd, yv, wts, codes, zidx, n_groups, new, start, pos, fold_anyway, traces, te, bar):
         """Rows up to the next correction (or a full buffer); returns the new position and fold flag."""
         st = stg.state
         n = Xd.shape[0]
@@ -504,9 +654,11 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                                  and end_of_batch_due(start + n - int(st.ic[1]), n_groups, start + n))
         # no fold before the first correction: a fold linearises at the current beta
         first = st.ic[2] == 0 and not fold_anyway
-        k = _k.add_rows(Xd[pos:stop], yv[pos:stop], codes[pos:stop], zidx, st.beta, st.lam(), st.Xbuf,
-                        st.ybuf, st.nbuf, st.gn, st.glast, st.Af, st.af, st.Bf, st.Df, st.cf, st.kf, st.u,
-                        st.poly, st.bref, st.xbar, st.polyx, st.gfold, start + pos, first)
+        w = wts if wts.shape[0] == 0 else wts[pos:stop]
+        k = _k.add_rows(Xd[pos:stop], yv[pos:stop], w, codes[pos:stop], zidx, st.beta, st.lam(), st.Xbuf, st.ybuf,
+                        st.wbuf, st.nbuf, st.gn, st.glast, st.Af, st.af, st.Bf, st.Df, st.cf, st.kf, st.u,
+                        st.poly, st.bref, st.xbar, st.polyx, st.gfold, start + pos, first, float(st.fg[0]),
+                        float(st.fg[1]))
         st.ic[0] = start + pos + k
         full = k < stop - pos
         lo, hi = start + pos, start + pos + k
@@ -537,6 +689,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         if seen.sum() < 2 or st.ic[0] <= st.p + st.theta.size:
             return False
         stg.privatize()  # every group's mode is rewritten
+        st.rebase()  # (forgetting) the stored weights at their current scale
         p = st.p
         rows, cols = theta_positions(st.q)
         bounds = [(None, None)] * p + [(0.0 if r == c else None, None) for r, c in zip(rows, cols)]

@@ -193,7 +193,7 @@ class SeveralFactorsStream:
     # ------------------------------------------------------------------ corrections
     def _run_multi(self, new, st, reg, Xd, yv, w, codes, raw, sample_weight):
         """Feed the rows segment by segment, with a correction at the end of each scheduled one."""
-        from .streaming import AUTO_END_ROWS_PER_GROUP, _PROGRESS_STEP
+        from .streaming import _PROGRESS_STEP
 
         n = Xd.shape[0]
         pos, traces = 0, []
@@ -212,11 +212,10 @@ class SeveralFactorsStream:
                     length, scheduled = due, True
                 else:
                     length = left
-                    # "auto": a batch ends with a correction after enough new rows, and always
-                    # until the first one succeeds (before it the estimates are start values)
-                    scheduled = self.refit_every == "auto" and (
-                        st.n_corrections == 0
-                        or start + left - st.last_correction >= AUTO_END_ROWS_PER_GROUP * st.n_levels)
+                    # "auto": every batch ends with a correction (its statistics' merge already
+                    # costs O(levels + pairs), and between corrections the fixed effects and
+                    # variance parameters are held: a batch of new levels would leave them stale)
+                    scheduled = self.refit_every == "auto"
                 if show and length > _PROGRESS_STEP:
                     length, scheduled = _PROGRESS_STEP, False
                 stop = pos + length

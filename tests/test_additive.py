@@ -13,7 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmixed import AdditiveMixedRegressor, NoGroupsWarning
 from skmixed._kernels.binned import count_unique_upto, discretize
-from skmixed._solvers.freml import Layout, Term
+from skmixed._solvers.freml import BinnedLayout, BinnedTerm
 from skmixed.datasets import load_gamsim_re, load_metacognition, make_big_grouped_data
 
 SMOOTH = ["x0", "x1", "x2", "x3"]
@@ -230,11 +230,11 @@ def test_binned_crossproducts_match_dense():
     k2 = rng.integers(0, 2, n).astype(np.int64)
     k3 = rng.integers(0, 3, n).astype(np.int64)
     X2, X3 = rng.normal(size=(2, 2)), rng.normal(size=(3, 3))
-    terms = [Term("par", np.arange(n, dtype=np.int64), Xp, n),  # row-wise (m = n): OUTER
-             Term("sm", k, B, vals.size, S=np.eye(3), rank=3),  # DIAG with itself, CACC with par/re
-             Term("f2", k2, X2, 2), Term("f3", k3, X3, 3),  # tiny: WBAR between them
-             Term("re", g, None, 30), Term("re2", g, None, 30, z=z)]
-    lay = Layout(terms, n)
+    terms = [BinnedTerm("par", np.arange(n, dtype=np.int64), Xp, n),  # row-wise (m = n): OUTER
+             BinnedTerm("sm", k, B, vals.size, S=np.eye(3), rank=3),  # DIAG with itself, CACC with par/re
+             BinnedTerm("f2", k2, X2, 2), BinnedTerm("f3", k3, X3, 3),  # tiny: WBAR between them
+             BinnedTerm("re", g, None, 30), BinnedTerm("re2", g, None, 30, z=z)]
+    lay = BinnedLayout(terms, n)
     assert set(lay.pinfo[:, 2]) == {0, 1, 2, 3}  # every accumulation mode is exercised
     buf, r, _, _, zWz = lay.pass_(y, w, 0)
     Add, Aud, Auu, fd, fu = lay.assemble(buf, r)

@@ -150,3 +150,54 @@ def test_large_crossed_design_is_iterative_by_default_and_small_in_memory(monkey
     assert m.solver_ == "iterative" and m.converged_
     assert peak < 120 * 2**20  # probe blocks within their budget, nothing near the 392 MB dense matrix
     assert 0.8 < m.theta_["g0.(Intercept)"] < 1.2 and 0.55 < m.theta_["g1.(Intercept)"] < 0.85
+
+
+@pytest.mark.parametrize("n,Ja,Jb,weighted", [(5000, 300, 40, False), (5000, 4, 200, True), (3000, 50, 7, True)])
+def test_pair_table_equals_unique_of_the_pair_keys(n, Ja, Jb, weighted):
+    """Linear-time co-occurrence table: the pairs, their order and their summed weights as np.unique gives
+    them (small buckets sorted by insertion, large ones -- over 32 distinct levels -- by the library sort)."""
+    from skmixed._kernels.crossed_ops import pair_table
+
+    rng = np.random.default_rng(n + Ja)
+    a, b = rng.integers(0, Ja, n), rng.integers(0, Jb, n)
+    w = rng.random(n) if weighted else None
+    keys, inv = np.unique(a * Jb + b, return_inverse=True)
+    v = np.bincount(inv.ravel(), weights=w, minlength=keys.shape[0])
+    pa, pb, pv = pair_table(a, b, Ja, Jb, np.empty(0) if w is None else w)
+    np.testing.assert_array_equal(pa, keys // Jb)
+    np.testing.assert_array_equal(pb, keys % Jb)
+    np.testing.assert_allclose(pv, v, rtol=1e-15)
+
+
+def test_schur_products_and_pair_order_with_three_factors():
+    """Pairs grouped by first-factor level (three factors: sorted after concatenation); the Schur product
+    walking them equals S = A_rr - A_r1 D1^-1 A_1r formed densely, and CG's first product is S M B."""
+    from skmixed._kernels import crossed_ops as kc
+
+    rng = np.random.default_rng(7)
+    n, J = 2000, (60, 25, 6)
+    codes = [rng.integers(0, j, n) for j in J]
+    y = rng.normal(size=n)
+    st = li.CrossedStats.from_rows(codes, J, np.ones((n, 1)), y, y_shift=y.mean())
+    assert np.all(np.diff(st.pj) >= 0)
+    it = li.CrossedIterative(st, reml=False)
+    theta = np.array([0.9, 0.6, 0.3])
+    o = it._ops(theta)
+    # dense S from the co-occurrence counts
+    C = np.zeros((sum(J), sum(J)))
+    off = np.concatenate([[0], np.cumsum(J)])
+    for k in range(3):
+        np.add.at(C, (off[k] + codes[k], off[k] + codes[k]), 1.0)
+        for l in range(k + 1, 3):
+            np.add.at(C, (off[k] + codes[k], off[l] + codes[l]), 1.0)
+            np.add.at(C, (off[l] + codes[l], off[k] + codes[k]), 1.0)
+    lam = np.repeat(theta, J)
+    A = lam[:, None] * C * lam[None, :] + np.eye(sum(J))
+    S = A[J[0]:, J[0]:] - A[J[0]:, :J[0]] @ np.linalg.solve(A[:J[0], :J[0]], A[:J[0], J[0]:])
+    X = rng.normal(size=(S.shape[0], 3))
+    out = np.empty_like(X)
+    kc.schur_apply(it.pptr, st.pl, st.pv, o["t1"], o["d1inv"], o["diag_rest"], st.qa, st.qb, st.qv, o["cs"], X, out)
+    np.testing.assert_allclose(out, S @ X, rtol=1e-12, atol=1e-12)
+    sol, _, _, _, SP0 = it._pcg(o, X, 1e-12)
+    np.testing.assert_allclose(SP0, S @ (X / o["D"][:, None]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(S @ sol, X, rtol=1e-8, atol=1e-8)

@@ -281,3 +281,46 @@ def test_bootstrap_crossed_rebuilds_the_dense_y_parts():
         e.cov_re_["plate"].to_numpy())), np.sqrt(np.diag(e.cov_re_["sample"].to_numpy())), e.sigma_,
         e.fixed_effects_.to_numpy()])
     np.testing.assert_allclose(fast.replicates.to_numpy(), full.replicates.to_numpy(), rtol=1e-5)
+
+
+def test_profile_follows_the_global_branch_with_correlated_slopes():
+    """Orthodont (nlme) with ``(age | Subject)``: the profile of ``.sigma`` must be the minimum
+    over all other parameters. A warm-started re-optimisation followed a local branch (slope SD
+    0, correlation -0.38) where the global one has the correlation at +1, and gave an upper bound
+    of 1.5793 where the profile crosses at 1.5885 (lme4: 1.58850); females only, the root
+    search crashed with scipy's bare "f(a) and f(b) must have different signs". Reference:
+    tests/data/orthodont_profile.R (lme4 1.1-31; its spline-read bounds, so 1e-3 relative)."""
+    import json
+
+    data = Path(__file__).parent / "data"
+    ref = json.loads((data / "orthodont_profile.json").read_text())
+    d = pd.read_csv(data / "orthodont.csv")
+    both = MixedLinearRegressor.from_formula("distance ~ age * Sex + (age | Subject)", d).confint(method="profile")
+    r = ref["both"]
+    np.testing.assert_allclose(both.iloc[:4, 0], r["lower"][:4], rtol=1e-3, atol=2e-4)
+    np.testing.assert_allclose(both.iloc[:4, 1], r["upper"][:4], rtol=1e-3, atol=2e-4)
+    fem = MixedLinearRegressor.from_formula("distance ~ age + (age | Subject)", d[d["Sex"] == "Female"])
+    ci = fem.confint(method="profile")
+    r = ref["female"]
+    assert list(ci.index) == r["names"]
+    lower = np.array(r["lower"])
+    # .sig02's lower bound: lme4 reads -0.935 off a local branch; .sig03's interval reaches 0, and
+    # with the slope SD at 0 the correlation does not matter, so every correlation is inside: -1
+    lower[1] = -1.0
+    # atol 4e-4: .sig01's lower bound (0.0726) is near 0, where lme4's spline is coarsest (3e-4 off)
+    np.testing.assert_allclose(ci.iloc[:, 0], lower, rtol=1e-3, atol=4e-4)
+    np.testing.assert_allclose(ci.iloc[:, 1], r["upper"], rtol=1e-3, atol=4e-4)
+
+
+def test_one_model_anova_with_interactions_says_what_it_tests():
+    """With ``age * Sex`` the rows of ``age`` and ``Sex`` test their coefficients at the other
+    factor's reference level, not lmerTest's Type III (averaged) hypotheses: a warning names them."""
+    d = pd.read_csv(Path(__file__).parent / "data" / "orthodont.csv")
+    m = MixedLinearRegressor.from_formula("distance ~ age * Sex + (1 | Subject)", d)
+    with pytest.warns(UserWarning, match=r"\['age', 'Sex'\].*Type III"):
+        tab = skmixed.anova(m)
+    assert list(tab.index) == ["age", "Sex", "age:Sex"]
+    m2 = MixedLinearRegressor.from_formula("distance ~ age + Sex + (1 | Subject)", d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        skmixed.anova(m2)

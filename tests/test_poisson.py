@@ -180,3 +180,9 @@ def test_trials_and_counts_are_simulated_on_their_own_scale():
     assert abs(k.sum(axis=0).mean() - c["incidence"].sum()) < 0.1 * c["incidence"].sum()
     b = bootstrap(mt, n_boot=3, random_state=0)
     assert b.n_failed == 0 and len(b.replicates) == 3
+
+
+def test_non_integer_counts_warn():
+    X, ep = _epil()
+    with pytest.warns(UserWarning, match="non-integer counts"):
+        MixedPoissonRegressor().fit(X, ep["y"] + 0.5, groups=ep["subject"])

@@ -201,3 +201,18 @@ def test_several_factor_batches_are_transactions(monkeypatch):
     with pytest.raises(ValueError, match="NaN"):
         m.partial_fit(bad, rest.y, groups=rest[["user", "item"]])
     assert pickle.dumps(m) == before
+
+
+def test_several_factor_stream_saves_and_loads_with_skops(tmp_path):
+    from skmixed import persist
+
+    df = _crossed(7, n=900)
+    g = df[["user", "item"]]
+    m = StreamingMixed(refit_every=450).fit(df[["x"]][:600], df.y[:600], groups=g[:600])
+    path = tmp_path / "stream.skops"
+    persist.save(m, path)  # the grouped statistics hold tuple-keyed dicts (factor pairs)
+    twin = persist.load(path)
+    np.testing.assert_array_equal(twin.predict(df[["x"]], groups=g), m.predict(df[["x"]], groups=g))
+    twin.partial_fit(df[["x"]][600:], df.y[600:], groups=g[600:])
+    m.partial_fit(df[["x"]][600:], df.y[600:], groups=g[600:])
+    np.testing.assert_array_equal(twin.fixed_effects_, m.fixed_effects_)

@@ -56,3 +56,20 @@ def test_large_dense_loops_thread_only_with_a_spare_core(machine):
     with threadpoolctl.threadpool_limits(1):
         with th.blas_for_dense(2000):
             assert _blas_threads() == 1 and numba.get_num_threads() == 1
+
+
+@pytest.mark.skipif(not any(i["user_api"] == "blas" for i in threadpoolctl.threadpool_info()), reason="no BLAS")
+def test_a_core_taken_mid_loop_drops_the_second_thread(machine, monkeypatch):
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        base = _blas_threads()
+        machine()
+        with th.blas_for_dense(2000):  # the loop starts with a free core
+            assert _blas_threads() == base
+            machine(others=1)  # a busy process arrives: the next factorisation re-reads
+            with th.blas_for_dense(2000):
+                assert _blas_threads() == 1 and numba.get_num_threads() == 1
+                # held to one thread: nested calls do not read the machine again
+                monkeypatch.setattr(th, "spare_core", lambda: pytest.fail("read again"))
+                with th.blas_for_dense(2000):
+                    assert _blas_threads() == 1
+            assert _blas_threads() == base

@@ -26,6 +26,10 @@ second order.  Without these terms the quadratic rows bias the fixed effects by 
 ``sum_i l3_i x_i (b^ - b0)^2 / 2`` (``l3`` the third derivative; measured: 0.26 SE on 20,000
 rows of 50 groups).
 
+Rows may carry frequency weights (``wbuf``, 1 by default): a row of weight ``w`` enters its
+buffer's log-likelihood as ``w l_i`` and every folded sum (all linear in the row's terms) with
+the factor ``w``, so a weight of 2 counts the row twice.
+
 The Laplace deviance of all rows seen (:func:`laplace_deviance`) is glmer's (nAGQ = 1)
 ``sum_g [-2 h_g(u_g^) + log|H_g|]`` with ``h_g(u) = Q_g + sum_buffer l_i - |u|^2 / 2`` and
 ``H_g = Lam'(Bf + sum_buffer w z z')Lam + I`` at the conditional mode ``u_g^`` (Newton with
@@ -37,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 from .glmm import _chol as chol_small, _chol_solve as chol_solve_small
+from .sema import decay_factor
 
 
 @njit(cache=True)
@@ -139,10 +144,12 @@ def _chol_solve(H, g, R, out):
 
 
 @njit(cache=True)
-def _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx):
+def _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx,
+             ws):
     """``h_g(u)`` (the group's approximate log-likelihood plus the prior ``-|u|^2 / 2``).
 
     ``eta_off[i]`` must hold ``x_i'beta`` for the group's buffered rows; ``b`` is workspace.
+    ``ws`` multiplies the log-likelihood (all stored weights; forgetting), not the prior.
     """
     p = beta.shape[0]
     q = Lam.shape[0]
@@ -169,7 +176,7 @@ def _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, b,
         for m in range(q):
             t += Bf[g, k, m] * b[m]
         h -= 0.5 * b[k] * t
-        h -= 0.5 * u[k] * u[k]
+        h -= 0.5 * u[k] * u[k] / ws  # (ws * h below: the prior is not weighted)
     if q == 1 and poly.shape[1] > 1:
         h += _poly(_series(g, beta, poly, polyx), _shift(g, b, beta, bref, xbar))[0]
     for r in range(nbuf[g]):
@@ -177,12 +184,13 @@ def _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, b,
         for k in range(q):
             c = zidx[k]
             eta += b[k] * (1.0 if c < 0 else Xbuf[g, r, c])
-        h += _loglik_row(ybuf[g, r], eta)
-    return h
+        h += wbuf[g, r] * _loglik_row(ybuf[g, r], eta)
+    return ws * h
 
 
 @njit(cache=True)
-def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, max_iter, tol):
+def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, max_iter, tol,
+               ws):
     """Conditional mode ``u_g^`` (Newton from ``u``, in place, with step halving).
 
     Returns ``(h_g(u^), log|H_g(u^)|)``; ``log|H|`` is ``nan`` when Newton fails.
@@ -205,7 +213,7 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
     grad = np.empty(q)
     step = np.empty(q)
     cand = np.empty(q)
-    h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
+    h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx, ws)
     ld = np.nan
     polish = False
     for it in range(max_iter + 2):
@@ -230,12 +238,18 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
                 z[k] = 1.0 if c < 0 else Xbuf[g, r, c]
                 eta += b[k] * z[k]
             mu = _mu(eta)
-            w = mu * (1.0 - mu)
-            res = ybuf[g, r] - mu
+            wr = wbuf[g, r]
+            w = wr * mu * (1.0 - mu)
+            res = wr * (ybuf[g, r] - mu)
             for k in range(q):
                 gb[k] += res * z[k]
                 for m in range(q):
                     M[k, m] += w * z[k] * z[m]
+        if ws != 1.0:  # the log-likelihood's weight (forgetting); the prior keeps its own
+            for k in range(q):
+                gb[k] *= ws
+                for m in range(q):
+                    M[k, m] *= ws
         # grad_u = Lam' gb - u ; H = Lam' M Lam + I
         for k in range(q):
             t = 0.0
@@ -264,7 +278,7 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
             # start, and finite differences of the deviance would pick it up
             for k in range(q):
                 u[k] += step[k]
-            h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
+            h = _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx, ws)
             polish = True
             continue
         t = 1.0
@@ -272,13 +286,13 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
         for _ in range(40):
             for k in range(q):
                 cand[k] = u[k] + t * step[k]
-            hc = _group_h(g, cand, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
+            hc = _group_h(g, cand, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx, ws)
             if hc >= h - 1e-12 * abs(h):
                 ok = True
                 break
             t *= 0.5
         if not ok:
-            _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx)
+            _group_h(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, b, eta_off, poly, bref, xbar, polyx, ws)
             break
         for k in range(q):
             u[k] = cand[k]
@@ -287,11 +301,11 @@ def group_mode(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
 
 
 @njit(cache=True)
-def fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, gfold):
+def fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, gfold, ws):
     """Fold the group's buffered rows into its quadratic statistics at its conditional mode."""
     p = beta.shape[0]
     q = Lam.shape[0]
-    group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 50, 1e-12)
+    group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 50, 1e-12, ws)
     b = np.zeros(q)
     for k in range(q):
         t = 0.0
@@ -305,11 +319,14 @@ def fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
     Dk = np.zeros(POLY_DEGREE + 1)
     Ck = np.zeros((POLY_DEGREE + 1, p))
     if use_poly and gfold[g] == 0:
+        sw = 0.0
+        for r in range(nbuf[g]):
+            sw += wbuf[g, r]
         for m in range(p):
             t = 0.0
             for r in range(nbuf[g]):
-                t += Xbuf[g, r, m]
-            xbar[g, m] = t / max(nbuf[g], 1)
+                t += wbuf[g, r] * Xbuf[g, r, m]
+            xbar[g, m] = t / sw if sw > 0.0 else 0.0
     for r in range(nbuf[g]):
         eta = 0.0
         for m in range(p):
@@ -319,18 +336,19 @@ def fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
             z[k] = 1.0 if c < 0 else Xbuf[g, r, c]
             eta += b[k] * z[k]
         y = ybuf[g, r]
+        wr = wbuf[g, r]  # the row's weight: every term below is linear in it
         mu = _mu(eta)
-        w = mu * (1.0 - mu)
-        s = y - mu
+        w = wr * mu * (1.0 - mu)
+        s = wr * (y - mu)
         lin = s + w * eta
-        kf[g] += _loglik_row(y, eta) - s * eta - 0.5 * w * eta * eta
+        kf[g] += wr * _loglik_row(y, eta) - s * eta - 0.5 * w * eta * eta
         if use_poly:
             _derivs(mu, dk)
             for k in range(3, K + 1):
-                Dk[k] += dk[k]
+                Dk[k] += wr * dk[k]
                 # first order in the row's own move (x - xbar)'(beta - beta0): k l^(k)/k! (x - xbar)
                 for m in range(p):
-                    Ck[k, m] += k * dk[k] * (Xbuf[g, r, m] - xbar[g, m])
+                    Ck[k, m] += wr * k * dk[k] * (Xbuf[g, r, m] - xbar[g, m])
         for m in range(p):
             xm = Xbuf[g, r, m]
             af[g, m] += lin * xm
@@ -370,37 +388,45 @@ def fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, 
 
 
 @njit(cache=True)
-def add_rows(X, y, codes, zidx, beta, Lam, Xbuf, ybuf, nbuf, gn, glast, Af, af, Bf, Df, cf, kf, u, poly, bref,
-             xbar, polyx, gfold, n0, stop_at_fold):
+def add_rows(X, y, wts, codes, zidx, beta, Lam, Xbuf, ybuf, wbuf, nbuf, gn, glast, Af, af, Bf, Df, cf, kf, u, poly, bref,
+             xbar, polyx, gfold, n0, stop_at_fold, alpha, epoch):
     """Stream rows in: each joins its group's buffer (a full buffer is folded first), then the
     group's conditional mode takes one Newton step (its BLUP ``Lam u_g`` is current for
     predictions).  ``n0`` is the number of rows seen before the batch.
 
     With ``stop_at_fold`` the kernel returns before the first fold (a fold linearises at the
     current ``beta``, which should then come from a correction): returns the rows consumed.
+
+    Forgetting (``alpha > 0``): row ``t`` is stored with the weight ``w / d(epoch, t)`` and
+    the log-likelihood at row ``t`` is weighted by ``d(epoch, t)`` (``d`` = :func:`decay_factor`),
+    so row ``i`` counts ``w_i d(i, t)`` -- the sliding window of :class:`StreamingMixed`.
     """
     n = X.shape[0]
     p = X.shape[1]
     R = Xbuf.shape[1]
     for i in range(n):
         g = codes[i]
+        ws = decay_factor(epoch, n0 + i + 1, alpha)
         if nbuf[g] == R:
             if stop_at_fold:
                 return i
-            fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, gfold)
+            fold_group(g, u, beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, gfold,
+                       ws)
         r = nbuf[g]
         for m in range(p):
             Xbuf[g, r, m] = X[i, m]
         ybuf[g, r] = y[i]
+        wbuf[g, r] = (1.0 if wts.shape[0] == 0 else wts[i]) / ws
         nbuf[g] = r + 1
         gn[g] += 1.0
         glast[g] = n0 + i + 1
-        group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 1, 0.0)
+        group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 1, 0.0, ws)
     return n
 
 
 @njit(cache=True)
-def laplace_deviance(beta, Lam, zidx, Xbuf, ybuf, nbuf, glast, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, u):
+def laplace_deviance(beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, glast, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, u,
+                     ws):
     """glmer's Laplace deviance of all rows seen at ``(beta, Lam)``; the modes are left in ``u``.
 
     Every group's mode is found by Newton from the ``u`` given (the modes of a nearby
@@ -414,7 +440,7 @@ def laplace_deviance(beta, Lam, zidx, Xbuf, ybuf, nbuf, glast, Af, af, Bf, Df, c
     for g in range(G):
         if glast[g] < 0:
             continue
-        h, ld = group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 50, 1e-13)
+        h, ld = group_mode(g, u[g], beta, Lam, zidx, Xbuf, ybuf, wbuf, nbuf, Af, af, Bf, Df, cf, kf, poly, bref, xbar, polyx, 50, 1e-13, ws)
         if not np.isfinite(ld):
             return np.inf
         dev += -2.0 * h + ld

@@ -41,7 +41,7 @@ _LOG2PI = np.log(2 * np.pi)
 
 
 @dataclass
-class Term:
+class BinnedTerm:
     """One model term in binned form: X_t[i, :] = z[i] * Xbar[index[i], :].
 
     ``Xbar=None`` marks a random-effect term of the primary grouping factor (identity basis,
@@ -70,10 +70,10 @@ class Term:
         return self.Xbar is None or self.S is not None
 
 
-class Layout:
+class BinnedLayout:
     """Column layout, pair accumulation plan and buffers for the binned pass."""
 
-    def __init__(self, terms: list[Term], n: int, rowwise=None, plan_n=None):
+    def __init__(self, terms: list[BinnedTerm], n: int, rowwise=None, plan_n=None):
         """``rowwise`` (one flag per term) and ``plan_n`` (the row count the pair plan is sized for)
         fix the accumulation plan independently of this layout's own rows: a distributed fit gives
         every partition's layout the plan of the whole data, so their accumulators add up."""
@@ -302,7 +302,7 @@ class Layout:
 class _Factor:
     """Blocked factorization of A = X'WX + S_lambda (sparse u block by Schur complement)."""
 
-    def __init__(self, lay: Layout, Add, Aud, Auu, lam):
+    def __init__(self, lay: BinnedLayout, Add, Aud, Auu, lam):
         self.lay = lay
         Sd = np.zeros_like(Add)
         lam_u = np.zeros(lay.q)
@@ -362,7 +362,7 @@ class FremlResult:
     converged: bool
     deviance: float
     factor: _Factor
-    layout: Layout
+    layout: BinnedLayout
     eta: np.ndarray
     scale_estimated: bool
     n_starts: int = 1
@@ -370,7 +370,7 @@ class FremlResult:
     lam_u: np.ndarray | None = None
 
 
-def _derivs(lay: Layout, F: _Factor, lam, beta_d, u, phi):
+def _derivs(lay: BinnedLayout, F: _Factor, lam, beta_d, u, phi):
     """Traces and quadratic forms for the REML gradient/Hessian in rho = log lambda."""
     pen = lay.pen
     npen = len(pen)
@@ -520,7 +520,7 @@ def _better_start(res, y, pw, fam, n, tol=1e-3):
     return best_rho
 
 
-def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None, global_search=True):
+def fit_freml(lay: BinnedLayout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None, global_search=True):
     """Fit by fREML; with ``global_search`` restart from any better basin a scan finds.
 
     The local fit (:func:`fit_freml_local`) is followed by a scan of each smoothing parameter
@@ -559,12 +559,12 @@ def fit_freml(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho
     return res
 
 
-def fit_freml_local(lay: Layout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
+def fit_freml_local(lay: BinnedLayout, y, pw, family="gaussian", max_iter=200, tol=1e-7, rho0=None):
     """Fit by PIRLS with one fREML Newton step per iteration (mgcv ``bgam.fitd``).
 
     Parameters
     ----------
-    lay : Layout
+    lay : BinnedLayout
     y, pw : ndarray (n,)
         Response and prior weights.
     family : {"gaussian", "binomial", "poisson"}

@@ -48,7 +48,7 @@ from .._design.theta import ThetaMap, scipy_bounds
 from .._kernels import glmm as kg
 from .._numdiff import central_hessian, gradient_curvatures, hessian_from_gradient
 from .._numdiff import gradient as fd_gradient
-from .._threads import blas_for_dense
+from .._threads import blas_for_dense, single_threaded_blas
 from .._families import BINOMIAL
 from ._optim import FitLog, covariance_probes, minimize_bounded
 
@@ -939,9 +939,10 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, f
     that gradient. Without local rows (a distributed problem) glmer's scheme on finite
     differences: an nAGQ=0 stage, then Laplace.
 
-    Every PIRLS step factors the LMM's dense part: from a few hundred rows on
-    (crossed factors with many levels) that runs with one BLAS thread, as in
-    :meth:`skmixed._solvers.lmm.LMMProblem.optimize`. ``z_source``: the matrix the
+    Every PIRLS step factors the LMM's dense part: up to a few thousand rows that runs
+    with one BLAS thread (:func:`skmixed._threads.blas_for_dense`, and below 200 rows
+    :func:`skmixed._threads.single_threaded_blas`: the exact gradient's small triangular
+    inverses stalled on spinning BLAS threads under load). ``z_source``: the matrix the
     random-effects columns are read from when it is not ``X`` (random-only columns).
     ``problem``: a ready :class:`MultiFactorGLMM` (a distributed one); ``X``, ``y``, ``w``
     then only give the start values (rows whose weighted mean of y is the data's).
@@ -949,7 +950,10 @@ def fit_multi_factor(X, y, w, factors, blocks, nagq=1, tol=1e-5, max_iter=500, f
     if problem is None:
         problem = MultiFactorGLMM(X, y, w, factors, blocks, family=family, offset=offset, z_source=z_source)
     prob = problem
-    with blas_for_dense(prob.layout.m):
+    m = prob.layout.m
+    # small dense parts: one BLAS thread too -- OpenBLAS threads its own LAPACK (trtri, lauum, potrf)
+    # even at a few dozen rows, and under load each such call was measured at 0.1-0.4 s against 1e-5 s
+    with single_threaded_blas() if m <= 200 else blas_for_dense(m):
         return _fit_multi_factor(prob, X, y, w, nagq, tol, max_iter)
 
 

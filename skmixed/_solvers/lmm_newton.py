@@ -34,6 +34,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .._kernels import lmm_grad as kg
+from .._threads import blas_for_dense
 
 __all__ = ["scalar_terms", "ScalarNewton"]
 
@@ -99,7 +100,10 @@ class ScalarNewton:
     def evaluate(self, theta):
         """The criterion at ``theta`` and the factor it came from (``(inf, None)`` where not PD)."""
         self.n_eval += 1
-        f = self.problem.factor(theta)
+        # the thread setting is re-read per call (it only ever lowers the caller's): a core taken
+        # by another process mid-fit drops the second thread at the next factorisation
+        with blas_for_dense(self.problem.layout.m):
+            f = self.problem.factor(theta)
         if f is None or not f[3] > 0:
             return np.inf, None
         return self.problem.criterion(*f[1:]), f
@@ -109,6 +113,10 @@ class ScalarNewton:
 
         ``fac`` is what :meth:`evaluate` returned there (the problem still holds its first block).
         """
+        with blas_for_dense(self.problem.layout.m):  # re-read per call, as in :meth:`evaluate`
+            return self._derivatives(theta, fac)
+
+    def _derivatives(self, theta, fac):
         prob = self.problem
         lay, cp = prob.layout, prob.cp
         L, _, _, r2 = fac

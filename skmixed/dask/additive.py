@@ -33,7 +33,7 @@ from sklearn.base import clone
 from .._base import FitData, NoGroupsWarning, check_params, fit_inputs, has_intercept
 from .._design.grouping import GroupingFactor
 from .._kernels.binned import GAUSSIAN, _round_to_grid, index_few_values
-from .._solvers.freml import Layout, fit_freml
+from .._solvers.freml import BinnedLayout, fit_freml
 from ..additive import (_MAX_BINS, _parametric_matrix, fit_summary_sums, inverse_link, model_terms, smooth_specs,
                         store_fit, validated_rows)
 from ._common import Runner, as_list, build_parts, default_client
@@ -210,7 +210,7 @@ class _Part:
         est, fd, names_all = _validated(df, est, how)
         fd = _global_fd(est, fd, info)
         design = model_terms(est, fd, names_all, GlobalBinning(info))
-        self.lay = Layout(design.terms, fd.X.shape[0], rowwise=_rowwise(design, info["n"]), plan_n=info["n"])
+        self.lay = BinnedLayout(design.terms, fd.X.shape[0], rowwise=_rowwise(design, info["n"]), plan_n=info["n"])
         self.y = np.ascontiguousarray(fd.y, dtype=np.float64)
         self.pw = np.ones(self.y.size) if fd.weights is None else np.ascontiguousarray(fd.weights)
 
@@ -246,7 +246,7 @@ def _run_summary(p, est, V, beta, ybar):
 
 
 # ----------------------------------------------------------------- driver side
-class DistributedLayout(Layout):
+class DistributedLayout(BinnedLayout):
     """The driver's layout: the whole data's plan, no rows; its pass is the sum of the partitions'."""
 
     def __init__(self, terms, rowwise, n_total, runner, y_variance):

@@ -400,6 +400,13 @@ def _fixed_terms(est) -> dict:
     return {n: [k] for k, n in enumerate(names) if n != "(Intercept)"}
 
 
+def _contains(outer: str, inner: str) -> bool:
+    """Whether fixed term ``outer`` (e.g. ``age:Sex``) contains ``inner`` (``age``): its variables
+    are a strict superset (lmerTest's containment)."""
+    a, b = set(outer.split(":")), set(inner.split(":"))
+    return b < a
+
+
 def _anova_terms(est, ddf):
     if not _is_lmm(est):
         raise ValueError("the one-model anova (F tests) is for MixedLinearRegressor; compare logistic models "
@@ -408,8 +415,18 @@ def _anova_terms(est, ddf):
     inf = _inference(est)
     p = len(est.fixed_effects_)
     rows = {}
+    terms = _fixed_terms(est)
+    marginal = [t for t in terms if any(_contains(u, t) for u in terms)]
+    if marginal:
+        # lmerTest's Type III tests a term contained in an interaction averaged over the other
+        # factors' levels (its contrasts orthogonalised against the interaction's); these rows
+        # test the coefficients themselves, i.e. at the reference levels: say so, by name
+        warnings.warn(f"the F tests of {marginal} (terms contained in interactions) test their coefficients "
+                      "under treatment contrasts, i.e. at the reference level of the other factors; lmerTest's "
+                      "Type III tests average over them and differ. Compare nested models with anova(m0, m1) "
+                      "instead", UserWarning, stacklevel=3)
     with blas_for(inf.problem):
-        for term, cols in _fixed_terms(est).items():
+        for term, cols in terms.items():
             L = np.zeros((len(cols), p))
             L[np.arange(len(cols)), cols] = 1.0
             if name == "Satterthwaite":

@@ -324,10 +324,34 @@ class MLProfile:
             x[i] = value
             return self.deviance_sdcor(x)
 
-        z, dev = self._minimize(fun, warm.get(i, self.x_hat[free]), self._bounds(free))
+        z, dev = None, np.inf
+        for z0 in self._var_starts(free, warm.get(i)):
+            zc, dc = self._minimize(fun, z0, self._bounds(free))
+            if z is None or dc < dev - 1e-10 * max(1.0, abs(dev)):
+                z, dev = zc, dc
         warm[i] = z
         d = max(dev - self.dev_min, 0.0)
         return np.sign(value - self.x_hat[i]) * np.sqrt(d)
+
+    def _var_starts(self, free, last):
+        """Where the re-optimisation at a profile point starts: the previous point's optimum
+        (following the profile along), the fit's optimum, and, in models with correlations,
+        each free correlation near its two bounds and each free SD at 0. The profile is a minimum over the other parameters,
+        and with a correlation free it can jump between branches (one slope SD at 0 with an
+        interior correlation, or a correlation at +-1): one start would follow a local branch
+        and make the interval too narrow."""
+        hat = self.x_hat[free]
+        starts = [] if last is None else [np.asarray(last, dtype=float)]
+        starts.append(hat)
+        if "cor" not in self.kind or sum(k == "cor" for k in self.kind) > 3:
+            return starts  # scalar terms: one branch; many correlations: too many starts
+        for n, k in enumerate(free):
+            # a correlation near either bound; an SD at 0 (where a correlation stops mattering)
+            for v in ((-0.9, 0.9) if self.kind[k] == "cor" else (0.0,) if self.kind[k] == "sd" else ()):
+                z = hat.copy()
+                z[n] = v
+                starts.append(z)
+        return starts
 
     # zeta for the fixed effects: beta_j held at b, theta re-optimised (ML)
     def _dev_beta(self, j, b, theta):
@@ -389,16 +413,37 @@ class MLProfile:
                         if sgn * zb < zc:
                             found = edge
                         else:
-                            found = optimize.brentq(lambda v: zfun(v) - target, min(e, prev), max(e, prev),
-                                                    xtol=1e-12, rtol=1e-10)
+                            found = _crossing(zfun, target, sgn, prev, e)
                         break
                     step *= 2
                     continue
                 z = zfun(cand)
                 if sgn * z >= zc:
-                    a, b = (cand, prev) if sgn < 0 else (prev, cand)
-                    found = optimize.brentq(lambda v: zfun(v) - target, a, b, xtol=1e-12, rtol=1e-10)
+                    found = _crossing(zfun, target, sgn, prev, cand)
                     break
                 prev, step = cand, step * 1.6
             out.append(np.nan if found is None else float(found))
         return tuple(out)
+
+
+def _crossing(zfun, target, sgn, inside, outside):
+    """Where the profile ``zfun`` crosses ``target`` between a point ``inside`` the interval
+    and one ``outside`` it (``sgn``: the side). Brent's method; where the profile's
+    re-optimisations landed on different branches at the two ends (the values at the ends
+    then disagree with the bracketing ones), bisection on fresh evaluations, which needs no
+    consistent end values, keeps the outermost point found inside."""
+    a, b = sorted((inside, outside))
+    try:
+        return optimize.brentq(lambda v: zfun(v) - target, a, b, xtol=1e-12, rtol=1e-10)
+    except ValueError:
+        pass
+    lo, hi = inside, outside
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if sgn * zfun(mid) >= sgn * target:
+            hi = mid
+        else:
+            lo = mid
+        if abs(hi - lo) <= 1e-10 * max(1.0, abs(mid)):
+            break
+    return 0.5 * (lo + hi)
