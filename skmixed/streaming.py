@@ -39,8 +39,11 @@ AUTO_FIRST = 500
 #: apart (a correction costs about as much as 3-5 rows per group seen, so they take at most
 #: about a quarter of the time of the rows between them) ...
 AUTO_ROWS_PER_GROUP = 16
-#: ... and a batch ends with one when this many rows per group arrived since the last
+#: ... and a batch ends with one when this many rows per group arrived since the last, or
 AUTO_END_ROWS_PER_GROUP = 4
+#: ... this share of the rows seen (a stream's early batches, small data, groups arriving one
+#: after another: held variance parameters would drift by ~sqrt(share) standard errors)
+AUTO_END_SHARE = 0.01
 #: rows per progress-bar / callback step within a long segment
 _PROGRESS_STEP = 100_000
 
@@ -51,6 +54,8 @@ class StreamOrderWarning(UserWarning):
     SEMA's per-row update is one partial EM step: on a shuffled stream it lands near the
     maximum-likelihood fit, on a stream whose rows arrive group by group or sorted by a
     covariate it can be far from it.  Turn the corrections on (``refit_every``).
+    :class:`~skmixed.StreamingMixedLogistic` also raises it when its standard errors are
+    asked at estimates that are not a minimum of the deviance of the rows seen.
     """
 
 # attributes a fit creates (removed by a reset); parameters and sklearn's own
@@ -131,10 +136,13 @@ class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
         500) and then every 20,000 rows, but never more often than every 16 rows per group
         seen (a correction costs about as much as 3-5 rows per group, so this budget keeps
         corrections under about a quarter of the time); and at the end of every batch that
-        brings at least 4 rows per group since the last correction (so the estimates such a
-        :meth:`partial_fit` call leaves are the ML fit of all rows seen, whatever their
-        order; after a smaller batch they are SEMA's ECME estimates: the fixed effects' GLS
-        estimate at the last correction's variance parameters).  An int ``k``: every ``k``
+        brings at least 4 rows per group, or 1% of the rows seen, since the last correction
+        (so the estimates such a :meth:`partial_fit` call leaves are the ML fit of all rows
+        seen, whatever their order -- also on small data and when groups arrive one after
+        another; after a smaller batch they are SEMA's ECME estimates: the fixed effects' GLS
+        estimate at the last correction's variance parameters).  A correction that starts
+        from or lands on a singular fit (a variance at zero) also runs the batch optimiser
+        from its own start, the better optimum wins (several times a warm correction's cost).  An int ``k``: every ``k``
         rows (the
         results then do not depend on how the stream is cut into batches).  ``None``: plain
         SEMA; a :class:`StreamOrderWarning` then says when the stream's order looks grouped or
@@ -804,8 +812,8 @@ class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
         show = bool(self.verbose) or self.callback is not None
         while pos < n:
             stop = n
-            scheduled = (self.refit_every == "auto"
-                         and start + n - int(st.xc[0]) >= AUTO_END_ROWS_PER_GROUP * n_groups)
+            scheduled = self.refit_every == "auto" and end_of_batch_due(start + n - int(st.xc[0]), n_groups,
+                                                                         start + n)
             if correcting:
                 due = max(self._next_correction(int(st.xc[0]), n_groups) - start, pos + 1)
                 if due <= n:
@@ -1002,6 +1010,18 @@ class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
             if not self._no_groups and factor is None:
                 raise ValueError("groups are required: the model was fitted with groups")
         return Xd, yv, factor, setup
+
+
+def end_of_batch_due(since, n_groups, n_rows):
+    """Whether ``refit_every="auto"`` ends a batch with a correction.
+
+    ``since`` rows arrived since the last correction, ``n_groups`` groups and ``n_rows`` rows
+    seen: at least ``AUTO_END_ROWS_PER_GROUP`` rows per group or ``AUTO_END_SHARE`` of the
+    rows seen.  The share keeps a batch of new groups (rows arriving group by group, small
+    data) or of new covariate values (rows sorted by a covariate) from leaving the variance
+    parameters of a much smaller sample; the per-group count bounds the cost on long streams.
+    """
+    return since > 0 and since >= min(AUTO_END_ROWS_PER_GROUP * n_groups, AUTO_END_SHARE * n_rows)
 
 
 def _check_finite_state(st, Xd=None, yv=None):

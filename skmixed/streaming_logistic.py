@@ -49,7 +49,7 @@ from ._numdiff import gradient as fd_gradient
 from ._solvers.sema import Staging
 from ._solvers.sema_exact import theta_positions
 from ._transaction import transactional
-from .streaming import AUTO_END_ROWS_PER_GROUP, AUTO_FIRST, AUTO_REFIT_EVERY, AUTO_ROWS_PER_GROUP
+from .streaming import AUTO_FIRST, AUTO_REFIT_EVERY, AUTO_ROWS_PER_GROUP, StreamOrderWarning, end_of_batch_due
 
 __all__ = ["StreamingMixedLogistic"]
 
@@ -188,7 +188,8 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         Corrections (the Laplace fit from the stored statistics): ``"auto"`` as in
         :class:`~skmixed.streaming.StreamingMixed` (rows doubling from 500, then every
         20,000 rows, at least 16 rows per group apart, and at the end of a batch bringing at
-        least 4 rows per group since the last one); an int ``k``: every ``k`` rows.
+        least 4 rows per group, or 1% of the rows seen, since the last one); an int ``k``:
+        every ``k`` rows.  A correction from or to a singular fit also runs from cold starts.
     verbose : int, default=0
         Show a tqdm progress bar over the rows of each batch.
     callback : callable, optional
@@ -412,12 +413,8 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         on_bound[p:] = (rows == cols) & (st.theta < 1e-4)
         idx = np.flatnonzero(~on_bound)
         H = _fd_hessian(lambda x: st.deviance(x[:p], x[p:], self._zidx), x0, idx)
-        try:
-            V = 2.0 * np.linalg.inv(H)
-        except np.linalg.LinAlgError:
-            V = np.full_like(H, np.nan)
-        se = np.sqrt(np.maximum(np.diag(V)[:p], 0.0))
-        return pd.Series(se, index=self.feature_names_, name="Std. Error")
+        return pd.Series(_fixed_se(H, idx, p, int(st.ic[0]), int(st.ic[1])), index=self.feature_names_,
+                         name="Std. Error")
 
     @property
     def trace_(self):
@@ -660,7 +657,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         due = max(self._next_correction(int(st.ic[1]), n_groups) - start, pos + 1)
         stop = min(due, n)
         scheduled = due <= n or (self.refit_every == "auto"
-                                 and start + n - int(st.ic[1]) >= AUTO_END_ROWS_PER_GROUP * n_groups)
+                                 and end_of_batch_due(start + n - int(st.ic[1]), n_groups, start + n))
         # no fold before the first correction: a fold linearises at the current beta
         first = st.ic[2] == 0 and not fold_anyway
         w = wts if wts.shape[0] == 0 else wts[pos:stop]
@@ -729,6 +726,8 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             st.hess = _fd_hessian(lambda v: st.deviance(v[:p], v[p:], zidx, u), x, inside) / st.ic[0]
             if not np.isfinite(st.hess).all():
                 st.hess = np.empty((0, 0))
+        if _singular(x0, lower) or _singular(x, lower):
+            x = _cold_restart(st, zidx, x, bounds, lower)
         st.beta[:] = x[:p]
         st.theta[:] = x[p:]
         st.deviance(st.beta, st.theta, zidx, st.u)  # the modes at the new estimates
@@ -773,6 +772,56 @@ def _warn_separation(st, Xd, levels, names, factor_name, icpt):
                           stacklevel=4)
 
 
+def _singular(x, lower, tol=1e-3):
+    """A standard deviation in ``x = (beta, theta)`` at (or within ``tol`` of) its zero bound."""
+    return bool(np.any(np.isfinite(lower) & (x < tol)))
+
+
+def _cold_restart(st, zidx, x, bounds, lower):
+    """``x`` or, if lower, the deviance's minimum from a cold start (``beta = 0``, ``Lambda = I``).
+
+    A singular fit of fewer rows (the first groups of a grouped stream, a covariate's early
+    range) is a poor start: steps from it can stop at a boundary point (a variance at zero,
+    where the deviance's derivative in that standard deviation vanishes) with a higher
+    deviance than the interior optimum.  The cold run has its own conditional modes; when it
+    wins the curvature is recomputed for the next correction's Newton steps.
+    """
+    p = st.p
+    u = np.zeros_like(st.u)
+
+    def dev(v):
+        return st.deviance(v[:p], v[p:], zidx, u)
+
+    def fun(v):
+        f0 = dev(v)
+        if not np.isfinite(f0):
+            return 1e300, np.zeros_like(v)
+        return f0, fd_gradient(dev, v, 1e-5, lower, f0=f0)
+
+    # starts: the default one, and ``x`` off its bound with the correlations' signs flipped
+    # (with a standard deviation at zero the sign of its column's correlations is arbitrary)
+    flip = x.copy()
+    rows, cols = theta_positions(st.q)
+    diag = rows == cols
+    at = diag & (x[p:] < 1e-3)
+    flip[p:][at] = 0.5
+    flip[p:][~diag] = -x[p:][~diag]
+    best, fbest = x, dev(x) - 1e-6  # a tie keeps x (the choice must not depend on rounding)
+    for start in (np.concatenate([np.zeros(p), st.new(p, st.q, 1, capacity=1).theta]), flip):
+        res = optimize.minimize(fun, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-5, "maxls": 50})
+        if res.fun < fbest:
+            best, fbest = res.x, res.fun
+    if best is x:
+        return x
+    x = best
+    inside = np.flatnonzero(~(np.isfinite(lower) & (x < 1e-3)))
+    st.hess = _fd_hessian(dev, x, inside) / st.ic[0]
+    if not np.isfinite(st.hess).all():
+        st.hess = np.empty((0, 0))
+    return x
+
+
 def _newton(fun, x0, H, lower, max_steps=8):
     """Newton steps with a fixed Hessian ``H`` (the last correction's) from ``x0``; None if it cannot proceed.
 
@@ -807,6 +856,31 @@ def _newton(fun, x0, H, lower, max_steps=8):
                 return None
         x, f0, g = cand, fc, gc
     return None
+
+
+def _fixed_se(H, idx, p, n_rows, last):
+    """Standard errors of the fixed effects from the deviance's Hessian ``H`` over the free coordinates ``idx``.
+
+    ``H`` that is not positive definite means the estimates are not at a minimum of the
+    deviance of the rows seen (they are an earlier correction's, or the rows do not identify
+    them): the errors are then NaN with a :class:`~skmixed.MixedConvergenceWarning`, never the
+    zeros a clipped negative variance would give.
+    """
+    Hi = H[np.ix_(idx, idx)]
+    se = np.full(p, np.nan)
+    try:
+        np.linalg.cholesky(Hi)
+        ok = bool(np.isfinite(Hi).all())
+    except np.linalg.LinAlgError:
+        ok = False
+    if ok:
+        se = np.sqrt(np.diag(2.0 * np.linalg.inv(Hi))[:p])  # beta: the first p coordinates, never on a bound
+    else:
+        warnings.warn("StreamingMixedLogistic: the Laplace deviance of the rows seen has no minimum at the current "
+                      "estimates (its Hessian is not positive definite): they are not the fit of all "
+                      f"{n_rows} rows seen (the last correction was at row {last}), or those rows do not identify "
+                      "them; fixed_effects_se_ is NaN", StreamOrderWarning, stacklevel=3)
+    return se
 
 
 def _fd_hessian(f, x0, idx):

@@ -342,28 +342,42 @@ def exact_fit(state, zidx, feature_names, re_names, *, alpha=None, theta0=None, 
     if not fittable(state):
         return None
     prof = Profile(state, reml=reml, intercept=intercept)
+    warm = None
     if theta0 is not None and np.shape(theta0) == prof.lower.shape:
+        theta0 = np.asarray(theta0, dtype=float)
         if H0 is not None and np.shape(H0) != (theta0.size, theta0.size):
             H0 = None
-        fit, H = prof.newton(theta0, H0)
-        if fit is not None:
-            fit.hessian = H
-            return fit
-    if theta0 is not None and np.shape(theta0) == prof.lower.shape:
-        # a parameter at or leaving its bound: L-BFGS-B on the same criterion, then Newton
-        fit = prof.bounded(theta0)
-        if fit is not None:
-            return fit
+        warm, H = prof.newton(theta0, H0)
+        if warm is not None:
+            warm.hessian = H
+        else:
+            # a parameter at or leaving its bound: L-BFGS-B on the same criterion, then Newton
+            warm = prof.bounded(theta0)
+        if warm is not None and not (_singular(prof, theta0) or _singular(prof, warm.theta)):
+            return warm
+    # no warm start, or a singular one (start or result on the boundary): a singular fit of
+    # fewer rows (a covariate's early range, the first groups) is a poor start -- projected
+    # steps from it can stop on the boundary at a worse optimum than the interior one -- so
+    # the batch optimiser also runs from its own start and the lower criterion wins
     stats = grouped_stats(state, zidx, feature_names, re_names)
     keep = stats.kept_columns()
     if keep.size < state.p:
-        return None
+        return warm
     sp = stats.to_problem(keep)
     problem = LMMProblem(sp.layout, sp.cp, reml=reml)
-    if theta0 is not None and np.shape(theta0) != (problem.n_theta,):
-        theta0 = None
-    theta, n_iter, converged, _ = problem.optimize(theta0=theta0, max_iter=max_iter)
-    return prof.fit_at(theta, bool(converged), n_iter)
+    theta, n_iter, converged, _ = problem.optimize(theta0=None if warm is not None else (
+        theta0 if theta0 is not None and np.shape(theta0) == (problem.n_theta,) else None), max_iter=max_iter)
+    cold = prof.fit_at(theta, bool(converged), n_iter)
+    # the warm (Newton-polished) optimum unless the cold one is better beyond the optimisers'
+    # resolution: on ties the choice must not depend on rounding (a stream cut differently)
+    if warm is not None and (cold is None or prof(warm.theta) <= prof(cold.theta) + 1e-6):
+        return warm
+    return cold
+
+
+def _singular(prof, theta, tol=1e-3):
+    """A standard deviation of ``theta`` at (or within ``tol`` of) its zero bound."""
+    return bool(np.any((prof.lower == 0) & (np.asarray(theta) < tol)))
 
 
 def apply_fit(state, fit: ExactFit, alpha=None) -> None:
