@@ -851,10 +851,13 @@ class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
         if theta0 is None and st.n_train_iter > 0:
             theta0 = _exact.theta_of(st.Lphi, st.s2)
         H0 = st.xhess if st.xhess.size else None
+        trusted = getattr(st, "xtrust", np.empty(0))
         fit = _exact.exact_fit(st, new["_zidx"], new["feature_names_"], new["re_names_"], alpha=self._alpha(),
-                               theta0=theta0, H0=H0, intercept=self._has_intercept())
+                               theta0=theta0, H0=H0, intercept=self._has_intercept(),
+                               trusted=trusted.astype(bool) if trusted.size else None)
         if fit is None:
             return False
+        st.xtrust = np.empty(0, dtype=np.int64) if fit.trusted is None else fit.trusted.astype(np.int64)
         _exact.apply_fit(st, fit, alpha=self._alpha())
         st.xtheta = fit.theta
         st.xhess = np.empty((0, 0)) if fit.hessian is None else fit.hessian

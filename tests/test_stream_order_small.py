@@ -152,3 +152,22 @@ def test_simulated_logistic_random_slope_stream_is_the_batch_laplace_fit(seed, o
         d_se = np.abs(sl.fixed_effects_.to_numpy() - b.fixed_effects_.to_numpy()) / b.fixed_effects_se_.to_numpy()
         assert d_se.max() < 0.2
         assert np.abs(_phi(sl) - _phi(b)).max() < 0.02 * max(np.abs(_phi(b)).max(), 1e-2)
+
+
+def test_a_zero_variance_stream_does_not_rerun_the_cold_start_at_every_correction(monkeypatch):
+    # the cold restart at a singular correction costs ~100 warm ones: once a cold run confirmed
+    # the boundary (the random slope's variance is zero in these data), corrections that start
+    # and end on it stay warm
+    import skmixed._solvers.sema_exact as sema_exact
+    from skmixed.datasets import make_big_grouped_data
+
+    df = make_big_grouped_data(24_000, 60, seed=3)
+    X, y, g = df[["x", "b"]].to_numpy(), df["y"].to_numpy(), df["g"].to_numpy()
+    calls = []
+    optimize = sema_exact.LMMProblem.optimize
+    monkeypatch.setattr(sema_exact.LMMProblem, "optimize", lambda self, *a, **k: calls.append(1) or optimize(self, *a, **k))
+    m = StreamingMixed(random_slopes=[0], refit_every=2000).fit(X, y, groups=g)
+    assert m.n_corrections_ == 12 and m.is_singular_
+    assert len(calls) <= 3
+    b = MixedLinearRegressor(reml=False, random_slopes=[0]).fit(X, y, groups=g)
+    assert (np.abs(m.fixed_effects_ - b.fixed_effects_) / b.fixed_effects_se_).max() < 0.01

@@ -87,6 +87,8 @@ class SemaState:
     # xc = [row of the last correction attempted, corrections run, row where order statistics start]
     xtheta: np.ndarray = field(default_factory=lambda: np.empty(0))
     xhess: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    # the boundary pattern of theta a cold restart confirmed at the last correction (empty: none)
+    xtrust: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     xc: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
     # ECME fixed effects between corrections (see _kernels.sema.process_rows): per-group GLS
     # contributions, their sums and the preconditioner K = Info^-1 at the last correction

@@ -49,6 +49,8 @@ class ExactFit:
     converged: bool
     n_iter: int
     hessian: np.ndarray = None  # curvature of the criterion at theta (for the next warm start)
+    # the boundary pattern (standard deviations at zero) a cold run confirmed, or None
+    trusted: np.ndarray = None
 
 
 def grouped_stats(state, zidx, feature_names, re_names) -> GroupedStats:
@@ -322,7 +324,7 @@ class Profile:
 
 
 def exact_fit(state, zidx, feature_names, re_names, *, alpha=None, theta0=None, H0=None, reml=False,
-              intercept=True, max_iter=500):
+              intercept=True, max_iter=500, trusted=None):
     """Optimise the profiled likelihood of all rows seen, from the state's summaries.
 
     Brings the summaries to the current row first (forgetting) and rebuilds ``X'X`` and
@@ -332,6 +334,9 @@ def exact_fit(state, zidx, feature_names, re_names, *, alpha=None, theta0=None, 
     bound, an indefinite Hessian), the batch estimator's optimiser
     (:meth:`~skmixed._solvers.lmm.LMMProblem.optimize`: L-BFGS-B, boundary escapes and a
     Newton polish) runs on the same statistics laid out by :class:`GroupedStats`.
+    A warm start or result on the boundary (a singular fit) also runs the batch optimiser
+    from its own start and the lower criterion wins, unless both are on the boundary
+    ``trusted`` (a boolean mask over ``theta``) that the last such run confirmed.
     Returns an :class:`ExactFit`, or None when the rows seen cannot be fitted yet (too few
     rows or groups, ``X'X`` singular, an aliased column).
     """
@@ -355,6 +360,13 @@ def exact_fit(state, zidx, feature_names, re_names, *, alpha=None, theta0=None, 
             warm = prof.bounded(theta0)
         if warm is not None and not (_singular(prof, theta0) or _singular(prof, warm.theta)):
             return warm
+        pattern = _bound_pattern(prof, theta0)
+        if (warm is not None and trusted is not None and np.array_equal(pattern, trusted)
+                and np.array_equal(_bound_pattern(prof, warm.theta), trusted)):
+            # the same boundary as at the last cold run, which confirmed the warm optimum (a
+            # variance that is zero in the data, say): no new cold run (~100x a warm correction)
+            warm.trusted = trusted
+            return warm
     # no warm start, or a singular one (start or result on the boundary): a singular fit of
     # fewer rows (a covariate's early range, the first groups) is a poor start -- projected
     # steps from it can stop on the boundary at a worse optimum than the interior one -- so
@@ -371,8 +383,15 @@ def exact_fit(state, zidx, feature_names, re_names, *, alpha=None, theta0=None, 
     # the warm (Newton-polished) optimum unless the cold one is better beyond the optimisers'
     # resolution: on ties the choice must not depend on rounding (a stream cut differently)
     if warm is not None and (cold is None or prof(warm.theta) <= prof(cold.theta) + 1e-6):
+        if np.array_equal(_bound_pattern(prof, warm.theta), pattern):
+            warm.trusted = pattern  # the cold run confirmed the warm start's boundary
         return warm
     return cold
+
+
+def _bound_pattern(prof, theta, tol=1e-3):
+    """Which standard deviations of ``theta`` are at (or within ``tol`` of) their zero bound."""
+    return (prof.lower == 0) & (np.asarray(theta) < tol)
 
 
 def _singular(prof, theta, tol=1e-3):
