@@ -969,13 +969,7 @@ class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
         setup = {}
         Xd = np.ascontiguousarray(self._design(Xv, shift=0.0 if reset else None))
         if reset:
-            if hasattr(self, "feature_names_in_"):
-                names_in = [str(c) for c in self.feature_names_in_]
-                if self.group_column is not None:
-                    _, gframe = self._split_group_columns(X)
-                    names_in = [c for c in names_in if c not in set(map(str, gframe.columns))]
-            else:
-                names_in = [f"x{k}" for k in range(Xv.shape[1])]
+            names_in = self._input_names(X, Xv)
             icpt = int(self._has_intercept())
             feature_names = (["(Intercept)"] if icpt else []) + names_in
             no_groups = factor is None

@@ -147,15 +147,19 @@ class SeveralFactorsStream:
         self.__dict__ = new  # the commit: one assignment
         return self
 
+    def _input_names(self, X, Xv):
+        """The fixed-effect input columns' names (the group columns left out), ``x0, x1, ...`` for arrays."""
+        if not hasattr(self, "feature_names_in_"):
+            return [f"x{k}" for k in range(Xv.shape[1])]
+        names_in = [str(c) for c in self.feature_names_in_]
+        if self.group_column is not None:
+            _, gframe = self._split_group_columns(X)
+            names_in = [c for c in names_in if c not in set(map(str, gframe.columns))]
+        return names_in
+
     def _multi_setup(self, X, Xv, factors):
         """Names, random-effect columns per factor and the empty state of a new several-factor stream."""
-        if hasattr(self, "feature_names_in_"):
-            names_in = [str(c) for c in self.feature_names_in_]
-            if self.group_column is not None:
-                _, gframe = self._split_group_columns(X)
-                names_in = [c for c in names_in if c not in set(map(str, gframe.columns))]
-        else:
-            names_in = [f"x{k}" for k in range(Xv.shape[1])]
+        names_in = self._input_names(X, Xv)
         icpt = int(self._has_intercept())
         feature_names = (["(Intercept)"] if icpt else []) + names_in
         spec = self._formula
