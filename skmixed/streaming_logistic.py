@@ -339,7 +339,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             X, groups = spec.rows(_frame_as_pandas(X))
         Xv = validate_data(self, X, reset=False, dtype=np.float64)
         _finite_or_raise(Xv, "X")
-        Xd = self._design(Xv)
+        Xd = _internal(self._design(Xv), self.__dict__.get("_origin"))
         st = self._state
         eta = Xd @ st.beta
         groups = _check_groups_arg(groups)
@@ -361,26 +361,27 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
     @property
     def fixed_effects_(self):
         check_is_fitted(self)
-        return pd.Series(self._state.beta.copy(), index=self.feature_names_, name="fixed_effects")
+        return pd.Series(self._user_beta(self._state.beta), index=self.feature_names_, name="fixed_effects")
 
     @property
     def coef_(self):
-        b = self._state.beta
-        return (b[1:] if self._icpt() else b).copy()
+        b = self._user_beta(self._state.beta)
+        return b[1:] if self._icpt() else b
 
     @property
     def intercept_(self):
-        return float(self._state.beta[0]) if self._icpt() else 0.0
+        return float(self._user_beta(self._state.beta)[0]) if self._icpt() else 0.0
 
     @property
     def theta_(self):
         check_is_fitted(self)
-        return self._state.theta.copy()
+        rows, cols = theta_positions(self._state.q)
+        return self._user_lam(self._state)[rows, cols]
 
     @property
     def cov_re_(self):
         check_is_fitted(self)
-        L = self._state.lam()
+        L = self._user_lam(self._state)
         return {self._factor_name: pd.DataFrame(L @ L.T, index=self.re_names_, columns=self.re_names_)}
 
     @property
@@ -388,7 +389,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         st = self._state
         n = len(self._levels)
-        return {self._factor_name: pd.DataFrame(st.u[:n] @ st.lam().T, index=self._levels.levels,
+        return {self._factor_name: pd.DataFrame(st.u[:n] @ self._user_lam(st).T, index=self._levels.levels,
                                                  columns=self.re_names_)}
 
     @property
@@ -413,7 +414,8 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         on_bound[p:] = (rows == cols) & (st.theta < 1e-4)
         idx = np.flatnonzero(~on_bound)
         H = _fd_hessian(lambda x: st.deviance(x[:p], x[p:], self._zidx), x0, idx)
-        return pd.Series(_fixed_se(H, idx, p, int(st.ic[0]), int(st.ic[1])), index=self.feature_names_,
+        T = _beta_map(p, self.__dict__.get("_origin"), self._icpt())
+        return pd.Series(_fixed_se(H, idx, p, int(st.ic[0]), int(st.ic[1]), T), index=self.feature_names_,
                          name="Std. Error")
 
     @property
@@ -437,6 +439,26 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             Xd[:, 0] = 1.0
         Xd[:, icpt:] = Xv
         return np.ascontiguousarray(Xd)
+
+    # the columns enter on an internal origin and scale (issue 15: equivariance), so the estimates do
+    # not depend on the columns' units or origins: each non-intercept column divided by its
+    # root-mean-square spread about the first row's value over the first batch, and a fixed-only
+    # column (not a random slope: shifting one changes the model) shifted to the first row's value
+    # when there is an intercept. The state holds the internal estimates; attributes map them back.
+    def _origin_of(self, new=None):
+        return (new or {}).get("_origin", self.__dict__.get("_origin"))
+
+    def _user_beta(self, beta, new=None):
+        return _beta_map(beta.size, self._origin_of(new), self._icpt(new)) @ beta
+
+    def _user_lam(self, st, new=None):
+        """Lambda on the user's columns (a random-slope column's rows divided by its scale)."""
+        L = st.lam()
+        origin = self._origin_of(new)
+        if origin is None:
+            return L
+        zidx = (new or {}).get("_zidx", self.__dict__.get("_zidx"))
+        return L / np.array([1.0 if c <= 0 else origin[1][c] for c in zidx])[:, None]
 
     def _z(self, Xd):
         return np.column_stack([np.ones(Xd.shape[0]) if c < 0 else Xd[:, c] for c in self._zidx])
@@ -571,6 +593,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                         raise ValueError(f"random slope column {s!r} out of range")
                     slopes.append(int(s) + icpt)
             zidx = np.array([0 if icpt else -1] + slopes, dtype=np.int64)
+            new["_origin"] = _make_origin(Xd, icpt, slopes)
             new.update(feature_names_=(["(Intercept)"] if icpt else []) + names_in,
                        re_names_=["(Intercept)"] + [names_in[c - icpt] for c in slopes],
                        _zidx=zidx, _levels=LevelIndex(factor.name), _factor_name=factor.name,
@@ -579,6 +602,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             base.fg[0] = 0.0 if self.forgetting is None else float(self.forgetting)
         else:
             base = self._state
+        Xd = _internal(Xd, self._origin_of(new))
         levels = new.get("_levels", getattr(self, "_levels", None))
         n_before = len(levels)
         base_corrections = int(base.ic[2])
@@ -638,15 +662,15 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
                 bar.close()
         return traces
 
-    def _trace_row(self, st, n_rows):
-        L = st.lam()
-        return [n_rows] + st.beta.tolist() + (L @ L.T).ravel().tolist()
+    def _trace_row(self, st, n_rows, new=None):
+        L = self._user_lam(st, new)
+        return [n_rows] + self._user_beta(st.beta, new).tolist() + (L @ L.T).ravel().tolist()
 
     def _progress(self, new, st, corrected):
-        L = st.lam()
+        L = self._user_lam(st, new)
         names = new.get("re_names_", getattr(self, "re_names_", None))
         return {"n_rows": int(st.ic[0]),
-                "fixed_effects": pd.Series(st.beta.copy(), index=new.get("feature_names_", getattr(
+                "fixed_effects": pd.Series(self._user_beta(st.beta, new), index=new.get("feature_names_", getattr(
                     self, "feature_names_", None)), name="fixed_effects"),
                 "cov_re": pd.DataFrame(L @ L.T, index=names, columns=names), "corrected": bool(corrected)}
 
@@ -669,7 +693,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         full = k < stop - pos
         lo, hi = start + pos, start + pos + k
         if te:  # estimates are held between corrections: rows at the multiples before it
-            row = self._trace_row(st, 0)
+            row = self._trace_row(st, 0, new)
             traces.extend([[m] + row[1:] for m in range((lo // te + 1) * te, hi, te)])
         corrected = False
         if full:
@@ -679,7 +703,7 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         elif scheduled:
             corrected = self._correct(stg, zidx)
         if te and hi % te == 0 and hi > lo:
-            traces.append(self._trace_row(st, hi))
+            traces.append(self._trace_row(st, hi, new))
         if bar is not None:
             bar.update(k)
         pos += k
@@ -726,7 +750,9 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
             st.hess = _fd_hessian(lambda v: st.deviance(v[:p], v[p:], zidx, u), x, inside) / st.ic[0]
             if not np.isfinite(st.hess).all():
                 st.hess = np.empty((0, 0))
-        if _singular(x0, lower) or _singular(x, lower):
+        # a singular start or result, or a diverged start (a separated earlier batch: beyond 10 logits
+        # per unit-spread column, or a random-effect scale beyond 10), may leave steps on a poor branch
+        if _singular(x0, lower) or _singular(x, lower) or np.abs(x0).max() > 10:
             x = _cold_restart(st, zidx, x, bounds, lower)
         st.beta[:] = x[:p]
         st.theta[:] = x[p:]
@@ -858,7 +884,7 @@ def _newton(fun, x0, H, lower, max_steps=8):
     return None
 
 
-def _fixed_se(H, idx, p, n_rows, last):
+def _fixed_se(H, idx, p, n_rows, last, T=None):
     """Standard errors of the fixed effects from the deviance's Hessian ``H`` over the free coordinates ``idx``.
 
     ``H`` that is not positive definite means the estimates are not at a minimum of the
@@ -874,13 +900,48 @@ def _fixed_se(H, idx, p, n_rows, last):
     except np.linalg.LinAlgError:
         ok = False
     if ok:
-        se = np.sqrt(np.diag(2.0 * np.linalg.inv(Hi))[:p])  # beta: the first p coordinates, never on a bound
+        V = 2.0 * np.linalg.inv(Hi)[:p, :p]  # beta: the first p coordinates, never on a bound
+        if T is not None:  # on the user's columns
+            V = T @ V @ T.T
+        se = np.sqrt(np.clip(np.diag(V), 0.0, None))
     else:
         warnings.warn("StreamingMixedLogistic: the Laplace deviance of the rows seen has no minimum at the current "
                       "estimates (its Hessian is not positive definite): they are not the fit of all "
                       f"{n_rows} rows seen (the last correction was at row {last}), or those rows do not identify "
                       "them; fixed_effects_se_ is NaN", StreamOrderWarning, stacklevel=3)
     return se
+
+
+def _make_origin(Xd, icpt, slopes):
+    """``(shift, scale)`` of the design's columns for the internal coordinates (see
+    ``StreamingMixedLogistic._user_beta``), from the first batch."""
+    shift, scale = np.zeros(Xd.shape[1]), np.ones(Xd.shape[1])
+    for j in range(icpt, Xd.shape[1]):
+        x0 = Xd[0, j]
+        if icpt and j not in slopes:
+            shift[j] = x0
+        rms = float(np.sqrt(np.mean((Xd[:, j] - x0) ** 2)))
+        sc = rms if rms > 0 else abs(x0)
+        scale[j] = sc if np.isfinite(sc) and sc > 0 else 1.0
+    return shift, scale
+
+
+def _internal(Xd, origin):
+    """The design on the internal origin and scale (``origin`` None: models saved before it)."""
+    if origin is None:
+        return Xd
+    return np.ascontiguousarray((Xd - origin[0]) / origin[1])
+
+
+def _beta_map(p, origin, icpt):
+    """``T`` with the user's coefficients ``= T @`` the internal ones."""
+    if origin is None:
+        return np.eye(p)
+    shift, scale = origin
+    T = np.diag(1.0 / scale)
+    if icpt:
+        T[0] -= shift @ T
+    return T
 
 
 def _fd_hessian(f, x0, idx):

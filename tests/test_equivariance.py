@@ -285,3 +285,31 @@ def test_glm_additive_refinement_from_end_point_does_not_improve(family):
     np.testing.assert_allclose(again.rho, res.rho, atol=1e-6)
     np.testing.assert_allclose(again.beta_d, res.beta_d, rtol=1e-8, atol=1e-9)
 
+
+
+@pytest.mark.parametrize("slope", [False, True])
+@pytest.mark.parametrize("c,a", SCALES)
+def test_streaming_logistic_scale_and_shift_equivariance(c, a, slope):
+    """StreamingMixedLogistic puts the columns on an internal origin and scale (first row, first batch):
+    a column x1e3 moved its estimates by 160% and a shift by 1e4 by 100% before."""
+    from skmixed import StreamingMixedLogistic
+
+    X, y, g = _data(binary=True)
+
+    def run(Xm):
+        m = StreamingMixedLogistic(max_rows_per_group=8, random_slopes=[0] if slope else None, trace_every=150)
+        for rows in np.array_split(np.arange(g.size), 3):
+            m.partial_fit(Xm[rows], y[rows], groups=g[rows])
+        return m
+
+    ref, m = run(X), run(_transformed(X, c, a))
+    np.testing.assert_allclose(_back(m.fixed_effects_, c, a), ref.fixed_effects_, rtol=1e-8, atol=1e-10)
+    th = m.theta_.copy()
+    if slope:
+        th[1:] *= c
+    np.testing.assert_allclose(th, ref.theta_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(m.predict_proba(_transformed(X, c, a), groups=g), ref.predict_proba(X, groups=g),
+                               rtol=1e-8, atol=1e-12)
+    se = m.fixed_effects_se_.to_numpy() * np.r_[1.0, c, 1.0, 1.0]
+    np.testing.assert_allclose(se[1:], ref.fixed_effects_se_.to_numpy()[1:], rtol=1e-6)
+    assert m.trace_["beta[x1]"].to_numpy() == pytest.approx(ref.trace_["beta[x1]"].to_numpy(), rel=1e-8)
