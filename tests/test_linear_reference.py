@@ -6,6 +6,8 @@ largest BLUP of the same column (element-wise relative error is meaningless for 
 """
 
 import numpy as np
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -223,3 +225,20 @@ def test_crossed_small_sd_reaches_lme4():
     assert m.converged_
     assert m.deviance_ <= 6142.36368636 + 1e-7  # lme4 1.1-31, bobyqa polished to rhoend 1e-12
     assert m.theta_.to_numpy() == pytest.approx([0.95755821156, 0.01299327761], rel=1e-4)
+
+
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_small_fit_ending_on_a_boundary_finds_lmers_face(which):
+    """19 rows, 5 groups, ``(x | g)``, ML: L-BFGS-B stopped on one face of the boundary (the
+    intercept SD at 0, or a point inside where lmer's optimum has every variance at 0), 0.14 and
+    0.18 log-likelihood units below lmer. A fit ending with an SD at 0 now also restarts from the
+    flipped point and the usual start and compares theta = 0 (tests/data/small_boundary_lmm.R)."""
+    import json
+
+    ref = json.loads((Path(__file__).parent / "data" / "small_boundary_lmm.json").read_text())[which]
+    d = pd.read_csv(Path(__file__).parent / "data" / "small_boundary_lmm.csv")
+    d = d[d["set"] == which]
+    m = MixedLinearRegressor(reml=False, random_slopes=["x"]).fit(d[["x", "z"]], d["y"], groups=d["g"])
+    assert m.loglik_ >= ref["logLik"] - 1e-7
+    np.testing.assert_allclose(m.fixed_effects_.to_numpy(), ref["fixef"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.theta_.to_numpy(), ref["theta"], atol=1e-4)

@@ -465,6 +465,8 @@ class LMMProblem:
                     start = x
                 if start is None:
                     break
+            if self.n_theta <= 10 and np.any((self.lower == 0) & (res.x <= 1e-6)):
+                res = self._boundary_restarts(fun, res, bounds, max_iter, tol)
             # status 2 = "ABNORMAL" line search: L-BFGS-B cannot improve further on the
             # finite-difference gradient; the Newton polish below decides convergence
             converged = bool(res.success)
@@ -482,6 +484,32 @@ class LMMProblem:
             theta, at_optimum = self.polish(theta)
             converged = converged or at_optimum
         return theta, n_iter, converged, str(res.message)
+
+    def _boundary_restarts(self, fun, res, bounds, max_iter, tol):
+        """A small fit that ended with a standard deviation at 0 may sit on a local branch of the
+        boundary: with a zero SD its column's correlations are arbitrary, and another face (the
+        other SD at 0, the correlation's other sign, or every variance at 0) can be lower. Seen
+        with 5 groups and 19 rows: 0.14 and 0.18 log-likelihood units below lmer's optimum.
+        Restarts from the point with the zero SDs moved off the bound and the correlations'
+        signs flipped, and from the usual start; the all-zero point is compared too. The
+        best wins only when lower beyond rounding. Cost: only for fits ending on a bound."""
+        x = np.asarray(res.x, dtype=float)
+        best, fbest = res, float(res.fun)
+        zero = np.zeros_like(x)
+        offdiag = ~np.isfinite(self.lower)
+        flip = x.copy()
+        flip[offdiag] = -flip[offdiag]
+        flip[(self.lower == 0) & (x <= 1e-6)] = 0.5
+        for start in (flip, np.asarray(self.start(), dtype=float)):
+            r = optimize.minimize(fun, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                                  options={"maxiter": max_iter, "ftol": tol * 1e-3, "gtol": 1e-7, "maxls": 50})
+            if r.fun < fbest - 1e-10 * max(1.0, abs(fbest)):
+                best, fbest = r, float(r.fun)
+        f0 = self.objective(zero)
+        if np.isfinite(f0) and f0 < fbest - 1e-10 * max(1.0, abs(fbest)):
+            best = optimize.OptimizeResult(x=zero, fun=f0, jac=np.zeros_like(zero), nit=0, success=True,
+                                           message="every variance at 0 (the fixed-effects model) is lower")
+        return best
 
     def _optimize_newton(self, theta0, max_iter):
         """Large dense parts with scalar terms only: Newton on the exact gradient (:mod:`.lmm_newton`).
