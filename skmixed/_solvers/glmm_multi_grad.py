@@ -86,16 +86,11 @@ class ScalarLaplaceGradient:
     """
 
     def __init__(self, glmm):
-        self.glmm = glmm
-        lay = glmm.layout
-        self.lay = lay
-        blocks = lay.blocks
+        blocks = self._bind(glmm)
+        lay = self.lay
         self.applies = self.scalar = all(b.q == 1 for b in blocks)
         if not self.applies:
             return
-        self.K = len(blocks)
-        self.J = [b.n_levels for b in blocks]
-        self.codes = [glmm.codes[b.factor] for b in blocks]
         self.z = [np.ascontiguousarray(Z[:, 0]) for Z in glmm.Z]
         self.unit_z = [bool(np.all(zk == 1.0)) for zk in self.z]
         # dense-part column of each row's level, per dense block
@@ -110,7 +105,26 @@ class ScalarLaplaceGradient:
                 cb = (lay.dense_off[m - 1] + uniq % self.J[m]).astype(np.int64)
                 self.pairs.append((k, m, ca, cb, inv.astype(np.int64)))
 
+    def _bind(self, glmm):
+        """The problem, its layout and per block the levels and the rows' codes; returns the blocks."""
+        self.glmm = glmm
+        self.lay = glmm.layout
+        blocks = self.lay.blocks
+        self.K = len(blocks)
+        self.J = [b.n_levels for b in blocks]
+        self.codes = [glmm.codes[b.factor] for b in blocks]
+        return blocks
+
     # -- linear algebra with the factor at hand ----------------------------------------------------
+    def _dense_inverse(self, Minv):
+        """``Minv' Minv`` (lower triangle): the dense part's block of ``H^{-1}``."""
+        if not self.lay.Q2:
+            return np.zeros((0, 0))
+        Sinv, info = sla.lapack.dlauum(Minv, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("the random-effects factor is singular")
+        return Sinv
+
     def _inverse_factor(self, L):
         Q2 = self.lay.Q2
         if not Q2:
@@ -162,12 +176,7 @@ class ScalarLaplaceGradient:
         Q2 = lay.Q2
         d1 = np.empty(lay.J1)
         sel = np.zeros(lay.nnz)
-        if Q2:
-            Sinv, info = sla.lapack.dlauum(Minv, lower=1)  # Minv' Minv, lower triangle
-            if info != 0:
-                raise np.linalg.LinAlgError("the random-effects factor is singular")
-        else:
-            Sinv = np.zeros((0, 0))
+        Sinv = self._dense_inverse(Minv)
         km.coupling_inverse(L11, L21, lay.ptr, lay.cols, Sinv, Q2, d1, sel)
         d2 = np.diagonal(Sinv).copy()
         tz = [theta[k] * self.z[k] for k in range(self.K)]
@@ -183,10 +192,14 @@ class ScalarLaplaceGradient:
                                   for k in range(1, self.K)]
         return lev, tr
 
+    def _random_rows(self, theta, u):
+        """``Z Lambda u`` per row."""
+        return self._zt_row(theta, [uk[:, 0] for uk in u])
+
     def state(self, theta, beta, u):
         """Row quantities at the modes: ``(mu, r, W, W')``."""
         g = self.glmm
-        eta = g.X @ beta + self._zt_row(theta, [uk[:, 0] for uk in u]) + g.off
+        eta = g.X @ beta + self._random_rows(theta, u) + g.off
         mu = g.family.linkinv(eta)
         var = np.maximum(g.family.variance(mu), 1e-300)
         W = g.w * var
@@ -282,16 +295,11 @@ class BlockLaplaceGradient(ScalarLaplaceGradient):
     """
 
     def __init__(self, glmm):
-        self.glmm = glmm
-        lay = glmm.layout
-        self.lay = lay
-        blocks = lay.blocks
+        blocks = self._bind(glmm)
+        lay = self.lay
         self.applies = True
         self.scalar = False
-        self.K = len(blocks)
-        self.J = [b.n_levels for b in blocks]
         self.q = [b.q for b in blocks]
-        self.codes = [glmm.codes[b.factor] for b in blocks]
         self.Z = glmm.Z
         self.zoff = np.concatenate([[0], np.cumsum(self.q)]).astype(np.int64)
         n = self.codes[0].shape[0]
@@ -342,12 +350,7 @@ class BlockLaplaceGradient(ScalarLaplaceGradient):
         """``(G, lev)``: per row the own-level entries of ``H^{-1} zt_i`` (blocks stacked) and the leverages."""
         lay = self.lay
         Q2 = lay.Q2
-        if Q2:
-            Sinv, info = sla.lapack.dlauum(Minv, lower=1)
-            if info != 0:
-                raise np.linalg.LinAlgError("the random-effects factor is singular")
-        else:
-            Sinv = np.zeros((0, 0))
+        Sinv = self._dense_inverse(Minv)
         q1 = self.q[0]
         D1 = np.empty((lay.J1, q1, q1))
         SEL = np.zeros((lay.nnz, q1))
@@ -360,15 +363,8 @@ class BlockLaplaceGradient(ScalarLaplaceGradient):
         km.row_inverse_products(ZT, self.zoff, self.codes[0], self.dcols, lay.row_slot, D1, SEL, Sinv, G, lev)
         return G, lev
 
-    def state(self, theta, beta, u):
-        g = self.glmm
-        lams = g.lambdas(theta)
-        eta = g.X @ beta + self._zt_row(lams, u) + g.off
-        mu = g.family.linkinv(eta)
-        var = np.maximum(g.family.variance(mu), 1e-300)
-        W = g.w * var
-        dW = W * variance_slope(g.family, mu)
-        return mu, g.w * (g.y - mu), W, dW
+    def _random_rows(self, theta, u):
+        return self._zt_row(self.glmm.lambdas(theta), u)
 
     def _theta_grad(self, k, M):
         r, c = self.theta_pos[k]
