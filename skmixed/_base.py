@@ -150,6 +150,15 @@ def _finite_or_raise(a: np.ndarray, what: str):
         raise ValueError(f"{what} contains {bad}")
 
 
+def checked_sample_weight(sample_weight, rows) -> np.ndarray:
+    """``sample_weight`` as float64 for ``rows``: one per row, non-negative, finite, one positive entry."""
+    w = _check_sample_weight(sample_weight, rows, dtype=np.float64, ensure_non_negative=True)
+    _finite_or_raise(w, "sample_weight")
+    if not (w > 0).any():
+        raise ValueError("sample_weight has no positive entry")
+    return w
+
+
 # per estimator, the parameter objects last validated (a weak map, so the estimator's own
 # state -- and its pickle -- is untouched by validation)
 _VALIDATED = weakref.WeakKeyDictionary()
@@ -479,17 +488,8 @@ class MixedModelBase(BaseEstimator):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         y_arr = self._validate_y(y, n)
         _finite_or_raise(Xv, "X")
-        w = None
-        if sample_weight is not None:
-            w = _check_sample_weight(sample_weight, Xv, dtype=np.float64, ensure_non_negative=True)
-            _finite_or_raise(w, "sample_weight")
-            if not (w > 0).any():
-                raise ValueError("sample_weight has no positive entry")
-        names_in = list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
-        if self.group_column is not None and names_in is not None:
-            _, g = self._split_group_columns(X)
-            names_in = [c for c in names_in if c not in set(map(str, g.columns))]
-        names_in = [str(c) for c in names_in] if names_in is not None else [f"x{k}" for k in range(p_in)]
+        w = None if sample_weight is None else checked_sample_weight(sample_weight, Xv)
+        names_in = self._input_names_after_groups(p_in)
         if self._formula is None and Z_extra is not None:  # random_only columns of an array fit
             names_in = [nm for k, nm in enumerate(names_in) if k not in set(self._ro_pos)]
         icpt = self._has_intercept()

@@ -18,10 +18,11 @@ import pandas as pd
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import SHARED_CONSTRAINTS, MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise, _frame_as_pandas
-from ._design.grouping import GroupingFactor, make_factors
+from ._base import (SHARED_CONSTRAINTS, MixedModelBase, NoGroupsWarning, _check_groups_arg, _finite_or_raise,
+                    _frame_as_pandas, checked_sample_weight)
+from ._design.grouping import make_factors
 from ._design.level_index import LevelIndex
 from ._solvers import sema as _sema
 from ._solvers import sema_exact as _exact
@@ -710,19 +711,15 @@ class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
         Xd, yv, factor, setup = self._prepare(X, y, groups, reset)
         w = None
         if sample_weight is not None:
-            w = _check_sample_weight(sample_weight, Xd, dtype=np.float64, ensure_non_negative=True)
-            _finite_or_raise(w, "sample_weight")
+            w = checked_sample_weight(sample_weight, Xd)
             if float(np.abs(Xd).max(initial=0.0)) ** 2 * float(w.max(initial=0.0)) > 1e300:
                 raise ValueError("sample_weight times the squares of X overflow: rescale the weights")
             keep = w > 0
-            if not keep.any():
-                raise ValueError("sample_weight has no positive entry")
             if not keep.all():
                 # a row of weight 0 is a row not seen (nor is a group that only such rows name)
                 Xd, yv, w = Xd[keep], yv[keep], w[keep]
                 if factor is not None:
-                    used, codes = np.unique(factor.codes[keep], return_inverse=True)
-                    factor = GroupingFactor(factor.name, codes.astype(np.int64), factor.levels[used])
+                    factor = factor.rows(keep)
         # ---- the batch is valid: stage the new state
         if reset:
             new = {k: v for k, v in self.__dict__.items()
@@ -969,7 +966,7 @@ class StreamingMixed(SeveralFactorsStream, RegressorMixin, MixedModelBase):
         setup = {}
         Xd = np.ascontiguousarray(self._design(Xv, shift=0.0 if reset else None))
         if reset:
-            names_in = self._input_names(X, Xv)
+            names_in = self._input_names_after_groups(Xv.shape[1])
             icpt = int(self._has_intercept())
             feature_names = (["(Intercept)"] if icpt else []) + names_in
             no_groups = factor is None

@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _check_groups_arg, _finite_or_raise, _frame_as_pandas
+from ._base import _check_groups_arg, _finite_or_raise, _frame_as_pandas, checked_sample_weight
 from ._design.formula import FormulaSpec
 from ._design.grouping import make_factors
 from ._design.level_index import LevelIndex
@@ -565,17 +565,13 @@ class StreamingMixedLogistic(ClassifierMixin, BaseEstimator):
         Xd, yv, factor, slope_cols = self._prepare(X, y, groups, reset)
         wts = np.empty(0)
         if sample_weight is not None:
-            wts = _check_sample_weight(sample_weight, Xd, dtype=np.float64, ensure_non_negative=True)
-            _finite_or_raise(wts, "sample_weight")
+            wts = checked_sample_weight(sample_weight, Xd)
             if float(wts.max(initial=0.0)) > 1e150:
                 raise ValueError("sample_weight is too large (above 1e150): rescale the weights")
             keep = wts > 0
-            if not keep.any():
-                raise ValueError("sample_weight has no positive entry")
             if not keep.all():  # a row of weight 0 is a row not seen (nor is a group only such rows name)
                 Xd, yv, wts = Xd[keep], yv[keep], wts[keep]
-                used, codes = np.unique(factor.codes[keep], return_inverse=True)
-                factor = type(factor)(factor.name, codes.astype(np.int64), factor.levels[used])
+                factor = factor.rows(keep)
             wts = np.ascontiguousarray(wts)
         new = {}
         if reset:

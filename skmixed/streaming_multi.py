@@ -19,9 +19,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.validation import _check_sample_weight
 
-from ._base import _finite_or_raise, _frame_as_pandas
+from ._base import _frame_as_pandas, checked_sample_weight
 from ._design.formula import FormulaSpec, parse_formula
 from ._design.level_index import LevelIndex
 from ._solvers.stream_multi import MultiStreamState
@@ -94,10 +93,7 @@ class SeveralFactorsStream:
         w = None
         keep = None
         if sample_weight is not None:
-            w = _check_sample_weight(sample_weight, Xd, dtype=np.float64, ensure_non_negative=True)
-            _finite_or_raise(w, "sample_weight")
-            if not (w > 0).any():
-                raise ValueError("sample_weight has no positive entry")
+            w = checked_sample_weight(sample_weight, Xd)
             if not (w > 0).all():
                 keep = np.flatnonzero(w > 0)  # a row of weight 0 is a row not seen
         for v in (Xd, yv) + (() if w is None else (w,)):
@@ -147,19 +143,9 @@ class SeveralFactorsStream:
         self.__dict__ = new  # the commit: one assignment
         return self
 
-    def _input_names(self, X, Xv):
-        """The fixed-effect input columns' names (the group columns left out), ``x0, x1, ...`` for arrays."""
-        if not hasattr(self, "feature_names_in_"):
-            return [f"x{k}" for k in range(Xv.shape[1])]
-        names_in = [str(c) for c in self.feature_names_in_]
-        if self.group_column is not None:
-            _, gframe = self._split_group_columns(X)
-            names_in = [c for c in names_in if c not in set(map(str, gframe.columns))]
-        return names_in
-
     def _multi_setup(self, X, Xv, factors):
         """Names, random-effect columns per factor and the empty state of a new several-factor stream."""
-        names_in = self._input_names(X, Xv)
+        names_in = self._input_names_after_groups(Xv.shape[1])
         icpt = int(self._has_intercept())
         feature_names = (["(Intercept)"] if icpt else []) + names_in
         spec = self._formula

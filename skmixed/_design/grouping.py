@@ -107,6 +107,11 @@ class GroupingFactor:
             codes = codes.astype(np.int64)
         return cls(name=str(name), codes=np.ascontiguousarray(codes), levels=pd.Index(levels))
 
+    def rows(self, keep) -> "GroupingFactor":
+        """The factor of the rows ``keep`` (a boolean mask): levels only the other rows name are dropped."""
+        used, codes = np.unique(self.codes[keep], return_inverse=True)
+        return type(self)(self.name, codes.astype(np.int64), self.levels[used])
+
     def encode(self, labels) -> np.ndarray:
         """Codes of new labels; ``-1`` for levels not seen in training."""
         s = _as_label_series(labels, self.name)
